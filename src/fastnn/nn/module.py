@@ -1,0 +1,349 @@
+"""``Module`` and ``Parameter``: the base of every layer.
+
+fastnn has no autograd tape. Each module's ``forward`` caches what its
+``backward`` needs (only in training mode), and ``backward(grad_output)`` returns
+the gradient with respect to the input while accumulating parameter gradients
+into ``param.grad``, exactly as PyTorch's ``loss.backward()`` would have.
+"""
+from collections import OrderedDict, namedtuple
+
+import numpy as np
+
+from .. import _config
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class Parameter:
+    """A trainable array: ``.data`` holds the values, ``.grad`` the gradient or None.
+
+    Args:
+        data: array-like; stored C-contiguous in its own dtype (float32/float64).
+        requires_grad: if False, optimizers skip it and layers do not write ``.grad``.
+    """
+
+    __slots__ = ("data", "grad", "requires_grad", "_spare")
+
+    def __init__(self, data, requires_grad=True):
+        data = np.array(data, copy=True, order="C")
+        if data.dtype.kind != "f":
+            data = data.astype(_config.get_default_dtype())
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self._spare = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def grad_for_write(self):
+        """The gradient buffer for a backward kernel, and whether to accumulate.
+
+        Returns ``(buffer, accumulate)``. When ``.grad`` is None the buffer is a
+        reused spare (no allocation after the first step), made ``.grad`` here,
+        and the kernel must overwrite it (accumulate False); otherwise it must add.
+        """
+        if self.grad is not None:
+            return self.grad, True
+        spare = self._spare
+        if spare is None or spare.shape != self.data.shape or spare.dtype != self.data.dtype:
+            spare = np.empty_like(self.data)
+            self._spare = spare
+        self.grad = spare
+        return spare, False
+
+    def zero_grad(self, set_to_none=True):
+        if self.grad is None:
+            return
+        if set_to_none:
+            self._spare = self.grad
+            self.grad = None
+        else:
+            self.grad.fill(0)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of all layers and models.
+
+    Subclasses create parameters and submodules in ``__init__`` (after calling
+    ``super().__init__()``), and implement ``forward`` and ``backward``. Attributes
+    that are ``Parameter`` or ``Module`` instances are registered automatically,
+    in assignment order, which fixes the ``state_dict`` key order.
+
+    For ``fastnn.save``/``fastnn.load`` a subclass also returns its constructor
+    arguments from ``_config()``; containers describe their children instead.
+    """
+
+    _registry = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Module._registry.setdefault(cls.__name__, cls)
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ----------------------------------------------------------- registration
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self.__dict__.pop(name, None)
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self.__dict__.pop(name, None)
+            self._modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        for table in ("_parameters", "_buffers", "_modules"):
+            if table in d and name in d[table]:
+                return d[table][name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name):
+        for table in (self._parameters, self._buffers, self._modules):
+            if name in table:
+                del table[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name, param):
+        """Register ``param`` (a Parameter or None) under ``name``."""
+        if param is None:
+            self._parameters[name] = None
+        else:
+            setattr(self, name, param)
+
+    def register_buffer(self, name, array):
+        """Register a non-trainable array saved in ``state_dict`` (e.g. running_mean)."""
+        self.__dict__.pop(name, None)
+        self._buffers[name] = array
+
+    def add_module(self, name, module):
+        setattr(self, name, module)
+
+    # ------------------------------------------------------------- computation
+    def forward(self, *inputs):
+        raise NotImplementedError(f"{type(self).__name__} does not implement forward")
+
+    def backward(self, grad_output):
+        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
+
+    def __call__(self, *inputs, **kwargs):
+        return self.forward(*inputs, **kwargs)
+
+    def _saved(self, value, what="backward"):
+        """Raise a clear error when backward runs without a training-mode forward."""
+        if value is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.{what}: no cached forward pass; call forward in "
+                "training mode (model.train()) before backward"
+            )
+        return value
+
+    # ------------------------------------------------------------ traversal
+    def named_parameters(self, prefix="", recurse=True):
+        seen = set()
+        for module_prefix, module in (self.named_modules(prefix) if recurse else [(prefix, self)]):
+            for name, p in module._parameters.items():
+                if p is None or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                yield (f"{module_prefix}.{name}" if module_prefix else name), p
+
+    def parameters(self, recurse=True):
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(self, prefix="", recurse=True):
+        for module_prefix, module in (self.named_modules(prefix) if recurse else [(prefix, self)]):
+            for name, b in module._buffers.items():
+                if b is not None:
+                    yield (f"{module_prefix}.{name}" if module_prefix else name), b
+
+    def buffers(self, recurse=True):
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def named_children(self):
+        for name, m in self._modules.items():
+            if m is not None:
+                yield name, m
+
+    def children(self):
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix="", _memo=None):
+        memo = set() if _memo is None else _memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, m in self.named_children():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    # ------------------------------------------------------------ state
+    def state_dict(self, prefix=""):
+        """Parameters and buffers as ``{dotted_key: ndarray copy}``, PyTorch's keys and order."""
+        out = OrderedDict()
+        self._collect_state(out, prefix)
+        return out
+
+    def _collect_state(self, out, prefix):
+        for name, p in self._parameters.items():
+            if p is not None:
+                out[prefix + name] = p.data.copy()
+        for name, b in self._buffers.items():
+            if b is not None:
+                out[prefix + name] = np.array(b, copy=True)
+        for name, m in self.named_children():
+            m._collect_state(out, prefix + name + ".")
+
+    def _state_slots(self, prefix=""):
+        """``{key: (owner, name, kind)}`` for every parameter and buffer."""
+        slots = OrderedDict()
+        for module_prefix, module in self.named_modules():
+            base = f"{prefix}{module_prefix}." if module_prefix else prefix
+            for name, p in module._parameters.items():
+                if p is not None:
+                    slots[base + name] = (module, name, "param")
+            for name, b in module._buffers.items():
+                if b is not None:
+                    slots[base + name] = (module, name, "buffer")
+        return slots
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy values from ``state_dict`` (arrays or anything with ``.numpy()``).
+
+        Shapes must match exactly; values are converted to each parameter's dtype.
+        With ``strict`` (default) missing or unexpected keys raise ``KeyError``.
+        Returns ``(missing_keys, unexpected_keys)``.
+        """
+        slots = self._state_slots()
+        missing = [k for k in slots if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in slots]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
+        staged = []
+        for key, (owner, name, kind) in slots.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            if hasattr(value, "detach"):
+                value = value.detach()
+            if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+                value = value.numpy()
+            value = np.asarray(value)
+            target = owner._parameters[name].data if kind == "param" else owner._buffers[name]
+            target_shape = np.shape(target)
+            if value.shape != target_shape:
+                raise ValueError(
+                    f"{type(self).__name__}.load_state_dict: '{key}' expected shape "
+                    f"{target_shape}, got {value.shape}"
+                )
+            if value.dtype.kind not in "fiub":
+                raise TypeError(
+                    f"{type(self).__name__}.load_state_dict: '{key}' has dtype {value.dtype}, expected a number"
+                )
+            staged.append((owner, name, kind, value))
+        for owner, name, kind, value in staged:
+            if kind == "param":
+                np.copyto(owner._parameters[name].data, value, casting="unsafe")
+            else:
+                target = owner._buffers[name]
+                if isinstance(target, np.ndarray) and target.ndim > 0:
+                    np.copyto(target, value, casting="unsafe")
+                else:
+                    owner._buffers[name] = np.asarray(value, dtype=np.asarray(target).dtype).copy()
+        return IncompatibleKeys(missing, unexpected)
+
+    # ------------------------------------------------------------ modes, dtype
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.parameters():
+            p.zero_grad(set_to_none)
+
+    def to(self, dtype):
+        """Convert every floating parameter and buffer to ``dtype`` in place; returns self."""
+        dt = np.dtype(dtype)
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"{type(self).__name__}.to: expected float32 or float64, got {dt}")
+        for m in self.modules():
+            for p in m._parameters.values():
+                if p is not None and p.data.dtype != dt:
+                    p.data = p.data.astype(dt)
+                    p.grad = None
+                    p._spare = None
+            for name, b in list(m._buffers.items()):
+                if isinstance(b, np.ndarray) and b.dtype.kind == "f" and b.dtype != dt:
+                    m._buffers[name] = b.astype(dt)
+            m._dtype_changed()
+        return self
+
+    def _dtype_changed(self):
+        """Hook for layers that keep dtype-specific work buffers."""
+
+    def double(self):
+        return self.to(np.float64)
+
+    def float(self):
+        return self.to(np.float32)
+
+    @property
+    def dtype(self):
+        """The dtype of this module's first parameter (the default dtype if it has none)."""
+        for p in self.parameters():
+            return p.data.dtype.type
+        return _config.get_default_dtype()
+
+    # ------------------------------------------------------------ save/load, repr
+    def _config(self):
+        """Constructor keyword arguments, for ``fastnn.save``. Layers override."""
+        return {}
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = []
+        for name, m in self.named_children():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"({name}): {child}")
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
