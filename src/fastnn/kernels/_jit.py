@@ -22,7 +22,7 @@ import warnings
 
 import numba
 
-FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 # Work below this many scalar operations runs in a plain serial loop: a parallel
 # launch costs a few microseconds, more than the work itself.
@@ -80,7 +80,7 @@ def _choose_cache():
 
 CACHE_DIR, CACHE = _choose_cache()
 
-_OPTIONS = dict(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")
+_OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), nogil=True, error_model="numpy")
 
 
 def kernel(func):
