@@ -1,4 +1,11 @@
-"""fastnn: a JIT-compiled CPU engine for neural networks, with PyTorch's API."""
+"""fastnn: a JIT-compiled CPU engine for neural networks, with PyTorch's API.
+
+Importing compiles nothing: each Numba kernel compiles on its first call (or
+loads from the on-disk cache).
+"""
 __version__ = "0.1.0"
 
+from . import nn  # noqa: F401
 from ._config import get_default_dtype, get_num_threads, set_default_dtype, set_num_threads  # noqa: F401
+from .gradcheck import gradcheck  # noqa: F401
+from .random import manual_seed  # noqa: F401

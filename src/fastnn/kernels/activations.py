@@ -1,0 +1,126 @@
+"""Activation kernels, forward and backward, on flat contiguous arrays.
+
+One kernel per direction covers every pointwise activation, selected by an int
+``kind`` (the constants below): the branch is loop-invariant, so LLVM hoists it
+and each case compiles to its own vectorised loop, while CI compiles one kernel
+per dtype instead of six.
+"""
+import math
+
+from numba import prange
+
+from ._jit import SERIAL_BELOW, inline, kernel
+
+IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, GELU = 0, 1, 2, 3, 4, 5
+_INV_SQRT2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+@inline
+def _forward_one(v, kind, slope):
+    if kind == RELU:
+        return v if v > 0 else v * 0
+    if kind == LEAKY_RELU:
+        return v if v > 0 else v * slope
+    if kind == SIGMOID:
+        # stable for large |v|: exp of a non-positive number only
+        if v >= 0:
+            return 1 / (1 + math.exp(-v))
+        e = math.exp(v)
+        return e / (1 + e)
+    if kind == TANH:
+        return math.tanh(v)
+    if kind == GELU:
+        return 0.5 * v * (1 + math.erf(v * _INV_SQRT2))
+    return v
+
+
+@inline
+def _backward_one(g, v, y, kind, slope):
+    # g: upstream gradient, v: forward input, y: forward output
+    if kind == RELU:
+        return g if v > 0 else g * 0
+    if kind == LEAKY_RELU:
+        return g if v > 0 else g * slope
+    if kind == SIGMOID:
+        return g * y * (1 - y)
+    if kind == TANH:
+        return g * (1 - y * y)
+    if kind == GELU:
+        cdf = 0.5 * (1 + math.erf(v * _INV_SQRT2))
+        return g * (cdf + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+    return g
+
+
+@kernel
+def activation_forward(out, x, kind, slope):
+    """out[i] = act(x[i]) (overwrites out; out may be x). Parallel over elements."""
+    n = x.shape[0]
+    if n < SERIAL_BELOW:
+        for i in range(n):
+            out[i] = _forward_one(x[i], kind, slope)
+    else:
+        for i in prange(n):
+            out[i] = _forward_one(x[i], kind, slope)
+
+
+@kernel
+def activation_backward(dx, dout, x, y, kind, slope):
+    """dx[i] = dout[i] * act'(x[i]) (overwrites dx), using x and/or y = act(x)."""
+    n = dout.shape[0]
+    if n < SERIAL_BELOW:
+        for i in range(n):
+            dx[i] = _backward_one(dout[i], x[i], y[i], kind, slope)
+    else:
+        for i in prange(n):
+            dx[i] = _backward_one(dout[i], x[i], y[i], kind, slope)
+
+
+@kernel
+def bias_activation_forward(out, bias, kind, slope, has_bias):
+    """out[i, j] = act(out[i, j] + bias[j]) in place: the epilogue of Linear.
+
+    out (M, N); bias (N,) (ignored unless has_bias). Parallel over rows.
+    """
+    M, N = out.shape
+    if M * N < SERIAL_BELOW:
+        for i in range(M):
+            for j in range(N):
+                v = out[i, j] + bias[j] if has_bias else out[i, j]
+                out[i, j] = _forward_one(v, kind, slope)
+    else:
+        for i in prange(M):
+            for j in range(N):
+                v = out[i, j] + bias[j] if has_bias else out[i, j]
+                out[i, j] = _forward_one(v, kind, slope)
+
+
+@kernel
+def softmax_forward(out, x):
+    """out[r, :] = softmax(x[r, :]) over the last axis (overwrites). x, out (R, C)."""
+    R, C = x.shape
+    for r in prange(R):
+        m = x[r, 0]
+        for c in range(1, C):
+            if x[r, c] > m:
+                m = x[r, c]
+        s = x.dtype.type(0)
+        for c in range(C):
+            e = math.exp(x[r, c] - m)
+            out[r, c] = e
+            s += e
+        inv = 1 / s
+        for c in range(C):
+            out[r, c] *= inv
+
+
+@kernel
+def softmax_backward(dx, dout, y):
+    """dx[r] = y[r] * (dout[r] - <dout[r], y[r]>) (overwrites). All (R, C)."""
+    R, C = y.shape
+    for r in prange(R):
+        dot = y.dtype.type(0)
+        for c in range(C):
+            dot += dout[r, c] * y[r, c]
+        for c in range(C):
+            dx[r, c] = y[r, c] * (dout[r, c] - dot)

@@ -1,0 +1,88 @@
+"""Loss kernels: per-chunk or per-row partial results, reduced in a fixed order
+by the caller, so a loss value never depends on the thread count."""
+import math
+
+from numba import prange
+
+from ._jit import kernel
+from .elementwise import CHUNK
+
+
+@kernel
+def mse_forward(partials, pred, target):
+    """partials[c] = sum over chunk c of (pred - target)^2 (overwrites). Flat inputs."""
+    n = pred.shape[0]
+    for c in prange(partials.shape[0]):
+        s = pred.dtype.type(0)
+        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+            d = pred[i] - target[i]
+            s += d * d
+        partials[c] = s
+
+
+@kernel
+def mse_backward(dpred, pred, target, scale):
+    """dpred = scale * (pred - target), scale = 2 / n (overwrites). Flat."""
+    n = pred.shape[0]
+    for i in prange(n):
+        dpred[i] = scale * (pred[i] - target[i])
+
+
+@kernel
+def cross_entropy_forward(losses, probs, logits, targets):
+    """Fused log-softmax + NLL per row, stable log-sum-exp.
+
+    losses[r] = logsumexp(logits[r]) - logits[r, t_r]; probs[r] = softmax(logits[r]),
+    kept for backward (both overwritten). logits (N, C), targets (N,) int64.
+    """
+    N, C = logits.shape
+    for r in prange(N):
+        m = logits[r, 0]
+        for c in range(1, C):
+            if logits[r, c] > m:
+                m = logits[r, c]
+        s = logits.dtype.type(0)
+        for c in range(C):
+            e = math.exp(logits[r, c] - m)
+            probs[r, c] = e
+            s += e
+        inv = 1 / s
+        for c in range(C):
+            probs[r, c] *= inv
+        losses[r] = math.log(s) + m - logits[r, targets[r]]
+
+
+@kernel
+def cross_entropy_backward(dlogits, probs, targets, scale):
+    """dlogits[r] = scale * (probs[r] - onehot(t_r)), scale = 1/N (overwrites)."""
+    N, C = probs.shape
+    for r in prange(N):
+        for c in range(C):
+            dlogits[r, c] = scale * probs[r, c]
+        dlogits[r, targets[r]] -= scale
+
+
+@kernel
+def bce_logits_forward(partials, x, target):
+    """partials[c] = sum over chunk c of max(x,0) - x*t + log1p(exp(-|x|))."""
+    n = x.shape[0]
+    for c in prange(partials.shape[0]):
+        s = x.dtype.type(0)
+        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
+            v = x[i]
+            s += max(v, v * 0) - v * target[i] + math.log1p(math.exp(-abs(v)))
+        partials[c] = s
+
+
+@kernel
+def bce_logits_backward(dx, x, target, scale):
+    """dx = scale * (sigmoid(x) - t), scale = 1/n (overwrites). Flat."""
+    n = x.shape[0]
+    for i in prange(n):
+        v = x[i]
+        if v >= 0:
+            sig = 1 / (1 + math.exp(-v))
+        else:
+            e = math.exp(v)
+            sig = e / (1 + e)
+        dx[i] = scale * (sig - target[i])

@@ -1,0 +1,8 @@
+"""fastnn.nn: layers, containers, losses and initialisation, with PyTorch's names."""
+from . import init  # noqa: F401
+from .activation import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
+from .containers import Residual, Sequential  # noqa: F401
+from .dropout import Dropout  # noqa: F401
+from .linear import Flatten, Identity, Linear  # noqa: F401
+from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss  # noqa: F401
+from .module import Module, Parameter  # noqa: F401

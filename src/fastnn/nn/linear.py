@@ -1,0 +1,142 @@
+"""Dense layers: Linear, Identity, Flatten."""
+import numpy as np
+
+from .. import _config
+from ..kernels import activations as act_k
+from ..kernels.elementwise import column_sum
+from ..kernels.matmul import matmul
+from . import init
+from ._validate import as_float_array, as_grad, check_positive_int, float_dtype_for
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias, like ``torch.nn.Linear``.
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        bias: learn an additive bias (default True).
+        dtype: parameter dtype (default: ``fastnn.get_default_dtype()``).
+
+    Shape:
+        input (*, in_features) -> output (*, out_features).
+        weight (out_features, in_features), bias (out_features,).
+
+    Example:
+        >>> layer = fastnn.nn.Linear(20, 30)
+        >>> layer(np.zeros((128, 20), np.float32)).shape
+        (128, 30)
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=None, generator=None):
+        super().__init__()
+        self.in_features = check_positive_int(in_features, "Linear", "in_features")
+        self.out_features = check_positive_int(out_features, "Linear", "out_features")
+        dt = dtype or _config.get_default_dtype()
+        self.weight = Parameter(np.empty((self.out_features, self.in_features), dt))
+        self.bias = Parameter(np.empty(self.out_features, dt)) if bias else None
+        if not bias:
+            self.register_parameter("bias", None)
+        # fused epilogue: an activation applied in the same pass as the bias
+        self._act_kind, self._act_slope = act_k.IDENTITY, 0.0
+        self._x = None
+        self.reset_parameters(generator)
+
+    def reset_parameters(self, generator=None):
+        init.default_weight_and_bias_(self.weight, self.bias, generator)
+
+    def forward(self, x):
+        w = self.weight.data
+        x = as_float_array(x, "Linear", w.dtype, shape_hint=f" (*, {self.in_features})")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Linear: expected input of shape (*, {self.in_features}), got {x.shape}"
+            )
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        out = np.empty((x2.shape[0], self.out_features), w.dtype)
+        matmul(out, x2, w, trans_b=True)
+        has_bias = self.bias is not None
+        bias = self.bias.data if has_bias else w[0]
+        if has_bias or self._act_kind != act_k.IDENTITY:
+            act_k.bias_activation_forward(out, bias, self._act_kind, self._act_slope, has_bias)
+        self._x = x2 if self.training else None
+        self._out = out if (self.training and self._act_kind != act_k.IDENTITY) else None
+        return out.reshape(lead + (self.out_features,))
+
+    def backward(self, grad_output):
+        x2 = self._saved(self._x)
+        w = self.weight.data
+        g = as_grad(grad_output, "Linear", x2.shape[:-1] + (self.out_features,), w.dtype)
+        g = g.reshape(-1, self.out_features)
+        if self._act_kind != act_k.IDENTITY:
+            flat = g.reshape(-1)
+            dpre = np.empty_like(g)
+            out = self._out
+            act_k.activation_backward(dpre.reshape(-1), flat, out.reshape(-1), out.reshape(-1),
+                                      self._act_kind, self._act_slope)
+            g = dpre
+        if self.weight.requires_grad:
+            dw, acc = self.weight.grad_for_write()
+            matmul(dw, g, x2, trans_a=True, accumulate=acc)
+        if self.bias is not None and self.bias.requires_grad:
+            db, acc = self.bias.grad_for_write()
+            column_sum(db, g, acc)
+        dx = np.empty_like(x2)
+        matmul(dx, g, w)
+        return dx
+
+    def _config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None}
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Identity(Module):
+    """Returns its input unchanged (any arguments are accepted and ignored)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+    def backward(self, grad_output):
+        return grad_output
+
+
+class Flatten(Module):
+    """Flattens dims ``start_dim..end_dim`` into one, like ``torch.nn.Flatten``.
+
+    Shape: (N, *dims) -> (N, prod(dims)) with the defaults.
+    """
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self._shape = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.ndim == 0:
+            raise ValueError(f"Flatten: expected an input with at least 1 dimension, got shape {x.shape}")
+        start = self.start_dim % x.ndim
+        end = self.end_dim % x.ndim
+        if start > end:
+            raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for shape {x.shape}")
+        self._shape = x.shape
+        new_shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
+        return np.ascontiguousarray(x, dtype=float_dtype_for(x)).reshape(new_shape)
+
+    def backward(self, grad_output):
+        shape = self._saved(self._shape)
+        return np.ascontiguousarray(grad_output).reshape(shape)
+
+    def _config(self):
+        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -1,0 +1,308 @@
+"""``fastnn.save`` / ``fastnn.load``: architecture and weights in one file, no pickle.
+
+A model file is a zip archive holding
+  * ``fastnn.json``: ``{"format": "fastnn-model", "version": 1, "fastnn_version",
+    "dtype", "training", "architecture", "arrays"}``, where ``architecture`` is the
+    recursive ``{"type": class name, "config": module._config(), "training": bool,
+    "children": {name: {...}}}`` and ``arrays`` lists the ``state_dict`` keys;
+  * one ``.npy`` member per ``state_dict`` key, ``arrays/<key>.npy``.
+
+A module is rebuilt with ``cls._from_config(config, children)`` when its class
+defines it (containers such as ``Sequential``), else with ``cls(**config)``, where
+``cls`` is looked up by name in ``Module._registry``. Arrays are read with
+``allow_pickle=False``, so a file cannot run code when loaded.
+"""
+import contextlib
+import itertools
+import json
+import os
+import struct
+import sys
+import zipfile
+import zlib
+from collections import OrderedDict
+
+import numpy as np
+
+from ._io import atomic_write
+from .nn.module import Module
+
+FORMAT = "fastnn-model"
+VERSION = 1
+HEADER = "fastnn.json"
+_MAX_HEADER_BYTES = 64 << 20
+_CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError, struct.error)
+
+
+class _FileError(ValueError):
+    """A problem with a file's contents; ``load`` adds the file name to the message."""
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _fastnn_version():
+    version = getattr(sys.modules.get("fastnn"), "__version__", None)
+    return str(version) if version is not None else "unknown"
+
+
+# ------------------------------------------------------------------- save
+def _describe(module, where):
+    """The JSON architecture description of ``module`` (``where``: its dotted path)."""
+    cls = type(module)
+    label = f"{cls.__name__} at {where!r}" if where else cls.__name__
+    if Module._registry.get(cls.__name__) is not cls:
+        raise TypeError(
+            f"fastnn.save: cannot save {label}: another Module subclass named {cls.__name__!r} "
+            "was defined first, so the class cannot be found by name when loading. Rename it, "
+            "or save the weights only: np.savez(path, **model.state_dict())"
+        )
+    config = module._config()
+    if not isinstance(config, dict):
+        raise TypeError(f"fastnn.save: {label}._config() returned {type(config).__name__}, expected a dict")
+    try:
+        config = json.loads(json.dumps(config, default=_json_default))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"fastnn.save: {label}._config() {config!r} is not JSON-serialisable: {err}") from None
+    children = OrderedDict(
+        (name, _describe(child, f"{where}.{name}" if where else name)) for name, child in module.named_children()
+    )
+    return {"type": cls.__name__, "config": config, "training": bool(module.training), "children": children}
+
+
+def _layout(model):
+    """Module types and parameter/buffer shapes: what a rebuilt model must reproduce."""
+    modules = [(name, type(m).__name__) for name, m in model.named_modules()]
+    slots = []
+    for key, (owner, name, kind) in model._state_slots().items():
+        value = owner._parameters[name].data if kind == "param" else owner._buffers[name]
+        slots.append((key, kind, tuple(np.shape(value))))
+    return modules, slots
+
+
+@contextlib.contextmanager
+def _preserved_random_state():
+    """Rebuilding initialises weights: leave fastnn's and NumPy's global generators as they were."""
+    from . import random as fastnn_random
+
+    generator = fastnn_random.default_generator()
+    saved = generator.bit_generator.state, np.random.get_state()
+    try:
+        yield
+    finally:
+        generator.bit_generator.state = saved[0]
+        np.random.set_state(saved[1])
+
+
+def _first_difference(want, got):
+    for mine, rebuilt in itertools.zip_longest(want, got):
+        if mine != rebuilt:
+            return mine, rebuilt
+    return None
+
+
+def _check_rebuildable(model, architecture):
+    """Rebuild from the description and compare layouts; TypeError naming the class if not."""
+    advice = (
+        "Give each custom Module a _config() returning its constructor arguments (and a "
+        "_from_config(config, children) classmethod for containers), or save the weights "
+        "only: np.savez(path, **model.state_dict())"
+    )
+    try:
+        with _preserved_random_state():
+            rebuilt = _build(architecture, "")
+    except Exception as err:
+        raise TypeError(f"fastnn.save: {type(model).__name__} cannot be rebuilt: {err}. {advice}") from err
+    (want_modules, want_slots), (got_modules, got_slots) = _layout(model), _layout(rebuilt)
+    diff = _first_difference(want_modules, got_modules)
+    if diff is not None:  # a constructor made other children: blame the parent
+        culprit = (diff[0] or diff[1])[0].rpartition(".")[0]
+    else:
+        diff = _first_difference(want_slots, got_slots)
+        if diff is None:
+            return
+        culprit = (diff[0] or diff[1])[0].rpartition(".")[0]  # the module owning the array
+    owner = dict(model.named_modules()).get(culprit, model)
+    at = f" at {culprit!r}" if culprit else ""
+    raise TypeError(
+        f"fastnn.save: {type(owner).__name__}{at} cannot be rebuilt from its _config() "
+        f"{owner._config()!r}: the model has {diff[0]} where the rebuilt one has {diff[1]}. {advice}"
+    )
+
+
+def save(model, path):
+    """Save a model's architecture and weights to one file, without pickle.
+
+    The file is a zip of a JSON header and one ``.npy`` array per ``state_dict``
+    key, written atomically: an existing file at ``path`` is replaced only once the
+    new one is complete. Every layer class must be rebuildable from its
+    ``_config()`` (all built-in layers and containers are); this is checked before
+    anything is written.
+
+    Args:
+        model: a ``fastnn.nn.Module``.
+        path: file name (str or ``os.PathLike``); any extension, e.g. ``.fnn``.
+
+    Raises:
+        TypeError: a module class cannot be rebuilt by name from its ``_config()``.
+
+    Example:
+        >>> model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))  # doctest: +SKIP
+        >>> fastnn.save(model, "digits.fnn")  # doctest: +SKIP
+        >>> same = fastnn.load("digits.fnn")  # doctest: +SKIP
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"fastnn.save: expected a fastnn.nn.Module, got {type(model).__name__}")
+    architecture = _describe(model, "")
+    _check_rebuildable(model, architecture)
+    state = model.state_dict()
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fastnn_version": _fastnn_version(),
+        "dtype": np.dtype(model.dtype).name,
+        "training": bool(model.training),
+        "architecture": architecture,
+        "arrays": list(state),
+    }
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(HEADER, json.dumps(header, indent=1))
+        for key, value in state.items():
+            value = np.asarray(value)
+            if value.dtype.hasobject:
+                raise TypeError(f"fastnn.save: state {key!r} has dtype {value.dtype}; only numeric arrays are saved")
+            with archive.open(f"arrays/{key}.npy", "w", force_zip64=value.nbytes > 1 << 30) as member:
+                np.lib.format.write_array(member, value, allow_pickle=False)
+
+
+# ------------------------------------------------------------------- load
+def _build(desc, where):
+    """Rebuild the module described by ``desc`` (``where``: its dotted path)."""
+    at = f" at {where!r}" if where else ""
+    if (not isinstance(desc, dict) or not isinstance(desc.get("type"), str)
+            or not isinstance(desc.get("config"), dict) or not isinstance(desc.get("children", {}), dict)):
+        raise _FileError(f"invalid architecture description{at}")
+    type_name, config, children_desc = desc["type"], desc["config"], desc.get("children", {})
+    cls = Module._registry.get(type_name)
+    if cls is None:
+        raise _FileError(f"unknown layer type {type_name!r}{at}; import the module that defines it first")
+    try:
+        if hasattr(cls, "_from_config"):
+            children = OrderedDict(
+                (name, _build(child, f"{where}.{name}" if where else name)) for name, child in children_desc.items()
+            )
+            module = cls._from_config(config, children)
+        else:
+            module = cls(**config)
+    except _FileError:
+        raise
+    except Exception as err:
+        raise _FileError(f"cannot rebuild {type_name}{at} from config {config!r} ({type(err).__name__}: {err})") from err
+    built_children = OrderedDict(module.named_children())
+    if list(built_children) != list(children_desc):
+        raise _FileError(
+            f"{type_name}{at} was rebuilt with children {list(built_children)}, "
+            f"the description has {list(children_desc)}"
+        )
+    _apply_training(module, desc)
+    return module
+
+
+def _apply_training(module, desc):
+    """Restore the train/eval flag of ``module`` and of the children its constructor made."""
+    object.__setattr__(module, "training", bool(desc.get("training", True)))
+    children = desc.get("children", {})
+    for name, child in module.named_children():
+        if isinstance(children.get(name), dict):
+            _apply_training(child, children[name])
+
+
+def _read_header(archive):
+    if HEADER not in archive.namelist():
+        raise _FileError(f"no {HEADER} header: not a fastnn model file")
+    if archive.getinfo(HEADER).file_size > _MAX_HEADER_BYTES:
+        raise _FileError(f"the {HEADER} header is implausibly large")
+    try:
+        header = json.loads(archive.read(HEADER).decode("utf-8"))
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _FileError(f"invalid {HEADER} header ({err})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise _FileError(f"not a fastnn model file (format {found!r}, expected {FORMAT!r})")
+    version = header.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _FileError(f"invalid format version {version!r}")
+    if version > VERSION:
+        raise _FileError(
+            f"file format version {version} (written by fastnn {header.get('fastnn_version', '?')}) "
+            f"is newer than this fastnn reads (up to {VERSION}): upgrade fastnn"
+        )
+    if header.get("dtype") not in ("float32", "float64"):
+        raise _FileError(f"invalid dtype {header.get('dtype')!r} in the header")
+    if not isinstance(header.get("arrays"), list) or not all(isinstance(k, str) for k in header["arrays"]):
+        raise _FileError("the header lacks a valid 'arrays' list")
+    return header
+
+
+def _read_array(archive, key):
+    member = f"arrays/{key}.npy"
+    try:
+        with archive.open(member) as f:
+            value = np.lib.format.read_array(f, allow_pickle=False)
+            trailing = f.read(1)
+    except KeyError:
+        raise _FileError(f"the array {member!r} is missing") from None
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise _FileError(f"{member!r} holds a pickled object array; refused (fastnn files never use pickle)") from None
+        raise _FileError(f"{member!r} is not a valid .npy array ({err})") from None
+    if trailing or value.dtype.kind not in "fiub":
+        raise _FileError(f"{member!r} is not a valid numeric .npy array")
+    return value
+
+
+def load(path):
+    """Load a model written by ``fastnn.save``: rebuilt architecture, weights, mode.
+
+    Args:
+        path: file name (str or ``os.PathLike``).
+
+    Returns:
+        The model, with the saved dtype, weights, buffers and train/eval flags.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: naming the file, when it is not a fastnn model file, is
+            truncated or corrupt, was written by a newer format version, names an
+            unknown layer type (import the module defining it first), lacks arrays,
+            or holds anything that would need pickle.
+
+    Example:
+        >>> model = fastnn.load("digits.fnn")  # doctest: +SKIP
+        >>> predictions = fastnn.predict(model, x_test)  # doctest: +SKIP
+    """
+    filename = os.fspath(path)
+    if not os.path.exists(filename):
+        raise FileNotFoundError(f"fastnn.load: no such file: {filename!r}")
+    try:
+        archive = zipfile.ZipFile(filename, "r")
+    except (zipfile.BadZipFile, EOFError, ValueError, struct.error) as err:
+        raise ValueError(f"fastnn.load: {filename!r} is not a fastnn model file (not a zip archive: {err})") from None
+    try:
+        with archive:
+            header = _read_header(archive)
+            model = _build(header["architecture"], "")
+            state = OrderedDict((key, _read_array(archive, key)) for key in header["arrays"])
+        model.to(header["dtype"])
+        try:
+            model.load_state_dict(state, strict=True)
+        except (KeyError, ValueError, TypeError) as err:
+            raise _FileError(f"the stored arrays do not fit the architecture: {err}") from None
+    except _FileError as err:
+        raise ValueError(f"fastnn.load: {filename!r}: {err}") from None
+    except _CORRUPT as err:
+        raise ValueError(f"fastnn.load: {filename!r} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    return model
