@@ -1,16 +1,13 @@
 """``fastnn.save`` / ``fastnn.load``: architecture and weights in one file, no pickle.
 
-A model file is a zip archive holding
-  * ``fastnn.json``: ``{"format": "fastnn-model", "version": 1, "fastnn_version",
-    "dtype", "training", "architecture", "arrays"}``, where ``architecture`` is the
-    recursive ``{"type": class name, "config": module._config(), "training": bool,
-    "children": {name: {...}}}`` and ``arrays`` lists the ``state_dict`` keys;
-  * one ``.npy`` member per ``state_dict`` key, ``arrays/<key>.npy``.
-
-A module is rebuilt with ``cls._from_config(config, children)`` when its class
-defines it (containers such as ``Sequential``), else with ``cls(**config)``, where
-``cls`` is looked up by name in ``Module._registry``. Arrays are read with
-``allow_pickle=False``, so a file cannot run code when loaded.
+A model file is a zip archive of ``fastnn.json`` (``format``, ``version``,
+``fastnn_version``, ``dtype``, ``training``, ``arrays``: the ``state_dict`` keys, and
+``architecture``: the recursive ``{"type": class name, "config": module._config(),
+"training": bool, "children": {name: {...}}}``) and one ``arrays/<key>.npy`` per
+``state_dict`` key. A module is rebuilt by looking its class up by name in
+``Module._registry``, then calling ``cls._from_config(config, children)`` where the
+class defines it (containers), else ``cls(**config)``. Arrays are read with
+``allow_pickle=False``, so loading a file cannot run code.
 """
 import contextlib
 import itertools
@@ -32,21 +29,24 @@ VERSION = 1
 HEADER = "fastnn.json"
 _MAX_HEADER_BYTES = 64 << 20
 _CORRUPT = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError, struct.error)
+_ADVICE = (
+    "Give each custom Module a _config() returning its constructor arguments (and a _from_config("
+    "config, children) classmethod for containers), or save the weights only: np.savez(path, **model.state_dict())"
+)
 
 
 class _FileError(ValueError):
     """A problem with a file's contents; ``load`` adds the file name to the message."""
 
 
+def _join(where, name):
+    return f"{where}.{name}" if where else name
+
+
 def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
-
-
-def _fastnn_version():
-    version = getattr(sys.modules.get("fastnn"), "__version__", None)
-    return str(version) if version is not None else "unknown"
+    if not isinstance(value, np.generic):
+        raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+    return value.item()
 
 
 # ------------------------------------------------------------------- save
@@ -57,8 +57,7 @@ def _describe(module, where):
     if Module._registry.get(cls.__name__) is not cls:
         raise TypeError(
             f"fastnn.save: cannot save {label}: another Module subclass named {cls.__name__!r} "
-            "was defined first, so the class cannot be found by name when loading. Rename it, "
-            "or save the weights only: np.savez(path, **model.state_dict())"
+            f"was defined first, so the class cannot be found by name when loading. Rename it. {_ADVICE}"
         )
     config = module._config()
     if not isinstance(config, dict):
@@ -67,27 +66,14 @@ def _describe(module, where):
         config = json.loads(json.dumps(config, default=_json_default))
     except (TypeError, ValueError) as err:
         raise TypeError(f"fastnn.save: {label}._config() {config!r} is not JSON-serialisable: {err}") from None
-    children = OrderedDict(
-        (name, _describe(child, f"{where}.{name}" if where else name)) for name, child in module.named_children()
-    )
+    children = OrderedDict((name, _describe(child, _join(where, name))) for name, child in module.named_children())
     return {"type": cls.__name__, "config": config, "training": bool(module.training), "children": children}
-
-
-def _layout(model):
-    """Module types and parameter/buffer shapes: what a rebuilt model must reproduce."""
-    modules = [(name, type(m).__name__) for name, m in model.named_modules()]
-    slots = []
-    for key, (owner, name, kind) in model._state_slots().items():
-        value = owner._parameters[name].data if kind == "param" else owner._buffers[name]
-        slots.append((key, kind, tuple(np.shape(value))))
-    return modules, slots
 
 
 @contextlib.contextmanager
 def _preserved_random_state():
     """Rebuilding initialises weights: leave fastnn's and NumPy's global generators as they were."""
     from . import random as fastnn_random
-
     generator = fastnn_random.default_generator()
     saved = generator.bit_generator.state, np.random.get_state()
     try:
@@ -97,50 +83,65 @@ def _preserved_random_state():
         np.random.set_state(saved[1])
 
 
-def _first_difference(want, got):
-    for mine, rebuilt in itertools.zip_longest(want, got):
-        if mine != rebuilt:
-            return mine, rebuilt
+def _description_mismatch(want, got, where):
+    """Path of the first module whose rebuilt children differ in type or config, or None."""
+    if list(want["children"]) != list(got["children"]):
+        return where
+    for name, mine in want["children"].items():
+        rebuilt = got["children"][name]
+        if (mine["type"], mine["config"]) != (rebuilt["type"], rebuilt["config"]):
+            return where  # the constructor at ``where`` made this child differently
+        found = _description_mismatch(mine, rebuilt, _join(where, name))
+        if found is not None:
+            return found
     return None
 
 
+def _layout(model):
+    """``(module paths, [(state key, shape)])``: what a rebuilt model must reproduce."""
+    slots = [
+        (key, np.shape(owner._parameters[name].data if kind == "param" else owner._buffers[name]))
+        for key, (owner, name, kind) in model._state_slots().items()
+    ]
+    return [name for name, _ in model.named_modules()], slots
+
+
 def _check_rebuildable(model, architecture):
-    """Rebuild from the description and compare layouts; TypeError naming the class if not."""
-    advice = (
-        "Give each custom Module a _config() returning its constructor arguments (and a "
-        "_from_config(config, children) classmethod for containers), or save the weights "
-        "only: np.savez(path, **model.state_dict())"
-    )
+    """Rebuild from the description and compare; TypeError naming the class that differs."""
     try:
         with _preserved_random_state():
             rebuilt = _build(architecture, "")
     except Exception as err:
-        raise TypeError(f"fastnn.save: {type(model).__name__} cannot be rebuilt: {err}. {advice}") from err
+        raise TypeError(f"fastnn.save: {type(model).__name__} cannot be rebuilt: {err}. {_ADVICE}") from err
+    got = _describe(rebuilt, "")
+    culprit = _description_mismatch(architecture, got, "")
     (want_modules, want_slots), (got_modules, got_slots) = _layout(model), _layout(rebuilt)
-    diff = _first_difference(want_modules, got_modules)
-    if diff is not None:  # a constructor made other children: blame the parent
-        culprit = (diff[0] or diff[1])[0].rpartition(".")[0]
+    if architecture["config"] != got["config"]:
+        culprit, detail = "", "the rebuilt copy reports a different _config()"
+    elif culprit is not None:
+        detail = "its constructor, given this config, builds other children than the model has"
+    elif want_modules != got_modules:
+        culprit, detail = "", "it uses one module object in several places, which a file cannot describe"
+    elif want_slots != got_slots:
+        mine, other = next(pair for pair in itertools.zip_longest(want_slots, got_slots) if pair[0] != pair[1])
+        culprit = (mine or other)[0].rpartition(".")[0]  # the module owning the array
+        detail = f"the model has {mine} where the rebuilt one has {other} (state key, shape)"
     else:
-        diff = _first_difference(want_slots, got_slots)
-        if diff is None:
-            return
-        culprit = (diff[0] or diff[1])[0].rpartition(".")[0]  # the module owning the array
+        return
     owner = dict(model.named_modules()).get(culprit, model)
     at = f" at {culprit!r}" if culprit else ""
     raise TypeError(
         f"fastnn.save: {type(owner).__name__}{at} cannot be rebuilt from its _config() "
-        f"{owner._config()!r}: the model has {diff[0]} where the rebuilt one has {diff[1]}. {advice}"
+        f"{owner._config()!r}: {detail}. {_ADVICE}"
     )
 
 
 def save(model, path):
     """Save a model's architecture and weights to one file, without pickle.
 
-    The file is a zip of a JSON header and one ``.npy`` array per ``state_dict``
-    key, written atomically: an existing file at ``path`` is replaced only once the
-    new one is complete. Every layer class must be rebuildable from its
-    ``_config()`` (all built-in layers and containers are); this is checked before
-    anything is written.
+    Written atomically: an existing file at ``path`` is replaced only once the new
+    one is complete. Before writing, the model is rebuilt from its description to
+    check that every class can be (all built-in layers and containers can).
 
     Args:
         model: a ``fastnn.nn.Module``.
@@ -159,15 +160,9 @@ def save(model, path):
     architecture = _describe(model, "")
     _check_rebuildable(model, architecture)
     state = model.state_dict()
-    header = {
-        "format": FORMAT,
-        "version": VERSION,
-        "fastnn_version": _fastnn_version(),
-        "dtype": np.dtype(model.dtype).name,
-        "training": bool(model.training),
-        "architecture": architecture,
-        "arrays": list(state),
-    }
+    version = str(getattr(sys.modules.get("fastnn"), "__version__", "unknown"))
+    header = {"format": FORMAT, "version": VERSION, "fastnn_version": version, "dtype": np.dtype(model.dtype).name,
+              "training": bool(model.training), "architecture": architecture, "arrays": list(state)}
     with atomic_write(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(HEADER, json.dumps(header, indent=1))
         for key, value in state.items():
@@ -191,32 +186,27 @@ def _build(desc, where):
         raise _FileError(f"unknown layer type {type_name!r}{at}; import the module that defines it first")
     try:
         if hasattr(cls, "_from_config"):
-            children = OrderedDict(
-                (name, _build(child, f"{where}.{name}" if where else name)) for name, child in children_desc.items()
-            )
+            children = OrderedDict((name, _build(child, _join(where, name))) for name, child in children_desc.items())
             module = cls._from_config(config, children)
         else:
             module = cls(**config)
     except _FileError:
         raise
     except Exception as err:
-        raise _FileError(f"cannot rebuild {type_name}{at} from config {config!r} ({type(err).__name__}: {err})") from err
-    built_children = OrderedDict(module.named_children())
-    if list(built_children) != list(children_desc):
-        raise _FileError(
-            f"{type_name}{at} was rebuilt with children {list(built_children)}, "
-            f"the description has {list(children_desc)}"
-        )
-    _apply_training(module, desc)
+        detail = f"{type(err).__name__}: {err}"
+        raise _FileError(f"cannot rebuild {type_name}{at} from config {config!r} ({detail})") from err
+    built = [name for name, _ in module.named_children()]
+    if built != list(children_desc):
+        raise _FileError(f"{type_name}{at} was rebuilt with children {built}, the file describes {list(children_desc)}")
     return module
 
 
 def _apply_training(module, desc):
-    """Restore the train/eval flag of ``module`` and of the children its constructor made."""
+    """Restore the train/eval flags of ``module`` and its children from the description."""
     object.__setattr__(module, "training", bool(desc.get("training", True)))
-    children = desc.get("children", {})
+    children = desc.get("children")
     for name, child in module.named_children():
-        if isinstance(children.get(name), dict):
+        if isinstance(children, dict) and isinstance(children.get(name), dict):
             _apply_training(child, children[name])
 
 
@@ -227,7 +217,7 @@ def _read_header(archive):
         raise _FileError(f"the {HEADER} header is implausibly large")
     try:
         header = json.loads(archive.read(HEADER).decode("utf-8"))
-    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError, JSONDecodeError are ValueErrors
         raise _FileError(f"invalid {HEADER} header ({err})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
@@ -240,10 +230,11 @@ def _read_header(archive):
             f"file format version {version} (written by fastnn {header.get('fastnn_version', '?')}) "
             f"is newer than this fastnn reads (up to {VERSION}): upgrade fastnn"
         )
+    arrays = header.get("arrays")
     if header.get("dtype") not in ("float32", "float64"):
         raise _FileError(f"invalid dtype {header.get('dtype')!r} in the header")
-    if not isinstance(header.get("arrays"), list) or not all(isinstance(k, str) for k in header["arrays"]):
-        raise _FileError("the header lacks a valid 'arrays' list")
+    if not isinstance(arrays, list) or not all(isinstance(k, str) for k in arrays):
+        raise _FileError(f"invalid 'arrays' list {arrays!r} in the header")
     return header
 
 
@@ -257,7 +248,7 @@ def _read_array(archive, key):
         raise _FileError(f"the array {member!r} is missing") from None
     except ValueError as err:
         if "allow_pickle" in str(err):
-            raise _FileError(f"{member!r} holds a pickled object array; refused (fastnn files never use pickle)") from None
+            raise _FileError(f"{member!r} holds a pickled object array; fastnn files never use pickle") from None
         raise _FileError(f"{member!r} is not a valid .npy array ({err})") from None
     if trailing or value.dtype.kind not in "fiub":
         raise _FileError(f"{member!r} is not a valid numeric .npy array")
@@ -275,10 +266,9 @@ def load(path):
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: naming the file, when it is not a fastnn model file, is
-            truncated or corrupt, was written by a newer format version, names an
-            unknown layer type (import the module defining it first), lacks arrays,
-            or holds anything that would need pickle.
+        ValueError: naming the file, when it is not a fastnn model file, is truncated
+            or corrupt, has a newer format version, names an unknown layer type
+            (import the module defining it first), lacks arrays, or needs pickle.
 
     Example:
         >>> model = fastnn.load("digits.fnn")  # doctest: +SKIP
@@ -295,6 +285,7 @@ def load(path):
         with archive:
             header = _read_header(archive)
             model = _build(header["architecture"], "")
+            _apply_training(model, header["architecture"])
             state = OrderedDict((key, _read_array(archive, key)) for key in header["arrays"])
         model.to(header["dtype"])
         try:
