@@ -7,5 +7,8 @@ __version__ = "0.1.0"
 
 from . import nn  # noqa: F401
 from ._config import get_default_dtype, get_num_threads, set_default_dtype, set_num_threads  # noqa: F401
+from . import datasets, optim  # noqa: F401
 from .gradcheck import gradcheck  # noqa: F401
 from .random import manual_seed  # noqa: F401
+from .serialization import load, save  # noqa: F401
+from .training import History, evaluate, fit, predict  # noqa: F401

@@ -62,13 +62,14 @@ class Linear(Module):
         if has_bias or self._act_kind != act_k.IDENTITY:
             act_k.bias_activation_forward(out, bias, self._act_kind, self._act_slope, has_bias)
         self._x = x2 if self.training else None
+        self._lead = lead
         self._out = out if (self.training and self._act_kind != act_k.IDENTITY) else None
         return out.reshape(lead + (self.out_features,))
 
     def backward(self, grad_output):
         x2 = self._saved(self._x)
         w = self.weight.data
-        g = as_grad(grad_output, "Linear", x2.shape[:-1] + (self.out_features,), w.dtype)
+        g = as_grad(grad_output, "Linear", self._lead + (self.out_features,), w.dtype)
         g = g.reshape(-1, self.out_features)
         if self._act_kind != act_k.IDENTITY:
             flat = g.reshape(-1)
@@ -85,7 +86,7 @@ class Linear(Module):
             column_sum(db, g, acc)
         dx = np.empty_like(x2)
         matmul(dx, g, w)
-        return dx
+        return dx.reshape(self._lead + (self.in_features,))
 
     def _config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,

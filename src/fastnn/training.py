@@ -1,0 +1,198 @@
+"""Training and inference loops: ``fit``, ``evaluate``, ``predict``.
+
+Plain Python around the layers' kernels: mini-batches, shuffling from a seed,
+epochs, validation, a progress bar, and per-epoch metrics in a ``History``.
+"""
+import math
+import time
+
+import numpy as np
+
+from .nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
+from .progress import progress_bar
+
+
+class History:
+    """Per-epoch metrics of a ``fit`` run.
+
+    ``history`` maps a metric name (``loss``, ``accuracy``, ``samples_per_sec``,
+    and ``val_loss``/``val_accuracy`` with validation data) to a list with one
+    value per epoch; ``epoch`` lists the epoch numbers (starting at 0).
+    """
+
+    def __init__(self):
+        self.epoch = []
+        self.history = {}
+
+    def _append(self, epoch, metrics):
+        self.epoch.append(epoch)
+        for k, v in metrics.items():
+            self.history.setdefault(k, []).append(v)
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __repr__(self):
+        last = {k: round(v[-1], 4) for k, v in self.history.items()}
+        return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+def _check_data(x, y, where):
+    n = len(x)
+    if y is not None and len(y) != n:
+        raise ValueError(f"{where}: x has {n} samples but y has {len(y)}")
+    if n == 0:
+        raise ValueError(f"{where}: no samples")
+    return n
+
+
+def _check_batch_size(batch_size, where):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"{where}: batch_size must be a positive int, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _correct(loss, out, target):
+    """Number of correct predictions for classification losses, else None."""
+    if isinstance(loss, CrossEntropyLoss):
+        return int(np.count_nonzero(np.argmax(out, axis=1) == np.asarray(target)))
+    if isinstance(loss, BCEWithLogitsLoss):
+        return int(np.count_nonzero((np.asarray(out) > 0) == (np.asarray(target) > 0.5)))
+    return None
+
+
+def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
+        validation_data=None, seed=None, progress=True, scheduler=None, callbacks=()):
+    """Train ``model`` on ``(x, y)`` with mini-batch gradient descent.
+
+    Args:
+        model: a fastnn Module.
+        x, y: training inputs and targets (first axis = samples; NumPy arrays or
+            memory-mapped arrays).
+        loss: a loss module (``CrossEntropyLoss()``, ``MSELoss()``, ...).
+        optimizer: a ``fastnn.optim`` optimizer over ``model.parameters()``.
+        epochs: passes over the data.
+        batch_size: samples per step (the last batch may be smaller).
+        shuffle: reshuffle every epoch, from ``seed``.
+        validation_data: optional ``(x_val, y_val)`` evaluated after each epoch.
+        seed: seed of the shuffling order (None: fresh entropy).
+        progress: show a progress bar (tqdm when installed).
+        scheduler: optional learning-rate scheduler stepped after each epoch.
+        callbacks: callables ``f(epoch, metrics)`` run after each epoch.
+
+    Returns a ``History``. Raises ``FloatingPointError`` naming the epoch and the
+    batch when the loss stops being finite.
+
+    Example:
+        >>> history = fastnn.fit(model, x, y, nn.CrossEntropyLoss(),
+        ...                      optim.Adam(model.parameters()), epochs=5, seed=0)
+    """
+    n = _check_data(x, y, "fit")
+    batch_size = _check_batch_size(batch_size, "fit")
+    if int(epochs) < 0:
+        raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
+    rng = np.random.default_rng(seed)
+    history = History()
+    steps = math.ceil(n / batch_size)
+    for epoch in range(int(epochs)):
+        model.train()
+        order = rng.permutation(n) if shuffle else None
+        total_loss, total_correct, has_acc = 0.0, 0, True
+        start = time.perf_counter()
+        bar = progress_bar(total=n, desc=f"epoch {epoch + 1}/{epochs}", enabled=progress, unit="sample")
+        for b in range(steps):
+            lo, hi = b * batch_size, min((b + 1) * batch_size, n)
+            if order is None:
+                xb, yb = x[lo:hi], y[lo:hi]
+            else:
+                idx = np.sort(order[lo:hi]) if isinstance(x, np.memmap) else order[lo:hi]
+                xb, yb = x[idx], y[idx]
+            optimizer.zero_grad()
+            out = model(xb)
+            value = loss(out, yb)
+            if not math.isfinite(value):
+                bar.close()
+                raise FloatingPointError(f"fit: loss became {value} at epoch {epoch + 1}, batch {b + 1} of {steps}")
+            model.backward(loss.backward())
+            optimizer.step()
+            total_loss += value * (hi - lo)
+            correct = _correct(loss, out, yb)
+            if correct is None:
+                has_acc = False
+            else:
+                total_correct += correct
+            bar.update(hi - lo)
+            bar.set_postfix(loss=f"{value:.4f}")
+        elapsed = time.perf_counter() - start
+        bar.close()
+        metrics = {"loss": total_loss / n}
+        if has_acc:
+            metrics["accuracy"] = total_correct / n
+        metrics["samples_per_sec"] = n / elapsed if elapsed > 0 else float("inf")
+        if validation_data is not None:
+            val = evaluate(model, validation_data[0], validation_data[1], loss, batch_size=max(batch_size, 256))
+            metrics.update({f"val_{k}": v for k, v in val.items()})
+        if scheduler is not None:
+            scheduler.step()
+        history._append(epoch, metrics)
+        for callback in callbacks:
+            callback(epoch, metrics)
+    return history
+
+
+def evaluate(model, x, y, loss, batch_size=256):
+    """Mean loss (and accuracy for classification losses) over ``(x, y)`` in eval mode.
+
+    Returns a dict ``{"loss": ..., "accuracy": ...}``; the model's mode is restored.
+    """
+    n = _check_data(x, y, "evaluate")
+    batch_size = _check_batch_size(batch_size, "evaluate")
+    was_training = model.training
+    model.eval()
+    try:
+        total_loss, total_correct, has_acc = 0.0, 0, True
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            out = model(x[lo:hi])
+            total_loss += loss(out, y[lo:hi]) * (hi - lo)
+            correct = _correct(loss, out, y[lo:hi])
+            if correct is None:
+                has_acc = False
+            else:
+                total_correct += correct
+    finally:
+        model.train(was_training)
+    result = {"loss": total_loss / n}
+    if has_acc:
+        result["accuracy"] = total_correct / n
+    return result
+
+
+def predict(model, x, batch_size=256, out=None, progress=False):
+    """Model outputs for ``x`` in eval mode, computed ``batch_size`` rows at a time.
+
+    Memory stays bounded by one batch plus the result: ``x`` may be a memory-mapped
+    array larger than RAM, and ``out`` may be a preallocated (or memory-mapped)
+    array to write into. Returns the outputs; the model's mode is restored.
+    """
+    n = _check_data(x, None, "predict")
+    batch_size = _check_batch_size(batch_size, "predict")
+    was_training = model.training
+    model.eval()
+    bar = progress_bar(total=n, desc="predict", enabled=progress, unit="sample")
+    try:
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            y = model(np.asarray(x[lo:hi]))
+            if isinstance(y, tuple):
+                y = y[0]
+            if out is None:
+                out = np.empty((n,) + y.shape[1:], y.dtype)
+            elif lo == 0 and (out.shape[0] != n or out.shape[1:] != y.shape[1:]):
+                raise ValueError(f"predict: out has shape {out.shape}, expected {(n,) + y.shape[1:]}")
+            out[lo:hi] = y
+            bar.update(hi - lo)
+    finally:
+        bar.close()
+        model.train(was_training)
+    return out

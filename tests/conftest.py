@@ -1,0 +1,24 @@
+import numba
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def threads():
+    """Run a callable under 1 and under all available threads; restores the count."""
+    def run(fn):
+        previous = numba.get_num_threads()
+        results = []
+        try:
+            for n in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+                numba.set_num_threads(n)
+                results.append(fn())
+        finally:
+            numba.set_num_threads(previous)
+        return results
+    return run

@@ -1,0 +1,177 @@
+"""Linear, activations, Dropout, Residual: forward against the references,
+float64 gradient checks, threads, and non-contiguous input."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn.kernels.activations import GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, activation_forward
+
+import reference as ref
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,fin,fout", [(1, 1, 1), (1, 784, 256), (3, 5, 7), (17, 63, 65), (130, 33, 9)])
+def test_linear_forward_matches_reference(dtype, n, fin, fout, rng):
+    layer = nn.Linear(fin, fout, dtype=dtype)
+    x = rng.standard_normal((n, fin)).astype(dtype)
+    got = layer(x)
+    assert got.dtype == dtype and got.shape == (n, fout)
+    np.testing.assert_allclose(got, ref.linear(x, layer.weight.data, layer.bias.data), **TOL[dtype])
+
+
+def test_linear_accepts_leading_dims_and_no_bias(rng):
+    layer = nn.Linear(4, 3, bias=False).double()
+    x = rng.standard_normal((2, 5, 4))
+    out = layer(x)
+    assert out.shape == (2, 5, 3)
+    np.testing.assert_allclose(out.reshape(-1, 3), ref.linear(x.reshape(-1, 4), layer.weight.data), rtol=1e-12)
+    assert fastnn.gradcheck(layer, x)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("n,fin,fout", [(1, 3, 2), (7, 5, 4)])
+def test_linear_gradcheck(bias, n, fin, fout, rng):
+    assert fastnn.gradcheck(nn.Linear(fin, fout, bias=bias).double(), rng.standard_normal((n, fin)))
+
+
+def test_linear_gradients_accumulate_until_zero_grad(rng):
+    layer = nn.Linear(3, 2).double()
+    x = rng.standard_normal((4, 3))
+    g = rng.standard_normal((4, 2))
+    layer(x)
+    layer.backward(g)
+    first = layer.weight.grad.copy()
+    layer(x)
+    layer.backward(g)
+    np.testing.assert_allclose(layer.weight.grad, 2 * first)
+    layer.zero_grad()
+    assert layer.weight.grad is None
+    layer(x)
+    layer.backward(g)
+    np.testing.assert_allclose(layer.weight.grad, first)
+
+
+ACTIVATIONS = [
+    (nn.ReLU(), ref.relu),
+    (nn.LeakyReLU(0.2), lambda x: ref.leaky_relu(x, 0.2)),
+    (nn.Sigmoid(), ref.sigmoid),
+    (nn.Tanh(), ref.tanh),
+    (nn.GELU(), ref.gelu),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layer,reference", ACTIVATIONS, ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize("shape", [(1,), (3, 5), (2, 3, 4, 5), (40000,)])
+def test_activation_forward(dtype, layer, reference, shape, rng):
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    x.reshape(-1)[:3] = [-100, 100, 0][: x.size]  # saturation and the kink
+    got = layer(x)
+    assert got.dtype == dtype and got.shape == x.shape
+    np.testing.assert_allclose(got, reference(x), rtol=2e-6 if dtype == np.float32 else 1e-12, atol=1e-7)
+
+
+@pytest.mark.parametrize("layer,reference", ACTIVATIONS, ids=lambda v: type(v).__name__)
+def test_activation_gradcheck(layer, reference, rng):
+    x = rng.standard_normal((4, 7))
+    x[np.abs(x) < 1e-3] = 0.5  # keep clear of ReLU's kink
+    assert fastnn.gradcheck(layer, x)
+
+
+@pytest.mark.parametrize("dim", [-1, 0, 1])
+def test_softmax(dim, rng):
+    x = rng.standard_normal((3, 4, 5))
+    np.testing.assert_allclose(nn.Softmax(dim)(x), ref.softmax(x, dim), rtol=1e-12)
+    assert fastnn.gradcheck(nn.Softmax(dim), x)
+
+
+def test_activation_kernel_large_input_parallel_path_matches_serial(threads, rng):
+    x = rng.standard_normal(100_000).astype(np.float32)
+
+    def run():
+        outs = []
+        for kind in (IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, GELU):
+            out = np.empty_like(x)
+            activation_forward(out, x, kind, 0.1)
+            outs.append(out)
+        return outs
+
+    one, many = threads(run)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_linear_one_and_two_threads_agree_bitwise(threads, rng):
+    layer = nn.Linear(300, 200)
+    x = rng.standard_normal((150, 300)).astype(np.float32)
+    g = rng.standard_normal((150, 200)).astype(np.float32)
+
+    def run():
+        layer.zero_grad()
+        y = layer(x)
+        dx = layer.backward(g)
+        return y, dx, layer.weight.grad.copy(), layer.bias.grad.copy()
+
+    one, many = threads(run)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_non_contiguous_input_gives_same_answer(rng):
+    layer = nn.Linear(6, 4)
+    base = rng.standard_normal((6, 10)).astype(np.float32)
+    x_nc = base.T  # (10, 6), Fortran-ordered view
+    assert not x_nc.flags.c_contiguous
+    np.testing.assert_array_equal(layer(x_nc), layer(np.ascontiguousarray(x_nc)))
+    strided = rng.standard_normal((20, 6)).astype(np.float32)[::2]
+    np.testing.assert_array_equal(nn.ReLU()(strided), nn.ReLU()(strided.copy()))
+
+
+def test_integer_and_float64_input_converted_to_layer_dtype():
+    layer = nn.Linear(2, 2)
+    assert layer(np.array([[1, 2]])).dtype == np.float32
+    assert layer(np.array([[1.0, 2.0]])).dtype == np.float32
+
+
+def test_dropout_train_and_eval(rng):
+    layer = nn.Dropout(0.3, generator=0)
+    x = np.ones((200, 100), np.float32)
+    y = layer(x)
+    kept = y != 0
+    assert 0.65 < kept.mean() < 0.75
+    np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    np.testing.assert_allclose(layer.backward(g), g * y, rtol=1e-6)
+    layer.eval()
+    np.testing.assert_array_equal(layer(x), x)
+    with pytest.raises(ValueError, match="Dropout"):
+        nn.Dropout(1.0)
+
+
+def test_residual_identity_and_projection_gradcheck(rng):
+    block = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4))
+    res = nn.Residual(block).double()
+    x = rng.standard_normal((3, 4))
+    np.testing.assert_allclose(res(x), block(x) + x, rtol=1e-12)
+    assert fastnn.gradcheck(res, x)
+    proj = nn.Residual(nn.Sequential(nn.Linear(4, 5), nn.Sigmoid()), nn.Linear(4, 5)).double()
+    assert fastnn.gradcheck(proj, x)
+
+
+def test_deep_sequential_gradcheck(rng):
+    model = nn.Sequential(nn.Linear(5, 8), nn.GELU(), nn.Linear(8, 8), nn.LeakyReLU(0.05),
+                          nn.Residual(nn.Sequential(nn.Linear(8, 8), nn.Tanh())), nn.Linear(8, 3)).double()
+    assert fastnn.gradcheck(model, rng.standard_normal((6, 5)))
+
+
+def test_gradcheck_detects_a_wrong_gradient(rng):
+    class Broken(nn.Linear):
+        def backward(self, grad_output):
+            return 2 * super().backward(grad_output)
+
+    with pytest.raises(AssertionError, match="gradcheck"):
+        fastnn.gradcheck(Broken(3, 2).double(), rng.standard_normal((4, 3)))
