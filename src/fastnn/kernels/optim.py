@@ -155,7 +155,7 @@ def _chunk_sum_of_squares(partials, x, c, chunk):
     stop = min(start + chunk, x.shape[0])
     total = 0.0
     for j in range(start, stop):
-        v = float(x[j])
+        v = np.float64(x[j])
         total += v * v
     partials[c] = total
 
