@@ -1,5 +1,5 @@
 """fastnn.nn: layers, containers, losses and initialisation, with PyTorch's names."""
-from . import init  # noqa: F401
+from . import init, utils  # noqa: F401
 from .activation import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
 from .containers import Residual, Sequential  # noqa: F401
 from .dropout import Dropout  # noqa: F401
