@@ -122,7 +122,7 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
             else:
                 total_correct += correct
             bar.update(hi - lo)
-            bar.set_postfix(loss=f"{value:.4f}")
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         elapsed = time.perf_counter() - start
         bar.close()
         metrics = {"loss": total_loss / n}
