@@ -77,3 +77,180 @@ def bce_with_logits(x, t):
     t = np.asarray(t, np.float64).ravel()
     return float(np.mean([-(ti * math.log(1 / (1 + math.exp(-xi))) + (1 - ti) * math.log(1 - 1 / (1 + math.exp(-xi))))
                           for xi, ti in zip(x, t)]))
+
+
+# ----------------------------------------------------------------- recurrent layers
+def recurrent(mode, x, layers, h0=None, c0=None):
+    """PyTorch's documented RNN/LSTM/GRU equations, one sample and one step at a time.
+
+    mode: 'rnn_tanh', 'rnn_relu', 'lstm' or 'gru'; x (T, N, F) time-major;
+    layers: per layer (w_ih, w_hh, b_ih, b_hh), biases may be None;
+    h0, c0: (L, N, H) or None. Returns (output (T, N, H), h_n, c_n or None).
+    """
+    x = np.asarray(x, np.float64)
+    T, N = x.shape[:2]
+    H = np.asarray(layers[0][1]).shape[1]
+    L = len(layers)
+    h = np.zeros((L, N, H)) if h0 is None else np.array(h0, np.float64)
+    c = np.zeros((L, N, H)) if c0 is None else np.array(c0, np.float64)
+    seq = x
+    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+        w_ih, w_hh = np.asarray(w_ih, np.float64), np.asarray(w_hh, np.float64)
+        b_ih = np.zeros(w_ih.shape[0]) if b_ih is None else np.asarray(b_ih, np.float64)
+        b_hh = np.zeros(w_hh.shape[0]) if b_hh is None else np.asarray(b_hh, np.float64)
+        out = np.zeros((T, N, H))
+        for t in range(T):
+            for n in range(N):
+                xi = w_ih @ seq[t, n] + b_ih
+                hh = w_hh @ h[k, n] + b_hh
+                if mode == "rnn_tanh":
+                    h[k, n] = tanh(xi + hh)
+                elif mode == "rnn_relu":
+                    h[k, n] = relu(xi + hh)
+                elif mode == "lstm":
+                    i = sigmoid(xi[:H] + hh[:H])
+                    f = sigmoid(xi[H:2 * H] + hh[H:2 * H])
+                    g = tanh(xi[2 * H:3 * H] + hh[2 * H:3 * H])
+                    o = sigmoid(xi[3 * H:] + hh[3 * H:])
+                    c[k, n] = f * c[k, n] + i * g
+                    h[k, n] = o * tanh(c[k, n])
+                elif mode == "gru":
+                    r = sigmoid(xi[:H] + hh[:H])
+                    z = sigmoid(xi[H:2 * H] + hh[H:2 * H])
+                    nn = tanh(xi[2 * H:] + r * hh[2 * H:])
+                    h[k, n] = (1 - z) * nn + z * h[k, n]
+                else:
+                    raise ValueError(mode)
+                out[t, n] = h[k, n]
+        seq = out
+    return seq, h, (c if mode == "lstm" else None)
+
+
+def embedding(indices, weight):
+    """weight[indices], one row at a time."""
+    idx = np.asarray(indices)
+    out = np.zeros(idx.shape + (weight.shape[1],), np.float64)
+    for pos in np.ndindex(idx.shape):
+        out[pos] = weight[idx[pos]]
+    return out
+
+
+def embedding_grad(indices, grad_output, num_embeddings, padding_idx=None):
+    """d weight: each index's output gradient added to its row (padding row left 0)."""
+    idx = np.asarray(indices).ravel()
+    g = np.asarray(grad_output, np.float64).reshape(idx.size, -1)
+    dw = np.zeros((num_embeddings, g.shape[1]))
+    for i, row in enumerate(idx):
+        if row != padding_idx:
+            dw[row] += g[i]
+    return dw
+
+
+# ----------------------------------------------------------------- convolution, pooling, batch norm
+def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+    """x (N, C, H, W), weight (OC, C/groups, KH, KW): PyTorch's cross-correlation."""
+    N, C, H, W = x.shape
+    OC, Cg, KH, KW = weight.shape
+    (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
+    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    padded = np.zeros((N, C, H + 2 * PH, W + 2 * PW))
+    padded[:, :, PH:PH + H, PW:PW + W] = x
+    out = np.zeros((N, OC, OH, OW))
+    OCg = OC // groups
+    for n in range(N):
+        for oc in range(OC):
+            g = oc // OCg
+            for oh in range(OH):
+                for ow in range(OW):
+                    s = 0.0 if bias is None else float(bias[oc])
+                    for cg in range(Cg):
+                        for kh in range(KH):
+                            for kw in range(KW):
+                                s += float(weight[oc, cg, kh, kw]) * float(
+                                    padded[n, g * Cg + cg, oh * SH + kh * DH, ow * SW + kw * DW])
+                    out[n, oc, oh, ow] = s
+    return out
+
+
+def _pool_len(size, k, s, p, d, ceil_mode):
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def max_pool2d(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):
+    """Max over each window of x (N, C, H, W); positions outside the input are ignored."""
+    N, C, H, W = x.shape
+    OH = _pool_len(H, kernel[0], stride[0], padding[0], dilation[0], ceil_mode)
+    OW = _pool_len(W, kernel[1], stride[1], padding[1], dilation[1], ceil_mode)
+    out = np.zeros((N, C, OH, OW))
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    vals = [x[n, c, ih, iw]
+                            for ih in (oh * stride[0] - padding[0] + kh * dilation[0] for kh in range(kernel[0]))
+                            for iw in (ow * stride[1] - padding[1] + kw * dilation[1] for kw in range(kernel[1]))
+                            if 0 <= ih < H and 0 <= iw < W]
+                    out[n, c, oh, ow] = max(vals)
+    return out
+
+
+def avg_pool2d(x, kernel, stride, padding=(0, 0), ceil_mode=False, count_include_pad=True):
+    """Mean over each window; with count_include_pad the divisor counts padding
+    (but not the part of a ceil_mode window beyond the padding), as in PyTorch."""
+    N, C, H, W = x.shape
+    OH = _pool_len(H, kernel[0], stride[0], padding[0], 1, ceil_mode)
+    OW = _pool_len(W, kernel[1], stride[1], padding[1], 1, ceil_mode)
+    out = np.zeros((N, C, OH, OW))
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    h0, w0 = oh * stride[0] - padding[0], ow * stride[1] - padding[1]
+                    h1, w1 = min(h0 + kernel[0], H + padding[0]), min(w0 + kernel[1], W + padding[1])
+                    total, inside = 0.0, 0
+                    for ih in range(max(h0, 0), min(h1, H)):
+                        for iw in range(max(w0, 0), min(w1, W)):
+                            total += x[n, c, ih, iw]
+                            inside += 1
+                    out[n, c, oh, ow] = total / ((h1 - h0) * (w1 - w0) if count_include_pad else inside)
+    return out
+
+
+def adaptive_avg_pool2d(x, output_size):
+    """Output cell (i, j) averages rows floor(i*H/OH)..ceil((i+1)*H/OH)-1 (columns alike)."""
+    N, C, H, W = x.shape
+    OH, OW = output_size
+    out = np.zeros((N, C, OH, OW))
+    for i in range(OH):
+        for j in range(OW):
+            h0, h1 = (i * H) // OH, -((-(i + 1) * H) // OH)
+            w0, w1 = (j * W) // OW, -((-(j + 1) * W) // OW)
+            out[:, :, i, j] = np.asarray(x[:, :, h0:h1, w0:w1], np.float64).mean(axis=(2, 3))
+    return out
+
+
+def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    """PyTorch's documented BatchNorm over all axes but 1. Returns (out, new running
+    mean, new running var); in training the running variance gets the unbiased
+    batch variance."""
+    x = np.asarray(x, np.float64)
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    shape = [1] * x.ndim
+    shape[1] = x.shape[1]
+    if training:
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        count = x.size // x.shape[1]
+        new_mean = (1 - momentum) * running_mean + momentum * mean
+        new_var = (1 - momentum) * running_var + momentum * var * count / (count - 1)
+    else:
+        mean, var = np.asarray(running_mean, np.float64), np.asarray(running_var, np.float64)
+        new_mean, new_var = running_mean, running_var
+    out = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    if weight is not None:
+        out = out * np.reshape(weight, shape) + np.reshape(bias, shape)
+    return out, new_mean, new_var
