@@ -6,3 +6,4 @@ from .dropout import Dropout  # noqa: F401
 from .linear import Flatten, Identity, Linear  # noqa: F401
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss  # noqa: F401
 from .module import Module, Parameter  # noqa: F401
+from .recurrent import GRU, LSTM, RNN, LastStep  # noqa: F401

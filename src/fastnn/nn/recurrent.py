@@ -1,0 +1,153 @@
+"""Recurrent layers: RNN, LSTM, GRU (PyTorch's semantics and parameters), and LastStep."""
+import numpy as np
+
+from .. import _config
+from ..kernels import recurrent as rk
+from ._rnn_base import RNNBase
+from ._validate import as_float_array, as_grad
+from .module import Module
+
+__all__ = ["GRU", "LSTM", "RNN", "LastStep", "RNNBase"]
+
+
+class RNN(RNNBase):
+    """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), like ``torch.nn.RNN``.
+
+    Args:
+        input_size, hidden_size: feature sizes of x and h.
+        num_layers: stacked layers (default 1).
+        nonlinearity: ``'tanh'`` (default) or ``'relu'``.
+        bias: use b_ih and b_hh (default True).
+        batch_first: input and output are (N, T, F) instead of (T, N, F).
+
+    Shape:
+        x (T, N, input_size) (or batch-first, or unbatched (T, input_size));
+        h_0 (num_layers, N, hidden_size), zeros if omitted.
+        Returns ``(output, h_n)``: output (T, N, hidden_size), h_n like h_0.
+        Parameters ``weight_ih_l{k}`` (H, in), ``weight_hh_l{k}`` (H, H), ``bias_*_l{k}`` (H,).
+
+    Example:
+        >>> rnn = fastnn.nn.RNN(10, 20, num_layers=2)
+        >>> out, h_n = rnn(np.zeros((5, 3, 10), np.float32))   # out (5, 3, 20)
+    """
+
+    _name = "RNN"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, dtype=None, generator=None):
+        modes = {"tanh": rk.RNN_TANH, "relu": rk.RNN_RELU}
+        if nonlinearity not in modes:
+            raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(modes[nonlinearity], input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, dtype, generator)
+        self.nonlinearity = nonlinearity
+
+    def _config(self):
+        return dict(super()._config(), nonlinearity=self.nonlinearity)
+
+    def extra_repr(self):
+        s = super().extra_repr()
+        return s + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
+
+
+class LSTM(RNNBase):
+    """Long short-term memory, like ``torch.nn.LSTM`` (gate order i, f, g, o).
+
+    i, f, o = sigmoid(.), g = tanh(.) of x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh;
+    c_t = f c_{t-1} + i g;  h_t = o tanh(c_t).
+
+    Args: as :class:`RNN`, without ``nonlinearity``.
+
+    Shape:
+        x (T, N, input_size) (or batch-first, or unbatched); ``hx = (h_0, c_0)``, each
+        (num_layers, N, hidden_size), zeros if omitted. Returns ``(output, (h_n, c_n))``.
+        ``weight_ih_l{k}`` (4H, in), ``weight_hh_l{k}`` (4H, H), biases (4H,).
+
+    Example:
+        >>> lstm = fastnn.nn.LSTM(64, 128, batch_first=True)
+        >>> out, (h_n, c_n) = lstm(np.zeros((8, 32, 64), np.float32))   # out (8, 32, 128)
+    """
+
+    _name = "LSTM"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, dtype=None, generator=None):
+        if proj_size:
+            raise NotImplementedError(f"LSTM: proj_size is not supported (got {proj_size!r})")
+        super().__init__(rk.LSTM, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, dtype, generator)
+
+
+class GRU(RNNBase):
+    """Gated recurrent unit, like ``torch.nn.GRU`` (gate order r, z, n).
+
+    r, z = sigmoid(x_t W_i{r,z}^T + b_i{r,z} + h_{t-1} W_h{r,z}^T + b_h{r,z});
+    n = tanh(x_t W_in^T + b_in + r * (h_{t-1} W_hn^T + b_hn));  h_t = (1 - z) n + z h_{t-1}.
+
+    Args: as :class:`RNN`, without ``nonlinearity``.
+
+    Shape:
+        as :class:`RNN`; ``weight_ih_l{k}`` (3H, in), ``weight_hh_l{k}`` (3H, H), biases (3H,).
+
+    Example:
+        >>> gru = fastnn.nn.GRU(10, 20, batch_first=True)
+        >>> out, h_n = gru(np.zeros((3, 5, 10), np.float32))   # out (3, 5, 20)
+    """
+
+    _name = "GRU"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=None, generator=None):
+        super().__init__(rk.GRU, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, dtype, generator)
+
+
+class LastStep(Module):
+    """The last time step of a sequence: ``x[:, -1]`` (batch_first) or ``x[-1]``.
+
+    Put it after a recurrent layer in a ``Sequential`` to classify a sequence from
+    its final hidden state. ``backward`` scatters the gradient into zeros of the
+    input's shape.
+
+    Args:
+        batch_first: whether the input is (N, T, F) (True) or (T, N, F) (default False,
+            like the recurrent layers).
+
+    Shape: (N, T, F) or (T, N, F) -> (N, F).
+
+    Example:
+        >>> model = Sequential(LSTM(8, 64, batch_first=True), LastStep(batch_first=True), Linear(64, 10))
+    """
+
+    def __init__(self, batch_first=False):
+        super().__init__()
+        self.batch_first = bool(batch_first)
+        self._shape = None
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+            x = as_float_array(x, "LastStep", _config.get_default_dtype())
+        if x.ndim != 3:
+            layout = "(N, T, F)" if self.batch_first else "(T, N, F)"
+            raise ValueError(f"LastStep: expected a 3-D input {layout}, got shape {x.shape}")
+        if 0 in x.shape:
+            raise ValueError(f"LastStep: expected a non-empty input, got shape {x.shape}")
+        self._shape = (x.shape, x.dtype) if self.training else None
+        return np.ascontiguousarray(x[:, -1] if self.batch_first else x[-1])
+
+    def backward(self, grad_output):
+        shape, dt = self._saved(self._shape)
+        want = (shape[0], shape[2]) if self.batch_first else (shape[1], shape[2])
+        g = as_grad(grad_output, "LastStep", want, dt)
+        dx = np.zeros(shape, dt)
+        if self.batch_first:
+            dx[:, -1] = g
+        else:
+            dx[-1] = g
+        return dx
+
+    def _config(self):
+        return {"batch_first": self.batch_first}
+
+    def extra_repr(self):
+        return f"batch_first={self.batch_first}"
