@@ -1,0 +1,116 @@
+"""Batch normalisation kernels on x viewed as (N, C, L) (L = H*W, or 1), float32/float64.
+
+Per-channel statistics are summed in float64, serially in a fixed order, by the one
+iteration that owns the channel: results are bitwise independent of the thread
+count. ``mean``/``invstd`` (float64, (C,)) carry the batch statistics from the
+training forward to the backward.
+"""
+import math
+
+from numba import prange
+
+from ._jit import inline, kernel
+
+
+@inline
+def _normalize_channel(out, x, c, mu, inv, weight, bias, affine):
+    # out[:, c] = (x[:, c] - mu) * inv * weight[c] + bias[c]  (weight 1, bias 0 unless affine)
+    scale = x.dtype.type(inv * weight[c] if affine else inv)
+    shift = x.dtype.type(bias[c] if affine else 0)
+    mu_t = x.dtype.type(mu)
+    for n in range(x.shape[0]):
+        for i in range(x.shape[2]):
+            out[n, c, i] = (x[n, c, i] - mu_t) * scale + shift
+
+
+@kernel
+def batch_norm_train_forward(out, mean, invstd, running_mean, running_var, x, weight, bias,
+                             eps, momentum, update_running, affine):
+    """Batch statistics: out = (x - mean_c) * invstd_c * weight_c + bias_c (overwritten),
+    mean/invstd (C,) overwritten with the batch mean and 1/sqrt(var + eps).
+
+    With update_running: running_mean = (1 - momentum) * running_mean + momentum * mean,
+    running_var likewise with the unbiased variance var * M / (M - 1), M = N * L.
+    weight/bias are read only if affine. Parallel over channels.
+    """
+    N, C, L = x.shape
+    count = N * L
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            for i in range(L):
+                s += x[n, c, i]
+        mu = s / count
+        q = 0.0
+        for n in range(N):
+            for i in range(L):
+                d = x[n, c, i] - mu
+                q += d * d
+        var = q / count
+        inv = 1.0 / math.sqrt(var + eps)
+        mean[c] = mu
+        invstd[c] = inv
+        if update_running:
+            unbiased = q / (count - 1) if count > 1 else var
+            running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mu
+            running_var[c] = (1 - momentum) * running_var[c] + momentum * unbiased
+        _normalize_channel(out, x, c, mu, inv, weight, bias, affine)
+
+
+@kernel
+def batch_norm_eval_forward(out, x, running_mean, running_var, weight, bias, eps, affine):
+    """Running statistics: out = (x - running_mean_c) / sqrt(running_var_c + eps)
+    * weight_c + bias_c (overwritten). Parallel over (sample, channel) rows."""
+    N, C, L = x.shape
+    for row in prange(N * C):
+        n = row // C
+        c = row % C
+        inv = 1.0 / math.sqrt(running_var[c] + eps)
+        scale = x.dtype.type(inv * weight[c] if affine else inv)
+        shift = x.dtype.type(bias[c] if affine else 0)
+        mu = x.dtype.type(running_mean[c])
+        for i in range(L):
+            out[n, c, i] = (x[n, c, i] - mu) * scale + shift
+
+
+@kernel
+def batch_norm_backward(dx, dweight, dbias, dout, x, mean, invstd, weight, affine,
+                        accumulate_w, accumulate_b):
+    """Backward of the batch-statistics forward, with xhat = (x - mean) * invstd:
+
+        dbias_c (+)= sum dout;  dweight_c (+)= sum dout * xhat   (only if affine)
+        dx = weight_c * invstd_c * (dout - mean(dout) - xhat * mean(dout * xhat))  (overwritten)
+
+    Sums over n and l of each channel. Parallel over channels.
+    """
+    N, C, L = x.shape
+    count = N * L
+    for c in prange(C):
+        mu = mean[c]
+        inv = invstd[c]
+        s_dy = 0.0
+        s_dyx = 0.0
+        for n in range(N):
+            for i in range(L):
+                g = dout[n, c, i]
+                s_dy += g
+                s_dyx += g * (x[n, c, i] - mu)
+        s_dyxhat = s_dyx * inv
+        if affine:
+            if accumulate_b:
+                dbias[c] += s_dy
+            else:
+                dbias[c] = s_dy
+            if accumulate_w:
+                dweight[c] += s_dyxhat
+            else:
+                dweight[c] = s_dyxhat
+        k = inv * weight[c] if affine else inv
+        # dx = k * dout - k * inv * mean(dout * xhat) * (x - mu) - k * mean(dout)
+        a_t = x.dtype.type(k)
+        b_t = x.dtype.type(k * (s_dyxhat / count) * inv)
+        c_t = x.dtype.type(k * (s_dy / count))
+        mu_t = x.dtype.type(mu)
+        for n in range(N):
+            for i in range(L):
+                dx[n, c, i] = a_t * dout[n, c, i] - b_t * (x[n, c, i] - mu_t) - c_t

@@ -1,0 +1,227 @@
+"""Pooling layers: MaxPool2d, AvgPool2d, AdaptiveAvgPool2d (NCHW)."""
+import numpy as np
+
+from ..kernels import pool as pool_k
+from ._validate import as_grad, float_dtype_for
+from .conv import as_image_batch, pair
+from .module import Module
+
+# adaptive windows ignore the geometry; same tuple type as the other pools' (one compile)
+_ADAPTIVE_GEOM = (1, 1, 1, 1, 0, 0, 1, 1)
+
+
+def _pool_size(size, k, s, p, d, ceil_mode):
+    """PyTorch's pooling output length (ceil_mode drops a last window that would
+    start in the right padding)."""
+    span = size + 2 * p - d * (k - 1) - 1
+    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+class _Pool2d(Module):
+    """Shared by MaxPool2d and AvgPool2d: argument checks, shapes, unbatched input."""
+
+    dilation = (1, 1)
+
+    def _setup(self, kernel_size, stride, padding, ceil_mode):
+        name = type(self).__name__
+        self.kernel_size = pair(kernel_size, name, "kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, name, "stride")
+        self.padding = pair(padding, name, "padding", minimum=0)
+        self.ceil_mode = bool(ceil_mode)
+        for k, p in zip(self.kernel_size, self.padding):
+            if p > k // 2:
+                raise ValueError(
+                    f"{name}: padding should be at most half of the kernel size, got padding={self.padding} "
+                    f"for kernel_size={self.kernel_size}")
+        self._x_shape = None
+
+    def _geom(self):
+        return self.kernel_size + self.stride + self.padding + self.dilation
+
+    def _prepare(self, x):
+        """Validated 4-D input, its output shape and whether it came unbatched."""
+        name = type(self).__name__
+        x, unbatched = as_image_batch(x, name, 0, float_dtype_for(x))
+        N, C, H, W = x.shape
+        sizes = []
+        for size, k, s, p, d in zip((H, W), self.kernel_size, self.stride, self.padding, self.dilation):
+            if size + 2 * p < d * (k - 1) + 1:
+                raise ValueError(
+                    f"{name}: input of shape {x.shape} padded by {self.padding} is smaller than the "
+                    f"pooling window {self.kernel_size} (dilation {self.dilation})")
+            sizes.append(_pool_size(size, k, s, p, d, self.ceil_mode))
+        if N * C == 0 or min(sizes) <= 0:
+            raise ValueError(f"{name}: input of shape {x.shape} gives an empty output {(N, C) + tuple(sizes)}")
+        return x, (N, C) + tuple(sizes), unbatched
+
+    def _planes(self, a):
+        return a.reshape((-1,) + a.shape[-2:])
+
+    def _grad(self, grad_output):
+        shape = self._saved(self._x_shape)
+        out_shape = self._out_shape
+        g = as_grad(grad_output, type(self).__name__, out_shape[1:] if self._unbatched else out_shape,
+                    self._dtype)
+        return g.reshape(out_shape), shape
+
+    def _finish(self, a):
+        return a[0] if self._unbatched else a
+
+    def _config(self):
+        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "ceil_mode": self.ceil_mode}
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                + (", ceil_mode=True" if self.ceil_mode else ""))
+
+
+class MaxPool2d(_Pool2d):
+    """Maximum over sliding windows, like ``torch.nn.MaxPool2d``; backward routes each
+    gradient to the element that was the maximum.
+
+    Args:
+        kernel_size: window size, int or (h, w).
+        stride: window step (default: kernel_size).
+        padding: implicit -inf padding on both sides, at most kernel_size // 2.
+        dilation: spacing between window elements.
+        ceil_mode: round the output size up instead of down.
+
+    Shape:
+        (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out),
+        H_out = (H + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1.
+
+    Example:
+        >>> fastnn.nn.MaxPool2d(2)(np.zeros((8, 3, 32, 32), np.float32)).shape
+        (8, 3, 16, 16)
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        if return_indices:
+            raise ValueError("MaxPool2d: return_indices=True is not supported")
+        self._setup(kernel_size, stride, padding, ceil_mode)
+        self.dilation = pair(dilation, "MaxPool2d", "dilation")
+        self._argmax = None
+
+    def forward(self, x):
+        x, out_shape, unbatched = self._prepare(x)
+        out = np.empty(out_shape, x.dtype)
+        argmax = np.empty(out_shape, np.int64)
+        pool_k.max_pool_forward(self._planes(out), self._planes(argmax), self._planes(x), self._geom())
+        if self.training:
+            self._x_shape, self._out_shape, self._argmax = x.shape, out_shape, argmax
+            self._unbatched, self._dtype = unbatched, x.dtype
+        else:
+            self._x_shape = self._argmax = None
+        return out[0] if unbatched else out
+
+    def backward(self, grad_output):
+        g, shape = self._grad(grad_output)
+        dx = np.empty(shape, g.dtype)
+        pool_k.max_pool_backward(self._planes(dx), self._planes(g), self._planes(self._argmax))
+        return self._finish(dx)
+
+    def _config(self):
+        return dict(super()._config(), dilation=self.dilation)
+
+    def extra_repr(self):
+        return super().extra_repr() + (f", dilation={self.dilation}" if self.dilation != (1, 1) else "")
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over sliding windows, like ``torch.nn.AvgPool2d``.
+
+    Args:
+        kernel_size: window size, int or (h, w).
+        stride: window step (default: kernel_size).
+        padding: implicit zero padding on both sides, at most kernel_size // 2.
+        ceil_mode: round the output size up instead of down.
+        count_include_pad: count the padding zeros in the divisor (default True).
+
+    Shape:
+        (N, C, H, W) or (C, H, W) -> (N, C, H_out, W_out),
+        H_out = (H + 2 * padding - kernel) // stride + 1.
+
+    Example:
+        >>> fastnn.nn.AvgPool2d(2)(np.zeros((8, 3, 32, 32), np.float32)).shape
+        (8, 3, 16, 16)
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        self._setup(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def forward(self, x):
+        x, out_shape, unbatched = self._prepare(x)
+        out = np.empty(out_shape, x.dtype)
+        pool_k.avg_pool_forward(self._planes(out), self._planes(x), self._geom(), False, self.count_include_pad)
+        self._x_shape = x.shape if self.training else None
+        self._out_shape, self._unbatched, self._dtype = out_shape, unbatched, x.dtype
+        return out[0] if unbatched else out
+
+    def backward(self, grad_output):
+        g, shape = self._grad(grad_output)
+        dx = np.empty(shape, g.dtype)
+        pool_k.avg_pool_backward(self._planes(dx), self._planes(g), self._geom(), False, self.count_include_pad)
+        return self._finish(dx)
+
+    def _config(self):
+        return dict(super()._config(), count_include_pad=self.count_include_pad)
+
+
+class AdaptiveAvgPool2d(_Pool2d):
+    """Mean over PyTorch's adaptive windows to a fixed output size, like
+    ``torch.nn.AdaptiveAvgPool2d``; ``AdaptiveAvgPool2d(1)`` is global average pooling.
+
+    Args:
+        output_size: int or (h, w); None in a pair keeps that input size.
+
+    Shape:
+        (N, C, H, W) or (C, H, W) -> (N, C, out_h, out_w). Output row i averages
+        input rows floor(i * H / out_h) .. ceil((i + 1) * H / out_h) - 1.
+
+    Example:
+        >>> fastnn.nn.AdaptiveAvgPool2d(1)(np.zeros((8, 64, 7, 7), np.float32)).shape
+        (8, 64, 1, 1)
+    """
+
+    def __init__(self, output_size):
+        super().__init__()
+        items = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+        if len(items) != 2:
+            raise ValueError(f"AdaptiveAvgPool2d: output_size must be an int or a pair, got {output_size!r}")
+        self.output_size = tuple(None if v is None else pair(v, "AdaptiveAvgPool2d", "output_size")[0]
+                                 for v in items)
+        self._x_shape = None
+
+    def forward(self, x):
+        x, unbatched = as_image_batch(x, "AdaptiveAvgPool2d", 0, float_dtype_for(x))
+        N, C, H, W = x.shape
+        out_hw = tuple(s if o is None else o for o, s in zip(self.output_size, (H, W)))
+        if N * C * H * W == 0:
+            raise ValueError(f"AdaptiveAvgPool2d: got an empty input of shape {x.shape}")
+        out_shape = (N, C) + out_hw
+        out = np.empty(out_shape, x.dtype)
+        pool_k.avg_pool_forward(self._planes(out), self._planes(x), _ADAPTIVE_GEOM, True, False)
+        self._x_shape = x.shape if self.training else None
+        self._out_shape, self._unbatched, self._dtype = out_shape, unbatched, x.dtype
+        return out[0] if unbatched else out
+
+    def backward(self, grad_output):
+        g, shape = self._grad(grad_output)
+        dx = np.empty(shape, g.dtype)
+        pool_k.avg_pool_backward(self._planes(dx), self._planes(g), _ADAPTIVE_GEOM, True, False)
+        return self._finish(dx)
+
+    def _config(self):
+        size = self.output_size
+        return {"output_size": size[0] if size[0] == size[1] else list(size)}
+
+    def extra_repr(self):
+        size = self.output_size
+        return f"output_size={size[0] if size[0] == size[1] else size}"
