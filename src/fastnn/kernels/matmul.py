@@ -1,180 +1,287 @@
 """Matrix multiply kernels (float32/float64), the engine under Linear, conv and RNNs.
 
-The core is ``gemm_nt``: ``out[M,N] (+)= a[M,K] @ bt[N,K]^T`` with both operands
-row-major along K, so every inner product reads two contiguous rows. Its 4x4
-register block keeps 16 running sums that LLVM vectorises along K; tiles of
-64x64 outputs are split over threads, each tile walks K in cache-sized blocks.
-Other transposes are packed into row-major-along-K order first (``transpose``).
+``out[M,N] (+)= op(a) @ op(b)`` in the BLIS style: op(b) is packed into k-major
+micro-panels of NR columns, op(a) into k-major micro-panels of MR rows (both
+zero-padded), and a micro-kernel keeps an MR x NR block of ``out`` in vector
+registers while it walks K. Transposes cost nothing extra: packing reads either
+layout. Threads own tiles of ``out``; K is summed in fixed blocks in a fixed
+order, so results do not depend on the thread count. Tiny products and products
+with very few rows skip the packing and run plain serial loops.
 """
+import numba
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from ._jit import inline, kernel
+from ._jit import kernel, serial_kernel
 
-TILE_M = 64
-TILE_N = 64
-BLOCK_K = 256
-# Below this many multiply-adds a single thread is faster than a parallel launch.
-SERIAL_FLOPS = 1 << 18
-
-
-@inline
-def _block4x4(out, a, bt, i, j, k0, k1, first):
-    # out[i:i+4, j:j+4] (+)= a[i:i+4, k0:k1] @ bt[j:j+4, k0:k1]^T
-    s00 = s01 = s02 = s03 = a.dtype.type(0)
-    s10 = s11 = s12 = s13 = a.dtype.type(0)
-    s20 = s21 = s22 = s23 = a.dtype.type(0)
-    s30 = s31 = s32 = s33 = a.dtype.type(0)
-    for k in range(k0, k1):
-        a0 = a[i, k]
-        a1 = a[i + 1, k]
-        a2 = a[i + 2, k]
-        a3 = a[i + 3, k]
-        b0 = bt[j, k]
-        b1 = bt[j + 1, k]
-        b2 = bt[j + 2, k]
-        b3 = bt[j + 3, k]
-        s00 += a0 * b0
-        s01 += a0 * b1
-        s02 += a0 * b2
-        s03 += a0 * b3
-        s10 += a1 * b0
-        s11 += a1 * b1
-        s12 += a1 * b2
-        s13 += a1 * b3
-        s20 += a2 * b0
-        s21 += a2 * b1
-        s22 += a2 * b2
-        s23 += a2 * b3
-        s30 += a3 * b0
-        s31 += a3 * b1
-        s32 += a3 * b2
-        s33 += a3 * b3
-    if first:
-        out[i, j] = s00
-        out[i, j + 1] = s01
-        out[i, j + 2] = s02
-        out[i, j + 3] = s03
-        out[i + 1, j] = s10
-        out[i + 1, j + 1] = s11
-        out[i + 1, j + 2] = s12
-        out[i + 1, j + 3] = s13
-        out[i + 2, j] = s20
-        out[i + 2, j + 1] = s21
-        out[i + 2, j + 2] = s22
-        out[i + 2, j + 3] = s23
-        out[i + 3, j] = s30
-        out[i + 3, j + 1] = s31
-        out[i + 3, j + 2] = s32
-        out[i + 3, j + 3] = s33
-    else:
-        out[i, j] += s00
-        out[i, j + 1] += s01
-        out[i, j + 2] += s02
-        out[i, j + 3] += s03
-        out[i + 1, j] += s10
-        out[i + 1, j + 1] += s11
-        out[i + 1, j + 2] += s12
-        out[i + 1, j + 3] += s13
-        out[i + 2, j] += s20
-        out[i + 2, j + 1] += s21
-        out[i + 2, j + 2] += s22
-        out[i + 2, j + 3] += s23
-        out[i + 3, j] += s30
-        out[i + 3, j + 1] += s31
-        out[i + 3, j + 2] += s32
-        out[i + 3, j + 3] += s33
+MR = 8  # micro-tile rows
+NV = 2  # micro-tile width in 64-byte vectors: NR = 32 float32 or 16 float64 columns
+KC = 256  # depth of a packed block: a KC x NR panel of b stays in L1
+MC = 128  # most rows per tile: the tile's packed a block (MC x KC) stays in L2
+NC = 2048  # most columns of out per column block
+B_PACK = 1 << 21  # most elements of packed b held at once (kg rows x NC columns)
+SERIAL_FLOPS = 1 << 19  # below this many multiply-adds one thread is faster
+DIRECT_FLOPS = 1 << 13  # below this (or M < 4) skip packing altogether
 
 
-@inline
-def _block1x1(out, a, bt, i, j, k0, k1, first):
-    s = a.dtype.type(0)
-    for k in range(k0, k1):
-        s += a[i, k] * bt[j, k]
-    if first:
-        out[i, j] = s
-    else:
-        out[i, j] += s
+@intrinsic
+def _micro(typingctx, c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
+    """c[c_off + r*ldc + j] (+)= sum_k ap[a_off + k*MR + r] * bp[b_off + k*NR + j]
+    for r < MR, j < NR, k < kc (kc >= 1); ``+=`` when ``add``. Emitted as LLVM IR
+    so the MR*NV accumulator vectors live in registers (zmm FMAs with broadcast A)."""
+    sig = types.void(c, c_off, ldc, ap, a_off, bp, b_off, kc, add)
+
+    def codegen(context, builder, signature, args):
+        c, c_off, ldc, ap, a_off, bp, b_off, kc, add = args
+        fty = context.get_value_type(signature.args[0].dtype)
+        size = context.get_abi_sizeof(fty)
+        W = 64 // size
+        vty, i64 = ir.VectorType(fty, W), ir.IntType(64)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{W}f{8 * size}")
+
+        def ptr(arr, aty, off):
+            data = cgutils.create_struct_proxy(aty)(context, builder, value=arr).data
+            return builder.gep(data, [off], inbounds=True)
+
+        def vec(base, off):
+            p = builder.gep(base, [off], inbounds=True)
+            return builder.bitcast(p, vty.as_pointer())
+
+        cb = ptr(c, signature.args[0], c_off)
+        ab = ptr(ap, signature.args[3], a_off)
+        bb = ptr(bp, signature.args[5], b_off)
+        entry = builder.basic_block
+        loop = builder.append_basic_block("micro.loop")
+        done = builder.append_basic_block("micro.done")
+        builder.branch(loop)
+        builder.position_at_end(loop)
+        k = builder.phi(i64)
+        accs = [builder.phi(vty) for _ in range(MR * NV)]
+        kb = builder.mul(k, ir.Constant(i64, NV * W))
+        bv = [builder.load(vec(bb, builder.add(kb, ir.Constant(i64, v * W))), align=size)
+              for v in range(NV)]
+        ka = builder.mul(k, ir.Constant(i64, MR))
+        lanes = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
+        new = []
+        for r in range(MR):
+            s = builder.load(builder.gep(ab, [builder.add(ka, ir.Constant(i64, r))], inbounds=True))
+            s = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
+            s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), lanes)
+            new += [builder.call(fma, [s, bv[v], accs[r * NV + v]]) for v in range(NV)]
+        k1 = builder.add(k, ir.Constant(i64, 1))
+        builder.cbranch(builder.icmp_signed("<", k1, kc), loop, done)
+        k.add_incoming(ir.Constant(i64, 0), entry)
+        k.add_incoming(k1, loop)
+        for acc, value in zip(accs, new):
+            acc.add_incoming(ir.Constant(vty, None), entry)
+            acc.add_incoming(value, loop)
+        builder.position_at_end(done)
+        add = builder.icmp_unsigned("!=", add, ir.Constant(add.type, 0))
+        for r in range(MR):
+            for v in range(NV):
+                p = vec(cb, builder.add(builder.mul(ldc, ir.Constant(i64, r)), ir.Constant(i64, v * W)))
+                value = new[r * NV + v]
+                value = builder.select(add, builder.fadd(builder.load(p, align=size), value), value)
+                builder.store(value, p, align=size)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
-@inline
-def _tile(out, a, bt, i0, i1, j0, j1, accumulate):
-    # All of K for the output tile out[i0:i1, j0:j1], in BLOCK_K slices.
-    K = a.shape[1]
-    i4 = i0 + (i1 - i0) // 4 * 4
-    j4 = j0 + (j1 - j0) // 4 * 4
-    for k0 in range(0, max(K, 1), BLOCK_K):
-        k1 = min(k0 + BLOCK_K, K)
-        first = k0 == 0 and not accumulate
-        for i in range(i0, i4, 4):
-            for j in range(j0, j4, 4):
-                _block4x4(out, a, bt, i, j, k0, k1, first)
-            for j in range(j4, j1):
-                for r in range(4):
-                    _block1x1(out, a, bt, i + r, j, k0, k1, first)
-        for i in range(i4, i1):
-            for j in range(j0, j1):
-                _block1x1(out, a, bt, i, j, k0, k1, first)
+@serial_kernel
+def _pack_a(ap, a, trans_a, i0, rows, k0, kc):
+    # ap[p*MR*kc + k*MR + r] = op(a)[i0 + p*MR + r, k0 + k], zero rows past ``rows``.
+    # (Loops index 1-D views from 0 so LLVM sees non-negative, unit-stride indices.)
+    for p in range((rows + MR - 1) // MR):
+        panel = ap[p * MR * kc:(p + 1) * MR * kc]
+        valid = min(MR, rows - p * MR)
+        if valid < MR:
+            panel[:] = 0
+        for r in range(valid if not trans_a else 0):
+            src = a[i0 + p * MR + r, k0:k0 + kc]
+            dst = panel[r:]
+            for k in range(kc):
+                dst[k * MR] = src[k]
+        for k in range(kc if trans_a else 0):
+            src = a[k0 + k, i0 + p * MR:i0 + p * MR + valid]
+            dst = panel[k * MR:(k + 1) * MR]
+            for r in range(valid):
+                dst[r] = src[r]
 
 
-@kernel
-def gemm_nt(out, a, bt, accumulate):
-    """out[M,N] = a[M,K] @ bt[N,K]^T, or ``+=`` when ``accumulate``.
+@serial_kernel
+def _pack_b(bp, b, trans_b, u0, u1, g0, g1, j0, ncols, kcb, NR):
+    # Panels u0..u1 of op(b)[g0:g1, j0:j0+ncols]. Panel u (K block u // npan of
+    # kc rows at k0, NR columns q = u % npan) goes to bp[(k0-g0)*ldp + q*kc*NR +
+    # k*NR + j], ldp = npan*NR, zero past ncols.
+    npan = (ncols + NR - 1) // NR
+    for u in range(u0, u1):
+        k0 = g0 + u // npan * kcb
+        kc = min(kcb, g1 - k0)
+        q = u % npan
+        cols = min(NR, ncols - q * NR)
+        jb = j0 + q * NR
+        panel = bp[(k0 - g0) * npan * NR + q * kc * NR:][:kc * NR]
+        if cols < NR:
+            panel[:] = 0
+        for j in range(cols if trans_b else 0):
+            src = b[jb + j, k0:k0 + kc]
+            dst = panel[j:]
+            for k in range(kc):
+                dst[k * NR] = src[k]
+        for k in range(kc if not trans_b else 0):
+            src = b[k0 + k, jb:jb + cols]
+            dst = panel[k * NR:(k + 1) * NR]
+            for j in range(cols):
+                dst[j] = src[j]
 
-    All arrays C-contiguous. Parallel over 64x64 output tiles (each thread owns
-    its tiles; the sum over K is serial and fixed, so results do not depend on
-    the thread count). Small products run serially.
+
+@serial_kernel
+def _tiles(out, a, bp, trans_a, accumulate, t0, t1, mc, per, g0, g1, j0, ncols, kcb, NR):
+    # Tiles t0..t1 of out[:, j0:j0+ncols] for the K range g0..g1 (packed in bp):
+    # tile t has rows (t // ntn)*mc + [0, mc) and NR-panels (t % ntn)*per + [0, per).
+    # Each K block of kcb: pack the tile's rows of op(a), then MR x NR micro-tiles.
+    M, N = out.shape
+    npan = (ncols + NR - 1) // NR
+    ntn = (npan + per - 1) // per
+    ap = np.empty((mc + MR) * kcb, out.dtype)
+    tmp = np.empty(MR * NR, out.dtype)
+    for t in range(t0, t1):
+        i0 = t // ntn * mc
+        i1 = min(i0 + mc, M)
+        for k0 in range(g0, g1, kcb):
+            kc = min(kcb, g1 - k0)
+            add = accumulate or k0 > 0
+            _pack_a(ap, a, trans_a, i0, i1 - i0, k0, kc)
+            for q in range(t % ntn * per, min(t % ntn * per + per, npan)):
+                boff = (k0 - g0) * npan * NR + q * kc * NR
+                j = j0 + q * NR
+                cols = min(NR, j0 + ncols - j)
+                for i in range(i0, i1, MR):
+                    aoff = (i - i0) * kc
+                    if cols == NR and i + MR <= i1:
+                        _micro(out, i * N + j, N, ap, aoff, bp, boff, kc, add)
+                        continue
+                    _micro(tmp, 0, NR, ap, aoff, bp, boff, kc, False)
+                    for r in range(min(MR, i1 - i)):
+                        orow = out[i + r, j:j + cols]
+                        trow = tmp[r * NR:r * NR + cols]
+                        for c in range(cols):
+                            orow[c] = orow[c] + trow[c] if add else trow[c]
+
+
+@serial_kernel
+def _direct(out, a, b, trans_a, trans_b, accumulate):
+    # Unpacked serial out (+)= op(a) @ op(b) for tiny products and M < 4 rows:
+    # row axpys over contiguous rows of b, or dot products with rows of b^T.
+    M, N = out.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    for i in range(M):
+        orow = out[i]
+        if not accumulate:
+            orow[:] = 0
+        for k in range(K if not trans_b else 0):
+            aik = a[k, i] if trans_a else a[i, k]
+            brow = b[k]
+            for j in range(N):
+                orow[j] += aik * brow[j]
+        for j in range(N if trans_b else 0):
+            brow = b[j]
+            s = out.dtype.type(0)
+            if trans_a:
+                for k in range(K):
+                    s += a[k, i] * brow[k]
+            else:
+                arow = a[i]
+                for k in range(K):
+                    s += arow[k] * brow[k]
+            orow[j] += s
+
+
+@serial_kernel
+def _plan(M, N, K, NR, threads):
+    # Blocking: K in equal blocks of kcb <= KC, packed kg rows (whole blocks) of b at
+    # a time; row tiles of mc (a multiple of MR; a multiple of ``threads`` tiles).
+    nk = (K + KC - 1) // KC
+    kcb = (K + nk - 1) // nk
+    kg = max(1, B_PACK // ((min(N, NC) + NR - 1) // NR * NR * kcb)) * kcb
+    ntm = (max((M + MC - 1) // MC, threads) + threads - 1) // threads * threads
+    mc = ((M + ntm - 1) // ntm + MR - 1) // MR * MR
+    return kcb, kg, mc, (M + mc - 1) // mc
+
+
+@serial_kernel
+def gemm_serial(out, a, b, trans_a, trans_b, accumulate):
+    """out[M,N] = op(a) @ op(b), or ``+=`` when ``accumulate``, on the calling thread.
+
+    Same arithmetic (and bitwise the same result) as :func:`gemm`; safe to call
+    from inside another kernel's ``prange`` loop. Allocates its packing buffers.
     """
-    M = out.shape[0]
-    N = out.shape[1]
-    K = a.shape[1]
-    tiles_m = (M + TILE_M - 1) // TILE_M
-    tiles_n = (N + TILE_N - 1) // TILE_N
-    if M * N * K < SERIAL_FLOPS or tiles_m * tiles_n == 1:
-        _tile(out, a, bt, 0, M, 0, N, accumulate)
+    M, N = out.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    if K == 0 or M < 4 or M * N * K < DIRECT_FLOPS:
+        _direct(out, a, b, trans_a, trans_b, accumulate)
         return
-    for t in prange(tiles_m * tiles_n):
-        tm = t // tiles_n
-        tn = t - tm * tiles_n
-        i0 = tm * TILE_M
-        j0 = tn * TILE_N
-        _tile(out, a, bt, i0, min(i0 + TILE_M, M), j0, min(j0 + TILE_N, N), accumulate)
+    NR = NV * (64 // out.itemsize)
+    kcb, kg, mc, ntm = _plan(M, N, K, NR, 1)
+    bp = np.empty(min(kg, K) * (min(N, NC) + NR), out.dtype)
+    for j0 in range(0, N, NC):
+        ncols = min(NC, N - j0)
+        npan = (ncols + NR - 1) // NR
+        for g0 in range(0, K, kg):
+            g1 = min(g0 + kg, K)
+            _pack_b(bp, b, trans_b, 0, npan * ((g1 - g0 + kcb - 1) // kcb), g0, g1, j0, ncols, kcb, NR)
+            _tiles(out, a, bp, trans_a, accumulate, 0, ntm, mc, npan, g0, g1, j0, ncols, kcb, NR)
 
 
 @kernel
-def transpose(out, x):
-    """out[N,M] = x[M,N]^T (overwrites out). Parallel over 32-row blocks of out."""
-    M = x.shape[0]
-    N = x.shape[1]
-    blocks = (N + 31) // 32
-    if M * N < 65536:
-        for j in range(N):
-            for i in range(M):
-                out[j, i] = x[i, j]
+def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
+    """out[M,N] = op(a) @ op(b), or ``+=`` when ``accumulate``; op(x) = x.T if flagged.
+
+    Per block of NC columns and kg rows of op(b): pack it (parallel over panels),
+    then tiles of out (mc rows x a run of NR-panels), one contiguous run of tiles
+    per thread; each tile packs its rows of op(a). ``threads``: numba's thread
+    count; small products run on the calling thread alone.
+    """
+    M, N = out.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    if K == 0 or M < 4 or M * N * K < DIRECT_FLOPS:
+        _direct(out, a, b, trans_a, trans_b, accumulate)
         return
-    for bj in prange(blocks):
-        j0 = bj * 32
-        j1 = min(j0 + 32, N)
-        for i0 in range(0, M, 32):
-            i1 = min(i0 + 32, M)
-            for j in range(j0, j1):
-                for i in range(i0, i1):
-                    out[j, i] = x[i, j]
+    if M * N * K < SERIAL_FLOPS:
+        threads = 1
+    NR = NV * (64 // out.itemsize)
+    kcb, kg, mc, ntm = _plan(M, N, K, NR, threads)
+    bp = np.empty(min(kg, K) * (min(N, NC) + NR), out.dtype)
+    for j0 in range(0, N, NC):
+        ncols = min(NC, N - j0)
+        npan = (ncols + NR - 1) // NR
+        per = (npan + min(npan, (threads + ntm - 1) // ntm) - 1) // min(npan, (threads + ntm - 1) // ntm)
+        ntiles = ntm * ((npan + per - 1) // per)
+        for g0 in range(0, K, kg):
+            g1 = min(g0 + kg, K)
+            npack = npan * ((g1 - g0 + kcb - 1) // kcb)
+            if threads == 1:
+                _pack_b(bp, b, trans_b, 0, npack, g0, g1, j0, ncols, kcb, NR)
+                _tiles(out, a, bp, trans_a, accumulate, 0, ntiles, mc, per, g0, g1, j0, ncols, kcb, NR)
+                continue
+            for c in prange(threads):
+                _pack_b(bp, b, trans_b, c * npack // threads, (c + 1) * npack // threads,
+                        g0, g1, j0, ncols, kcb, NR)
+            for c in prange(threads):
+                _tiles(out, a, bp, trans_a, accumulate, c * ntiles // threads,
+                       (c + 1) * ntiles // threads, mc, per, g0, g1, j0, ncols, kcb, NR)
 
 
 def matmul(out, a, b, trans_a=False, trans_b=False, accumulate=False):
     """out[M,N] (+)= op(a) @ op(b), with op(x) = x.T when the flag is set.
 
-    The one entry point the layers and other kernels' callers use; ``a``, ``b``
-    and ``out`` must be C-contiguous 2-D arrays of one float dtype. Overwrites
-    ``out`` unless ``accumulate``. Not callable from inside a kernel.
+    The one entry point the layers use; ``a``, ``b`` and ``out`` must be
+    C-contiguous 2-D arrays of one float dtype. Overwrites ``out`` unless
+    ``accumulate``. From inside a kernel call :func:`gemm_serial` instead.
     """
-    lhs = a if not trans_a else _transposed(a)
-    rhs_t = b if trans_b else _transposed(b)
-    gemm_nt(out, lhs, rhs_t, accumulate)
-
-
-def _transposed(x):
-    t = np.empty((x.shape[1], x.shape[0]), dtype=x.dtype)
-    transpose(t, x)
-    return t
+    gemm(out, a, b, trans_a, trans_b, accumulate, numba.get_num_threads())

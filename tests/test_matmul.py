@@ -1,0 +1,113 @@
+"""matmul kernels against NumPy: shapes, transposes, accumulate, dtypes, threads."""
+import numba
+import numpy as np
+import pytest
+
+from fastnn.kernels import matmul as mm
+
+# Odd sizes (not multiples of MR, NR, KC, MC), tiny ones that take the direct
+# path, and ones big enough for the packed and the parallel paths.
+SHAPES = [  # M, N, K
+    (1, 1, 1), (1, 17, 5), (3, 5, 7), (4, 3, 2), (5, 1, 63), (17, 63, 65),
+    (63, 65, 129), (65, 129, 63), (129, 17, 300), (8, 32, 256), (16, 64, 513),
+    (130, 70, 600), (200, 33, 257), (1, 256, 784), (64, 512, 128), (257, 129, 3),
+]
+TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _operands(rng, M, N, K, trans_a, trans_b, dtype):
+    a = rng.standard_normal((K, M) if trans_a else (M, K)).astype(dtype)
+    b = rng.standard_normal((N, K) if trans_b else (K, N)).astype(dtype)
+    return a, b
+
+
+def _reference(a, b, trans_a, trans_b):
+    """op(a) @ op(b) in float64 (the obviously-correct product)."""
+    a64 = a.astype(np.float64)
+    b64 = b.astype(np.float64)
+    return (a64.T if trans_a else a64) @ (b64.T if trans_b else b64)
+
+
+def _check(out, ref, a, b, trans_a, trans_b, dtype):
+    # error relative to sum_k |op(a)[i,k]| |op(b)[k,j]|, the scale of rounding
+    scale = _reference(np.abs(a), np.abs(b), trans_a, trans_b) + 1.0
+    assert np.all(np.abs(out - ref) <= TOL[dtype] * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_matches_numpy(dtype, trans_a, trans_b, accumulate):
+    rng = np.random.default_rng(0)
+    for M, N, K in SHAPES:
+        a, b = _operands(rng, M, N, K, trans_a, trans_b, dtype)
+        out = rng.standard_normal((M, N)).astype(dtype)
+        ref = _reference(a, b, trans_a, trans_b) + (out if accumulate else 0)
+        mm.matmul(out, a, b, trans_a=trans_a, trans_b=trans_b, accumulate=accumulate)
+        _check(out, ref, a, b, trans_a, trans_b, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_matches_parallel_bitwise(dtype):
+    rng = np.random.default_rng(1)
+    for M, N, K in [(3, 5, 7), (130, 70, 600), (1000, 300, 260)]:
+        for trans_a in (False, True):
+            for trans_b in (False, True):
+                a, b = _operands(rng, M, N, K, trans_a, trans_b, dtype)
+                out = np.empty((M, N), dtype)
+                serial = np.empty((M, N), dtype)
+                mm.matmul(out, a, b, trans_a, trans_b)
+                mm.gemm_serial(serial, a, b, trans_a, trans_b, False)
+                assert np.array_equal(out, serial)
+
+
+def test_k_zero():
+    a = np.empty((4, 0), np.float32)
+    b = np.empty((0, 6), np.float32)
+    out = np.full((4, 6), 7.0, np.float32)
+    mm.matmul(out, a, b, accumulate=True)
+    assert np.all(out == 7.0)
+    mm.matmul(out, a, b)
+    assert np.all(out == 0.0)
+    big = np.full((300, 300), 3.0)
+    mm.matmul(big, np.empty((300, 0)), np.empty((0, 300)))
+    assert np.all(big == 0.0)
+
+
+def test_nan_propagates():
+    rng = np.random.default_rng(2)
+    a, b = _operands(rng, 100, 90, 300, False, False, np.float32)
+    a[5, 7] = np.nan
+    out = np.empty((100, 90), np.float32)
+    mm.matmul(out, a, b)
+    assert np.all(np.isnan(out[5])) and np.isfinite(np.delete(out, 5, axis=0)).all()
+
+
+# Shapes past the serial threshold, across K blocks (K > KC), column blocks
+# (N > NC) and packed-b groups (K * N > B_PACK).
+THREAD_SHAPES = [(128, 256, 784), (1024, 96, 300), (37, 300, 1100), (16, 2100, 20),
+                 (8, 2048, 1500), (200, 48, 27)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_thread_count_independent(dtype, trans_a, trans_b):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 threads")
+    rng = np.random.default_rng(3)
+    before = numba.get_num_threads()
+    try:
+        for M, N, K in THREAD_SHAPES:
+            a, b = _operands(rng, M, N, K, trans_a, trans_b, dtype)
+            init = rng.standard_normal((M, N)).astype(dtype)
+            results = []
+            for threads in (1, 2):
+                numba.set_num_threads(threads)
+                out = init.copy()
+                mm.matmul(out, a, b, trans_a, trans_b, accumulate=True)
+                results.append(out)
+            assert np.array_equal(results[0], results[1])
+            _check(results[1], _reference(a, b, trans_a, trans_b) + init, a, b, trans_a, trans_b, dtype)
+    finally:
+        numba.set_num_threads(before)
