@@ -242,3 +242,41 @@ def test_clip_grad_norm_on_recurrent_gradients(rng):
     assert returned == pytest.approx(total, rel=1e-5)
     clipped = np.sqrt(sum(float(np.sum(p.grad.astype(np.float64) ** 2)) for p in layer.parameters()))
     assert clipped == pytest.approx(1.0, rel=1e-4)
+
+
+TORCH_CLASSES = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch_first,given", [(False, False), (True, True)])
+def test_matches_pytorch(mode, dtype, batch_first, given, rng):
+    torch = pytest.importorskip("torch")
+    T, N, F, H, L = 6, 3, 5, 7, 2
+    torch.manual_seed(0)
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+    tlayer = getattr(torch.nn, TORCH_CLASSES[mode])(F, H, num_layers=L, batch_first=batch_first,
+                                                    **MODES[mode][1]).to(tdtype)
+    layer = make(mode, F, H, num_layers=L, batch_first=batch_first, dtype=dtype)
+    layer.load_state_dict({k: v.detach().numpy() for k, v in tlayer.state_dict().items()})
+    x = rng.standard_normal((N, T, F) if batch_first else (T, N, F)).astype(dtype)
+    hx = initial_state(mode, L, N, H, rng, dtype) if given else None
+    thx = None
+    if given:
+        thx = tuple(torch.tensor(h) for h in hx) if mode == "lstm" else torch.tensor(hx)
+    xt = torch.tensor(x, requires_grad=True)
+    t_out, t_state = tlayer(xt, thx)
+    out, state = layer(x, hx)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(out, t_out.detach().numpy(), **tol)
+    if mode == "lstm":
+        np.testing.assert_allclose(state[0], t_state[0].detach().numpy(), **tol)
+        np.testing.assert_allclose(state[1], t_state[1].detach().numpy(), **tol)
+    else:
+        np.testing.assert_allclose(state, t_state.detach().numpy(), **tol)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    t_out.backward(torch.tensor(g))
+    dx = layer.backward(g)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)
+    for name, p in tlayer.named_parameters():
+        np.testing.assert_allclose(getattr(layer, name).grad, p.grad.numpy(), err_msg=name, **tol)
