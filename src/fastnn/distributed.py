@@ -1,0 +1,367 @@
+"""Data-parallel training over MPI (mpi4py, extra ``[mpi]``).
+
+Every rank holds the same model (parameters and buffers broadcast from rank 0 at
+the start) and computes its own share of each batch; after backward the
+gradients of all parameters are packed into one preallocated contiguous buffer
+and summed across ranks with a single ``Allreduce``, so every rank takes the same
+optimizer step. BatchNorm normalises with each rank's local batch statistics and
+its running statistics are broadcast from rank 0 before each forward, as
+PyTorch's ``DistributedDataParallel`` does by default.
+
+Two ways in:
+
+* ``fastnn.distributed.fit(...)`` (also ``fastnn.fit(..., distributed=True)``):
+  every rank passes the same ``x``, ``y`` and arguments; each global batch of
+  ``batch_size`` rows is split across the ranks, outputs are gathered so that the
+  loss, the metrics and the gradient are those of the whole batch, and only rank
+  0 draws the progress bar. Launch with ``mpirun -n N python script.py``.
+* ``DataParallel(module)`` for hand-written loops on per-rank data (``shard``).
+
+A rank that raises ends the whole job (``comm.Abort``) after printing its error,
+instead of leaving the other ranks waiting in a collective.
+"""
+import contextlib
+import os
+import sys
+import traceback
+
+import numpy as np
+
+from .nn.module import Module
+
+_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise ImportError("fastnn.distributed needs mpi4py and an MPI library: pip install 'fastnn[mpi]'") from err
+    return MPI
+
+
+def launched():
+    """True when an MPI launcher (mpirun, mpiexec, srun) started this process with more than one rank.
+
+    Reads the launcher's environment only: MPI is not initialised.
+    """
+    for name in _LAUNCHER_SIZE_VARIABLES:
+        try:
+            if int(os.environ.get(name, "1")) > 1:
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+def get_comm(comm=None):
+    """``comm``, or ``MPI.COMM_WORLD`` when None."""
+    return _mpi().COMM_WORLD if comm is None else comm
+
+
+def rank(comm=None):
+    """This process's rank in ``comm`` (default ``COMM_WORLD``)."""
+    return get_comm(comm).Get_rank()
+
+
+def size(comm=None):
+    """Number of ranks in ``comm`` (default ``COMM_WORLD``)."""
+    return get_comm(comm).Get_size()
+
+
+def _bounds(n, ranks):
+    """Row boundaries of each rank's share of ``n`` rows: rank r gets rows [b[r], b[r+1])."""
+    return [n * r // ranks for r in range(ranks + 1)]
+
+
+def shard(x, y=None, comm=None):
+    """This rank's contiguous share of the rows of ``x`` (and ``y``): sizes differ by at most one.
+
+    Example:
+        >>> x_local, y_local = fastnn.distributed.shard(x, y)  # doctest: +SKIP
+    """
+    comm = get_comm(comm)
+    bounds = _bounds(len(x), comm.Get_size())
+    lo, hi = bounds[comm.Get_rank()], bounds[comm.Get_rank() + 1]
+    return x[lo:hi] if y is None else (x[lo:hi], y[lo:hi])
+
+
+@contextlib.contextmanager
+def abort_on_error(comm=None):
+    """Print this rank's error and end every rank (``comm.Abort(1)``) if the block raises.
+
+    Does nothing special with a single rank (the exception propagates). Use it
+    around the body of any script run under ``mpirun``, so that a failing rank
+    cannot leave the others waiting forever in a collective.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        if isinstance(exc, SystemExit) and exc.code in (None, 0):
+            raise
+        comm = get_comm(comm)
+        if comm.Get_size() == 1:
+            raise
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        sys.stdout.flush()
+        print(f"fastnn: rank {comm.Get_rank()} of {comm.Get_size()} failed; ending all ranks.\n{detail}",
+              file=sys.stderr, flush=True)
+        comm.Abort(1)
+        raise  # only reached with a comm whose Abort returns
+
+
+# ---------------------------------------------------------------- flat buffers
+def _state_arrays(module, params=True, buffers=True):
+    """``[(owner, name, kind, array)]`` for the parameters and/or buffers of ``module``."""
+    out = []
+    for owner, name, kind in module._state_slots().values():
+        if kind == "param" and params:
+            out.append((owner, name, kind, owner._parameters[name].data))
+        elif kind == "buffer" and buffers:
+            out.append((owner, name, kind, np.asarray(owner._buffers[name])))
+    return out
+
+
+def broadcast_state(module, comm=None, root=0, params=True, buffers=True):
+    """Copy ``root``'s parameters and buffers to every rank: one ``Bcast`` of a float64 buffer.
+
+    float64 holds float32/float64 values and integer counters up to 2**53 exactly.
+    """
+    comm = get_comm(comm)
+    items = _state_arrays(module, params, buffers)
+    sizes = [int(a.size) for *_, a in items]
+    flat = np.empty(sum(sizes), np.float64)
+    offsets = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+    if comm.Get_rank() == root:
+        for (*_, array), lo, hi in zip(items, offsets, offsets[1:]):
+            flat[lo:hi] = array.reshape(-1)
+    if flat.size:
+        comm.Bcast(flat, root=root)
+    for (owner, name, kind, array), lo, hi in zip(items, offsets, offsets[1:]):
+        value = flat[lo:hi].reshape(array.shape)
+        if kind == "param":
+            np.copyto(owner._parameters[name].data, value, casting="unsafe")
+        elif isinstance(owner._buffers[name], np.ndarray) and owner._buffers[name].ndim > 0:
+            np.copyto(owner._buffers[name], value, casting="unsafe")
+        else:  # a 0-d or scalar buffer (num_batches_tracked): replaced, as load_state_dict does
+            owner._buffers[name] = np.asarray(value, dtype=array.dtype).copy()
+
+
+class _GradientSum:
+    """Sums the gradients of ``params`` across ranks with one ``Allreduce`` on one flat buffer.
+
+    Layout: the gradients one after another, then one has-gradient count per
+    parameter, so a parameter no rank computed a gradient for keeps ``grad=None``.
+    The buffer is allocated once and reused every step.
+    """
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.layout = [(p.data.shape, p.data.dtype) for p in self.params]
+        sizes = [p.data.size for p in self.params]
+        self.offsets = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64))).tolist()
+        total = self.offsets[-1]
+        dtype = np.result_type(*[p.data.dtype for p in self.params]) if self.params else np.float64
+        self.flat = np.empty(total + len(self.params), dtype)
+        self.grads, self.counts = self.flat[:total], self.flat[total:]
+
+    def matches(self, params):
+        return len(params) == len(self.params) and all(
+            p is q and (p.data.shape, p.data.dtype) == layout for p, q, layout in zip(params, self.params, self.layout))
+
+    def __call__(self, comm, scale):
+        MPI = _mpi()
+        for i, p in enumerate(self.params):
+            part = self.grads[self.offsets[i]:self.offsets[i + 1]]
+            if p.grad is None:
+                part.fill(0)
+                self.counts[i] = 0
+            else:
+                np.copyto(part, np.reshape(p.grad, -1), casting="same_kind")
+                self.counts[i] = 1
+        comm.Allreduce(MPI.IN_PLACE, self.flat, op=MPI.SUM)
+        if scale != 1:
+            self.grads *= scale
+        for i, p in enumerate(self.params):
+            if self.counts[i] == 0:
+                continue
+            grad, _ = p.grad_for_write()  # overwritten below, whether it was None or not
+            np.copyto(grad, self.grads[self.offsets[i]:self.offsets[i + 1]].reshape(grad.shape), casting="same_kind")
+
+
+class DataParallel(Module):
+    """Data-parallel training across MPI ranks, like ``torch.nn.parallel.DistributedDataParallel``.
+
+    At construction rank 0's parameters and buffers are broadcast to every rank.
+    ``forward`` runs the wrapped module on this rank's local batch (after
+    broadcasting rank 0's buffers, e.g. BatchNorm running statistics, in training
+    mode); ``backward`` runs the module's backward, then averages the gradients
+    over the ranks with one ``Allreduce`` on a flat buffer, so an optimizer over
+    ``model.parameters()`` takes the same step on every rank. Local batches of
+    equal size give the gradient of the mean loss over the union of the batches.
+
+    ``state_dict``/``load_state_dict`` are the wrapped module's (no ``module.``
+    prefix), so checkpoints load in a single process unchanged; save the model
+    itself with ``fastnn.save(model.module, path)``.
+
+    Args:
+        module: the model (the same architecture on every rank).
+        comm: an mpi4py communicator (default ``MPI.COMM_WORLD``).
+        broadcast_buffers: broadcast rank 0's buffers before each training forward.
+
+    Example:
+        >>> model = fastnn.distributed.DataParallel(build_model())  # doctest: +SKIP
+        >>> opt = fastnn.optim.SGD(model.parameters(), lr=0.1)  # doctest: +SKIP
+        >>> x_local, y_local = fastnn.distributed.shard(x, y)  # doctest: +SKIP
+        >>> opt.zero_grad(); loss = loss_fn(model(x_local[:32]), y_local[:32])  # doctest: +SKIP
+        >>> model.backward(loss_fn.backward()); opt.step()  # doctest: +SKIP
+    """
+
+    def __init__(self, module, comm=None, broadcast_buffers=True):
+        super().__init__()
+        if not isinstance(module, Module):
+            raise TypeError(f"DataParallel: expected a fastnn.nn.Module, got {type(module).__name__}")
+        self.module = module
+        self.comm = get_comm(comm)
+        self.broadcast_buffers = bool(broadcast_buffers)
+        self._module_forward, self._module_backward = module.forward, module.backward
+        self._has_buffers = any(True for _ in module.buffers())
+        self._sum = None
+        self._rows = None  # this rank's rows of the last global batch, None: replicated
+        object.__setattr__(self, "training", module.training)
+        broadcast_state(module, self.comm)
+
+    @property
+    def rank(self):
+        return self.comm.Get_rank()
+
+    @property
+    def world_size(self):
+        return self.comm.Get_size()
+
+    # ------------------------------------------------------- local batches
+    def forward(self, *inputs, **kwargs):
+        self._sync_buffers()
+        return self._module_forward(*inputs, **kwargs)
+
+    def backward(self, grad_output):
+        grad_input = self._module_backward(grad_output)
+        self.allreduce_gradients(average=True)
+        return grad_input
+
+    def allreduce_gradients(self, average=True):
+        """Sum (``average``: then divide by the number of ranks) every gradient across ranks."""
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        if self._sum is None or not self._sum.matches(params):
+            self._sum = _GradientSum(params)
+        self._sum(self.comm, 1.0 / self.world_size if average else 1.0)
+
+    def _sync_buffers(self, always=False):
+        if self._has_buffers and self.broadcast_buffers and (always or self.module.training) and self.world_size > 1:
+            broadcast_state(self.module, self.comm, params=False)
+
+    # ------------------------------------------------------- global batches
+    def forward_global(self, x):
+        """The module's output for a global batch ``x`` (the same on every rank).
+
+        Each rank runs its share of the rows; the outputs are gathered with one
+        ``Allgatherv``. A batch with fewer rows than ranks runs whole on every rank.
+        """
+        self._sync_buffers(always=True)
+        x = np.asarray(x)
+        ranks = self.world_size
+        if x.ndim == 0 or len(x) < ranks:
+            self._rows = None
+            return self._module_forward(x)
+        bounds = _bounds(len(x), ranks)
+        self._rows = (bounds[self.rank], bounds[self.rank + 1])
+        local = self._module_forward(x[self._rows[0]:self._rows[1]])
+        if not isinstance(local, np.ndarray):
+            raise TypeError(f"DataParallel: the model returned {type(local).__name__}; "
+                            "distributed fit needs a model that returns one array")
+        local = np.ascontiguousarray(local)
+        row = int(np.prod(local.shape[1:], dtype=np.int64))
+        out = np.empty((len(x),) + local.shape[1:], local.dtype)
+        counts = [(hi - lo) * row for lo, hi in zip(bounds, bounds[1:])]
+        self.comm.Allgatherv(local, [out, (counts, [lo * row for lo in bounds[:-1]])])
+        return out
+
+    def backward_global(self, grad_output):
+        """Backward of the last ``forward_global``: ``grad_output`` is the whole batch's.
+
+        Each rank back-propagates its rows, then the gradients are summed over the
+        ranks (one ``Allreduce``); returns this rank's rows of the input gradient.
+        """
+        if self._rows is None:  # replicated batch: rank 0's gradient alone
+            grad_input = self._module_backward(grad_output) if self.rank == 0 else None
+            if self.rank != 0:
+                self.module.zero_grad()
+        else:
+            grad_input = self._module_backward(np.asarray(grad_output)[self._rows[0]:self._rows[1]])
+        self.allreduce_gradients(average=False)
+        return grad_input
+
+    @contextlib.contextmanager
+    def global_batches(self):
+        """Within the block, calling the wrapped module runs :meth:`forward_global` and
+        its ``backward`` :meth:`backward_global`: code written for one process (``fastnn.fit``)
+        then trains on the union of the ranks' work."""
+        module = self.module
+        module.__dict__["forward"], module.__dict__["backward"] = self.forward_global, self.backward_global
+        try:
+            yield module
+        finally:
+            module.__dict__.pop("forward", None)
+            module.__dict__.pop("backward", None)
+
+    # ------------------------------------------------------- state, modes
+    def state_dict(self, prefix=""):
+        return self.module.state_dict(prefix)
+
+    def load_state_dict(self, state_dict, strict=True):
+        return self.module.load_state_dict(state_dict, strict)
+
+    def extra_repr(self):
+        return f"world_size={self.world_size}"
+
+
+def _agree(comm, seed, n, batch_size):
+    """One shuffling seed for every rank (rank 0's), after checking the ranks agree on the data."""
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    seeds = comm.allgather((seed, n, batch_size))
+    if len({(s[1], s[2]) for s in seeds}) != 1:
+        raise ValueError(f"fastnn.distributed.fit: the ranks disagree on (samples, batch_size): {[s[1:] for s in seeds]}; "
+                         "every rank must pass the same data and arguments")
+    return seeds[0][0]
+
+
+def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
+        seed=None, progress=True, comm=None, **kwargs):
+    """``fastnn.fit`` across the ranks of ``comm``: same arguments, same result, N times the hands.
+
+    Every rank calls it with the same ``x``, ``y`` (or memory maps of the same
+    files) and arguments. Each global batch of ``batch_size`` rows is split
+    across the ranks (shuffled with rank 0's ``seed``); the loss, metrics and
+    gradients are those of the whole batch, so without BatchNorm (which uses
+    each rank's local batch statistics) or Dropout the weights follow the
+    single-process ``fastnn.fit`` with the same ``batch_size`` up to rounding.
+    Only rank 0 draws the progress bar. On return, every rank's model equals
+    rank 0's. If any rank raises, its error is printed and the job ends.
+
+    Example (``mpirun -n 2 python train.py``):
+        >>> history = fastnn.fit(model, x, y, loss_fn, opt, epochs=5, batch_size=256,  # doctest: +SKIP
+        ...                      seed=0, distributed=True)
+    """
+    from .training import fit as local_fit
+
+    comm = get_comm(comm)
+    with abort_on_error(comm):
+        seed = _agree(comm, seed, len(x), batch_size)
+        parallel = DataParallel(model, comm)
+        with parallel.global_batches():
+            history = local_fit(model, x, y, loss, optimizer, epochs=epochs, batch_size=batch_size,
+                                shuffle=shuffle, validation_data=validation_data, seed=seed,
+                                progress=bool(progress) and comm.Get_rank() == 0, **kwargs)
+        parallel._sync_buffers(always=True)
+    return history

@@ -1,0 +1,83 @@
+"""Run by tests/test_mpi.py under ``mpirun -n 2``: ``python mpi_script.py SCENARIO OUTDIR``.
+
+Each scenario writes what the test checks into OUTDIR (one file per rank).
+The builders are imported by the test too, to compute the one-process reference.
+"""
+import os
+import sys
+
+import numpy as np
+
+import fastnn
+from fastnn import nn, optim
+
+STEPS, LOCAL_BATCH = 4, 6
+
+
+def build_model(seed):
+    fastnn.manual_seed(seed)
+    return nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+
+
+def make_data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 12)), rng.integers(0, 3, n)
+
+
+def manual_steps(model, batches):
+    """SGD with momentum and weight decay over ``batches`` of (x, y): the hand-written loop."""
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+    for xb, yb in batches:
+        opt.zero_grad()
+        loss_fn(model(xb), yb)
+        model.backward(loss_fn.backward())
+        opt.step()
+
+
+def fit_arguments():
+    """Data and arguments of the distributed-fit scenario (50 rows: batches of 16, 16, 16, 2)."""
+    x, y = make_data(50, seed=1)
+    return x, y, dict(epochs=3, batch_size=16, seed=5, validation_data=(x[:7], y[:7]), progress=False)
+
+
+def equivalence(out):
+    import fastnn.distributed as dist
+    rank = dist.rank()
+    # a hand-written loop on per-rank data with DataParallel; the ranks start from
+    # different weights: rank 0's are broadcast
+    x, y = make_data(2 * STEPS * LOCAL_BATCH)
+    x_local, y_local = dist.shard(x, y)
+    model = dist.DataParallel(build_model(seed=10 + rank))
+    manual_steps(model, [(x_local[s * LOCAL_BATCH:(s + 1) * LOCAL_BATCH], y_local[s * LOCAL_BATCH:(s + 1) * LOCAL_BATCH])
+                         for s in range(STEPS)])
+    np.savez(os.path.join(out, f"manual_{rank}.npz"), **model.state_dict())
+    # fastnn.distributed.fit on the same data and arguments on every rank
+    model = build_model(seed=20 + rank)
+    x, y, kwargs = fit_arguments()
+    history = dist.fit(model, x, y, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2), **kwargs)
+    np.savez(os.path.join(out, f"fit_{rank}.npz"), **model.state_dict(),
+             **{f"history.{k}": np.array(v) for k, v in history.history.items() if k != "samples_per_sec"})
+
+
+def fail(out):
+    import fastnn.distributed as dist
+    rank = dist.rank()
+
+    class Failing(nn.CrossEntropyLoss):
+        calls = 0
+
+        def forward(self, pred, target):
+            Failing.calls += 1
+            if rank == 1 and Failing.calls == 3:
+                raise ValueError("rank one fails on purpose")
+            return super().forward(pred, target)
+
+    model = build_model(seed=0)
+    x, y = make_data(64)
+    dist.fit(model, x, y, Failing(), optim.SGD(model.parameters(), lr=0.1), epochs=100, batch_size=8)
+
+
+if __name__ == "__main__":
+    scenario, outdir = sys.argv[1], sys.argv[2]
+    {"equivalence": equivalence, "fail": fail}[scenario](outdir)
