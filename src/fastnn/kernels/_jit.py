@@ -14,13 +14,18 @@ Choices made here, once:
   which keeps the hot loops free of Python exception checks;
 * caching that is never fatal: if neither the package folder nor a user cache
   folder is writable, kernels are compiled without a cache and a warning says so.
-* ``nogil=True`` so kernels can run from several Python threads at once.
+* ``nogil=True`` so kernels can run from several Python threads at once;
+* the threading layer (``workqueue``, fork-safe) and the guards it needs are set in
+  ``_threading`` before any kernel runs: :func:`kernel` returns a
+  ``ParallelKernel`` that takes the process lock around each call.
 """
 import os
 import tempfile
 import warnings
 
 import numba
+
+from ._threading import ParallelKernel
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -29,10 +34,20 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 SERIAL_BELOW = 32768
 
 
-def _writable_dir(path):
-    """True if ``path`` exists (or can be created) and a file can be written in it."""
+def _writable_dir(path, private=False):
+    """True if ``path`` exists (or can be created) and a file can be written in it.
+
+    ``private``: a folder in a shared place (the temp directory) must be created
+    by this user with mode 0o700, or already be owned by this user and writable
+    by no one else: the cache holds pickles that Numba loads, so a folder another
+    user controls could make this process run their code.
+    """
     try:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, mode=0o700 if private else 0o777, exist_ok=True)
+        if private and hasattr(os, "getuid"):
+            info = os.stat(path)
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+                return False
         fd, probe = tempfile.mkstemp(dir=path, prefix=".fastnn-probe-")
         os.close(fd)
         os.remove(probe)
@@ -41,51 +56,68 @@ def _writable_dir(path):
         return False
 
 
-def _choose_cache():
-    """Decide whether and where Numba caches compiled kernels.
+IN_TREE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
 
-    Order: ``NUMBA_CACHE_DIR`` if set; the package's own ``__pycache__``; a user
-    cache folder; a per-user folder in the temp directory. Returns the folder used
-    (or None for the in-tree default) and whether caching is on.
+
+def _choose_cache():
+    """Decide whether and where Numba caches compiled kernels; never raises.
+
+    Order: ``NUMBA_CACHE_DIR`` if set; the package's own ``__pycache__`` (next to
+    the kernel sources, Numba's default); ``$XDG_CACHE_HOME/fastnn``;
+    ``~/.cache/fastnn``; a private per-user folder in the temp directory. The
+    first writable one wins (Numba is pointed at it); with none, kernels compile
+    uncached in every process and a ``RuntimeWarning`` says so.
+    ``FASTNN_DISABLE_CACHE=1`` turns the cache off.
+
+    Returns ``(folder or None, caching on, how it was chosen)``.
     """
     if os.environ.get("FASTNN_DISABLE_CACHE", "") not in ("", "0"):
-        return None, False
+        return None, False, "disabled by FASTNN_DISABLE_CACHE"
     configured = numba.config.CACHE_DIR
+    tried = []
     if configured:
         if _writable_dir(configured):
-            return configured, True
-    elif _writable_dir(os.path.join(os.path.dirname(__file__), "__pycache__")):
-        return None, True
+            return configured, True, "NUMBA_CACHE_DIR"
+        tried.append(f"NUMBA_CACHE_DIR={configured}")
+    elif _writable_dir(IN_TREE):
+        return IN_TREE, True, "package folder"
+    else:
+        tried.append(IN_TREE)
     candidates = []
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg:
-        candidates.append(os.path.join(xdg, "fastnn"))
+        candidates.append((os.path.join(xdg, "fastnn"), False))
     home = os.path.expanduser("~")
     if home and home != "~":
-        candidates.append(os.path.join(home, ".cache", "fastnn"))
+        candidates.append((os.path.join(home, ".cache", "fastnn"), False))
     uid = os.getuid() if hasattr(os, "getuid") else "user"
-    candidates.append(os.path.join(tempfile.gettempdir(), f"fastnn-cache-{uid}"))
-    for folder in candidates:
-        if _writable_dir(folder):
+    candidates.append((os.path.join(tempfile.gettempdir(), f"fastnn-cache-{uid}"), True))
+    for folder, private in candidates:
+        if _writable_dir(folder, private=private):
             numba.config.CACHE_DIR = folder
-            return folder, True
+            return folder, True, f"fallback ({', '.join(tried)} not writable)"
+        tried.append(folder)
     warnings.warn(
-        "fastnn: no writable folder for the kernel cache (tried the package folder, "
-        f"NUMBA_CACHE_DIR and {candidates}); kernels will be compiled in every process",
+        f"fastnn: no writable folder for the kernel cache (tried {', '.join(tried)}); kernels "
+        "will be compiled in every process. Set NUMBA_CACHE_DIR to a writable folder",
         RuntimeWarning,
         stacklevel=2,
     )
-    return None, False
+    return None, False, f"off: none writable ({', '.join(tried)})"
 
 
-CACHE_DIR, CACHE = _choose_cache()
+CACHE_DIR, CACHE, CACHE_REASON = _choose_cache()
 
 _OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), nogil=True, error_model="numpy")
 
 
 def kernel(func):
-    """Compile ``func`` as a parallel kernel (``prange`` loops run on Numba's pool)."""
-    return numba.njit(parallel=True, **_OPTIONS)(func)
+    """Compile ``func`` as a parallel kernel (``prange`` loops run on Numba's pool).
+
+    Returns a ``ParallelKernel``: the Numba dispatcher behind the threading-layer
+    guard (see ``_threading``); its attributes are the dispatcher's.
+    """
+    return ParallelKernel(numba.njit(parallel=True, **_OPTIONS)(func))
 
 
 def serial_kernel(func):
