@@ -157,18 +157,37 @@ def save(model, path):
     """
     if not isinstance(model, Module):
         raise TypeError(f"fastnn.save: expected a fastnn.nn.Module, got {type(model).__name__}")
+    description, state = describe_model(model)
+    header = {"format": FORMAT, "version": VERSION, "fastnn_version": _fastnn_version(), **description}
+    with atomic_write(path) as f:
+        write_archive(f, header, state, "fastnn.save")
+
+
+def _fastnn_version():
+    return str(getattr(sys.modules.get("fastnn"), "__version__", "unknown"))
+
+
+def describe_model(model, check=True):
+    """``(description, state)``: the header fields of a model (``dtype``, ``training``,
+    ``architecture``, ``arrays``) and its ``state_dict``; ``check``: first make sure
+    the architecture rebuilds into the same model (TypeError otherwise)."""
     architecture = _describe(model, "")
-    _check_rebuildable(model, architecture)
+    if check:
+        _check_rebuildable(model, architecture)
     state = model.state_dict()
-    version = str(getattr(sys.modules.get("fastnn"), "__version__", "unknown"))
-    header = {"format": FORMAT, "version": VERSION, "fastnn_version": version, "dtype": np.dtype(model.dtype).name,
-              "training": bool(model.training), "architecture": architecture, "arrays": list(state)}
-    with atomic_write(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
-        archive.writestr(HEADER, json.dumps(header, indent=1))
-        for key, value in state.items():
+    return {"dtype": np.dtype(model.dtype).name, "training": bool(model.training),
+            "architecture": architecture, "arrays": list(state)}, state
+
+
+def write_archive(f, header, arrays, where):
+    """Write the zip layout shared by model files and checkpoints to the open file ``f``:
+    ``header`` as JSON in ``fastnn.json``, then ``arrays/<key>.npy`` per array, no pickle."""
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr(HEADER, json.dumps(header, indent=1, default=_json_default))
+        for key, value in arrays.items():
             value = np.asarray(value)
             if value.dtype.hasobject:
-                raise TypeError(f"fastnn.save: state {key!r} has dtype {value.dtype}; only numeric arrays are saved")
+                raise TypeError(f"{where}: state {key!r} has dtype {value.dtype}; only numeric arrays are saved")
             with archive.open(f"arrays/{key}.npy", "w", force_zip64=value.nbytes > 1 << 30) as member:
                 np.lib.format.write_array(member, value, allow_pickle=False)
 
@@ -210,35 +229,40 @@ def _apply_training(module, desc):
             _apply_training(child, children[name])
 
 
-def _read_header(archive):
+def read_header(archive, fmt=FORMAT, max_version=VERSION, kind="fastnn model file"):
+    """The JSON header of an open archive, checked for format ``fmt`` and version."""
     if HEADER not in archive.namelist():
-        raise _FileError(f"no {HEADER} header: not a fastnn model file")
+        raise _FileError(f"no {HEADER} header: not a {kind}")
     if archive.getinfo(HEADER).file_size > _MAX_HEADER_BYTES:
         raise _FileError(f"the {HEADER} header is implausibly large")
     try:
         header = json.loads(archive.read(HEADER).decode("utf-8"))
     except (ValueError, RecursionError) as err:  # UnicodeDecodeError, JSONDecodeError are ValueErrors
         raise _FileError(f"invalid {HEADER} header ({err})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") != fmt:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
-        raise _FileError(f"not a fastnn model file (format {found!r}, expected {FORMAT!r})")
+        raise _FileError(f"not a {kind} (format {found!r}, expected {fmt!r})")
     version = header.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise _FileError(f"invalid format version {version!r}")
-    if version > VERSION:
+    if version > max_version:
         raise _FileError(
             f"file format version {version} (written by fastnn {header.get('fastnn_version', '?')}) "
-            f"is newer than this fastnn reads (up to {VERSION}): upgrade fastnn"
+            f"is newer than this fastnn reads (up to {max_version}): upgrade fastnn"
         )
+    return header
+
+
+def _check_model_fields(header):
     arrays = header.get("arrays")
     if header.get("dtype") not in ("float32", "float64"):
         raise _FileError(f"invalid dtype {header.get('dtype')!r} in the header")
     if not isinstance(arrays, list) or not all(isinstance(k, str) for k in arrays):
         raise _FileError(f"invalid 'arrays' list {arrays!r} in the header")
-    return header
 
 
-def _read_array(archive, key):
+def read_array(archive, key):
+    """The numeric array stored as ``arrays/<key>.npy``, read without pickle."""
     member = f"arrays/{key}.npy"
     try:
         with archive.open(member) as f:
@@ -274,26 +298,44 @@ def load(path):
         >>> model = fastnn.load("digits.fnn")  # doctest: +SKIP
         >>> predictions = fastnn.predict(model, x_test)  # doctest: +SKIP
     """
+    with open_archive(path, "fastnn.load") as archive:
+        return rebuild_model(read_header(archive), archive)
+
+
+def rebuild_model(description, archive, prefix=""):
+    """The model described by ``description`` (fields of ``describe_model``), with its
+    arrays read from ``archive`` members ``arrays/<prefix><key>.npy``."""
+    _check_model_fields(description)
+    model = _build(description.get("architecture"), "")
+    _apply_training(model, description["architecture"])
+    state = OrderedDict((key, read_array(archive, prefix + key)) for key in description["arrays"])
+    model.to(description["dtype"])
+    try:
+        model.load_state_dict(state, strict=True)
+    except (KeyError, ValueError, TypeError) as err:
+        raise _FileError(f"the stored arrays do not fit the architecture: {err}") from None
+    return model
+
+
+@contextlib.contextmanager
+def open_archive(path, where, kind="fastnn model file"):
+    """Open a fastnn zip file for reading; problems become one ``ValueError`` naming it.
+
+    ``FileNotFoundError`` if it is missing; inside the ``with`` block, ``_FileError``
+    and the errors of a truncated or corrupt zip are re-raised as ``ValueError``
+    (``"<where>: '<file>': <problem>"``).
+    """
     filename = os.fspath(path)
     if not os.path.exists(filename):
-        raise FileNotFoundError(f"fastnn.load: no such file: {filename!r}")
+        raise FileNotFoundError(f"{where}: no such file: {filename!r}")
     try:
         archive = zipfile.ZipFile(filename, "r")
     except (zipfile.BadZipFile, EOFError, ValueError, struct.error) as err:
-        raise ValueError(f"fastnn.load: {filename!r} is not a fastnn model file (not a zip archive: {err})") from None
+        raise ValueError(f"{where}: {filename!r} is not a {kind} (not a zip archive: {err})") from None
     try:
         with archive:
-            header = _read_header(archive)
-            model = _build(header["architecture"], "")
-            _apply_training(model, header["architecture"])
-            state = OrderedDict((key, _read_array(archive, key)) for key in header["arrays"])
-        model.to(header["dtype"])
-        try:
-            model.load_state_dict(state, strict=True)
-        except (KeyError, ValueError, TypeError) as err:
-            raise _FileError(f"the stored arrays do not fit the architecture: {err}") from None
+            yield archive
     except _FileError as err:
-        raise ValueError(f"fastnn.load: {filename!r}: {err}") from None
+        raise ValueError(f"{where}: {filename!r}: {err}") from None
     except _CORRUPT as err:
-        raise ValueError(f"fastnn.load: {filename!r} is truncated or corrupt ({type(err).__name__}: {err})") from None
-    return model
+        raise ValueError(f"{where}: {filename!r} is truncated or corrupt ({type(err).__name__}: {err})") from None

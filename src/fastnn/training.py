@@ -4,10 +4,12 @@ Plain Python around the layers' kernels: mini-batches, shuffling from a seed,
 epochs, validation, a progress bar, and per-epoch metrics in a ``History``.
 """
 import math
+import os
 import time
 
 import numpy as np
 
+from . import _config
 from .nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
 from .progress import progress_bar
 
@@ -62,7 +64,8 @@ def _correct(loss, out, target):
 
 
 def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
-        validation_data=None, seed=None, progress=True, scheduler=None, callbacks=()):
+        validation_data=None, seed=None, progress=True, scheduler=None, callbacks=(),
+        checkpoint_dir=None, keep_checkpoints=None, resume=None, deterministic=None):
     """Train ``model`` on ``(x, y)`` with mini-batch gradient descent.
 
     Args:
@@ -79,8 +82,19 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         progress: show a progress bar (tqdm when installed).
         scheduler: optional learning-rate scheduler stepped after each epoch.
         callbacks: callables ``f(epoch, metrics)`` run after each epoch.
+        checkpoint_dir: after each epoch write ``checkpoint_dir/epoch-NNNN.ckpt``
+            (model, optimizer, scheduler, epoch, random state, history; atomically),
+            creating the folder if needed.
+        keep_checkpoints: keep only this many newest checkpoints (default: all).
+        resume: a checkpoint file, a folder (its newest checkpoint) or a loaded
+            ``Checkpoint``: restore model, optimizer, scheduler and random state and
+            continue after its epoch, up to ``epochs`` in all. The final weights are
+            bitwise those of the uninterrupted run with the same seed.
+        deterministic: True requires a ``seed`` (or ``resume``) so that training is
+            bitwise reproducible, at any thread count; None follows
+            ``fastnn.use_deterministic_algorithms``, which is on during the call.
 
-    Returns a ``History``. Raises ``FloatingPointError`` naming the epoch and the
+    Returns a ``History`` (with ``resume``: including the epochs before it). Raises ``FloatingPointError`` naming the epoch and the
     batch when the loss stops being finite.
 
     Example:
@@ -91,10 +105,40 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     batch_size = _check_batch_size(batch_size, "fit")
     if int(epochs) < 0:
         raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
+    if keep_checkpoints is not None and (isinstance(keep_checkpoints, bool) or int(keep_checkpoints) < 1):
+        raise ValueError(f"fit: keep_checkpoints must be a positive int or None, got {keep_checkpoints!r}")
+    deterministic = _config.are_deterministic_algorithms_enabled() if deterministic is None else bool(deterministic)
+    if deterministic and seed is None and resume is None:
+        raise ValueError("fit: deterministic=True needs a seed (the shuffling order and nothing else is random here; "
+                         "seed the model's initialisation and Dropout with fastnn.manual_seed)")
     rng = np.random.default_rng(seed)
     history = History()
+    start = 0
+    if resume is not None:
+        from .checkpoint import Checkpoint, load_checkpoint
+
+        checkpoint = resume if isinstance(resume, Checkpoint) else load_checkpoint(resume, model, optimizer, scheduler)
+        if checkpoint.random.get("fit") is not None:
+            rng.bit_generator.state = checkpoint.random["fit"]
+        history, start = checkpoint.history, checkpoint.epoch
+    if checkpoint_dir is not None:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+    was_deterministic = _config.are_deterministic_algorithms_enabled()
+    _config.use_deterministic_algorithms(deterministic)
+    try:
+        _fit_epochs(model, x, y, loss, optimizer, range(start, int(epochs)), epochs, batch_size, shuffle,
+                    validation_data, progress, scheduler, callbacks, rng, history, checkpoint_dir, keep_checkpoints)
+    finally:
+        _config.use_deterministic_algorithms(was_deterministic)
+    return history
+
+
+def _fit_epochs(model, x, y, loss, optimizer, epoch_range, epochs, batch_size, shuffle, validation_data, progress,
+                scheduler, callbacks, rng, history, checkpoint_dir, keep_checkpoints):
+    n = len(x)
     steps = math.ceil(n / batch_size)
-    for epoch in range(int(epochs)):
+    checked = False
+    for epoch in epoch_range:
         model.train()
         order = rng.permutation(n) if shuffle else None
         total_loss, total_correct, has_acc = 0.0, 0, True
@@ -135,9 +179,16 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         if scheduler is not None:
             scheduler.step()
         history._append(epoch, metrics)
+        if checkpoint_dir is not None:
+            from .checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
+
+            save_checkpoint(checkpoint_path(checkpoint_dir, epoch + 1), model, optimizer, scheduler, epoch + 1,
+                            history, rng, check=not checked)
+            checked = True
+            if keep_checkpoints is not None:
+                prune_checkpoints(checkpoint_dir, int(keep_checkpoints))
         for callback in callbacks:
             callback(epoch, metrics)
-    return history
 
 
 def evaluate(model, x, y, loss, batch_size=256):
