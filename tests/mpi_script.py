@@ -3,6 +3,7 @@
 Each scenario writes what the test checks into OUTDIR (one file per rank).
 The builders are imported by the test too, to compute the one-process reference.
 """
+import inspect
 import os
 import sys
 
@@ -58,6 +59,24 @@ def equivalence(out):
     history = dist.fit(model, x, y, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2), **kwargs)
     np.savez(os.path.join(out, f"fit_{rank}.npz"), **model.state_dict(),
              **{f"history.{k}": np.array(v) for k, v in history.history.items() if k != "samples_per_sec"})
+    if "resume" in inspect.signature(fastnn.fit).parameters:
+        resume(out)
+
+
+def resume(out):
+    """Two epochs with checkpoints (rank 0 writes them), then resume to three on fresh models."""
+    import fastnn.distributed as dist
+    rank = dist.rank()
+    x, y, kwargs = fit_arguments()
+    kwargs.update(epochs=2, validation_data=None)
+    model = build_model(seed=30 + rank)
+    dist.fit(model, x, y, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2),
+             checkpoint_dir=os.path.join(out, f"checkpoints_{rank}"), **kwargs)
+    model = build_model(seed=40 + rank)
+    kwargs.update(epochs=3)
+    dist.fit(model, x, y, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2),
+             resume=os.path.join(out, "checkpoints_0"), **kwargs)
+    np.savez(os.path.join(out, f"resumed_{rank}.npz"), **model.state_dict())
 
 
 def fail(out):

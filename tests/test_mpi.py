@@ -39,7 +39,7 @@ def equivalence_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("mpi")
     run = mpirun([sys.executable, os.path.join(HERE, "mpi_script.py"), "equivalence", str(out)])
     assert run.returncode == 0, run.stdout + run.stderr
-    return {name[:-4]: dict(np.load(out / name)) for name in os.listdir(out)}
+    return dict({name[:-4]: dict(np.load(out / name)) for name in os.listdir(out) if name.endswith(".npz")}, _dir=out)
 
 
 def _close(got, want):
@@ -71,6 +71,21 @@ def test_distributed_fit_equals_fit(equivalence_run):
                                       if k != "samples_per_sec"})
     _close(equivalence_run["fit_0"], want)
     _close(equivalence_run["fit_1"], want)
+
+
+@needs_mpirun
+def test_distributed_fit_checkpoints_on_rank_0_and_resumes(equivalence_run):
+    if "resumed_0" not in equivalence_run:
+        pytest.skip("fastnn.fit has no checkpoint_dir/resume")
+    out = equivalence_run["_dir"]
+    assert sorted(os.listdir(out / "checkpoints_0")) == ["epoch-0001.ckpt", "epoch-0002.ckpt"]
+    assert not (out / "checkpoints_1").exists()
+    model = mpi_script.build_model(seed=30)
+    x, y, kwargs = mpi_script.fit_arguments()
+    kwargs.update(epochs=3, validation_data=None)
+    fastnn.fit(model, x, y, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2), **kwargs)
+    _close(equivalence_run["resumed_0"], model.state_dict())
+    _close(equivalence_run["resumed_1"], model.state_dict())
 
 
 @needs_mpirun

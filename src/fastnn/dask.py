@@ -23,9 +23,9 @@ import zipfile
 import numba
 import numpy as np
 
-from ._config import set_num_threads
+from ._config import get_num_threads, set_num_threads
 from .serialization import load, save
-from .training import predict as _local_predict
+from .training import _check_batch_size, predict as _local_predict
 
 _CACHE_SIZE = 4  # models kept loaded per process
 _models = collections.OrderedDict()  # digest -> model, most recently used last
@@ -91,10 +91,12 @@ class SharedModel:
     """
 
     def __init__(self, model, batch_size=256, num_threads=None):
+        self.batch_size = _check_batch_size(batch_size, "fastnn.dask.SharedModel")
+        if num_threads is not None and (isinstance(num_threads, bool) or int(num_threads) < 1):
+            raise ValueError(f"fastnn.dask.SharedModel: num_threads must be a positive int or None, got {num_threads!r}")
+        self.num_threads = num_threads
         self.data = model_to_bytes(model)
         self.digest = _digest(self.data)
-        self.batch_size = int(batch_size)
-        self.num_threads = num_threads
 
     @property
     def ref(self):
@@ -134,8 +136,8 @@ class SharedModel:
         threads = self.num_threads or _worker_threads()
         if threads:
             threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
-        with _run_lock, set_num_threads(threads or numba.get_num_threads()):
-            stats["threads"] = numba.get_num_threads()
+        with _run_lock, set_num_threads(threads or get_num_threads()):
+            stats["threads"] = get_num_threads()
             return _local_predict(model, block, batch_size=self.batch_size)
 
 

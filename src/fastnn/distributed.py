@@ -152,7 +152,9 @@ class _GradientSum:
 
     Layout: the gradients one after another, then one has-gradient count per
     parameter, so a parameter no rank computed a gradient for keeps ``grad=None``.
-    The buffer is allocated once and reused every step.
+    The buffer is allocated once; each parameter's reusable gradient buffer
+    (``Parameter.grad_for_write``) becomes its view into it, so backward writes
+    gradients in place and only gradients held elsewhere are copied in and out.
     """
 
     def __init__(self, params):
@@ -162,8 +164,16 @@ class _GradientSum:
         self.offsets = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64))).tolist()
         total = self.offsets[-1]
         dtype = np.result_type(*[p.data.dtype for p in self.params]) if self.params else np.float64
-        self.flat = np.empty(total + len(self.params), dtype)
+        self.flat = np.zeros(total + len(self.params), dtype)
         self.grads, self.counts = self.flat[:total], self.flat[total:]
+        self.views = [self.grads[lo:hi].reshape(p.data.shape)
+                      for p, lo, hi in zip(self.params, self.offsets, self.offsets[1:])]
+        for p, view in zip(self.params, self.views):
+            if view.dtype == p.data.dtype:
+                if p.grad is not None:
+                    np.copyto(view, p.grad)
+                    p.grad = view
+                p._spare = view
 
     def matches(self, params):
         return len(params) == len(self.params) and all(
@@ -171,22 +181,20 @@ class _GradientSum:
 
     def __call__(self, comm, scale):
         MPI = _mpi()
-        for i, p in enumerate(self.params):
-            part = self.grads[self.offsets[i]:self.offsets[i + 1]]
+        for i, (p, view) in enumerate(zip(self.params, self.views)):
+            self.counts[i] = p.grad is not None
             if p.grad is None:
-                part.fill(0)
-                self.counts[i] = 0
-            else:
-                np.copyto(part, np.reshape(p.grad, -1), casting="same_kind")
-                self.counts[i] = 1
+                view.fill(0)
+            elif p.grad is not view:
+                np.copyto(view, p.grad, casting="same_kind")
         comm.Allreduce(MPI.IN_PLACE, self.flat, op=MPI.SUM)
         if scale != 1:
             self.grads *= scale
-        for i, p in enumerate(self.params):
-            if self.counts[i] == 0:
-                continue
-            grad, _ = p.grad_for_write()  # overwritten below, whether it was None or not
-            np.copyto(grad, self.grads[self.offsets[i]:self.offsets[i + 1]].reshape(grad.shape), casting="same_kind")
+        for i, (p, view) in enumerate(zip(self.params, self.views)):
+            if self.counts[i] != 0:
+                grad, _ = p.grad_for_write()  # overwritten: it was None or held this rank's part
+                if grad is not view:
+                    np.copyto(grad, view, casting="same_kind")
 
 
 class DataParallel(Module):
@@ -251,6 +259,8 @@ class DataParallel(Module):
 
     def allreduce_gradients(self, average=True):
         """Sum (``average``: then divide by the number of ranks) every gradient across ranks."""
+        if self.world_size == 1:
+            return
         params = [p for p in self.module.parameters() if p.requires_grad]
         if self._sum is None or not self._sum.matches(params):
             self._sum = _GradientSum(params)
@@ -270,7 +280,7 @@ class DataParallel(Module):
         self._sync_buffers(always=True)
         x = np.asarray(x)
         ranks = self.world_size
-        if x.ndim == 0 or len(x) < ranks:
+        if ranks == 1 or x.ndim == 0 or len(x) < ranks:
             self._rows = None
             return self._module_forward(x)
         bounds = _bounds(len(x), ranks)
@@ -292,7 +302,7 @@ class DataParallel(Module):
         Each rank back-propagates its rows, then the gradients are summed over the
         ranks (one ``Allreduce``); returns this rank's rows of the input gradient.
         """
-        if self._rows is None:  # replicated batch: rank 0's gradient alone
+        if self._rows is None:  # one rank, or a replicated batch: rank 0's gradient alone
             grad_input = self._module_backward(grad_output) if self.rank == 0 else None
             if self.rank != 0:
                 self.module.zero_grad()
@@ -346,8 +356,11 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True, val
     gradients are those of the whole batch, so without BatchNorm (which uses
     each rank's local batch statistics) or Dropout the weights follow the
     single-process ``fastnn.fit`` with the same ``batch_size`` up to rounding.
-    Only rank 0 draws the progress bar. On return, every rank's model equals
-    rank 0's. If any rank raises, its error is printed and the job ends.
+    Only rank 0 draws the progress bar and writes ``checkpoint_dir``; to
+    ``resume``, every rank reads the checkpoint (a shared file system when the
+    ranks run on several machines). ``callbacks`` run on every rank. On return,
+    every rank's model equals rank 0's. If any rank raises, its error is printed
+    and the job ends.
 
     Example (``mpirun -n 2 python train.py``):
         >>> history = fastnn.fit(model, x, y, loss_fn, opt, epochs=5, batch_size=256,  # doctest: +SKIP
@@ -356,6 +369,8 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True, val
     from .training import fit as local_fit
 
     comm = get_comm(comm)
+    if comm.Get_rank() != 0 and kwargs.get("checkpoint_dir") is not None:  # rank 0 alone writes them
+        kwargs["checkpoint_dir"] = None
     with abort_on_error(comm):
         seed = _agree(comm, seed, len(x), batch_size)
         parallel = DataParallel(model, comm)
