@@ -64,7 +64,8 @@ def equivalence(out):
 
 
 def resume(out):
-    """Two epochs with checkpoints (rank 0 writes them), then resume to three on fresh models."""
+    """Two epochs with checkpoints (rank 0 writes them), then resume to three on fresh models
+    through ``fastnn.fit(..., distributed=True)``."""
     import fastnn.distributed as dist
     rank = dist.rank()
     x, y, kwargs = fit_arguments()
@@ -74,8 +75,8 @@ def resume(out):
              checkpoint_dir=os.path.join(out, f"checkpoints_{rank}"), **kwargs)
     model = build_model(seed=40 + rank)
     kwargs.update(epochs=3)
-    dist.fit(model, x, y, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2),
-             resume=os.path.join(out, "checkpoints_0"), **kwargs)
+    fastnn.fit(model, x, y, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2),
+               resume=os.path.join(out, "checkpoints_0"), distributed=True, **kwargs)
     np.savez(os.path.join(out, f"resumed_{rank}.npz"), **model.state_dict())
 
 

@@ -197,10 +197,27 @@ class _GradientSum:
                     np.copyto(grad, view, casting="same_kind")
 
 
+def _share_cores(comm):
+    """Unless ``NUMBA_NUM_THREADS`` is set, give each rank its share of this machine's cores.
+
+    Ranks on one machine would otherwise each start a thread per core and fight
+    over them. The ranks per machine come from ``MPI.COMM_TYPE_SHARED``.
+    """
+    if "NUMBA_NUM_THREADS" in os.environ or comm.Get_size() == 1:
+        return
+    from ._config import get_num_threads, set_num_threads
+    local = comm.Split_type(_mpi().COMM_TYPE_SHARED)
+    ranks_here = local.Get_size()
+    local.Free()
+    set_num_threads(max(1, get_num_threads() // ranks_here))
+
+
 class DataParallel(Module):
     """Data-parallel training across MPI ranks, like ``torch.nn.parallel.DistributedDataParallel``.
 
-    At construction rank 0's parameters and buffers are broadcast to every rank.
+    At construction rank 0's parameters and buffers are broadcast to every rank,
+    and, unless ``NUMBA_NUM_THREADS`` is set, each rank's fastnn threads are set to
+    its share of the machine's cores (ranks on the same machine split them).
     ``forward`` runs the wrapped module on this rank's local batch (after
     broadcasting rank 0's buffers, e.g. BatchNorm running statistics, in training
     mode); ``backward`` runs the module's backward, then averages the gradients
@@ -237,6 +254,7 @@ class DataParallel(Module):
         self._sum = None
         self._rows = None  # this rank's rows of the last global batch, None: replicated
         object.__setattr__(self, "training", module.training)
+        _share_cores(self.comm)
         broadcast_state(module, self.comm)
 
     @property

@@ -65,7 +65,7 @@ def _correct(loss, out, target):
 
 def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         validation_data=None, seed=None, progress=True, scheduler=None, callbacks=(),
-        checkpoint_dir=None, keep_checkpoints=None, resume=None, deterministic=None):
+        checkpoint_dir=None, keep_checkpoints=None, resume=None, deterministic=None, distributed=False):
     """Train ``model`` on ``(x, y)`` with mini-batch gradient descent.
 
     Args:
@@ -93,6 +93,8 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         deterministic: True requires a ``seed`` (or ``resume``) so that training is
             bitwise reproducible, at any thread count; None follows
             ``fastnn.use_deterministic_algorithms``, which is on during the call.
+        distributed: train data-parallel over the MPI ranks this process is one of
+            (``mpirun -n N``): see ``fastnn.distributed.fit``.
 
     Returns a ``History`` (with ``resume``: including the epochs before it). Raises ``FloatingPointError`` naming the epoch and the
     batch when the loss stops being finite.
@@ -101,6 +103,13 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         >>> history = fastnn.fit(model, x, y, nn.CrossEntropyLoss(),
         ...                      optim.Adam(model.parameters()), epochs=5, seed=0)
     """
+    if distributed:
+        from .distributed import fit as distributed_fit
+
+        return distributed_fit(model, x, y, loss, optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                               validation_data=validation_data, seed=seed, progress=progress, scheduler=scheduler,
+                               callbacks=callbacks, checkpoint_dir=checkpoint_dir, keep_checkpoints=keep_checkpoints,
+                               resume=resume, deterministic=deterministic)
     n = _check_data(x, y, "fit")
     batch_size = _check_batch_size(batch_size, "fit")
     if int(epochs) < 0:
