@@ -11,6 +11,7 @@ SHAPES = [  # M, N, K
     (1, 1, 1), (1, 17, 5), (3, 5, 7), (4, 3, 2), (5, 1, 63), (17, 63, 65),
     (63, 65, 129), (65, 129, 63), (129, 17, 300), (8, 32, 256), (16, 64, 513),
     (130, 70, 600), (200, 33, 257), (1, 256, 784), (64, 512, 128), (257, 129, 3),
+    (300, 6, 50), (200, 16, 30), (100, 1, 40), (1000, 10, 128), (37, 8, 9),  # few columns
 ]
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
@@ -85,9 +86,9 @@ def test_nan_propagates():
 
 
 # Shapes past the serial threshold, across K blocks (K > KC), column blocks
-# (N > NC) and packed-b groups (K * N > B_PACK).
+# (N > NC), packed-b groups (K * N > B_PACK) and few-column (swapped) products.
 THREAD_SHAPES = [(128, 256, 784), (1024, 96, 300), (37, 300, 1100), (16, 2100, 20),
-                 (8, 2048, 1500), (200, 48, 27)]
+                 (8, 2048, 1500), (200, 48, 27), (5000, 6, 25), (3000, 16, 150)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

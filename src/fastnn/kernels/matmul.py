@@ -93,21 +93,33 @@ def _micro(typingctx, c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
 
 
 @serial_kernel
+def _copy8(dst, ld, src, rows, kc):
+    # dst[k*ld + r] = src[r, k] for r < rows <= 8, k < kc: a transposing copy, with
+    # whole 8-row groups unrolled (faster than strided or scattered vector stores).
+    for k in range(kc if rows == 8 else 0):
+        d = dst[k * ld:k * ld + 8]
+        d[0], d[1], d[2], d[3] = src[0, k], src[1, k], src[2, k], src[3, k]
+        d[4], d[5], d[6], d[7] = src[4, k], src[5, k], src[6, k], src[7, k]
+    for r in range(rows if rows < 8 else 0):
+        d = dst[r:]
+        for k in range(kc):
+            d[k * ld] = src[r, k]
+
+
+@serial_kernel
 def _pack_a(ap, a, trans_a, i0, rows, k0, kc):
     # ap[p*MR*kc + k*MR + r] = op(a)[i0 + p*MR + r, k0 + k], zero rows past ``rows``.
     # (Loops index 1-D views from 0 so LLVM sees non-negative, unit-stride indices.)
     for p in range((rows + MR - 1) // MR):
         panel = ap[p * MR * kc:(p + 1) * MR * kc]
+        i = i0 + p * MR
         valid = min(MR, rows - p * MR)
         if valid < MR:
             panel[:] = 0
-        for r in range(valid if not trans_a else 0):
-            src = a[i0 + p * MR + r, k0:k0 + kc]
-            dst = panel[r:]
-            for k in range(kc):
-                dst[k * MR] = src[k]
+        if not trans_a:
+            _copy8(panel, MR, a[i:i + valid, k0:k0 + kc], valid, kc)
         for k in range(kc if trans_a else 0):
-            src = a[k0 + k, i0 + p * MR:i0 + p * MR + valid]
+            src = a[k0 + k, i:i + valid]
             dst = panel[k * MR:(k + 1) * MR]
             for r in range(valid):
                 dst[r] = src[r]
@@ -128,11 +140,8 @@ def _pack_b(bp, b, trans_b, u0, u1, g0, g1, j0, ncols, kcb, NR):
         panel = bp[(k0 - g0) * npan * NR + q * kc * NR:][:kc * NR]
         if cols < NR:
             panel[:] = 0
-        for j in range(cols if trans_b else 0):
-            src = b[jb + j, k0:k0 + kc]
-            dst = panel[j:]
-            for k in range(kc):
-                dst[k * NR] = src[k]
+        for j in range(0, cols if trans_b else 0, 8):
+            _copy8(panel[j:], NR, b[jb + j:jb + min(j + 8, cols), k0:k0 + kc], min(8, cols - j), kc)
         for k in range(kc if not trans_b else 0):
             src = b[k0 + k, jb:jb + cols]
             dst = panel[k * NR:(k + 1) * NR]
@@ -141,18 +150,20 @@ def _pack_b(bp, b, trans_b, u0, u1, g0, g1, j0, ncols, kcb, NR):
 
 
 @serial_kernel
-def _tiles(out, a, bp, trans_a, accumulate, t0, t1, mc, per, g0, g1, j0, ncols, kcb, NR):
-    # Tiles t0..t1 of out[:, j0:j0+ncols] for the K range g0..g1 (packed in bp):
-    # tile t has rows (t // ntn)*mc + [0, mc) and NR-panels (t % ntn)*per + [0, per).
-    # Each K block of kcb: pack the tile's rows of op(a), then MR x NR micro-tiles.
+def _tiles(out, a, bp, trans_a, accumulate, swap, t0, t1, mc, per, g0, g1, j0, ncols, kcb, NR):
+    # Tiles t0..t1 of C[:, j0:j0+ncols] = op(a) @ (b packed in bp) for the K range
+    # g0..g1, C = out (or out^T when ``swap``); tile t has rows (t // ntn)*mc + [0, mc)
+    # and NR-panels (t % ntn)*per + [0, per). Per K block: pack the tile's rows of
+    # op(a), then MR x NR micro-tiles (edge and swapped ones through ``tmp``).
     M, N = out.shape
+    rows = N if swap else M
     npan = (ncols + NR - 1) // NR
     ntn = (npan + per - 1) // per
     ap = np.empty((mc + MR) * kcb, out.dtype)
     tmp = np.empty(MR * NR, out.dtype)
     for t in range(t0, t1):
         i0 = t // ntn * mc
-        i1 = min(i0 + mc, M)
+        i1 = min(i0 + mc, rows)
         for k0 in range(g0, g1, kcb):
             kc = min(kcb, g1 - k0)
             add = accumulate or k0 > 0
@@ -163,11 +174,16 @@ def _tiles(out, a, bp, trans_a, accumulate, t0, t1, mc, per, g0, g1, j0, ncols, 
                 cols = min(NR, j0 + ncols - j)
                 for i in range(i0, i1, MR):
                     aoff = (i - i0) * kc
-                    if cols == NR and i + MR <= i1:
+                    if cols == NR and i + MR <= i1 and not swap:
                         _micro(out, i * N + j, N, ap, aoff, bp, boff, kc, add)
                         continue
                     _micro(tmp, 0, NR, ap, aoff, bp, boff, kc, False)
-                    for r in range(min(MR, i1 - i)):
+                    mr = min(MR, i1 - i)
+                    for c in range(cols if swap else 0):
+                        ocol = out[j + c, i:i + mr]
+                        for r in range(mr):
+                            ocol[r] = ocol[r] + tmp[r * NR + c] if add else tmp[r * NR + c]
+                    for r in range(0 if swap else mr):
                         orow = out[i + r, j:j + cols]
                         trow = tmp[r * NR:r * NR + cols]
                         for c in range(cols):
@@ -203,15 +219,24 @@ def _direct(out, a, b, trans_a, trans_b, accumulate):
 
 
 @serial_kernel
-def _plan(M, N, K, NR, threads):
-    # Blocking: K in equal blocks of kcb <= KC, packed kg rows (whole blocks) of b at
+def _plan(out, a, b, trans_a, trans_b, threads):
+    # Blocking of C = op(a) @ op(b) = out, or C = op(b)^T @ op(a)^T = out^T when out
+    # has few columns (``swap``, so the long side runs along vectors): C is R x Q;
+    # K in equal blocks of kcb <= KC; b packed kg rows (whole blocks) x NC columns at
     # a time; row tiles of mc (a multiple of MR; a multiple of ``threads`` tiles).
+    M, N = out.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    NR = NV * (64 // out.itemsize)
+    swap = 2 * N <= NR and M > N
+    R, Q = (N, M) if swap else (M, N)
     nk = (K + KC - 1) // KC
     kcb = (K + nk - 1) // nk
-    kg = max(1, B_PACK // ((min(N, NC) + NR - 1) // NR * NR * kcb)) * kcb
-    ntm = (max((M + MC - 1) // MC, threads) + threads - 1) // threads * threads
-    mc = ((M + ntm - 1) // ntm + MR - 1) // MR * MR
-    return kcb, kg, mc, (M + mc - 1) // mc
+    kg = max(1, B_PACK // ((min(Q, NC) + NR - 1) // NR * NR * kcb)) * kcb
+    ntm = (max((R + MC - 1) // MC, threads) + threads - 1) // threads * threads
+    mc = ((R + ntm - 1) // ntm + MR - 1) // MR * MR
+    if swap:
+        return b, a, not trans_b, not trans_a, swap, R, Q, K, NR, kcb, kg, mc, (R + mc - 1) // mc
+    return a, b, trans_a, trans_b, swap, R, Q, K, NR, kcb, kg, mc, (R + mc - 1) // mc
 
 
 @serial_kernel
@@ -226,16 +251,15 @@ def gemm_serial(out, a, b, trans_a, trans_b, accumulate):
     if K == 0 or M < 4 or M * N * K < DIRECT_FLOPS:
         _direct(out, a, b, trans_a, trans_b, accumulate)
         return
-    NR = NV * (64 // out.itemsize)
-    kcb, kg, mc, ntm = _plan(M, N, K, NR, 1)
-    bp = np.empty(min(kg, K) * (min(N, NC) + NR), out.dtype)
-    for j0 in range(0, N, NC):
-        ncols = min(NC, N - j0)
+    a, b, ta, tb, swap, R, Q, K, NR, kcb, kg, mc, ntm = _plan(out, a, b, trans_a, trans_b, 1)
+    bp = np.empty(min(kg, K) * (min(Q, NC) + NR), out.dtype)
+    for j0 in range(0, Q, NC):
+        ncols = min(NC, Q - j0)
         npan = (ncols + NR - 1) // NR
         for g0 in range(0, K, kg):
             g1 = min(g0 + kg, K)
-            _pack_b(bp, b, trans_b, 0, npan * ((g1 - g0 + kcb - 1) // kcb), g0, g1, j0, ncols, kcb, NR)
-            _tiles(out, a, bp, trans_a, accumulate, 0, ntm, mc, npan, g0, g1, j0, ncols, kcb, NR)
+            _pack_b(bp, b, tb, 0, npan * ((g1 - g0 + kcb - 1) // kcb), g0, g1, j0, ncols, kcb, NR)
+            _tiles(out, a, bp, ta, accumulate, swap, 0, ntm, mc, npan, g0, g1, j0, ncols, kcb, NR)
 
 
 @kernel
@@ -245,7 +269,7 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
     Per block of NC columns and kg rows of op(b): pack it (parallel over panels),
     then tiles of out (mc rows x a run of NR-panels), one contiguous run of tiles
     per thread; each tile packs its rows of op(a). ``threads``: numba's thread
-    count; small products run on the calling thread alone.
+    count. Small products run on the calling thread (same result either way).
     """
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
@@ -254,26 +278,26 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
         return
     if M * N * K < SERIAL_FLOPS:
         threads = 1
-    NR = NV * (64 // out.itemsize)
-    kcb, kg, mc, ntm = _plan(M, N, K, NR, threads)
-    bp = np.empty(min(kg, K) * (min(N, NC) + NR), out.dtype)
-    for j0 in range(0, N, NC):
-        ncols = min(NC, N - j0)
+    a, b, ta, tb, swap, R, Q, K, NR, kcb, kg, mc, ntm = _plan(out, a, b, trans_a, trans_b, threads)
+    bp = np.empty(min(kg, K) * (min(Q, NC) + NR), out.dtype)
+    for j0 in range(0, Q, NC):
+        ncols = min(NC, Q - j0)
         npan = (ncols + NR - 1) // NR
-        per = (npan + min(npan, (threads + ntm - 1) // ntm) - 1) // min(npan, (threads + ntm - 1) // ntm)
+        ntn = min(npan, (threads + ntm - 1) // ntm)
+        per = (npan + ntn - 1) // ntn
         ntiles = ntm * ((npan + per - 1) // per)
         for g0 in range(0, K, kg):
             g1 = min(g0 + kg, K)
             npack = npan * ((g1 - g0 + kcb - 1) // kcb)
             if threads == 1:
-                _pack_b(bp, b, trans_b, 0, npack, g0, g1, j0, ncols, kcb, NR)
-                _tiles(out, a, bp, trans_a, accumulate, 0, ntiles, mc, per, g0, g1, j0, ncols, kcb, NR)
+                _pack_b(bp, b, tb, 0, npack, g0, g1, j0, ncols, kcb, NR)
+                _tiles(out, a, bp, ta, accumulate, swap, 0, ntiles, mc, per, g0, g1, j0, ncols, kcb, NR)
                 continue
             for c in prange(threads):
-                _pack_b(bp, b, trans_b, c * npack // threads, (c + 1) * npack // threads,
+                _pack_b(bp, b, tb, c * npack // threads, (c + 1) * npack // threads,
                         g0, g1, j0, ncols, kcb, NR)
             for c in prange(threads):
-                _tiles(out, a, bp, trans_a, accumulate, c * ntiles // threads,
+                _tiles(out, a, bp, ta, accumulate, swap, c * ntiles // threads,
                        (c + 1) * ntiles // threads, mc, per, g0, g1, j0, ncols, kcb, NR)
 
 
