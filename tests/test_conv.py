@@ -20,6 +20,9 @@ CONFIGS = [
     (3, 4, 6, 5, 4, 3, (2, 1), 1, 1, 4),                 # depthwise, mixed stride
     (1, 2, 5, 5, 3, 5, 1, 0, 1, 1),                      # kernel covers the input: 1x1 output
     (2, 3, 8, 7, 5, (1, 3), (1, 2), (0, 1), (1, 2), 1),  # 1x3, rectangular stride and dilation
+    (2, 4, 5, 6, 6, 1, 1, 0, 1, 2),                      # pointwise (no im2col), groups 2
+    (1, 2, 6, 6, 4, 1, 2, 1, 1, 1),                      # 1x1 with stride and padding
+    (3, 5, 8, 9, 4, 3, 1, 0, 1, 1),                      # no padding, batch 3
 ]
 IDS = [f"cfg{i}" for i in range(len(CONFIGS))]
 
@@ -63,23 +66,20 @@ def test_gradcheck_without_bias():
     assert fastnn.gradcheck(conv, x, max_checks=60)
 
 
-def test_batch_chunks_give_the_same_result(monkeypatch, rng):
+@pytest.mark.parametrize("slots", [1, 3, 64])
+def test_any_split_into_slots_gives_the_same_result(monkeypatch, slots, rng):
     conv, x = make((7, 3, 9, 9, 5, 3, 1, 1, 1, 1))
     g = rng.standard_normal(conv(x).shape)
     conv.zero_grad()
-    out_one = conv(x)
-    dx_one = conv.backward(g)
-    grads_one = conv.weight.grad.copy(), conv.bias.grad.copy()
-    monkeypatch.setattr(conv_k, "CHUNK_ELEMENTS", 2 * 81 * 27)  # 2 samples per chunk, 4 chunks
-    assert conv_k.chunk_samples(7, 81, 27) == 2
+    conv(x)
+    dx_default = conv.backward(g)
+    grads_default = conv.weight.grad.copy(), conv.bias.grad.copy()
+    monkeypatch.setattr(conv_k, "SLOTS", slots)
     conv.zero_grad()
-    out = conv(x)
-    dx = conv.backward(g)
-    np.testing.assert_allclose(out, out_one, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(dx, dx_one, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(conv.weight.grad, grads_one[0], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(conv.bias.grad, grads_one[1], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(out, reference(conv, x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv(x), reference(conv, x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(conv.backward(g), dx_default)  # dx never sums across samples
+    np.testing.assert_allclose(conv.weight.grad, grads_default[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.bias.grad, grads_default[1], rtol=1e-12, atol=1e-12)
 
 
 def test_gradients_accumulate_until_zero_grad(rng):
@@ -125,8 +125,10 @@ def test_non_contiguous_and_integer_input(rng):
     assert conv(np.ones(x.shape, np.int32)).dtype == np.float64
 
 
-def test_one_and_many_threads_agree_bitwise(threads, rng):
-    conv, x = make((6, 8, 15, 13, 16, 3, 1, 1, 1, 1), np.float32)
+@pytest.mark.parametrize("batch", [1, 6])
+def test_one_and_many_threads_agree_bitwise(threads, batch, rng):
+    # batch 1 runs sample by sample on the parallel matmul when threads > 1
+    conv, x = make((batch, 8, 15, 13, 16, 3, 1, 1, 1, 1), np.float32)
     g = rng.standard_normal(conv(x).shape).astype(np.float32)
 
     def step():

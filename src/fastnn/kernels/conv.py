@@ -1,210 +1,248 @@
-"""2-D convolution (NCHW, float32/float64): im2row + GEMM forward, GEMM + col2im backward.
+"""2-D convolution (NCHW, float32/float64) as one GEMM per sample and group.
 
-Any stride, padding, dilation, groups and rectangular kernel. ``geom`` is the int
-tuple ``(KH, KW, SH, SW, PH, PW, DH, DW, G)``. A batch is processed in chunks of
-whole samples (the chunk size depends only on the shapes, never on the thread
-count); per chunk and group g, with rows r = (sample, oh, ow) and columns
-k = (cg, kh, kw):
+Any stride, padding, dilation, groups and rectangular kernel; ``geom`` is the int
+tuple ``(KH, KW, SH, SW, PH, PW, DH, DW, G)``. Per sample n and group g, with
+col (Kg, P) the im2col matrix (k = (cg, kh, kw) rows, P = OH*OW pixel columns):
 
-    forward   outT[g] (R, OCg)  = col[g] (R, Kg) @ w[g] (OCg, Kg)^T
-    dweight   dw[g]   (OCg, Kg) += doutNC[g] (OCg, R) @ colT[g] (Kg, R)^T
-    dinput    dcol[g] (R, Kg)   = doutT[g] (R, OCg) @ wT[g] (Kg, OCg)^T
+    forward   out[n, g] (OCg, P)   = w[g] (OCg, Kg) @ col
+    dweight   dw[g]     (OCg, Kg) += dout[n, g] (OCg, P) @ col^T
+    dinput    dcol      (Kg, P)    = w[g]^T (Kg, OCg) @ dout[n, g];  dx[n] = col2im(dcol)
 
-all on ``matmul``'s no-copy NT path. The layout kernels below move data between
-NCHW and those row/column orders; every one is parallel over pieces of its output
-that one iteration owns. The buffers live in a per-layer :class:`Workspace`.
+The output lands in NCHW directly (no transposes). Samples are split into slots,
+one prange iteration each, with a private col buffer (from the layer's
+:class:`Workspace`) that stays in cache while ``gemm_serial`` uses it. Weight and
+bias gradients are summed per slot and merged in slot order; the number of slots
+in backward depends only on the batch size (``SLOTS``), never on the thread
+count, so results are bitwise reproducible. A batch smaller than the thread count
+runs sample by sample with the parallel ``matmul`` instead.
 """
+import numba
 import numpy as np
 from numba import prange
 
+from . import activations as act_k
 from ._jit import kernel, serial_kernel
-from .activations import _forward_one
-from .matmul import matmul
+from .matmul import gemm_serial, matmul
 
-# Samples per chunk keep im2row's buffer near this many elements (it stays in cache).
-CHUNK_ELEMENTS = 1 << 20
-# Output pixels per block in the layout kernels (a block's transpose fits in L1).
-PIX_BLOCK = 64
-
-
-@kernel
-def im2row(col, x, n0, geom, transposed):
-    """col[g, r, k] = x[n0 + n, g*Cg + cg, ih, iw] (0 in the padding), overwritten;
-    with ``transposed`` the layout is col[g, k, r] instead.
-
-    x (N, C, H, W); col (G, nc*OH*OW, Kg) or (G, Kg, nc*OH*OW). Parallel over
-    (g, sample, output row): each iteration owns those rows (columns) of col.
-    """
-    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    Cg = C // G
-    Kg = Cg * KH * KW
-    R = col.shape[2] if transposed else col.shape[1]
-    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
-    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
-    nc = R // (OH * OW)
-    for it in prange(G * nc * OH):
-        g = it // (nc * OH)
-        nl = (it // OH) % nc
-        oh = it % OH
-        n = n0 + nl
-        r0 = (nl * OH + oh) * OW
-        if transposed:
-            for cg in range(Cg):
-                c = g * Cg + cg
-                for kh in range(KH):
-                    ih = oh * SH - PH + kh * DH
-                    for kw in range(KW):
-                        k = (cg * KH + kh) * KW + kw
-                        for ow in range(OW):
-                            iw = ow * SW - PW + kw * DW
-                            if 0 <= ih < H and 0 <= iw < W:
-                                col[g, k, r0 + ow] = x[n, c, ih, iw]
-                            else:
-                                col[g, k, r0 + ow] = 0
-        else:
-            for ow in range(OW):
-                r = r0 + ow
-                for cg in range(Cg):
-                    c = g * Cg + cg
-                    for kh in range(KH):
-                        ih = oh * SH - PH + kh * DH
-                        for kw in range(KW):
-                            iw = ow * SW - PW + kw * DW
-                            k = (cg * KH + kh) * KW + kw
-                            if 0 <= ih < H and 0 <= iw < W:
-                                col[g, r, k] = x[n, c, ih, iw]
-                            else:
-                                col[g, r, k] = 0
-
-
-@kernel
-def col2im(dx, dcol, n0, geom):
-    """dx[n0 + n, c] = sum of dcol[g, r, k] over the (r, k) that im2row read from
-    each pixel (overwritten; pixels no window touches get 0): im2row's adjoint.
-
-    dx (N, C, H, W); dcol (G, nc*OH*OW, Kg). Parallel over (sample, channel)
-    planes, each summed by one iteration in a fixed order.
-    """
-    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
-    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    Cg = C // G
-    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
-    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
-    nc = dcol.shape[1] // (OH * OW)
-    for it in prange(nc * C):
-        nl = it // C
-        c = it % C
-        n = n0 + nl
-        g = c // Cg
-        cg = c % Cg
-        for ih in range(H):
-            for iw in range(W):
-                dx[n, c, ih, iw] = 0
-        for oh in range(OH):
-            for kh in range(KH):
-                ih = oh * SH - PH + kh * DH
-                if ih < 0 or ih >= H:
-                    continue
-                k0 = (cg * KH + kh) * KW
-                for ow in range(OW):
-                    r = (nl * OH + oh) * OW + ow
-                    for kw in range(KW):
-                        iw = ow * SW - PW + kw * DW
-                        if 0 <= iw < W:
-                            dx[n, c, ih, iw] += dcol[g, r, k0 + kw]
-
-
-@kernel
-def conv_epilogue(out, outT, bias, n0, has_bias, kind, slope):
-    """out[n0 + n, g*OCg + o, p] = act(outT[g, n*P + p, o] + bias[g*OCg + o]), overwritten.
-
-    out (N, OC, P); outT (G, nc*P, OCg); bias (OC,) read only if has_bias;
-    act from ``activations`` (kind, slope). Parallel over (sample, group, pixel block).
-    """
-    OC, P = out.shape[1], out.shape[2]
-    G, R, OCg = outT.shape
-    nc = R // P
-    blocks = (P + PIX_BLOCK - 1) // PIX_BLOCK
-    for it in prange(nc * G * blocks):
-        nl = it // (G * blocks)
-        g = (it // blocks) % G
-        p0 = (it % blocks) * PIX_BLOCK
-        p1 = min(p0 + PIX_BLOCK, P)
-        for o in range(OCg):
-            oc = g * OCg + o
-            b = bias[oc] if has_bias else out.dtype.type(0)
-            for p in range(p0, p1):
-                out[n0 + nl, oc, p] = _forward_one(outT[g, nl * P + p, o] + b, kind, slope)
-
-
-@kernel
-def conv_dout_layouts(doutT, doutNC, dout, n0):
-    """doutT[g, n*P + p, o] = doutNC[g, o, n*P + p] = dout[n0 + n, g*OCg + o, p] (both overwritten).
-
-    dout (N, OC, P); doutT (G, nc*P, OCg); doutNC (G, OCg, nc*P). Parallel over
-    (sample, group, pixel block).
-    """
-    P = dout.shape[2]
-    G, R, OCg = doutT.shape
-    nc = R // P
-    blocks = (P + PIX_BLOCK - 1) // PIX_BLOCK
-    for it in prange(nc * G * blocks):
-        nl = it // (G * blocks)
-        g = (it // blocks) % G
-        p0 = (it % blocks) * PIX_BLOCK
-        p1 = min(p0 + PIX_BLOCK, P)
-        for o in range(OCg):
-            oc = g * OCg + o
-            for p in range(p0, p1):
-                v = dout[n0 + nl, oc, p]
-                doutNC[g, o, nl * P + p] = v
-                doutT[g, nl * P + p, o] = v
-
-
-@kernel
-def conv_bias_backward(dbias, dout, accumulate):
-    """dbias[oc] (+)= sum over n, p of dout[n, oc, p]. Parallel over channels (each
-    iteration owns one; the sum order is fixed)."""
-    N, OC, P = dout.shape
-    for oc in prange(OC):
-        s = dout.dtype.type(0)
-        for n in range(N):
-            for p in range(P):
-                s += dout[n, oc, p]
-        if accumulate:
-            dbias[oc] += s
-        else:
-            dbias[oc] = s
+# Backward splits a batch into this many slots (fewer for smaller batches).
+SLOTS = 8
 
 
 @serial_kernel
-def batched_transpose(out, x):
-    """out[g, j, i] = x[g, i, j] (overwritten). Small arrays (conv weights) only."""
-    G, M, K = x.shape
+def _valid(off, stride, size, out_size):
+    # [lo, hi): the outputs o < out_size with 0 <= o * stride + off < size
+    lo = 0 if off >= 0 else (stride - 1 - off) // stride
+    hi = (size - 1 - off) // stride + 1 if size - 1 - off >= 0 else 0
+    lo = min(lo, out_size)
+    return lo, max(lo, min(hi, out_size))
+
+
+@serial_kernel
+def pad_copy(xp, x, n, c0, PH, PW):
+    """xp[cg, PH + ih, PW + iw] = x[n, c0 + cg, ih, iw]; the border of xp (Cg, Hp, Wp)
+    is not touched: the caller keeps it zero."""
+    H, W = x.shape[2], x.shape[3]
+    for cg in range(xp.shape[0]):
+        for ih in range(H):
+            src = x[n, c0 + cg, ih]
+            dst = xp[cg, PH + ih, PW:PW + W]
+            for i in range(W):
+                dst[i] = src[i]
+
+
+@serial_kernel
+def im2col(col, xp, geom):
+    """col[(cg*KH + kh)*KW + kw, oh*OW + ow] = xp[cg, oh*SH + kh*DH, ow*SW + kw*DW]
+    (overwritten). xp (Cg, Hp, Wp): one sample's group, already zero-padded;
+    col (Cg*KH*KW, OH*OW)."""
+    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    Cg, Hp, Wp = xp.shape
+    OH = (Hp - DH * (KH - 1) - 1) // SH + 1
+    OW = (Wp - DW * (KW - 1) - 1) // SW + 1
+    # inner loops index 1-D views from 0: LLVM then vectorises the unit-stride copies
+    for cg in range(Cg):
+        for kh in range(KH):
+            for kw in range(KW):
+                row = col[(cg * KH + kh) * KW + kw]
+                for oh in range(OH):
+                    dst = row[oh * OW:(oh + 1) * OW]
+                    if SW == 1:
+                        src = xp[cg, oh * SH + kh * DH, kw * DW:kw * DW + OW]
+                        for i in range(OW):
+                            dst[i] = src[i]
+                    else:
+                        xrow = xp[cg, oh * SH + kh * DH]
+                        for i in range(OW):
+                            dst[i] = xrow[i * SW + kw * DW]
+
+
+@serial_kernel
+def _gather(col, xp, x, n, c0, geom):
+    # col = im2col of sample n's channels c0.. (through the padded copy xp if padding)
+    if geom[4] == 0 and geom[5] == 0:
+        im2col(col, x[n, c0:c0 + col.shape[0] // (geom[0] * geom[1])], geom)
+    else:
+        pad_copy(xp, x, n, c0, geom[4], geom[5])
+        im2col(col, xp, geom)
+
+
+@serial_kernel
+def col2im(dx, col, n, c0, geom):
+    """dx[n, c0 + cg] = the adjoint of :func:`im2col`: each col entry added back to the
+    pixel it was read from (overwritten; untouched pixels get 0), in a fixed order."""
+    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    H, W = dx.shape[2], dx.shape[3]
+    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    Cg = col.shape[0] // (KH * KW)
+    planes = dx[n, c0:c0 + Cg].reshape(-1)
+    for i in range(planes.shape[0]):
+        planes[i] = 0
+    for cg in range(Cg):
+        for kh in range(KH):
+            for kw in range(KW):
+                row = col[(cg * KH + kh) * KW + kw]
+                off = kw * DW - PW
+                lo, hi = _valid(off, SW, W, OW)
+                for oh in range(OH):
+                    ih = oh * SH - PH + kh * DH
+                    if ih < 0 or ih >= H:
+                        continue
+                    src = row[oh * OW + lo:oh * OW + hi]
+                    if SW == 1:
+                        dst = dx[n, c0 + cg, ih, lo + off:hi + off]
+                        for i in range(hi - lo):
+                            dst[i] += src[i]
+                    else:
+                        xrow = dx[n, c0 + cg, ih]
+                        for i in range(hi - lo):
+                            xrow[(lo + i) * SW + off] += src[i]
+
+
+@serial_kernel
+def bias_act(out, n, bias, has_bias, kind, slope):
+    """out[n, o, :] = act(out[n, o, :] + bias[o]) in place. out (N, OC, P)."""
+    for o in range(out.shape[1]):
+        row = out[n, o]
+        b = bias[o] if has_bias else out.dtype.type(0)
+        if kind == act_k.RELU:
+            for p in range(row.shape[0]):
+                v = row[p] + b
+                row[p] = v if v > 0 else v * 0
+        elif kind != act_k.IDENTITY:
+            for p in range(row.shape[0]):
+                row[p] = act_k._forward_one(row[p] + b, kind, slope)
+        elif has_bias:
+            for p in range(row.shape[0]):
+                row[p] += b
+
+
+@serial_kernel
+def _forward_sample(out, x, w3, bias, col, xp, n, geom, pointwise, has_bias, kind, slope):
+    # out[n] for every group, then the bias/activation epilogue while it is in cache
+    G, OCg, Kg = w3.shape
+    Cg = x.shape[1] // G
     for g in range(G):
-        for i in range(M):
-            for j in range(K):
-                out[g, j, i] = x[g, i, j]
+        src = x[n, g * Cg:(g + 1) * Cg].reshape((Cg, out.shape[2])) if pointwise else col
+        if not pointwise:
+            _gather(col, xp, x, n, g * Cg, geom)
+        gemm_serial(out[n, g * OCg:(g + 1) * OCg], w3[g], src, False, False, False)
+    if has_bias or kind != act_k.IDENTITY:
+        bias_act(out, n, bias, has_bias, kind, slope)
+
+
+@kernel
+def conv2d_forward_slots(out, x, w3, bias, cols, xps, geom, pointwise, has_bias, kind, slope):
+    """out (N, OC, P) = act(conv2d(x, w) + bias), overwritten. w3 (G, OCg, Kg);
+    cols (S, Kg, P) and xps (S, Cg, Hp, Wp) (zero border) scratch, one per slot.
+    Parallel over S slots of samples."""
+    N = x.shape[0]
+    S = cols.shape[0]
+    for s in prange(S):
+        for n in range(s * N // S, (s + 1) * N // S):
+            _forward_sample(out, x, w3, bias, cols[s], xps[s], n, geom, pointwise, has_bias, kind, slope)
+
+
+@serial_kernel
+def _backward_sample(dx, dw_part, db_part, dout, x, w3, col, xp, n, geom, pointwise, need_dx, need_dw, need_db,
+                     first):
+    # this sample's share of dw_part/db_part (overwritten when ``first``) and dx[n]
+    G, OCg, Kg = w3.shape
+    Cg = x.shape[1] // G
+    P = dout.shape[2]
+    for g in range(G):
+        d = dout[n, g * OCg:(g + 1) * OCg]
+        if need_dw:
+            src = x[n, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if pointwise else col
+            if not pointwise:
+                _gather(col, xp, x, n, g * Cg, geom)
+            gemm_serial(dw_part[g], d, src, False, True, not first)
+        if need_dx:
+            if pointwise:
+                gemm_serial(dx[n, g * Cg:(g + 1) * Cg].reshape((Cg, P)), w3[g], d, True, False, False)
+            else:
+                gemm_serial(col, w3[g], d, True, False, False)
+                col2im(dx, col, n, g * Cg, geom)
+    for o in range(dout.shape[1] if need_db else 0):
+        row = dout[n, o]
+        s = dout.dtype.type(0)
+        for p in range(P):
+            s += row[p]
+        db_part[o] = s if first else db_part[o] + s
+
+
+@kernel
+def conv2d_backward_slots(dx, dw_parts, db_parts, dout, x, w3, cols, xps, geom, pointwise, need_dx, need_dw,
+                          need_db):
+    """dx (N, C, H, W) overwritten; dw_parts (S, G, OCg, Kg) and db_parts (S, OC)
+    overwritten with each slot's sums over its samples. dout (N, OC, P).
+    Parallel over S slots of samples (each owns its parts and its samples' dx)."""
+    N = x.shape[0]
+    S = cols.shape[0]
+    for s in prange(S):
+        for n in range(s * N // S, (s + 1) * N // S):
+            _backward_sample(dx, dw_parts[s], db_parts[s], dout, x, w3, cols[s], xps[s], n, geom, pointwise,
+                             need_dx, need_dw, need_db, n == s * N // S)
+
+
+@kernel
+def sum_slots(out, parts, accumulate):
+    """out[i] (+)= sum_s parts[s, i], s in order. Parallel over blocks of i."""
+    S, M = parts.shape
+    blocks = (M + 1023) // 1024
+    for b in prange(blocks):
+        for i in range(b * 1024, min(b * 1024 + 1024, M)):
+            v = parts[0, i]
+            for s in range(1, S):
+                v += parts[s, i]
+            out[i] = out[i] + v if accumulate else v
 
 
 class Workspace:
     """Flat reusable buffers for one layer, grown when a larger shape or another
-    dtype arrives; ``view(name, shape, dtype)`` returns a contiguous view."""
+    dtype arrives. ``view(name, shape, dtype)`` returns a contiguous view; with a
+    ``zero_tag`` the buffer is zero-filled whenever it is new or the tag (the layout
+    whose untouched entries must stay zero) changes."""
 
     def __init__(self):
         self._buffers = {}
+        self._tags = {}
 
-    def view(self, name, shape, dtype):
+    def view(self, name, shape, dtype, zero_tag=None):
         size = int(np.prod(shape))
         buf = self._buffers.get(name)
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = np.empty(max(size, 1), dtype)
             self._buffers[name] = buf
+            self._tags.pop(name, None)
+        if zero_tag is not None and self._tags.get(name) != zero_tag:
+            buf.fill(0)
+            self._tags[name] = zero_tag
         return buf[:size].reshape(shape)
 
     def clear(self):
         self._buffers.clear()
+        self._tags.clear()
 
 
 def output_size(size, kernel_size, stride, padding, dilation):
@@ -212,12 +250,18 @@ def output_size(size, kernel_size, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
-def chunk_samples(N, rows_per_sample, cols):
-    """Samples per chunk: balanced chunks whose im2row buffer holds about
-    CHUNK_ELEMENTS. Depends only on the shapes."""
-    per = max(1, min(N, CHUNK_ELEMENTS // max(1, rows_per_sample * cols)))
-    chunks = (N + per - 1) // per
-    return (N + chunks - 1) // chunks
+def _is_pointwise(geom):
+    return geom[:6] == (1, 1, 1, 1, 0, 0)
+
+
+def _scratch(work, slots, x, geom, Kg, P):
+    """Per-slot im2col buffers (slots, Kg, P) and zero-bordered padded inputs."""
+    G, PH, PW = geom[8], geom[4], geom[5]
+    Cg, H, W = x.shape[1] // G, x.shape[2], x.shape[3]
+    cols = work.view("cols", (slots, Kg, P), x.dtype)
+    padded = (Cg, H + 2 * PH, W + 2 * PW) if PH or PW else (1, 1, 1)
+    xps = work.view("xps", (slots,) + padded, x.dtype, zero_tag=padded + (PH, PW))
+    return cols, xps
 
 
 def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0):
@@ -227,55 +271,49 @@ def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0):
     one dtype. ``kind``/``slope`` pick a fused activation (``activations``).
     """
     N = x.shape[0]
-    OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    OC, P = out.shape[1], out.shape[2] * out.shape[3]
     G = geom[8]
-    OCg, Kg, P = OC // G, weight[0].size, OH * OW
-    w3 = weight.reshape(G, OCg, Kg)
+    OCg = OC // G
+    w3 = weight.reshape(G, OCg, -1)
     out3 = out.reshape(N, OC, P)
     has_bias = bias is not None
-    bias_arr = bias if has_bias else weight.reshape(-1)[:1]
-    per = chunk_samples(N, P, G * Kg)
-    for n0 in range(0, N, per):
-        nc = min(per, N - n0)
-        col = work.view("col", (G, nc * P, Kg), x.dtype)
-        outT = work.view("outT", (G, nc * P, OCg), x.dtype)
-        im2row(col, x, n0, geom, False)
+    bias = bias if has_bias else weight.reshape(-1)[:1]
+    pointwise = _is_pointwise(geom)
+    threads = numba.get_num_threads()
+    cols, xps = _scratch(work, min(N, threads), x, geom, w3.shape[2], P)
+    if N >= threads:
+        conv2d_forward_slots(out3, x, w3, bias, cols, xps, geom, pointwise, has_bias, kind, float(slope))
+        return
+    Cg = x.shape[1] // G
+    for n in range(N):  # fewer samples than threads: parallel inside each product instead
         for g in range(G):
-            matmul(outT[g], col[g], w3[g], trans_b=True)
-        conv_epilogue(out3, outT, bias_arr, n0, has_bias, kind, float(slope))
+            src = x[n, g * Cg:(g + 1) * Cg].reshape(Cg, P) if pointwise else cols[0]
+            if not pointwise:
+                _gather(cols[0], xps[0], x, n, g * Cg, geom)
+            matmul(out3[n, g * OCg:(g + 1) * OCg], w3[g], src)
+        if has_bias or kind:
+            bias_act(out3, n, bias, has_bias, kind, float(slope))
 
 
 def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_w=False, accumulate_b=False):
     """Gradients of conv2d: dx overwritten; dweight, dbias overwritten or added to
     (``accumulate_*``). Any of dx, dweight, dbias may be None to skip it.
 
-    dout (N, OC, OH, OW); shapes as in :func:`conv2d_forward`.
+    dout (N, OC, OH, OW) C-contiguous; shapes as in :func:`conv2d_forward`.
     """
     N = x.shape[0]
-    OC, OH, OW = dout.shape[1], dout.shape[2], dout.shape[3]
+    OC, P = dout.shape[1], dout.shape[2] * dout.shape[3]
     G = geom[8]
-    OCg, Kg, P = OC // G, weight[0].size, OH * OW
-    dout3 = dout.reshape(N, OC, P)
-    if dbias is not None:
-        conv_bias_backward(dbias, dout3, accumulate_b)
-    if dx is None and dweight is None:
-        return
-    wT = work.view("wT", (G, Kg, OCg), x.dtype)
-    batched_transpose(wT, weight.reshape(G, OCg, Kg))
-    dw3 = dweight.reshape(G, OCg, Kg) if dweight is not None else None
-    per = chunk_samples(N, P, G * Kg)
-    for n0 in range(0, N, per):
-        nc = min(per, N - n0)
-        doutT = work.view("doutT", (G, nc * P, OCg), x.dtype)
-        doutNC = work.view("doutNC", (G, OCg, nc * P), x.dtype)
-        conv_dout_layouts(doutT, doutNC, dout3, n0)
-        if dw3 is not None:
-            colT = work.view("col", (G, Kg, nc * P), x.dtype)
-            im2row(colT, x, n0, geom, True)
-            for g in range(G):
-                matmul(dw3[g], doutNC[g], colT[g], trans_b=True, accumulate=accumulate_w or n0 > 0)
-        if dx is not None:
-            dcol = work.view("col", (G, nc * P, Kg), x.dtype)
-            for g in range(G):
-                matmul(dcol[g], doutT[g], wT[g], trans_b=True)
-            col2im(dx, dcol, n0, geom)
+    w3 = weight.reshape(G, OC // G, -1)
+    Kg = w3.shape[2]
+    S = min(N, SLOTS)
+    cols, xps = _scratch(work, S, x, geom, Kg, P)
+    dw_parts = work.view("dw_parts", (S, G, OC // G, Kg), x.dtype)
+    db_parts = work.view("db_parts", (S, OC), x.dtype)
+    need_dx, need_dw, need_db = dx is not None, dweight is not None, dbias is not None
+    conv2d_backward_slots(dx if need_dx else x, dw_parts, db_parts, dout.reshape(N, OC, P), x, w3, cols, xps, geom,
+                          _is_pointwise(geom), need_dx, need_dw, need_db)
+    if need_dw:
+        sum_slots(dweight.reshape(-1), dw_parts.reshape(S, -1), accumulate_w)
+    if need_db:
+        sum_slots(dbias, db_parts, accumulate_b)
