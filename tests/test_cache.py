@@ -1,0 +1,143 @@
+"""The kernel cache is never fatal: read-only package, unwritable cache folders, no
+home, and several processes compiling into one empty cache at once.
+
+Each case runs a fresh interpreter that compiles cold: one training step of a tiny
+Embedding model (its layer, MSE and SGD kernels; Linear's matmul would cost three
+times the compile time), or just two elementwise kernels for the processes racing
+on one cache folder. They all start together so that the compiles overlap.
+"""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+
+import fastnn
+
+STEP = textwrap.dedent("""
+    import json, sys, tempfile, warnings
+    if "--no-home-no-temp" in sys.argv:  # a user with no home folder and no usable temp folder
+        import os.path
+        os.path.expanduser = lambda path: path
+        tempfile.tempdir = sys.argv[-1]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import numpy as np
+        import fastnn
+        from fastnn import nn, optim
+        from fastnn.kernels import _jit
+        from fastnn._warmup import all_kernels
+        fastnn.manual_seed(0)
+        model = nn.Sequential(nn.Embedding(5, 2))
+        if "--kernels-only" in sys.argv:
+            from fastnn.kernels import elementwise
+            data = model[0].weight.data.reshape(-1)
+            elementwise.add(data, data, data)
+            elementwise.multiply(data, data, data)
+            value = 0.0
+        else:
+            opt = optim.SGD(model.parameters(), lr=0.1)
+            loss = nn.MSELoss()
+            value = loss(model(np.array([[0], [3], [4], [3]])), np.ones((4, 1, 2), np.float32))
+            model.backward(loss.backward())
+            opt.step()
+    stats = [k.stats for k in all_kernels().values() if len(k.overloads)]
+    print(json.dumps({"cache": _jit.CACHE, "dir": _jit.CACHE_DIR, "loss": value,
+                      "weight": model[0].weight.data.tolist(),
+                      "warnings": [str(w.message) for w in caught if "fastnn" in str(w.message)],
+                      "misses": sum(sum(s.cache_misses.values()) for s in stats),
+                      "hits": sum(sum(s.cache_hits.values()) for s in stats)}))
+""")
+
+
+def _read_only_package(tmp_path):
+    """A copy of the installed package that nobody, root included, can cache into."""
+    source = os.path.dirname(fastnn.__file__)
+    target = tmp_path / "site" / "fastnn"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    (target / "kernels" / "__pycache__").write_text("a file where Numba wants its cache folder")
+    for folder, dirs, files in os.walk(tmp_path / "site"):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            os.chmod(path, os.stat(path).st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    os.chmod(tmp_path / "site", 0o555)
+    return tmp_path / "site"
+
+
+def _env(**changes):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_CACHE_DIR", "XDG_CACHE_HOME"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+def _start(env, *args):
+    return subprocess.Popen([sys.executable, "-c", STEP, *map(str, args)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc):
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_read_only_install_unwritable_caches_and_concurrent_compiles(tmp_path):
+    site = _read_only_package(tmp_path)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file: no folder can be made under it")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    shared = tmp_path / "shared-cache"
+    unwritable = dict(PYTHONPATH=site, NUMBA_CACHE_DIR=blocker / "numba", XDG_CACHE_HOME=blocker / "xdg",
+                      HOME=blocker / "home", TMPDIR=temp)
+    procs = {
+        # read-only package, NUMBA_CACHE_DIR / XDG / HOME unwritable: falls back to the private temp folder
+        "fallback": _start(_env(**unwritable)),
+        # no home, no writable temp folder either: runs uncached with a warning
+        "uncached": _start(_env(**dict(unwritable, HOME=None)), "--no-home-no-temp", blocker / "tmp"),
+        # three processes compiling into one empty cache folder at once
+        **{f"shared{i}": _start(_env(NUMBA_CACHE_DIR=shared), "--kernels-only") for i in range(3)},
+    }
+    results = {name: _finish(proc) for name, proc in procs.items()}
+
+    fallback = results["fallback"]
+    assert fallback["cache"] and fallback["dir"] == str(temp / f"fastnn-cache-{os.getuid()}")
+    assert not fallback["warnings"]
+    assert any(name.endswith(".nbi") for _, _, files in os.walk(fallback["dir"]) for name in files)
+    assert stat.S_IMODE(os.stat(fallback["dir"]).st_mode) == 0o700
+
+    uncached = results["uncached"]
+    assert not uncached["cache"]
+    assert any("no writable folder for the kernel cache" in w for w in uncached["warnings"])
+
+    assert fallback["weight"] == uncached["weight"]
+    reference = results["shared0"]
+    assert reference["dir"] == str(shared)
+    for result in (results["shared1"], results["shared2"]):
+        assert result["weight"] == reference["weight"]
+
+    again = _finish(_start(_env(NUMBA_CACHE_DIR=shared), "--kernels-only"))  # the racers' cache loads cleanly
+    assert again["misses"] == 0 and again["hits"] > 0
+    assert again["weight"] == reference["weight"]
+
+
+def test_a_temp_cache_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):
+    from fastnn.kernels import _jit
+
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    os.chmod(folder, 0o777)  # writable by every user: could be planted
+    assert not _jit._writable_dir(str(folder), private=True)
+    os.chmod(folder, 0o700)
+    assert _jit._writable_dir(str(folder), private=True)
+    (tmp_path / "file").write_text("")
+    assert not _jit._writable_dir(str(tmp_path / "file" / "sub"))
+    monkeypatch.setenv("FASTNN_DISABLE_CACHE", "1")
+    assert _jit._choose_cache() == (None, False, "disabled by FASTNN_DISABLE_CACHE")
