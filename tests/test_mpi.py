@@ -97,6 +97,29 @@ def test_failing_rank_ends_the_job(tmp_path):
     assert time.perf_counter() - start < 60
 
 
+@needs_mpirun
+def test_cli_train_under_mpirun_then_resume(tmp_path):
+    from fastnn import cli
+    from test_cli import write_config
+    config = write_config(tmp_path, epochs=2)
+    train = [sys.executable, "-m", "fastnn", "train", str(config), "--no-progress"]
+    first = mpirun(train)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stdout.count("epoch 2/2") == 1 and first.stdout.count("saved") == 1, first.stdout
+    assert sorted(p.name for p in (tmp_path / "run-checkpoints").iterdir()) == ["epoch-0001.ckpt", "epoch-0002.ckpt"]
+    resumed = mpirun(train + ["--epochs", "3", "--resume", "auto"])
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.count("resuming from") == 1 and resumed.stdout.count("epoch 3/3") == 1, resumed.stdout
+    single = tmp_path / "single"
+    single.mkdir()
+    assert cli.main(["train", str(write_config(single, epochs=3)), "--no-progress", "--no-distributed"]) == 0
+    want = fastnn.load(single / "run.fnn").state_dict()
+    got = fastnn.load(tmp_path / "run.fnn").state_dict()
+    assert list(got) == list(want)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
 def test_single_rank_data_parallel_is_plain_training():
     from fastnn import distributed as dist
     assert dist.size() == 1 and dist.rank() == 0

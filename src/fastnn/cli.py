@@ -68,6 +68,25 @@ def _resume_path(resume, checkpoint_dir):
     return resume
 
 
+def _distributed(args):
+    """Whether ``train`` runs data-parallel: ``--distributed``, or started by an MPI launcher."""
+    if args.distributed is None:
+        from .distributed import launched
+
+        args.distributed = launched()
+    return args.distributed
+
+
+def _end_job(args, status):
+    """Under MPI, a rank that fails ends every rank: the others would wait for it forever."""
+    if getattr(args, "distributed", None) and "mpi4py.MPI" in sys.modules:
+        from .distributed import get_comm
+
+        if get_comm().Get_size() > 1:
+            get_comm().Abort(status)
+    return status
+
+
 def _train(args):
     from . import config_file as cf
     from .checkpoint import latest_checkpoint
@@ -76,6 +95,12 @@ def _train(args):
     from .serialization import save
     from .training import fit
 
+    distributed, lead = _distributed(args), True
+    if distributed:  # rank 0 alone prints and saves; fit lets it alone write checkpoints and the progress bar
+        from .distributed import rank
+
+        lead = rank() == 0
+    say = _say if lead else (lambda *parts: None)
     cfg = cf.read_config(args.config)
     epochs = cfg.epochs if args.epochs is None else args.epochs
     _threads(args.threads if args.threads is not None else cfg.threads)
@@ -104,24 +129,26 @@ def _train(args):
         _check_fits(model, loss, *validation, "validation")
     resume = _resume_path(args.resume, cfg.checkpoint_dir)
     n_params = sum(p.size for p in model.parameters())
-    _say(f"fastnn train: {os.path.basename(cfg.path)}: {len(x)} samples"
-         + (f" (+{len(validation[0])} validation)" if validation is not None else "")
-         + f", {n_params:,} parameters, {epochs} epochs, batch size {cfg.batch_size}")
+    say(f"fastnn train: {os.path.basename(cfg.path)}: {len(x)} samples"
+        + (f" (+{len(validation[0])} validation)" if validation is not None else "")
+        + f", {n_params:,} parameters, {epochs} epochs, batch size {cfg.batch_size}")
     if resume is not None:
-        _say(f"resuming from {latest_checkpoint(resume) if os.path.isdir(resume) else resume}")
+        say(f"resuming from {latest_checkpoint(resume) if os.path.isdir(resume) else resume}")
 
     def log(epoch, metrics):
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "samples_per_sec")
-        _say(f"epoch {epoch + 1}/{epochs}  {shown}  {metrics['samples_per_sec']:,.0f} samples/s  "
-             f"-> {os.path.relpath(os.path.join(cfg.checkpoint_dir, f'epoch-{epoch + 1:04d}.ckpt'))}")
+        say(f"epoch {epoch + 1}/{epochs}  {shown}  {metrics['samples_per_sec']:,.0f} samples/s  "
+            f"-> {os.path.relpath(os.path.join(cfg.checkpoint_dir, f'epoch-{epoch + 1:04d}.ckpt'))}")
 
     start = time.perf_counter()
     fit(model, x, y, loss, optimizer, epochs=epochs, batch_size=cfg.batch_size, shuffle=cfg.shuffle,
         validation_data=validation, seed=cfg.seed, progress=cfg.progress and not args.no_progress,
         scheduler=scheduler, callbacks=[log], checkpoint_dir=cfg.checkpoint_dir,
-        keep_checkpoints=cfg.keep_checkpoints, resume=resume, deterministic=cfg.deterministic or None)
-    save(model, cfg.output)
-    _say(f"saved {os.path.relpath(cfg.output)} ({time.perf_counter() - start:.1f} s)")
+        keep_checkpoints=cfg.keep_checkpoints, resume=resume, deterministic=cfg.deterministic or None,
+        distributed=distributed)
+    if lead:
+        save(model, cfg.output)
+    say(f"saved {os.path.relpath(cfg.output)} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
@@ -291,6 +318,9 @@ def build_parser():
                        help="continue from a checkpoint file, a folder (its newest), or 'auto' (the newest in the "
                             "config's checkpoint_dir if there is one, else start fresh)")
     train.add_argument("--epochs", type=int, default=None, help="override the config's epochs (total, not extra)")
+    train.add_argument("--distributed", action=argparse.BooleanOptionalAction, default=None,
+                       help="train data-parallel over MPI ranks (default: when mpirun/mpiexec/srun started "
+                            "more than one rank)")
     train.set_defaults(func=_train)
 
     predict = sub.add_parser("predict", parents=[common, threads, progress], help="score an .npy/.npz file in chunks",
@@ -342,11 +372,11 @@ def main(argv=None):
         if args.debug:
             raise
         print(f"fastnn {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _end_job(args, 130)
     except Exception as exc:
         if args.debug:
             raise
         expected = isinstance(exc, (OSError, ValueError, TypeError, KeyError, ArithmeticError))
         kind = "" if expected else f"{type(exc).__name__}: "
         print(f"fastnn {args.command}: error: {kind}{_message(exc)}", file=sys.stderr)
-        return 2 if expected else 1
+        return _end_job(args, 2 if expected else 1)

@@ -198,14 +198,17 @@ class _GradientSum:
 
 
 def _share_cores(comm):
-    """Unless ``NUMBA_NUM_THREADS`` is set, give each rank its share of this machine's cores.
+    """Give each rank its share of this machine's cores, unless threads were chosen.
 
     Ranks on one machine would otherwise each start a thread per core and fight
-    over them. The ranks per machine come from ``MPI.COMM_TYPE_SHARED``.
+    over them. Chosen means ``NUMBA_NUM_THREADS`` set, or ``fastnn.set_num_threads``
+    below the default. The ranks per machine come from ``MPI.COMM_TYPE_SHARED``.
     """
-    if "NUMBA_NUM_THREADS" in os.environ or comm.Get_size() == 1:
-        return
+    import numba
+
     from ._config import get_num_threads, set_num_threads
+    if comm.Get_size() == 1 or "NUMBA_NUM_THREADS" in os.environ or get_num_threads() != numba.config.NUMBA_NUM_THREADS:
+        return
     local = comm.Split_type(_mpi().COMM_TYPE_SHARED)
     ranks_here = local.Get_size()
     local.Free()
@@ -216,8 +219,8 @@ class DataParallel(Module):
     """Data-parallel training across MPI ranks, like ``torch.nn.parallel.DistributedDataParallel``.
 
     At construction rank 0's parameters and buffers are broadcast to every rank,
-    and, unless ``NUMBA_NUM_THREADS`` is set, each rank's fastnn threads are set to
-    its share of the machine's cores (ranks on the same machine split them).
+    and, unless threads were chosen (``NUMBA_NUM_THREADS``, ``fastnn.set_num_threads``),
+    each rank's fastnn threads are set to its share of the machine's cores.
     ``forward`` runs the wrapped module on this rank's local batch (after
     broadcasting rank 0's buffers, e.g. BatchNorm running statistics, in training
     mode); ``backward`` runs the module's backward, then averages the gradients
@@ -353,15 +356,18 @@ class DataParallel(Module):
         return f"world_size={self.world_size}"
 
 
-def _agree(comm, seed, n, batch_size):
-    """One shuffling seed for every rank (rank 0's), after checking the ranks agree on the data."""
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
-    seeds = comm.allgather((seed, n, batch_size))
-    if len({(s[1], s[2]) for s in seeds}) != 1:
-        raise ValueError(f"fastnn.distributed.fit: the ranks disagree on (samples, batch_size): {[s[1:] for s in seeds]}; "
-                         "every rank must pass the same data and arguments")
-    return seeds[0][0]
+def _agree(comm, what):
+    """Rank 0's values of ``what`` (a dict), after checking the ranks agree on the rest.
+
+    ``what["seed"]`` may differ (rank 0's is used); every other entry must match,
+    else each rank raises the same ``ValueError`` (instead of a deadlock later).
+    """
+    everyone = comm.allgather(what)
+    for key in what:
+        if key != "seed" and len({repr(w[key]) for w in everyone}) != 1:
+            raise ValueError(f"fastnn.distributed.fit: the ranks disagree on {key}: {[w[key] for w in everyone]}; "
+                             "every rank must see the same data, arguments and checkpoint")
+    return everyone[0]
 
 
 def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True, validation_data=None,
@@ -390,11 +396,20 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True, val
     if comm.Get_rank() != 0 and kwargs.get("checkpoint_dir") is not None:  # rank 0 alone writes them
         kwargs["checkpoint_dir"] = None
     with abort_on_error(comm):
-        seed = _agree(comm, seed, len(x), batch_size)
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        resumed = None
+        if kwargs.get("resume") is not None:  # loaded here, so the ranks can check they start at one epoch
+            from .checkpoint import load_checkpoint
+            kwargs["resume"] = load_checkpoint(kwargs["resume"], model, optimizer, kwargs.get("scheduler"))
+            resumed = kwargs["resume"].epoch
+        seed = _agree(comm, {"seed": seed, "samples": len(x), "batch_size": batch_size, "epochs": epochs,
+                             "resumed_epoch": resumed})["seed"]
         parallel = DataParallel(model, comm)
         with parallel.global_batches():
             history = local_fit(model, x, y, loss, optimizer, epochs=epochs, batch_size=batch_size,
                                 shuffle=shuffle, validation_data=validation_data, seed=seed,
                                 progress=bool(progress) and comm.Get_rank() == 0, **kwargs)
         parallel._sync_buffers(always=True)
+        comm.Barrier()  # rank 0's last checkpoint is complete when any rank returns
     return history
