@@ -77,9 +77,19 @@ def test_any_split_into_slots_gives_the_same_result(monkeypatch, slots, rng):
     monkeypatch.setattr(conv_k, "SLOTS", slots)
     conv.zero_grad()
     np.testing.assert_allclose(conv(x), reference(conv, x), rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(conv.backward(g), dx_default)  # dx never sums across samples
+    np.testing.assert_allclose(conv.backward(g), dx_default, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.weight.grad, grads_default[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.bias.grad, grads_default[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cfg", [(11, 3, 6, 5, 4, 3, 1, 1, 1, 1), (10, 4, 5, 5, 6, 1, 1, 0, 1, 2),
+                                 (9, 4, 7, 6, 4, 3, 2, 0, 1, 4)], ids=["padded", "pointwise", "depthwise"])
+def test_samples_grouped_into_one_product(cfg):
+    conv, x = make(cfg)
+    P = conv.output_shape(x.shape)[2] * conv.output_shape(x.shape)[3]
+    assert conv_k.plan(x.shape[0], conv.weight.data[0].size, P)[1] == 2
+    np.testing.assert_allclose(conv(x), reference(conv, x), rtol=1e-12, atol=1e-12)
+    assert fastnn.gradcheck(conv, x, max_checks=40)
 
 
 def test_gradients_accumulate_until_zero_grad(rng):

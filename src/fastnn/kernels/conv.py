@@ -1,208 +1,146 @@
-"""2-D convolution (NCHW, float32/float64) as one GEMM per sample and group.
+"""2-D convolution (NCHW, float32/float64) as GEMMs over groups of samples.
 
 Any stride, padding, dilation, groups and rectangular kernel; ``geom`` is the int
-tuple ``(KH, KW, SH, SW, PH, PW, DH, DW, G)``. Per sample n and group g, with
-col (Kg, P) the im2col matrix (k = (cg, kh, kw) rows, P = OH*OW pixel columns):
+tuple ``(KH, KW, SH, SW, PH, PW, DH, DW, G)``. For a group of nb samples and a
+channel group g, col (Kg, nb*P) is their im2col matrix side by side (``im2col``):
 
-    forward   out[n, g] (OCg, P)   = w[g] (OCg, Kg) @ col
-    dweight   dw[g]     (OCg, Kg) += dout[n, g] (OCg, P) @ col^T
-    dinput    dcol      (Kg, P)    = w[g]^T (Kg, OCg) @ dout[n, g];  dx[n] = col2im(dcol)
+    forward   out (OCg, nb*P)  = w[g] (OCg, Kg) @ col          (nb = 1: straight into NCHW)
+    dweight   dw[g] (OCg, Kg) += dout (OCg, nb*P) @ col^T
+    dinput    dcol (Kg, nb*P)  = w[g]^T (Kg, OCg) @ dout;       dx = col2im(dcol)
 
-The output lands in NCHW directly (no transposes). Samples are split into slots,
-one prange iteration each, with a private col buffer (from the layer's
-:class:`Workspace`) that stays in cache while ``gemm_serial`` uses it. Weight and
-bias gradients are summed per slot and merged in slot order; the number of slots
-in backward depends only on the batch size (``SLOTS``), never on the thread
-count, so results are bitwise reproducible. A batch smaller than the thread count
-runs sample by sample with the parallel ``matmul`` instead.
+Small images are grouped so each GEMM has enough columns. The batch is split into
+slots (contiguous runs of samples), one ``prange`` iteration each, with private
+scratch that stays in cache while ``gemm_serial`` runs; weight/bias gradients are
+summed per slot, then merged in slot order. Slots and groups depend only on the
+shapes (:func:`plan`), never on the thread count, so results are bitwise
+reproducible. A batch smaller than the thread count runs group by group on the
+parallel ``matmul`` instead (same groups, same arithmetic).
 """
+import threading
+
 import numba
 import numpy as np
 from numba import prange
 
 from . import activations as act_k
 from ._jit import kernel, serial_kernel
+from .im2col import col2im, gather
 from .matmul import gemm_serial, matmul
 
-# Backward splits a batch into this many slots (fewer for smaller batches).
-SLOTS = 8
+SLOTS = 8  # a batch is split into at least this many slots (fewer samples: one each)
+SAMPLES_PER_SLOT = 8  # ... and more slots for large batches
+MAX_COLS = 1024  # group samples until a GEMM has about this many columns
+COL_ELEMENTS = 1 << 18  # ... or its im2col block this many elements
 
 
 @serial_kernel
-def _valid(off, stride, size, out_size):
-    # [lo, hi): the outputs o < out_size with 0 <= o * stride + off < size
-    lo = 0 if off >= 0 else (stride - 1 - off) // stride
-    hi = (size - 1 - off) // stride + 1 if size - 1 - off >= 0 else 0
-    lo = min(lo, out_size)
-    return lo, max(lo, min(hi, out_size))
+def scatter(out, tmp, n0, nb, oc0, bias, has_bias, kind, slope):
+    """out[n0 + b, oc0 + o, :] = act(tmp[o, b*P:(b+1)*P] + bias[oc0 + o]), overwritten
+    (tmp may be out[n0, oc0:] itself when nb == 1). out (N, OC, P); tmp (OCg, nb*P)."""
+    P = out.shape[2]
+    for b in range(nb):
+        for o in range(tmp.shape[0]):
+            src = tmp[o, b * P:(b + 1) * P]
+            dst = out[n0 + b, oc0 + o]
+            v0 = bias[oc0 + o] if has_bias else out.dtype.type(0)
+            if kind == act_k.RELU:
+                for p in range(P):
+                    v = src[p] + v0
+                    dst[p] = v if v > 0 else v * 0
+            elif kind != act_k.IDENTITY:
+                for p in range(P):
+                    dst[p] = act_k._forward_one(src[p] + v0, kind, slope)
+            else:
+                for p in range(P):
+                    dst[p] = src[p] + v0
 
 
 @serial_kernel
-def pad_copy(xp, x, n, c0, PH, PW):
-    """xp[cg, PH + ih, PW + iw] = x[n, c0 + cg, ih, iw]; the border of xp (Cg, Hp, Wp)
-    is not touched: the caller keeps it zero."""
-    H, W = x.shape[2], x.shape[3]
-    for cg in range(xp.shape[0]):
-        for ih in range(H):
-            src = x[n, c0 + cg, ih]
-            dst = xp[cg, PH + ih, PW:PW + W]
-            for i in range(W):
-                dst[i] = src[i]
-
-
-@serial_kernel
-def im2col(col, xp, geom):
-    """col[(cg*KH + kh)*KW + kw, oh*OW + ow] = xp[cg, oh*SH + kh*DH, ow*SW + kw*DW]
-    (overwritten). xp (Cg, Hp, Wp): one sample's group, already zero-padded;
-    col (Cg*KH*KW, OH*OW)."""
-    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
-    Cg, Hp, Wp = xp.shape
-    OH = (Hp - DH * (KH - 1) - 1) // SH + 1
-    OW = (Wp - DW * (KW - 1) - 1) // SW + 1
-    # inner loops index 1-D views from 0: LLVM then vectorises the unit-stride copies
-    for cg in range(Cg):
-        for kh in range(KH):
-            for kw in range(KW):
-                row = col[(cg * KH + kh) * KW + kw]
-                for oh in range(OH):
-                    dst = row[oh * OW:(oh + 1) * OW]
-                    if SW == 1:
-                        src = xp[cg, oh * SH + kh * DH, kw * DW:kw * DW + OW]
-                        for i in range(OW):
-                            dst[i] = src[i]
-                    else:
-                        xrow = xp[cg, oh * SH + kh * DH]
-                        for i in range(OW):
-                            dst[i] = xrow[i * SW + kw * DW]
-
-
-@serial_kernel
-def _gather(col, xp, x, n, c0, geom):
-    # col = im2col of sample n's channels c0.. (through the padded copy xp if padding)
-    if geom[4] == 0 and geom[5] == 0:
-        im2col(col, x[n, c0:c0 + col.shape[0] // (geom[0] * geom[1])], geom)
-    else:
-        pad_copy(xp, x, n, c0, geom[4], geom[5])
-        im2col(col, xp, geom)
-
-
-@serial_kernel
-def col2im(dx, col, n, c0, geom):
-    """dx[n, c0 + cg] = the adjoint of :func:`im2col`: each col entry added back to the
-    pixel it was read from (overwritten; untouched pixels get 0), in a fixed order."""
-    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
-    H, W = dx.shape[2], dx.shape[3]
-    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
-    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
-    Cg = col.shape[0] // (KH * KW)
-    planes = dx[n, c0:c0 + Cg].reshape(-1)
-    for i in range(planes.shape[0]):
-        planes[i] = 0
-    for cg in range(Cg):
-        for kh in range(KH):
-            for kw in range(KW):
-                row = col[(cg * KH + kh) * KW + kw]
-                off = kw * DW - PW
-                lo, hi = _valid(off, SW, W, OW)
-                for oh in range(OH):
-                    ih = oh * SH - PH + kh * DH
-                    if ih < 0 or ih >= H:
-                        continue
-                    src = row[oh * OW + lo:oh * OW + hi]
-                    if SW == 1:
-                        dst = dx[n, c0 + cg, ih, lo + off:hi + off]
-                        for i in range(hi - lo):
-                            dst[i] += src[i]
-                    else:
-                        xrow = dx[n, c0 + cg, ih]
-                        for i in range(hi - lo):
-                            xrow[(lo + i) * SW + off] += src[i]
-
-
-@serial_kernel
-def bias_act(out, n, bias, has_bias, kind, slope):
-    """out[n, o, :] = act(out[n, o, :] + bias[o]) in place. out (N, OC, P)."""
-    for o in range(out.shape[1]):
-        row = out[n, o]
-        b = bias[o] if has_bias else out.dtype.type(0)
-        if kind == act_k.RELU:
-            for p in range(row.shape[0]):
-                v = row[p] + b
-                row[p] = v if v > 0 else v * 0
-        elif kind != act_k.IDENTITY:
-            for p in range(row.shape[0]):
-                row[p] = act_k._forward_one(row[p] + b, kind, slope)
-        elif has_bias:
-            for p in range(row.shape[0]):
-                row[p] += b
-
-
-@serial_kernel
-def _forward_sample(out, x, w3, bias, col, xp, n, geom, pointwise, has_bias, kind, slope):
-    # out[n] for every group, then the bias/activation epilogue while it is in cache
+def _forward_group(out, x, w3, bias, col, tmp, xp, n0, nb, geom, pointwise, has_bias, kind, slope):
+    # out[n0:n0+nb] for every channel group; col, tmp flat scratch
     G, OCg, Kg = w3.shape
     Cg = x.shape[1] // G
+    P = out.shape[2]
+    cols = col[:Kg * nb * P].reshape((Kg, nb * P))
     for g in range(G):
-        src = x[n, g * Cg:(g + 1) * Cg].reshape((Cg, out.shape[2])) if pointwise else col
-        if not pointwise:
-            _gather(col, xp, x, n, g * Cg, geom)
-        gemm_serial(out[n, g * OCg:(g + 1) * OCg], w3[g], src, False, False, False)
-    if has_bias or kind != act_k.IDENTITY:
-        bias_act(out, n, bias, has_bias, kind, slope)
+        dst = out[n0, g * OCg:(g + 1) * OCg] if nb == 1 else tmp[:OCg * nb * P].reshape((OCg, nb * P))
+        if pointwise and nb == 1:
+            gemm_serial(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)), False, False, False)
+        else:
+            gather(cols, xp, x, n0, nb, g * Cg, geom)
+            gemm_serial(dst, w3[g], cols, False, False, False)
+        if nb > 1 or has_bias or kind != act_k.IDENTITY:
+            scatter(out, dst, n0, nb, g * OCg, bias, has_bias, kind, slope)
 
 
 @kernel
-def conv2d_forward_slots(out, x, w3, bias, cols, xps, geom, pointwise, has_bias, kind, slope):
+def conv2d_forward_slots(out, x, w3, bias, cols, tmps, xps, geom, per_gemm, pointwise, has_bias, kind, slope):
     """out (N, OC, P) = act(conv2d(x, w) + bias), overwritten. w3 (G, OCg, Kg);
-    cols (S, Kg, P) and xps (S, Cg, Hp, Wp) (zero border) scratch, one per slot.
-    Parallel over S slots of samples."""
+    per slot s: cols[s], tmps[s] flat scratch, xps[s] (Cg, Hp, Wp) with a zero border.
+    Parallel over slots; each owns its samples' outputs."""
     N = x.shape[0]
     S = cols.shape[0]
     for s in prange(S):
-        for n in range(s * N // S, (s + 1) * N // S):
-            _forward_sample(out, x, w3, bias, cols[s], xps[s], n, geom, pointwise, has_bias, kind, slope)
+        n1 = (s + 1) * N // S
+        for n0 in range(s * N // S, n1, per_gemm):
+            _forward_group(out, x, w3, bias, cols[s], tmps[s], xps[s], n0, min(per_gemm, n1 - n0), geom,
+                           pointwise, has_bias, kind, slope)
 
 
 @serial_kernel
-def _backward_sample(dx, dw_part, db_part, dout, x, w3, col, xp, n, geom, pointwise, need_dx, need_dw, need_db,
-                     first):
-    # this sample's share of dw_part/db_part (overwritten when ``first``) and dx[n]
+def _backward_group(dx, dw_part, db_part, dout, x, w3, col, tmp, xp, n0, nb, geom, pointwise, need_dx, need_dw,
+                    need_db, first):
+    # this group's share of dw_part/db_part (overwritten when ``first``), and dx[n0:n0+nb]
     G, OCg, Kg = w3.shape
     Cg = x.shape[1] // G
     P = dout.shape[2]
+    cols = col[:Kg * nb * P].reshape((Kg, nb * P))
+    direct = pointwise and nb == 1
     for g in range(G):
-        d = dout[n, g * OCg:(g + 1) * OCg]
+        if nb == 1:
+            d = dout[n0, g * OCg:(g + 1) * OCg]
+        else:
+            d = tmp[:OCg * nb * P].reshape((OCg, nb * P))
+            for b in range(nb):
+                for o in range(OCg):
+                    src = dout[n0 + b, g * OCg + o]
+                    dst = d[o, b * P:(b + 1) * P]
+                    for p in range(P):
+                        dst[p] = src[p]
         if need_dw:
-            src = x[n, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if pointwise else col
-            if not pointwise:
-                _gather(col, xp, x, n, g * Cg, geom)
-            gemm_serial(dw_part[g], d, src, False, True, not first)
-        if need_dx:
-            if pointwise:
-                gemm_serial(dx[n, g * Cg:(g + 1) * Cg].reshape((Cg, P)), w3[g], d, True, False, False)
+            if direct:
+                gemm_serial(dw_part[g], d, x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)), False, True, not first)
             else:
-                gemm_serial(col, w3[g], d, True, False, False)
-                col2im(dx, col, n, g * Cg, geom)
+                gather(cols, xp, x, n0, nb, g * Cg, geom)
+                gemm_serial(dw_part[g], d, cols, False, True, not first)
+        if need_dx and direct:
+            gemm_serial(dx[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)), w3[g], d, True, False, False)
+        elif need_dx:
+            gemm_serial(cols, w3[g], d, True, False, False)
+            for b in range(nb):
+                col2im(dx, cols, n0 + b, g * Cg, geom, b * P)
     for o in range(dout.shape[1] if need_db else 0):
-        row = dout[n, o]
         s = dout.dtype.type(0)
-        for p in range(P):
-            s += row[p]
+        for b in range(nb):
+            row = dout[n0 + b, o]
+            for p in range(P):
+                s += row[p]
         db_part[o] = s if first else db_part[o] + s
 
 
 @kernel
-def conv2d_backward_slots(dx, dw_parts, db_parts, dout, x, w3, cols, xps, geom, pointwise, need_dx, need_dw,
-                          need_db):
+def conv2d_backward_slots(dx, dw_parts, db_parts, dout, x, w3, cols, tmps, xps, geom, per_gemm, pointwise,
+                          need_dx, need_dw, need_db):
     """dx (N, C, H, W) overwritten; dw_parts (S, G, OCg, Kg) and db_parts (S, OC)
     overwritten with each slot's sums over its samples. dout (N, OC, P).
-    Parallel over S slots of samples (each owns its parts and its samples' dx)."""
+    Parallel over slots (each owns its parts and its samples' dx)."""
     N = x.shape[0]
     S = cols.shape[0]
     for s in prange(S):
-        for n in range(s * N // S, (s + 1) * N // S):
-            _backward_sample(dx, dw_parts[s], db_parts[s], dout, x, w3, cols[s], xps[s], n, geom, pointwise,
-                             need_dx, need_dw, need_db, n == s * N // S)
+        n1 = (s + 1) * N // S
+        for n0 in range(s * N // S, n1, per_gemm):
+            _backward_group(dx, dw_parts[s], db_parts[s], dout, x, w3, cols[s], tmps[s], xps[s], n0,
+                            min(per_gemm, n1 - n0), geom, pointwise, need_dx, need_dw, need_db, n0 == s * N // S)
 
 
 @kernel
@@ -219,10 +157,10 @@ def sum_slots(out, parts, accumulate):
 
 
 class Workspace:
-    """Flat reusable buffers for one layer, grown when a larger shape or another
-    dtype arrives. ``view(name, shape, dtype)`` returns a contiguous view; with a
-    ``zero_tag`` the buffer is zero-filled whenever it is new or the tag (the layout
-    whose untouched entries must stay zero) changes."""
+    """Flat reusable buffers, grown when a larger shape or another dtype arrives.
+    ``view(name, shape, dtype)`` returns a contiguous view; with a ``zero_tag`` the
+    buffer is zero-filled whenever it is new or the tag (the layout whose unwritten
+    entries must stay zero) changes."""
 
     def __init__(self):
         self._buffers = {}
@@ -245,54 +183,69 @@ class Workspace:
         self._tags.clear()
 
 
+_shared = threading.local()  # im2col scratch, shared by the layers of one Python thread
+
+
 def output_size(size, kernel_size, stride, padding, dilation):
     """Convolution output length along one axis (may be <= 0 for bad shapes)."""
     return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
-def _is_pointwise(geom):
-    return geom[:6] == (1, 1, 1, 1, 0, 0)
+def plan(N, Kg, P):
+    """(slots, samples per GEMM): functions of the shapes only."""
+    slots = min(N, max(SLOTS, N // SAMPLES_PER_SLOT))
+    per_gemm = max(1, min(MAX_COLS // P, COL_ELEMENTS // (Kg * P), -(-N // slots)))
+    return slots, per_gemm
 
 
-def _scratch(work, slots, x, geom, Kg, P):
-    """Per-slot im2col buffers (slots, Kg, P) and zero-bordered padded inputs."""
-    G, PH, PW = geom[8], geom[4], geom[5]
-    Cg, H, W = x.shape[1] // G, x.shape[2], x.shape[3]
-    cols = work.view("cols", (slots, Kg, P), x.dtype)
-    padded = (Cg, H + 2 * PH, W + 2 * PW) if PH or PW else (1, 1, 1)
+def _scratch(work, x, geom, OC, Kg, P):
+    N, G, PH, PW = x.shape[0], geom[8], geom[4], geom[5]
+    slots, per_gemm = plan(N, Kg, P)
+    shared = getattr(_shared, "work", None)
+    if shared is None:
+        shared = _shared.work = Workspace()
+    cols = shared.view("cols", (slots, Kg * per_gemm * P), x.dtype)
+    tmps = shared.view("tmps", (slots, OC // G * per_gemm * P), x.dtype)
+    padded = (x.shape[1] // G, x.shape[2] + 2 * PH, x.shape[3] + 2 * PW) if PH or PW else (1, 1, 1)
     xps = work.view("xps", (slots,) + padded, x.dtype, zero_tag=padded + (PH, PW))
-    return cols, xps
+    return slots, per_gemm, cols, tmps, xps
 
 
 def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0):
     """out (N, OC, OH, OW) = act(conv2d(x, weight) + bias), overwritten.
 
     x (N, C, H, W), weight (OC, C/G, KH, KW), bias (OC,) or None; C-contiguous,
-    one dtype. ``kind``/``slope`` pick a fused activation (``activations``).
+    one dtype. ``kind``/``slope`` pick a fused activation (``activations``);
+    ``work`` is the layer's :class:`Workspace`.
     """
-    N = x.shape[0]
+    N, C = x.shape[0], x.shape[1]
     OC, P = out.shape[1], out.shape[2] * out.shape[3]
     G = geom[8]
-    OCg = OC // G
+    OCg, Cg = OC // G, C // G
     w3 = weight.reshape(G, OCg, -1)
     out3 = out.reshape(N, OC, P)
     has_bias = bias is not None
     bias = bias if has_bias else weight.reshape(-1)[:1]
-    pointwise = _is_pointwise(geom)
-    threads = numba.get_num_threads()
-    cols, xps = _scratch(work, min(N, threads), x, geom, w3.shape[2], P)
-    if N >= threads:
-        conv2d_forward_slots(out3, x, w3, bias, cols, xps, geom, pointwise, has_bias, kind, float(slope))
+    pointwise = geom[:6] == (1, 1, 1, 1, 0, 0)
+    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, w3.shape[2], P)
+    slope = float(slope)
+    if N >= numba.get_num_threads():
+        conv2d_forward_slots(out3, x, w3, bias, cols, tmps, xps, geom, per_gemm, pointwise, has_bias, kind, slope)
         return
-    Cg = x.shape[1] // G
-    for n in range(N):  # fewer samples than threads: parallel inside each product instead
-        for g in range(G):
-            src = x[n, g * Cg:(g + 1) * Cg].reshape(Cg, P) if pointwise else cols[0]
-            if not pointwise:
-                _gather(cols[0], xps[0], x, n, g * Cg, geom)
-            matmul(out3[n, g * OCg:(g + 1) * OCg], w3[g], src)
-        if has_bias or kind:
-            bias_act(out3, n, bias, has_bias, kind, float(slope))
+    for s in range(slots):  # few samples: the same groups, parallel inside each product
+        n1 = (s + 1) * N // slots
+        for n0 in range(s * N // slots, n1, per_gemm):
+            nb = min(per_gemm, n1 - n0)
+            col = cols[s, :w3.shape[2] * nb * P].reshape(-1, nb * P)
+            for g in range(G):
+                dst = out3[n0, g * OCg:(g + 1) * OCg] if nb == 1 else tmps[s, :OCg * nb * P].reshape(OCg, -1)
+                if pointwise and nb == 1:
+                    matmul(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape(Cg, P))
+                else:
+                    gather(col, xps[s], x, n0, nb, g * Cg, geom)
+                    matmul(dst, w3[g], col)
+                if nb > 1 or has_bias or kind:
+                    scatter(out3, dst, n0, nb, g * OCg, bias, has_bias, kind, slope)
 
 
 def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_w=False, accumulate_b=False):
@@ -306,14 +259,13 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_
     G = geom[8]
     w3 = weight.reshape(G, OC // G, -1)
     Kg = w3.shape[2]
-    S = min(N, SLOTS)
-    cols, xps = _scratch(work, S, x, geom, Kg, P)
-    dw_parts = work.view("dw_parts", (S, G, OC // G, Kg), x.dtype)
-    db_parts = work.view("db_parts", (S, OC), x.dtype)
+    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, Kg, P)
+    dw_parts = work.view("dw_parts", (slots, G, OC // G, Kg), x.dtype)
+    db_parts = work.view("db_parts", (slots, OC), x.dtype)
     need_dx, need_dw, need_db = dx is not None, dweight is not None, dbias is not None
-    conv2d_backward_slots(dx if need_dx else x, dw_parts, db_parts, dout.reshape(N, OC, P), x, w3, cols, xps, geom,
-                          _is_pointwise(geom), need_dx, need_dw, need_db)
+    conv2d_backward_slots(dx if need_dx else x, dw_parts, db_parts, dout.reshape(N, OC, P), x, w3, cols, tmps, xps,
+                          geom, per_gemm, geom[:6] == (1, 1, 1, 1, 0, 0), need_dx, need_dw, need_db)
     if need_dw:
-        sum_slots(dweight.reshape(-1), dw_parts.reshape(S, -1), accumulate_w)
+        sum_slots(dweight.reshape(-1), dw_parts.reshape(slots, -1), accumulate_w)
     if need_db:
         sum_slots(dbias, db_parts, accumulate_b)
