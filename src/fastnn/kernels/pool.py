@@ -8,55 +8,78 @@ thread count.
 """
 import math
 
+import numpy as np
 from numba import prange
 
 from ._jit import inline, kernel
 
 
+@inline
+def _valid(off, stride, size, out_size):
+    # [lo, hi): the outputs o < out_size with 0 <= o * stride + off < size
+    lo = 0 if off >= 0 else (stride - 1 - off) // stride
+    hi = (size - 1 - off) // stride + 1 if size - 1 - off >= 0 else 0
+    lo = min(lo, out_size)
+    return lo, max(lo, min(hi, out_size))
+
+
 @kernel
-def max_pool_forward(out, argmax, x, geom):
-    """out[p, oh, ow] = max over the window of x[p]; argmax = ih * W + iw of that
-    element (both overwritten). Ties keep the first; a NaN wins (the last one),
-    as in PyTorch."""
+def max_pool_forward(out, argmax, x, geom, with_index):
+    """out[p, oh, ow] = max over the window of x[p] (overwritten); with_index:
+    argmax[p, oh, ow] = ih * W + iw of the first element equal to it (or the first
+    NaN, which wins), as PyTorch picks. Two branch-free sweeps of the window offsets
+    over whole output rows: maxima forward, then indices in reverse order."""
     KH, KW, SH, SW, PH, PW, DH, DW = geom
     planes, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
     for p in prange(planes):
+        xf = x[p].reshape(-1)
         for oh in range(OH):
-            h0 = oh * SH - PH
+            best = out[p, oh]
             for ow in range(OW):
-                w0 = ow * SW - PW
-                best = -math.inf
-                where = -1
-                for kh in range(KH):
-                    ih = h0 + kh * DH
-                    if ih < 0 or ih >= H:
-                        continue
-                    for kw in range(KW):
-                        iw = w0 + kw * DW
-                        if iw < 0 or iw >= W:
-                            continue
-                        v = x[p, ih, iw]
-                        if where < 0 or v > best or math.isnan(v):
-                            best = v
-                            where = ih * W + iw
-                out[p, oh, ow] = best
-                argmax[p, oh, ow] = where
+                best[ow] = -math.inf
+            for kh in range(KH):
+                ih = oh * SH - PH + kh * DH
+                for kw in range(KW if 0 <= ih < H else 0):
+                    off = kw * DW - PW
+                    lo, hi = _valid(off, SW, W, OW)
+                    src = xf[ih * W + lo * SW + off:]
+                    b = best[lo:hi]
+                    for i in range(hi - lo):
+                        v = src[i * SW]
+                        b[i] = v if (v > b[i]) | (v != v) else b[i]
+            if not with_index:
+                continue
+            where = argmax[p, oh]
+            for ow in range(OW):
+                where[ow] = 0
+            for kh in range(KH - 1, -1, -1):
+                ih = oh * SH - PH + kh * DH
+                for kw in range(KW - 1 if 0 <= ih < H else -1, -1, -1):
+                    off = kw * DW - PW
+                    lo, hi = _valid(off, SW, W, OW)
+                    src = xf[ih * W + lo * SW + off:]
+                    b = best[lo:hi]
+                    wv = where[lo:hi]
+                    base = ih * W + lo * SW + off
+                    for i in range(hi - lo):
+                        v = src[i * SW]
+                        hit = np.int32((v == b[i]) | (v != v))  # arithmetic, not a branch
+                        wv[i] = wv[i] + hit * (np.int32(base + i * SW) - wv[i])
 
 
 @kernel
 def max_pool_backward(dx, dout, argmax):
     """dx[p] = sum of dout[p, o] scattered to argmax[p, o] (overwritten)."""
-    planes, H, W = dx.shape
-    OH, OW = dout.shape[1], dout.shape[2]
+    planes = dx.shape[0]
     for p in prange(planes):
-        for ih in range(H):
-            for iw in range(W):
-                dx[p, ih, iw] = 0
-        for oh in range(OH):
-            for ow in range(OW):
-                i = argmax[p, oh, ow]
-                dx[p, i // W, i % W] += dout[p, oh, ow]
+        dxp = dx[p].reshape(-1)
+        for i in range(dxp.shape[0]):
+            dxp[i] = 0
+        g = dout[p].reshape(-1)
+        idx = argmax[p].reshape(-1)
+        for o in range(g.shape[0]):
+            dxp[idx[o]] += g[o]
 
 
 @inline
@@ -77,21 +100,37 @@ def _window(o, size, out_size, k, s, pad, adaptive):
 def avg_pool_forward(out, x, geom, adaptive, include_pad):
     """out[p, oh, ow] = mean of x[p] over the window (overwritten). Fixed windows
     from geom (KH, KW, SH, SW, PH, PW), or PyTorch's adaptive windows; the divisor
-    counts padding when include_pad (count_include_pad)."""
+    counts padding when include_pad (count_include_pad). Fixed windows sum whole
+    rows per window offset (vectorised along ow)."""
     KH, KW, SH, SW, PH, PW = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
     planes, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
     for p in prange(planes):
         for oh in range(OH):
             h0, h1, hspan = _window(oh, H, OH, KH, SH, PH, adaptive)
+            acc = out[p, oh]
+            if adaptive:
+                for ow in range(OW):
+                    w0, w1, wspan = _window(ow, W, OW, KW, SW, PW, adaptive)
+                    s = x.dtype.type(0)
+                    for ih in range(h0, h1):
+                        xrow = x[p, ih, w0:w1]
+                        for i in range(w1 - w0):
+                            s += xrow[i]
+                    acc[ow] = s / ((h1 - h0) * (w1 - w0))
+                continue
+            for ow in range(OW):
+                acc[ow] = 0
+            for ih in range(h0, h1):
+                xrow = x[p, ih]
+                for kw in range(KW):
+                    off = kw - PW
+                    lo, hi = _valid(off, SW, W, OW)
+                    for ow in range(lo, hi):
+                        acc[ow] += xrow[ow * SW + off]
             for ow in range(OW):
                 w0, w1, wspan = _window(ow, W, OW, KW, SW, PW, adaptive)
-                s = x.dtype.type(0)
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        s += x[p, ih, iw]
-                count = hspan * wspan if include_pad else (h1 - h0) * (w1 - w0)
-                out[p, oh, ow] = s / count
+                acc[ow] /= hspan * wspan if include_pad else (h1 - h0) * (w1 - w0)
 
 
 @kernel

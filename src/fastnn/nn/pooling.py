@@ -110,8 +110,11 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         x, out_shape, unbatched = self._prepare(x)
         out = np.empty(out_shape, x.dtype)
-        argmax = np.empty(out_shape, np.int64)
-        pool_k.max_pool_forward(self._planes(out), self._planes(argmax), self._planes(x), self._geom())
+        if x.shape[2] * x.shape[3] >= 2**31:
+            raise ValueError(f"MaxPool2d: input planes of {x.shape[2:]} pixels are too large")
+        argmax = np.empty(out_shape if self.training else (1, 1, 1), np.int32)
+        pool_k.max_pool_forward(self._planes(out), self._planes(argmax), self._planes(x), self._geom(),
+                                self.training)
         if self.training:
             self._x_shape, self._out_shape, self._argmax = x.shape, out_shape, argmax
             self._unbatched, self._dtype = unbatched, x.dtype
