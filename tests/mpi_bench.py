@@ -85,6 +85,7 @@ def main():
     parser.add_argument("--workloads", default="mlp,lenet,resnet,lstm")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--ring", nargs=2, type=float, metavar=("GBITS", "LATENCY_US"))
+    parser.add_argument("--out", help="append the JSON lines to this file too")
     args = parser.parse_args()
     comm = dist.get_comm()
     with dist.abort_on_error(comm):
@@ -101,7 +102,11 @@ def main():
                 row["ring_step_ms"] = {n: round((compute + ring_seconds(row["grad_MB"] * 1e6, n, bandwidth, latency))
                                                * 1e3, 3) for n in (2, 4, 8, 16, 64)}
             if comm.Get_rank() == 0:
-                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+                line = json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+                print(line, flush=True)
+                if args.out:
+                    with open(args.out, "a") as f:
+                        f.write(line + "\n")
 
 
 if __name__ == "__main__":
