@@ -2,15 +2,18 @@
 
 Layout is time-major: x (T, N, In), hidden states hs (T+1, N, H) with hs[0] = h_0.
 One layer runs as
-  gates = x @ W_ih^T                     one matmul for all T steps, before the loop
-  per step t: hw = h_{t-1} @ W_hh^T      one matmul
-              cell_forward(...)          one fused parallel pass: bias, gates, state
+  gates = x @ W_ih^T                      one matmul for all T steps (the caller)
+  sequence_forward: per step t, hw = h_{t-1} @ W_hh^T (matmul's register-blocked
+      micro-kernel on a W_hh packed once), then one fused pass: bias, gates, state
 and backward as
-  per step t (reversed): cell_backward(...), then dh = dhw[t] @ W_hh (one matmul)
+  sequence_backward: per step t (reversed), the gate gradients, then dh = dhw[t] @ W_hh
   dW_ih = dxw^T @ x, dW_hh = dhw^T @ hs[:-1], dx = dxw @ W_ih  (one matmul each)
-so the work buffers are sized by (T, N) and nothing is allocated per step.
-One forward and one backward kernel cover every cell type, chosen by ``mode``.
-Gate order is PyTorch's: LSTM i, f, g, o; GRU r, z, n with b_hn inside r * (...).
+Samples are independent, so threads split the batch and each runs all T steps for
+its rows: one parallel region per layer and direction, instead of two per step.
+Each row's arithmetic is the same however the batch is split, so results do not
+depend on the thread count. One forward and one backward kernel cover every cell
+type, chosen by ``mode``. Gate order is PyTorch's: LSTM i, f, g, o; GRU r, z, n
+with b_hn inside r * (...).
 """
 import math
 
@@ -18,13 +21,10 @@ import numpy as np
 from numba import prange
 
 from ._jit import inline, kernel, serial_kernel
-from .elementwise import column_sum
-from .matmul import matmul
+from .recurrent_product import MR, pack_rows, times_packed, times_rows
 
 RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
 GATES = {RNN_TANH: 1, RNN_RELU: 1, LSTM: 4, GRU: 3}
-# Below this many cells per step the fused pass runs on one thread.
-CELL_SERIAL = 2048
 
 # tanh as a rational function (Eigen's float approximation, |error| < 4e-7): pure
 # arithmetic, so LLVM vectorises it, unlike a call to libm. float32 only.
@@ -57,11 +57,20 @@ def _sigmoid(v, fast, half):
 
 
 @serial_kernel
-def _forward_row(hs, aux, gates, hw, bias, b_hn, t, n, mode, fast):
+def _forward_row(hs, aux, gates, w, bias, b_hn, t, n, mode, fast):
+    # One sample's step: w (G,) = h_{t-1} @ W_hh^T for this row. ``fast`` becomes a
+    # constant in each inlined copy, so LLVM vectorises each loop without a branch.
+    if fast:
+        _forward_cell(hs, aux, gates, w, bias, b_hn, t, n, mode, True)
+    else:
+        _forward_cell(hs, aux, gates, w, bias, b_hn, t, n, mode, False)
+
+
+@inline
+def _forward_cell(hs, aux, gates, w, bias, b_hn, t, n, mode, fast):
     H = hs.shape[2]
     half = hs.dtype.type(0.5)
     g = gates[t, n]
-    w = hw[n]
     hp = hs[t, n]
     ho = hs[t + 1, n]
     if mode == LSTM:
@@ -102,32 +111,23 @@ def _forward_row(hs, aux, gates, hw, bias, b_hn, t, n, mode, fast):
             ho[j] = max(v, v - v)
 
 
-@kernel
-def cell_forward(hs, aux, gates, hw, bias, b_hn, t, mode, fast):
-    """Step t of a layer: pre-activations, gate non-linearities and state update, fused.
-
-    gates (T, N, G): in x_t @ W_ih^T, overwritten with the activated gates (LSTM, GRU).
-    hw (N, G) = h_{t-1} @ W_hh^T; bias (G,) = b_ih + b_hh (GRU: b_in only in the n part);
-    b_hn (H,) GRU only. Writes hs[t+1] (T+1, N, H) and aux[t+1]: LSTM c_t (reads aux[t]
-    = c_{t-1}), GRU W_hn h + b_hn. ``fast``: float32 tanh approximation. Parallel over rows.
-    """
-    N = hw.shape[0]
-    if N * hs.shape[2] < CELL_SERIAL:
-        for n in range(N):
-            _forward_row(hs, aux, gates, hw, bias, b_hn, t, n, mode, fast)
-    else:
-        for n in prange(N):
-            _forward_row(hs, aux, gates, hw, bias, b_hn, t, n, mode, fast)
-
-
 @serial_kernel
-def _backward_row(dxw, dhw, dh, dc, dout, gates, hs, aux, t, n, mode, fast, dout_bf):
+def _backward_row(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, fast, dout_bf):
+    # One sample's step back: d (H,) holds dL/dh_t from later steps; GRU leaves the
+    # direct part z * dh_t of dL/dh_{t-1} in it. ``fast``: as in _forward_row.
+    if fast:
+        _backward_cell(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, True, dout_bf)
+    else:
+        _backward_cell(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, False, dout_bf)
+
+
+@inline
+def _backward_cell(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, fast, dout_bf):
     H = hs.shape[2]
     one = hs.dtype.type(1)
     go = dout[n, t] if dout_bf else dout[t, n]
-    g = gates[t, n]  # may be dxw[t, n] itself: each j reads its gates before writing
+    g = gates[t, n]
     dg = dxw[t, n]
-    d = dh[n]
     if mode == LSTM:
         cp = aux[t, n]
         co = aux[t + 1, n]
@@ -155,7 +155,7 @@ def _backward_row(dxw, dhw, dh, dc, dout, gates, hs, aux, t, n, mode, fast, dout
             z = g[H + j]
             nn = g[2 * H + j]
             dht = go[j] + d[j]
-            # h_t = (one - z) n + z h_{t-1};  n = tanh(x_n + r (W_hn h_{t-1} + b_hn))
+            # h_t = (1 - z) n + z h_{t-1};  n = tanh(x_n + r (W_hn h_{t-1} + b_hn))
             dnp = dht * (one - z) * (one - nn * nn)
             drp = dnp * hn[j] * r * (one - r)
             dzp = dht * (hp[j] - nn) * z * (one - z)
@@ -177,71 +177,91 @@ def _backward_row(dxw, dhw, dh, dc, dout, gates, hs, aux, t, n, mode, fast, dout
                 dg[j] = dht if y > 0 else dht - dht
 
 
+@serial_kernel
+def _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw, ap, n0, n1, mode, fast):
+    G = gates.shape[2]
+    C = wp.shape[0] * wp.shape[2]
+    for t in range(gates.shape[0]):
+        if gates.shape[1] < MR:  # a batch smaller than one panel: no padding to MR rows
+            times_rows(hw, C, hs[t], n0, n1 - n0, w, False)
+        else:
+            pack_rows(ap, hs[t], n0, n1 - n0)
+            times_packed(hw, ap, wp, n1 - n0, False)
+        for n in range(n0, n1):
+            r = n - n0
+            _forward_row(hs, aux, gates, hw[r * C:r * C + G], bias, b_hn, t, n, mode, fast)
+
+
 @kernel
-def cell_backward(dxw, dhw, dh, dc, dout, gates, hs, aux, t, mode, fast, dout_bf):
-    """Backward of step t: gradients of the gate pre-activations.
+def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode, fast):
+    """Run one layer over all T steps: per step hw = h_{t-1} @ W_hh^T, then gates and state.
 
-    dout: the layer's output gradient, (T, N, H), or (N, T, H) when ``dout_bf``.
-    dh (N, H): in dL/dh_t from steps after t; out (GRU) the direct part z * dh_t of
-    dL/dh_{t-1} (the caller then adds dhw[t] @ W_hh). dc (N, H) LSTM: dL/dc_t in,
-    dL/dc_{t-1} out. Overwrites dxw[t] (input side; may alias gates) and, for GRU,
-    dhw[t] (hidden side, differs in the n part). Parallel over rows.
+    gates (T, N, G): in x @ W_ih^T, overwritten with the activated gates (LSTM, GRU);
+    hs (T+1, N, H): reads hs[0] = h_0, writes hs[1:]; aux (T+1, N, H): LSTM c (aux[0] =
+    c_0), GRU W_hn h + b_hn; bias (G,) = b_ih + b_hh (GRU: b_in in the n part), b_hn (H,).
+    wp: W_hh^T packed by pack_panels; w: W_hh (G, H) itself, for batches under MR
+    rows; hw, ap: per-chunk scratch (``chunk`` rows each, from chunking()).
+    Samples are independent, so each prange iteration runs every step for its own
+    ``chunk`` rows: one parallel region per layer, no barrier per step.
     """
-    N = dh.shape[0]
-    if N * hs.shape[2] < CELL_SERIAL:
-        for n in range(N):
-            _backward_row(dxw, dhw, dh, dc, dout, gates, hs, aux, t, n, mode, fast, dout_bf)
-    else:
-        for n in prange(N):
-            _backward_row(dxw, dhw, dh, dc, dout, gates, hs, aux, t, n, mode, fast, dout_bf)
+    N = gates.shape[1]
+    if hw.shape[0] == 1:
+        _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw[0], ap[0], 0, N, mode, fast)
+        return
+    for c in prange(hw.shape[0]):
+        n0 = c * chunk
+        _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw[c], ap[c], n0, min(n0 + chunk, N), mode, fast)
 
 
-def layer_forward(hs, aux, gates, hw, x, w_ih, w_hh, bias, b_hn, mode):
-    """Run one layer over the whole sequence (Python driver, one matmul + one kernel a step).
-
-    x (T*N, In) time-major rows; hs (T+1, N, H) with hs[0] = h_0 set by the caller
-    (and aux[0] = c_0 for LSTM). Overwrites gates (T, N, G), hs[1:], aux[1:], hw (N, G).
-    """
-    T, N, G = gates.shape
-    fast = hs.dtype == np.float32
-    matmul(gates.reshape(T * N, G), x, w_ih, trans_b=True)
-    for t in range(T):
-        matmul(hw, hs[t], w_hh, trans_b=True)
-        cell_forward(hs, aux, gates, hw, bias, b_hn, t, mode, fast)
-
-
-def layer_backward(dxw, dhw, dh, dc, dout, dout_bf, gates, hs, aux, w_hh_t, mode):
-    """Backpropagate one layer through time; fills dxw (T, N, G) and dhw (T, N, G).
-
-    dxw may be ``gates`` itself (then the forward's gates are consumed); dhw is dxw
-    except for GRU. w_hh_t (H, G) = W_hh^T. The caller turns dxw/dhw into weight,
-    bias and input gradients with :func:`layer_param_grads`.
-    """
-    T = gates.shape[0]
-    fast = hs.dtype == np.float32
-    dh.fill(0)
+@serial_kernel
+def _backward_chunk(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, n0, n1, mode, fast, dout_bf):
+    H = hs.shape[2]
+    C = wp.shape[0] * wp.shape[2]
+    dh[:] = 0
     if mode == LSTM:
-        dc.fill(0)
-    for t in range(T - 1, -1, -1):
-        cell_backward(dxw, dhw, dh, dc, dout, gates, hs, aux, t, mode, fast, dout_bf)
-        if t > 0:
-            matmul(dh, dhw[t], w_hh_t, trans_b=True, accumulate=mode == GRU)
+        dc[n0:n1] = 0
+    for t in range(gates.shape[0] - 1, -1, -1):
+        for n in range(n0, n1):
+            r = n - n0
+            _backward_row(dxw, dhw, dh[r * C:r * C + H], dc, dout, gates, hs, aux, t, n, mode, fast, dout_bf)
+        if t > 0:  # dL/dh_{t-1} (+)= dhw[t] @ W_hh
+            if gates.shape[1] < MR:
+                times_rows(dh, C, dhw[t], n0, n1 - n0, w, mode == GRU)
+            else:
+                pack_rows(ap, dhw[t], n0, n1 - n0)
+                times_packed(dh, ap, wp, n1 - n0, mode == GRU)
 
 
-def layer_param_grads(dw_ih, dw_hh, db_ih, db_hh, dxw, dhw, x, hs, acc):
-    """Parameter gradients of one layer from all steps at once (None to skip one).
+@kernel
+def sequence_backward(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, chunk, mode, fast, dout_bf):
+    """Backpropagate one layer through all T steps (reversed), chunks of rows in parallel.
 
-    dW_ih (+)= dxw^T @ x; dW_hh (+)= dhw^T @ hs[:-1]; db_ih (+)= sum dxw; db_hh (+)= sum dhw.
-    ``acc``: dict name -> accumulate flag (from Parameter.grad_for_write).
+    dout: the layer's output gradient (T, N, H), or (N, T, H) when ``dout_bf``.
+    Overwrites dxw (T, N, G) with d(pre-activations) on the input side and, for GRU,
+    dhw (T, N, G) on the hidden side (differs in the n part; else dhw is dxw). dxw
+    must not alias ``gates`` (so LLVM vectorises the row loops). wp: W_hh packed by
+    pack_panels; w: W_hh^T (H, G) contiguous, for batches under MR rows; dh (chunks,
+    chunk * padded H), dc (N, H) (LSTM), ap: per-chunk scratch.
     """
-    T, N, G = dxw.shape
-    dxw2 = dxw.reshape(T * N, G)
-    dhw2 = dhw.reshape(T * N, G)
-    if dw_ih is not None:
-        matmul(dw_ih, dxw2, x, trans_a=True, accumulate=acc["w_ih"])
-    if dw_hh is not None:
-        matmul(dw_hh, dhw2, hs[:-1].reshape(T * N, hs.shape[2]), trans_a=True, accumulate=acc["w_hh"])
-    if db_ih is not None:
-        column_sum(db_ih, dxw2, acc["b_ih"])
-    if db_hh is not None:
-        column_sum(db_hh, dhw2, acc["b_hh"])
+    N = gates.shape[1]
+    if dh.shape[0] == 1:
+        _backward_chunk(dxw, dhw, dh[0], dc, dout, gates, hs, aux, wp, w, ap[0], 0, N, mode, fast, dout_bf)
+        return
+    for c in prange(dh.shape[0]):
+        n0 = c * chunk
+        _backward_chunk(dxw, dhw, dh[c], dc, dout, gates, hs, aux, wp, w, ap[c], n0, min(n0 + chunk, N),
+                        mode, fast, dout_bf)
+
+
+@serial_kernel
+def column_sums(out, x):
+    """out[j] = sum_i x[i, j] (overwrites): the bias gradients. x (R, C).
+
+    Serial, rows added in order: memory-bound, and a parallel launch costs more
+    than it saves at the sizes recurrent layers see.
+    """
+    out[:] = 0
+    for i in range(x.shape[0]):
+        row = x[i]
+        for j in range(out.shape[0]):
+            out[j] += row[j]

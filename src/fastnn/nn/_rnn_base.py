@@ -1,10 +1,12 @@
 """The machinery shared by RNN, LSTM and GRU (see ``nn/recurrent.py``)."""
 import math
 
+import numba
 import numpy as np
 
 from .. import _config
 from ..kernels import recurrent as rk
+from ..kernels import recurrent_product as rp
 from ..kernels.matmul import matmul
 from . import init
 from ._validate import as_float_array, as_grad, check_positive_int
@@ -100,22 +102,30 @@ class RNNBase(Module):
 
     # ---------------------------------------------------------------- buffers
     def _work_buffers(self, T, N, dt):
-        key = (T, N, np.dtype(dt))
+        """Per-layer buffers sized by (T, N), and per-chunk scratch shared by the layers."""
+        chunk, chunks = rp.chunking(N, numba.get_num_threads())
+        key = (T, N, np.dtype(dt), chunk)
         if self._work is not None and self._work[0] == key:
-            return self._work[1]
+            return self._work[1], self._work[2]
         H, G = self.hidden_size, rk.GATES[self._mode] * self.hidden_size
+        nr = rp.panel_width(dt)
+        pad = lambda n: (n + nr - 1) // nr * nr
         has_aux = self._mode in (rk.LSTM, rk.GRU)
         layers = []
         for k in range(self.num_layers):
-            buf = {"gates": np.empty((T, N, G), dt), "hw": np.empty((N, G), dt),
-                   "dh": np.empty((N, H), dt),
-                   "aux": np.empty((T + 1, N, H) if has_aux else (1, 1, 1), dt),
-                   "hs": np.empty((T + 1, N, H), dt) if k < self.num_layers - 1 else None}
-            buf["dc"] = np.empty((N, H), dt) if self._mode == rk.LSTM else buf["dh"]
-            buf["dhw"] = np.empty((T, N, G), dt) if self._mode == rk.GRU else buf["gates"]
+            buf = {"gates": np.empty((T, N, G), dt),
+                   "aux": np.zeros((T + 1, N, H) if has_aux else (1, 1, 1), dt),
+                   "hs": np.empty((T + 1, N, H), dt) if k < self.num_layers - 1 else None,
+                   "dc": np.empty((N, H) if self._mode == rk.LSTM else (1, 1), dt)}
+            # gradients of the pre-activations, input side and hidden side (GRU only differs)
+            buf["dxw"] = np.empty((T, N, G), dt)
+            buf["dhw"] = np.empty((T, N, G), dt) if self._mode == rk.GRU else buf["dxw"]
             layers.append(buf)
-        self._work = (key, layers)
-        return layers
+        scratch = {"chunk": chunk, "hw": np.zeros((chunks, chunk * pad(G)), dt), "db": np.empty(G, dt),
+                   "wp_fwd": np.empty(rp.panel_shape(H, G, dt), dt), "wp_bwd": np.empty(rp.panel_shape(G, H, dt), dt),
+                   "dh": np.zeros((chunks, chunk * pad(H)), dt), "ap": np.zeros((chunks, chunk * G), dt)}
+        self._work = (key, layers, scratch)
+        return layers, scratch
 
     def _biases(self, k, dt):
         """(b_ih + b_hh with GRU's b_hn left out, b_hn) for layer k."""
@@ -141,7 +151,8 @@ class RNNBase(Module):
         T, N = x.shape[0], x.shape[1]
         h0, c0 = self._initial_state(hx, N, unbatched, dt)
         self._cache = None
-        work = self._work_buffers(T, N, dt)
+        work, scratch = self._work_buffers(T, N, dt)
+        fast = dt == np.float32
         inputs, states = [], []
         inp = x.reshape(T * N, self.input_size)
         for k, buf in enumerate(work):
@@ -151,13 +162,16 @@ class RNNBase(Module):
             if self._mode == rk.LSTM:
                 buf["aux"][0] = 0 if c0 is None else c0[k]
             bias, b_hn = self._biases(k, dt)
-            rk.layer_forward(hs, buf["aux"], buf["gates"], buf["hw"], inp, w_ih.data, w_hh.data,
-                             bias, b_hn, self._mode)
+            gates = buf["gates"]
+            matmul(gates.reshape(T * N, -1), inp, w_ih.data, trans_b=True)
+            rp.pack_panels(scratch["wp_fwd"], w_hh.data, True)
+            rk.sequence_forward(hs, buf["aux"], gates, bias, b_hn, scratch["wp_fwd"], w_hh.data,
+                                scratch["hw"], scratch["ap"], scratch["chunk"], self._mode, fast)
             inputs.append(inp)
             states.append(hs)
             inp = hs[1:].reshape(T * N, self.hidden_size)
         if self.training:
-            self._cache = (inputs, states, work, unbatched)
+            self._cache = (inputs, states, work, scratch, unbatched)
         out = states[-1][1:]
         h_n = np.stack([hs[T] for hs in states])
         c_n = np.stack([buf["aux"][T] for buf in work]) if self._mode == rk.LSTM else None
@@ -169,7 +183,7 @@ class RNNBase(Module):
         return (out, (h_n, c_n)) if self._mode == rk.LSTM else (out, h_n)
 
     def backward(self, grad_output):
-        inputs, states, work, unbatched = self._saved(self._cache)
+        inputs, states, work, scratch, unbatched = self._saved(self._cache)
         T, N, H = states[-1].shape[0] - 1, states[-1].shape[1], self.hidden_size
         dt = states[-1].dtype
         if unbatched:
@@ -177,24 +191,45 @@ class RNNBase(Module):
         else:
             shape, dout_bf = ((N, T, H), True) if self.batch_first else ((T, N, H), False)
         dout = as_grad(grad_output, self._name, shape, dt).reshape((N, T, H) if dout_bf else (T, N, H))
-        self._cache = None  # the gates buffers are overwritten with their gradients below
+        self._cache = None  # one backward per forward, as in PyTorch
         for k in range(self.num_layers - 1, -1, -1):
             buf, hs, inp = work[k], states[k], inputs[k]
-            w_ih, w_hh, b_ih, b_hh = self._layer(k)
-            dxw = buf["gates"]
-            rk.layer_backward(dxw, buf["dhw"], buf["dh"], buf["dc"], dout, dout_bf, buf["gates"], hs,
-                              buf["aux"], np.ascontiguousarray(w_hh.data.T), self._mode)
-            grads, acc = {}, {}
-            for key, p in (("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh)):
-                grads[key], acc[key] = p.grad_for_write() if p is not None and p.requires_grad else (None, False)
-            rk.layer_param_grads(grads["w_ih"], grads["w_hh"], grads["b_ih"], grads["b_hh"],
-                                 dxw, buf["dhw"], inp, hs, acc)
+            dxw, dhw = buf["dxw"], buf["dhw"]
+            w_ih, w_hh, _, _ = self._layer(k)
+            rp.pack_panels(scratch["wp_bwd"], w_hh.data, False)
+            rk.sequence_backward(dxw, dhw, scratch["dh"], buf["dc"], dout, buf["gates"], hs, buf["aux"],
+                                 scratch["wp_bwd"], np.ascontiguousarray(w_hh.data.T), scratch["ap"],
+                                 scratch["chunk"], self._mode,
+                                 dt == np.float32, dout_bf)
+            self._param_grads(k, dxw.reshape(T * N, -1), dhw.reshape(T * N, -1), inp,
+                              hs[:-1].reshape(T * N, H), scratch["db"])
             dinp = np.empty((T * N, inp.shape[1]), dt)
             matmul(dinp, dxw.reshape(T * N, -1), w_ih.data)
             dout, dout_bf = dinp.reshape(T, N, inp.shape[1]), False
         if unbatched:
             return dout[:, 0]
         return dout.transpose(1, 0, 2) if self.batch_first else dout
+
+    def _param_grads(self, k, dxw, dhw, inp, h_prev, db):
+        """Layer k's parameter gradients from all steps at once: dW_ih (+)= dxw^T @ x,
+        dW_hh (+)= dhw^T @ h_{t-1}, db_ih (+)= sum dxw, db_hh (+)= sum dhw."""
+        w_ih, w_hh, b_ih, b_hh = self._layer(k)
+        for p, dpre, rhs in ((w_ih, dxw, inp), (w_hh, dhw, h_prev)):
+            if p.requires_grad:
+                grad, acc = p.grad_for_write()
+                matmul(grad, dpre, rhs, trans_a=True, accumulate=acc)
+        sums_of = None  # LSTM and RNN: both biases get the same sums, computed once
+        for p, dpre in ((b_ih, dxw), (b_hh, dhw if self._mode == rk.GRU else dxw)):
+            if p is None or not p.requires_grad:
+                continue
+            if sums_of is not dpre:
+                rk.column_sums(db, dpre)
+                sums_of = dpre
+            grad, acc = p.grad_for_write()
+            if acc:
+                grad += db
+            else:
+                grad[...] = db
 
     # ---------------------------------------------------------------- config
     def _config(self):
