@@ -107,7 +107,19 @@ def _short_cnn_training(threads):
     return model.state_dict()
 
 
-@pytest.mark.parametrize("train", [_short_training, _short_cnn_training], ids=["mlp", "cnn"])
+def _short_lstm_training(threads):
+    x, y = datasets.load_digits("train")
+    fastnn.manual_seed(0)
+    model = nn.Sequential(nn.LSTM(8, 32, batch_first=True), nn.LastStep(batch_first=True), nn.Linear(32, 10))
+    with fastnn.set_num_threads(threads):
+        fastnn.fit(model, x[:256].reshape(256, 8, 8), y[:256], nn.CrossEntropyLoss(),
+                   optim.Adam(model.parameters(), lr=3e-3), epochs=1, batch_size=128, seed=0, progress=False,
+                   deterministic=True)
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("train", [_short_training, _short_cnn_training, _short_lstm_training],
+                         ids=["mlp", "cnn", "lstm"])
 def test_deterministic_training_is_bitwise_equal_at_1_and_2_threads(train):
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs NUMBA_NUM_THREADS >= 2")

@@ -85,7 +85,10 @@ def set_threads(n):
 
 
 def get_threads():
-    return numba.config.NUMBA_NUM_THREADS if _state.threads is None else _state.threads
+    """The thread count kernels called from this Python thread use (synced first)."""
+    if _local.generation != _state.generation:
+        _prepare_thread()
+    return numba.get_num_threads()
 
 
 def _prepare_thread():
