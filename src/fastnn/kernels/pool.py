@@ -23,6 +23,16 @@ def _valid(off, stride, size, out_size):
     return lo, max(lo, min(hi, out_size))
 
 
+@inline
+def _ranges(KW, DW, PW, SW, W, OW):
+    # per window column kw: the outputs [lo, hi) whose column kw lies in the input
+    los = np.empty(KW, np.int64)
+    his = np.empty(KW, np.int64)
+    for kw in range(KW):
+        los[kw], his[kw] = _valid(kw * DW - PW, SW, W, OW)
+    return los, his
+
+
 @kernel
 def max_pool_forward(out, argmax, x, geom, with_index):
     """out[p, oh, ow] = max over the window of x[p] (overwritten); with_index:
@@ -32,6 +42,7 @@ def max_pool_forward(out, argmax, x, geom, with_index):
     KH, KW, SH, SW, PH, PW, DH, DW = geom
     planes, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
+    los, his = _ranges(KW, DW, PW, SW, W, OW)
     for p in prange(planes):
         xf = x[p].reshape(-1)
         for oh in range(OH):
@@ -42,7 +53,7 @@ def max_pool_forward(out, argmax, x, geom, with_index):
                 ih = oh * SH - PH + kh * DH
                 for kw in range(KW if 0 <= ih < H else 0):
                     off = kw * DW - PW
-                    lo, hi = _valid(off, SW, W, OW)
+                    lo, hi = los[kw], his[kw]
                     src = xf[ih * W + lo * SW + off:]
                     b = best[lo:hi]
                     for i in range(hi - lo):
@@ -57,7 +68,7 @@ def max_pool_forward(out, argmax, x, geom, with_index):
                 ih = oh * SH - PH + kh * DH
                 for kw in range(KW - 1 if 0 <= ih < H else -1, -1, -1):
                     off = kw * DW - PW
-                    lo, hi = _valid(off, SW, W, OW)
+                    lo, hi = los[kw], his[kw]
                     src = xf[ih * W + lo * SW + off:]
                     b = best[lo:hi]
                     wv = where[lo:hi]
@@ -105,6 +116,7 @@ def avg_pool_forward(out, x, geom, adaptive, include_pad):
     KH, KW, SH, SW, PH, PW = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
     planes, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
+    los, his = _ranges(KW, 1, PW, SW, W, OW)
     for p in prange(planes):
         for oh in range(OH):
             h0, h1, hspan = _window(oh, H, OH, KH, SH, PH, adaptive)
@@ -125,8 +137,7 @@ def avg_pool_forward(out, x, geom, adaptive, include_pad):
                 xrow = x[p, ih]
                 for kw in range(KW):
                     off = kw - PW
-                    lo, hi = _valid(off, SW, W, OW)
-                    for ow in range(lo, hi):
+                    for ow in range(los[kw], his[kw]):
                         acc[ow] += xrow[ow * SW + off]
             for ow in range(OW):
                 w0, w1, wspan = _window(ow, W, OW, KW, SW, PW, adaptive)
