@@ -59,6 +59,11 @@ def equivalence(out):
     history = dist.fit(model, x, y, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-2), **kwargs)
     np.savez(os.path.join(out, f"fit_{rank}.npz"), **model.state_dict(),
              **{f"history.{k}": np.array(v) for k, v in history.history.items() if k != "samples_per_sec"})
+    # BatchNorm: local batch statistics, rank 0's running statistics everywhere at the end
+    fastnn.manual_seed(50 + rank)
+    model = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)).double()
+    dist.fit(model, x, y, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), **kwargs)
+    np.savez(os.path.join(out, f"batchnorm_{rank}.npz"), **model.state_dict())
     if "resume" in inspect.signature(fastnn.fit).parameters:
         resume(out)
 

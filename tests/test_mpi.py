@@ -74,6 +74,15 @@ def test_distributed_fit_equals_fit(equivalence_run):
 
 
 @needs_mpirun
+def test_batchnorm_buffers_agree_across_ranks(equivalence_run):
+    rank0, rank1 = equivalence_run["batchnorm_0"], equivalence_run["batchnorm_1"]
+    for key in rank0:
+        np.testing.assert_array_equal(rank0[key], rank1[key], err_msg=key)
+    assert int(rank0["1.num_batches_tracked"]) == 3 * 4  # epochs x batches of rank 0's
+    assert not np.allclose(rank0["1.running_mean"], 0)
+
+
+@needs_mpirun
 def test_distributed_fit_checkpoints_on_rank_0_and_resumes(equivalence_run):
     if "resumed_0" not in equivalence_run:
         pytest.skip("fastnn.fit has no checkpoint_dir/resume")
