@@ -8,7 +8,6 @@ layout. Threads own tiles of ``out``; K is summed in fixed blocks in a fixed
 order, so results do not depend on the thread count. Tiny products and products
 with very few rows skip the packing and run plain serial loops.
 """
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
@@ -16,6 +15,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ._jit import kernel, serial_kernel
+from ._threading import get_threads
 
 MR = 8  # micro-tile rows
 NV = 2  # micro-tile width in 64-byte vectors: NR = 32 float32 or 16 float64 columns
@@ -308,4 +308,4 @@ def matmul(out, a, b, trans_a=False, trans_b=False, accumulate=False):
     C-contiguous 2-D arrays of one float dtype. Overwrites ``out`` unless
     ``accumulate``. From inside a kernel call :func:`gemm_serial` instead.
     """
-    gemm(out, a, b, trans_a, trans_b, accumulate, numba.get_num_threads())
+    gemm(out, a, b, trans_a, trans_b, accumulate, get_threads())
