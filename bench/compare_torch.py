@@ -1,0 +1,335 @@
+"""fastnn against PyTorch's CPU build on the four reference workloads (WORKLOADS.md).
+
+    python bench/compare_torch.py                  # 2 threads, 3 rounds, all workloads
+    python bench/compare_torch.py --quick          # 1 round, shorter timings
+    python bench/compare_torch.py --threads 1 --workloads mlp,lstm --rounds 5
+
+Every measurement runs in a fresh process (``python compare_torch.py --worker
+...``) that imports one framework only, with NUMBA_NUM_THREADS, OMP_NUM_THREADS
+and ``torch.set_num_threads`` all set to the same count. A worker builds the model
+(``workloads.py``, shared with the asv suite), warms up (compile, first-touch
+allocations) outside the timing, then reports the median seconds per call over
+blocks of calls. The two frameworks alternate within each round and the table
+shows the median over rounds: samples/s for a training step (forward +
+CrossEntropyLoss + backward + Adam) and for inference (eval-mode forward) at the
+listed batch, the latency of one single-sample forward, the peak memory a
+training step adds, and matmul GFLOP/s against ``numpy.matmul``.
+
+PyTorch is optional: without it the fastnn columns are printed alone.
+"""
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODES = ("train", "infer", "latency")
+MATMUL_N = 1024
+FRAMEWORKS = ("fastnn", "torch")
+
+
+# ------------------------------------------------------------------ worker side
+def _workloads():
+    if HERE not in sys.path:
+        sys.path.insert(0, HERE)
+    import workloads
+    return workloads
+
+
+def _set_threads(framework, threads):
+    if framework in ("torch", "both"):
+        import torch
+        torch.set_num_threads(threads)
+    elif framework == "fastnn":
+        _workloads().import_fastnn().set_num_threads(threads)
+
+
+def _warm_up(fn, min_time):
+    import time
+    deadline = time.perf_counter() + min_time
+    for calls in range(1000000):
+        fn()
+        if calls >= 2 and time.perf_counter() >= deadline:
+            break
+
+
+def _matmul_call(framework, n):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), np.float32)
+    if framework == "fastnn":
+        _workloads().import_fastnn()
+        from fastnn.kernels.matmul import matmul
+        return lambda: matmul(out, a, b)
+    if framework == "numpy":
+        return lambda: np.matmul(a, b, out=out)
+    import torch
+    ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(out)
+    return lambda: torch.mm(ta, tb, out=tout)
+
+
+def _max_logit_difference(name, w):
+    """Max |fastnn - PyTorch| of eval-mode logits, PyTorch's weights loaded into fastnn."""
+    import numpy as np
+    import torch
+    w.require_fastnn(name)
+    reference, model = w.build_torch(name), w.build_fastnn(name)
+    model.load_state_dict({k: v.numpy() for k, v in reference.state_dict().items()})
+    reference.eval()
+    model.eval()
+    x, _ = w.make_batch(name, 8)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    return float(np.abs(model(x) - expected).max())
+
+
+def worker(framework, name, mode, threads, min_time):
+    """Run one measurement in this (fresh) process; return a JSON-able dict."""
+    w = _workloads()
+    if mode == "check":
+        return {"max_abs_diff": _max_logit_difference(name, w)}
+    _set_threads(framework, threads)  # numpy's BLAS: OPENBLAS_NUM_THREADS, set by the driver
+    if name == "matmul":
+        call = _matmul_call(framework, MATMUL_N)
+        _warm_up(call, min_time / 2)
+        seconds = w.seconds_per_call(call, min_time)
+        return {"gflops": 2.0 * MATMUL_N ** 3 / seconds / 1e9}
+    if framework == "fastnn":
+        w.require_fastnn(name)
+    if mode == "memory":
+        return {"mib": w.train_step_peak_mib(framework, name, w.BATCH[name])}
+    batch = 1 if mode == "latency" else w.BATCH[name]
+    run = w.make_runner(framework, name, batch, "train" if mode == "train" else "infer")
+    _warm_up(run, min_time / 2)
+    return {"seconds": w.seconds_per_call(run, min_time), "batch": batch}
+
+
+# ------------------------------------------------------------------ driver side
+def run_worker(framework, name, mode, args):
+    """Run ``worker`` in a fresh interpreter; its dict, or {"error"/"skip": text}."""
+    threads = str(args.threads)
+    env = dict(os.environ, NUMBA_NUM_THREADS=threads, OMP_NUM_THREADS=threads,
+               MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, name, mode,
+           "--threads", threads, "--min-time", str(args.min_time)]
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"{framework} {name} {mode}: no result within {args.timeout:.0f} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+    return {"error": f"{framework} {name} {mode} exited {proc.returncode}: " + " | ".join(tail)}
+
+
+def _median(results, key):
+    values = [r[key] for r in results if key in r]
+    return statistics.median(values) if values else None
+
+
+def collect(args, have_torch):
+    w = _workloads()
+    frameworks = ["fastnn"] + (["torch"] if have_torch else [])
+    raw = {}  # (framework, workload, mode) -> [worker dicts]
+    available = {}
+    for name in args.workloads:
+        missing = w.missing_fastnn_layers(name)
+        available[name] = not missing
+        if missing:
+            log(f"{name}: fastnn has no {', '.join(missing)} yet: n/a")
+        else:  # compile (or load) the kernels once, outside any measurement
+            log(f"{name}: warming fastnn's kernel cache")
+            for mode in ("train", "latency"):
+                run_worker("fastnn", name, mode, argparse.Namespace(**{**vars(args), "min_time": 0.05}))
+    for rnd in range(args.rounds):
+        order = frameworks if rnd % 2 == 0 else frameworks[::-1]
+        log(f"round {rnd + 1}/{args.rounds}: {' then '.join(order)}")
+        for name in args.workloads:
+            for mode in MODES:
+                for fw in order:
+                    if fw == "fastnn" and not available[name]:
+                        continue
+                    res = run_worker(fw, name, mode, args)
+                    if "error" in res:
+                        log("  " + res["error"])
+                    raw.setdefault((fw, name, mode), []).append(res)
+        matmul_fws = ["fastnn", "numpy"] + (["torch"] if have_torch else [])
+        for fw in (matmul_fws if rnd % 2 == 0 else matmul_fws[::-1]):
+            raw.setdefault((fw, "matmul", "gflops"), []).append(run_worker(fw, "matmul", "gflops", args))
+    if args.memory:
+        for name in args.workloads:
+            for fw in frameworks:
+                if fw == "fastnn" and not available[name]:
+                    continue
+                raw[(fw, name, "memory")] = [run_worker(fw, name, "memory", args)]
+    return raw, available
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def _fmt_rate(value):
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def _fmt_us(seconds):
+    return "n/a" if seconds is None else f"{seconds * 1e6:,.0f} us"
+
+
+def _fmt_ratio(a, b):
+    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+
+
+def _fmt_float(value):
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def machine_line():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    load = ""
+    if hasattr(os, "getloadavg"):
+        load = f", load average {os.getloadavg()[0]:.1f} at the end of the run"
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}{load}"
+
+
+def versions(have_torch):
+    out = {"python": platform.python_version()}
+    for mod in ("fastnn", "numba", "numpy") + (("torch",) if have_torch else ()):
+        code = f"import {mod}; print({mod}.__version__)"
+        if mod == "fastnn":
+            code = f"import sys; sys.path.insert(0, {HERE!r}); import workloads; print(workloads.import_fastnn().__version__)"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        out[mod] = proc.stdout.strip() or "?"
+    return out
+
+
+def report(raw, available, args, have_torch):
+    """The Markdown tables, as a string."""
+    vers = versions(have_torch)
+    torch_name = f"PyTorch {vers['torch']}" if have_torch else "PyTorch (torch not installed)"
+    lines = [
+        (f"fastnn {vers['fastnn']} vs {torch_name}: {args.threads} thread(s), median of "
+         f"{args.rounds} alternating round(s), {datetime.date.today().isoformat()}"),
+        "",
+        (f"Machine: {machine_line()}; Python {vers['python']}, numba {vers['numba']}, "
+         f"numpy {vers['numpy']}."),
+        "",
+    ]
+    if not have_torch:
+        lines += ["torch not installed: PyTorch columns are n/a (pip install torch to compare).", ""]
+
+    def get(fw, name, mode, key):
+        return _median(raw.get((fw, name, mode), []), key)
+
+    head = ("| workload | batch | train samples/s fastnn | PyTorch | ratio | infer samples/s fastnn "
+            "| PyTorch | ratio | batch-1 latency fastnn | PyTorch | ratio |")
+    lines += [head, "|" + "---|" * 11]
+    w = _workloads()
+    for name in args.workloads:
+        row = [name, str(w.BATCH[name])]
+        for mode in ("train", "infer"):
+            rates = []
+            for fw in FRAMEWORKS:
+                s = get(fw, name, mode, "seconds")
+                rates.append(None if s is None else w.BATCH[name] / s)
+            row += [_fmt_rate(rates[0]), _fmt_rate(rates[1]), _fmt_ratio(rates[0], rates[1])]
+        lat = [get(fw, name, "latency", "seconds") for fw in FRAMEWORKS]
+        row += [_fmt_us(lat[0]), _fmt_us(lat[1]), _fmt_ratio(lat[0], lat[1])]
+        if not available[name]:
+            row[2] = row[5] = row[8] = "n/a (layers missing)"
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", ("ratio = fastnn / PyTorch: above 1 fastnn is faster in samples/s; "
+                   "below 1 fastnn is faster in latency."), ""]
+    if args.memory:
+        lines += ["| workload | batch | train-step peak MiB fastnn | PyTorch | ratio |", "|---|---|---|---|---|"]
+        for name in args.workloads:
+            mib = [get(fw, name, "memory", "mib") for fw in FRAMEWORKS]
+            lines.append(f"| {name} | {w.BATCH[name]} | {_fmt_float(mib[0])} | {_fmt_float(mib[1])} "
+                         f"| {_fmt_ratio(mib[0], mib[1])} |")
+        lines += ["", ("Peak resident memory a training step adds above the built model, its batch "
+                       "and loaded kernels (gradients and Adam's state included)."), ""]
+    gf = {fw: get(fw, "matmul", "gflops", "gflops") for fw in ("fastnn", "numpy", "torch")}
+    lines += [
+        f"| float32 matmul {MATMUL_N}x{MATMUL_N} | GFLOP/s | ratio to numpy.matmul |",
+        "|---|---|---|",
+        f"| fastnn.kernels.matmul.matmul | {_fmt_float(gf['fastnn'])} | {_fmt_ratio(gf['fastnn'], gf['numpy'])} |",
+        f"| numpy.matmul | {_fmt_float(gf['numpy'])} | 1.00x |",
+    ]
+    if have_torch:
+        lines.append(f"| torch.mm | {_fmt_float(gf['torch'])} | {_fmt_ratio(gf['torch'], gf['numpy'])} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2, help="threads for both frameworks (default 2)")
+    p.add_argument("--workloads", default="mlp,lenet,resnet,lstm",
+                   help="comma-separated subset of mlp,lenet,resnet,lstm")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    p.add_argument("--min-time", type=float, default=1.0,
+                   help="seconds of timed calls per measurement (default 1.0)")
+    p.add_argument("--quick", action="store_true", help="1 round, 0.3 s per measurement")
+    p.add_argument("--no-memory", dest="memory", action="store_false",
+                   help="skip the training-step peak memory table")
+    p.add_argument("--no-torch", action="store_true", help="measure fastnn alone")
+    p.add_argument("--check", action="store_true",
+                   help="first check that both frameworks compute the same logits from the same weights")
+    p.add_argument("--timeout", type=float, default=600, help="seconds before a worker is killed")
+    p.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "WORKLOAD", "MODE"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.min_time = 1, 0.3
+    if args.threads < 1 or args.rounds < 1:
+        p.error("--threads and --rounds must be at least 1")
+    args.workloads = [n.strip() for n in args.workloads.split(",") if n.strip()]
+    bad = [n for n in args.workloads if n not in ("mlp", "lenet", "resnet", "lstm")]
+    if bad:
+        p.error(f"unknown workload(s) {', '.join(bad)}; expected mlp, lenet, resnet, lstm")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.worker:
+        framework, name, mode = args.worker
+        try:
+            result = worker(framework, name, mode, args.threads, args.min_time)
+        except NotImplementedError as exc:
+            result = {"skip": str(exc)}
+        print(json.dumps(result), flush=True)
+        return 0
+    have_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    if not have_torch and not args.no_torch:
+        log("torch not installed: measuring fastnn alone")
+    if args.check and have_torch:
+        for name in args.workloads:
+            res = run_worker("both", name, "check", args)
+            diff = res.get("max_abs_diff")
+            log(f"{name}: same weights, max |logit difference| = "
+                + (f"{diff:.1e}" if diff is not None else res.get("skip") or res.get("error")))
+    raw, available = collect(args, have_torch)
+    print(report(raw, available, args, have_torch))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
