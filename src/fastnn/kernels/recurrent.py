@@ -18,9 +18,10 @@ with b_hn inside r * (...).
 import math
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
-from ._jit import inline, kernel, serial_kernel
+from ._jit import FASTMATH, kernel, serial_kernel
 from .recurrent_product import MR, pack_rows, times_packed, times_rows
 
 RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
@@ -35,41 +36,47 @@ _A11, _A13 = np.float32(2.00018790482477e-13), np.float32(-2.76076847742355e-16)
 _B0, _B2, _B4 = np.float32(4.89352518554385e-03), np.float32(2.26843463243900e-03), np.float32(1.18534705686654e-04)
 _B6 = np.float32(1.19825839466702e-06)
 _CLAMP = np.float32(7.90531110763549805)
+_HALF = np.float32(0.5)
+# add=False typed as a plain bool (a literal False would compile the product twice)
+_OVERWRITE = np.bool_(False)
 
 
-@inline
-def _tanh(v, fast):
-    # fast (float32): the rational approximation; otherwise libm's tanh (float64 checks).
-    if not fast:
-        return math.tanh(v)
-    x = min(max(v, -_CLAMP), _CLAMP)
-    x2 = x * x
-    p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
-    q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
-    return p / q
+def _tanh(v):
+    """tanh in the kernels: the rational approximation for float32, libm's otherwise."""
+    return math.tanh(v)
 
 
-@inline
-def _sigmoid(v, fast, half):
-    # sigmoid(v) = (1 + tanh(v / 2)) / 2: stable for any v, and shares tanh's fast path.
-    # ``half`` is 0.5 in the arrays' dtype (a literal would promote float32 to float64).
-    return half * _tanh(half * v, fast) + half
+def _sigmoid(v):
+    """sigmoid(v) = (1 + tanh(v / 2)) / 2: stable for any v, and shares tanh's fast path."""
+    return 0.5 * math.tanh(0.5 * v) + 0.5
+
+
+# Chosen by the argument's type when a kernel compiles, so each dtype gets straight-line
+# code (float64 keeps libm's accuracy for the gradient checks).
+@overload(_tanh, jit_options={"fastmath": FASTMATH})
+def _tanh_typed(v):
+    if v == types.float32:
+        def tanh_f32(v):
+            x = min(max(v, -_CLAMP), _CLAMP)
+            x2 = x * x
+            p = ((((((_A13 * x2 + _A11) * x2 + _A9) * x2 + _A7) * x2 + _A5) * x2 + _A3) * x2 + _A1) * x
+            q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
+            return p / q
+        return tanh_f32
+    return lambda v: math.tanh(v)
+
+
+@overload(_sigmoid, jit_options={"fastmath": FASTMATH})
+def _sigmoid_typed(v):
+    if v == types.float32:
+        return lambda v: _HALF * _tanh(_HALF * v) + _HALF
+    return lambda v: 0.5 * math.tanh(0.5 * v) + 0.5
 
 
 @serial_kernel
-def _forward_row(hs, aux, gates, w, bias, b_hn, t, n, mode, fast):
-    # One sample's step: w (G,) = h_{t-1} @ W_hh^T for this row. ``fast`` becomes a
-    # constant in each inlined copy, so LLVM vectorises each loop without a branch.
-    if fast:
-        _forward_cell(hs, aux, gates, w, bias, b_hn, t, n, mode, True)
-    else:
-        _forward_cell(hs, aux, gates, w, bias, b_hn, t, n, mode, False)
-
-
-@inline
-def _forward_cell(hs, aux, gates, w, bias, b_hn, t, n, mode, fast):
+def _forward_row(hs, aux, gates, w, bias, b_hn, t, n, mode):
+    # One sample's step: w (G,) = h_{t-1} @ W_hh^T for this row.
     H = hs.shape[2]
-    half = hs.dtype.type(0.5)
     g = gates[t, n]
     hp = hs[t, n]
     ho = hs[t + 1, n]
@@ -79,24 +86,24 @@ def _forward_cell(hs, aux, gates, w, bias, b_hn, t, n, mode, fast):
         cp = aux[t, n]
         co = aux[t + 1, n]
         for j in range(H):
-            i = _sigmoid(g[j], fast, half)
-            f = _sigmoid(g[H + j], fast, half)
-            c = _tanh(g[2 * H + j], fast)
-            o = _sigmoid(g[3 * H + j], fast, half)
+            i = _sigmoid(g[j])
+            f = _sigmoid(g[H + j])
+            c = _tanh(g[2 * H + j])
+            o = _sigmoid(g[3 * H + j])
             g[j] = i
             g[H + j] = f
             g[2 * H + j] = c
             g[3 * H + j] = o
             c = f * cp[j] + i * c
             co[j] = c
-            ho[j] = o * _tanh(c, fast)
+            ho[j] = o * _tanh(c)
     elif mode == GRU:
         hn = aux[t + 1, n]
         for j in range(H):
-            r = _sigmoid(g[j] + w[j] + bias[j], fast, half)
-            z = _sigmoid(g[H + j] + w[H + j] + bias[H + j], fast, half)
+            r = _sigmoid(g[j] + w[j] + bias[j])
+            z = _sigmoid(g[H + j] + w[H + j] + bias[H + j])
             hh = w[2 * H + j] + b_hn[j]
-            nn = _tanh(g[2 * H + j] + bias[2 * H + j] + r * hh, fast)
+            nn = _tanh(g[2 * H + j] + bias[2 * H + j] + r * hh)
             g[j] = r
             g[H + j] = z
             g[2 * H + j] = nn
@@ -104,7 +111,7 @@ def _forward_cell(hs, aux, gates, w, bias, b_hn, t, n, mode, fast):
             ho[j] = nn + z * (hp[j] - nn)
     elif mode == RNN_TANH:
         for j in range(H):
-            ho[j] = _tanh(g[j] + w[j] + bias[j], fast)
+            ho[j] = _tanh(g[j] + w[j] + bias[j])
     else:
         for j in range(H):
             v = g[j] + w[j] + bias[j]
@@ -112,17 +119,9 @@ def _forward_cell(hs, aux, gates, w, bias, b_hn, t, n, mode, fast):
 
 
 @serial_kernel
-def _backward_row(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, fast, dout_bf):
+def _backward_row(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, dout_bf):
     # One sample's step back: d (H,) holds dL/dh_t from later steps; GRU leaves the
-    # direct part z * dh_t of dL/dh_{t-1} in it. ``fast``: as in _forward_row.
-    if fast:
-        _backward_cell(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, True, dout_bf)
-    else:
-        _backward_cell(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, False, dout_bf)
-
-
-@inline
-def _backward_cell(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, fast, dout_bf):
+    # direct part z * dh_t of dL/dh_{t-1} in it.
     H = hs.shape[2]
     one = hs.dtype.type(1)
     go = dout[n, t] if dout_bf else dout[t, n]
@@ -138,7 +137,7 @@ def _backward_cell(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, fast, dout
             c = g[2 * H + j]
             o = g[3 * H + j]
             dht = go[j] + d[j]
-            tc = _tanh(co[j], fast)
+            tc = _tanh(co[j])
             # c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
             dct = dcn[j] + dht * o * (one - tc * tc)
             dcn[j] = dct * f
@@ -178,22 +177,22 @@ def _backward_cell(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, fast, dout
 
 
 @serial_kernel
-def _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw, ap, n0, n1, mode, fast):
+def _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw, ap, n0, n1, mode):
     G = gates.shape[2]
     C = wp.shape[0] * wp.shape[2]
     for t in range(gates.shape[0]):
         if gates.shape[1] < MR:  # a batch smaller than one panel: no padding to MR rows
-            times_rows(hw, C, hs[t], n0, n1 - n0, w, False)
+            times_rows(hw, C, hs[t], n0, n1 - n0, w, _OVERWRITE)
         else:
             pack_rows(ap, hs[t], n0, n1 - n0)
-            times_packed(hw, ap, wp, n1 - n0, False)
+            times_packed(hw, ap, wp, n1 - n0, _OVERWRITE)
         for n in range(n0, n1):
             r = n - n0
-            _forward_row(hs, aux, gates, hw[r * C:r * C + G], bias, b_hn, t, n, mode, fast)
+            _forward_row(hs, aux, gates, hw[r * C:r * C + G], bias, b_hn, t, n, mode)
 
 
 @kernel
-def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode, fast):
+def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode):
     """Run one layer over all T steps: per step hw = h_{t-1} @ W_hh^T, then gates and state.
 
     gates (T, N, G): in x @ W_ih^T, overwritten with the activated gates (LSTM, GRU);
@@ -205,16 +204,18 @@ def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode, fas
     ``chunk`` rows: one parallel region per layer, no barrier per step.
     """
     N = gates.shape[1]
-    if hw.shape[0] == 1:
-        _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw[0], ap[0], 0, N, mode, fast)
+    last = hw.shape[0] - 1
+    if last == 0:  # one chunk: no parallel launch (a variable, not the literal 0, so
+        # both calls share one compiled _forward_chunk)
+        _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw[last], ap[last], last * chunk, N, mode)
         return
-    for c in prange(hw.shape[0]):
+    for c in prange(last + 1):
         n0 = c * chunk
-        _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw[c], ap[c], n0, min(n0 + chunk, N), mode, fast)
+        _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw[c], ap[c], n0, min(n0 + chunk, N), mode)
 
 
 @serial_kernel
-def _backward_chunk(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, n0, n1, mode, fast, dout_bf):
+def _backward_chunk(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, n0, n1, mode, dout_bf):
     H = hs.shape[2]
     C = wp.shape[0] * wp.shape[2]
     dh[:] = 0
@@ -223,7 +224,7 @@ def _backward_chunk(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, n0, n1, m
     for t in range(gates.shape[0] - 1, -1, -1):
         for n in range(n0, n1):
             r = n - n0
-            _backward_row(dxw, dhw, dh[r * C:r * C + H], dc, dout, gates, hs, aux, t, n, mode, fast, dout_bf)
+            _backward_row(dxw, dhw, dh[r * C:r * C + H], dc, dout, gates, hs, aux, t, n, mode, dout_bf)
         if t > 0:  # dL/dh_{t-1} (+)= dhw[t] @ W_hh
             if gates.shape[1] < MR:
                 times_rows(dh, C, dhw[t], n0, n1 - n0, w, mode == GRU)
@@ -233,7 +234,7 @@ def _backward_chunk(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, n0, n1, m
 
 
 @kernel
-def sequence_backward(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, chunk, mode, fast, dout_bf):
+def sequence_backward(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, chunk, mode, dout_bf):
     """Backpropagate one layer through all T steps (reversed), chunks of rows in parallel.
 
     dout: the layer's output gradient (T, N, H), or (N, T, H) when ``dout_bf``.
@@ -244,13 +245,15 @@ def sequence_backward(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, chunk, 
     chunk * padded H), dc (N, H) (LSTM), ap: per-chunk scratch.
     """
     N = gates.shape[1]
-    if dh.shape[0] == 1:
-        _backward_chunk(dxw, dhw, dh[0], dc, dout, gates, hs, aux, wp, w, ap[0], 0, N, mode, fast, dout_bf)
+    last = dh.shape[0] - 1
+    if last == 0:
+        _backward_chunk(dxw, dhw, dh[last], dc, dout, gates, hs, aux, wp, w, ap[last], last * chunk, N,
+                        mode, dout_bf)
         return
-    for c in prange(dh.shape[0]):
+    for c in prange(last + 1):
         n0 = c * chunk
         _backward_chunk(dxw, dhw, dh[c], dc, dout, gates, hs, aux, wp, w, ap[c], n0, min(n0 + chunk, N),
-                        mode, fast, dout_bf)
+                        mode, dout_bf)
 
 
 @serial_kernel

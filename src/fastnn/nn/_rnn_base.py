@@ -152,7 +152,6 @@ class RNNBase(Module):
         h0, c0 = self._initial_state(hx, N, unbatched, dt)
         self._cache = None
         work, scratch = self._work_buffers(T, N, dt)
-        fast = dt == np.float32
         inputs, states = [], []
         inp = x.reshape(T * N, self.input_size)
         for k, buf in enumerate(work):
@@ -166,7 +165,7 @@ class RNNBase(Module):
             matmul(gates.reshape(T * N, -1), inp, w_ih.data, trans_b=True)
             rp.pack_panels(scratch["wp_fwd"], w_hh.data, True)
             rk.sequence_forward(hs, buf["aux"], gates, bias, b_hn, scratch["wp_fwd"], w_hh.data,
-                                scratch["hw"], scratch["ap"], scratch["chunk"], self._mode, fast)
+                                scratch["hw"], scratch["ap"], scratch["chunk"], self._mode)
             inputs.append(inp)
             states.append(hs)
             inp = hs[1:].reshape(T * N, self.hidden_size)
@@ -199,8 +198,7 @@ class RNNBase(Module):
             rp.pack_panels(scratch["wp_bwd"], w_hh.data, False)
             rk.sequence_backward(dxw, dhw, scratch["dh"], buf["dc"], dout, buf["gates"], hs, buf["aux"],
                                  scratch["wp_bwd"], np.ascontiguousarray(w_hh.data.T), scratch["ap"],
-                                 scratch["chunk"], self._mode,
-                                 dt == np.float32, dout_bf)
+                                 scratch["chunk"], self._mode, dout_bf)
             self._param_grads(k, dxw.reshape(T * N, -1), dhw.reshape(T * N, -1), inp,
                               hs[:-1].reshape(T * N, H), scratch["db"])
             dinp = np.empty((T * N, inp.shape[1]), dt)
