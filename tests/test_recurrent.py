@@ -74,6 +74,38 @@ def test_gradcheck_unbatched_and_no_bias(mode, rng):
 
 
 @pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T,N,F,H", [(1, 1, 1, 1), (3, 1, 5, 33), (2, 9, 3, 7), (4, 19, 6, 17), (2, 16, 4, 40)])
+def test_forward_odd_sizes_and_batch_panels(mode, dtype, T, N, F, H, rng):
+    # batches under 8 rows take the dot-product path, larger ones the packed
+    # micro-kernel with padded rows and columns
+    layer = make(mode, F, H, num_layers=2, dtype=dtype)
+    x = rng.standard_normal((T, N, F)).astype(dtype)
+    out, _ = layer(x)
+    want, _, _ = ref.recurrent(mode, x, layer_params(layer))
+    np.testing.assert_allclose(out, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_gradcheck_full_panels(mode, rng):
+    # N >= 8: the backward's recurrent product runs on the packed micro-kernel
+    layer = make(mode, 3, 5, num_layers=2, batch_first=True).double()
+    x = rng.standard_normal((10, 3, 3))
+    hx = initial_state(mode, 2, 10, 5, rng)
+    assert fastnn.gradcheck(layer, x, hx, max_checks=30)
+
+
+def test_non_contiguous_and_integer_input(rng):
+    layer = nn.GRU(3, 4, batch_first=True).double()
+    big = rng.standard_normal((5, 12, 6))
+    x = big[:, ::2, ::2]
+    out, _ = layer(x)
+    np.testing.assert_allclose(out, layer(np.ascontiguousarray(x))[0])
+    out_int, _ = layer(np.arange(2 * 3 * 3).reshape(2, 3, 3) % 3)
+    assert out_int.dtype == np.float64 and out_int.shape == (2, 3, 4)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
 def test_relu_and_saturation_edge_values(mode, rng):
     # large inputs saturate the gates: the float32 tanh approximation must stay in [-1, 1]
     layer = make(mode, 3, 5)
@@ -249,10 +281,10 @@ TORCH_CLASSES = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM", "gru": "G
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("batch_first,given", [(False, False), (True, True)])
-def test_matches_pytorch(mode, dtype, batch_first, given, rng):
+@pytest.mark.parametrize("batch_first,given,N", [(False, False, 3), (True, True, 10)])
+def test_matches_pytorch(mode, dtype, batch_first, given, N, rng):
     torch = pytest.importorskip("torch")
-    T, N, F, H, L = 6, 3, 5, 7, 2
+    T, F, H, L = 6, 5, 7, 2
     torch.manual_seed(0)
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     tlayer = getattr(torch.nn, TORCH_CLASSES[mode])(F, H, num_layers=L, batch_first=batch_first,
