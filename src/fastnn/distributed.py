@@ -209,14 +209,18 @@ class DataParallel(Module):
     def forward_global(self, x):
         """The module's output for a global batch ``x`` (the same on every rank).
 
-        Each rank runs its share of the rows; the outputs are gathered with one
-        ``Allgatherv``. A batch with fewer than two rows per rank runs whole on every rank.
+        In training mode each rank runs its share of the rows and the outputs are
+        gathered with one ``Allgatherv``; a batch with fewer than two rows per rank
+        runs whole on every rank. In eval mode every rank runs the whole batch
+        with no communication, so a callback may predict on rank 0 alone.
         """
-        self._sync_buffers(always=True)
         x = np.asarray(x)
         ranks = self.world_size
+        self._rows = None
+        if not self.module.training:
+            return self._module_forward(x)
+        self._sync_buffers()
         if ranks == 1 or x.ndim == 0 or len(x) < 2 * ranks:  # BatchNorm needs 2 rows per rank
-            self._rows = None
             return self._module_forward(x)
         bounds = _bounds(len(x), ranks)
         self._rows = (bounds[self.rank], bounds[self.rank + 1])
@@ -296,9 +300,10 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True, val
     single-process ``fastnn.fit`` with the same ``batch_size`` up to rounding.
     Only rank 0 draws the progress bar and writes ``checkpoint_dir``; to
     ``resume``, every rank reads the checkpoint (a shared file system when the
-    ranks run on several machines). ``callbacks`` run on every rank. On return,
-    every rank's model equals rank 0's. If any rank raises, its error is printed
-    and the job ends.
+    ranks run on several machines). ``callbacks`` run on every rank; in eval mode
+    (validation, ``predict`` in a callback) each rank computes whole batches on its
+    own, without communication. On return, every rank's model equals rank 0's. If
+    any rank raises, its error is printed and the job ends.
 
     Example (``mpirun -n 2 python train.py``):
         >>> history = fastnn.fit(model, x, y, loss_fn, opt, epochs=5, batch_size=256,  # doctest: +SKIP
@@ -314,8 +319,9 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True, val
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
         resumed = None
         if kwargs.get("resume") is not None:  # loaded here, so the ranks can check they start at one epoch
-            from .checkpoint import load_checkpoint
-            kwargs["resume"] = load_checkpoint(kwargs["resume"], model, optimizer, kwargs.get("scheduler"))
+            from .checkpoint import Checkpoint, load_checkpoint
+            if not isinstance(kwargs["resume"], Checkpoint):
+                kwargs["resume"] = load_checkpoint(kwargs["resume"], model, optimizer, kwargs.get("scheduler"))
             resumed = kwargs["resume"].epoch
         seed = _agree(comm, {"seed": seed, "samples": len(x), "batch_size": batch_size, "epochs": epochs,
                              "resumed_epoch": resumed})["seed"]
