@@ -1,7 +1,7 @@
 """Embedding lookup (a row gather) and its gradient (a race-free scatter-add)."""
 from numba import prange
 
-from ._jit import SERIAL_BELOW, kernel
+from ._jit import SERIAL_BELOW, kernel, serial_kernel
 
 # The gradient's rows are split into this many blocks, one per parallel iteration.
 # The sum for each row runs in index order whatever the split, so results do not
@@ -25,6 +25,20 @@ def embedding_forward(out, weight, idx):
             out[i, :] = weight[idx[i], :]
 
 
+@serial_kernel
+def _scatter_rows(dweight, dout, idx, padding_idx, accumulate, r0, r1):
+    # dweight[r0:r1] (+)= the rows of dout whose index falls in [r0, r1), in index order.
+    if not accumulate:
+        dweight[r0:r1, :] = 0
+    for i in range(idx.shape[0]):
+        r = idx[i]
+        if r >= r0 and r < r1 and r != padding_idx:
+            row = dweight[r]
+            src = dout[i]
+            for j in range(row.shape[0]):
+                row[j] += src[j]
+
+
 @kernel
 def embedding_backward(dweight, dout, idx, padding_idx, accumulate):
     """dweight[idx[i], :] += dout[i, :] for every i with idx[i] != padding_idx.
@@ -35,15 +49,10 @@ def embedding_backward(dweight, dout, idx, padding_idx, accumulate):
     """
     V, D = dweight.shape
     M = idx.shape[0]
-    blocks = min(ROW_BLOCKS, V) if M * D >= SERIAL_BELOW else 1
+    if M * D < SERIAL_BELOW:  # (M - M: a variable 0, so both calls share one compile)
+        _scatter_rows(dweight, dout, idx, padding_idx, accumulate, M - M, V)
+        return
+    blocks = min(ROW_BLOCKS, V)
     per = (V + blocks - 1) // blocks
     for b in prange(blocks):
-        r0 = b * per
-        r1 = min(r0 + per, V)
-        if not accumulate:
-            dweight[r0:r1, :] = 0
-        for i in range(M):
-            r = idx[i]
-            if r >= r0 and r < r1 and r != padding_idx:
-                for j in range(D):
-                    dweight[r, j] += dout[i, j]
+        _scatter_rows(dweight, dout, idx, padding_idx, accumulate, b * per, min(b * per + per, V))

@@ -163,7 +163,8 @@ class RNNBase(Module):
             bias, b_hn = self._biases(k, dt)
             gates = buf["gates"]
             matmul(gates.reshape(T * N, -1), inp, w_ih.data, trans_b=True)
-            rp.pack_panels(scratch["wp_fwd"], w_hh.data, True)
+            if N >= rp.MR:  # smaller batches use W_hh as it is (dot products)
+                rp.pack_panels(scratch["wp_fwd"], w_hh.data, True)
             rk.sequence_forward(hs, buf["aux"], gates, bias, b_hn, scratch["wp_fwd"], w_hh.data,
                                 scratch["hw"], scratch["ap"], scratch["chunk"], self._mode)
             inputs.append(inp)
@@ -195,9 +196,12 @@ class RNNBase(Module):
             buf, hs, inp = work[k], states[k], inputs[k]
             dxw, dhw = buf["dxw"], buf["dhw"]
             w_ih, w_hh, _, _ = self._layer(k)
-            rp.pack_panels(scratch["wp_bwd"], w_hh.data, False)
+            if N >= rp.MR:
+                rp.pack_panels(scratch["wp_bwd"], w_hh.data, False)
+            # W_hh^T for the dot-product path of batches under one panel (unused otherwise)
+            w_hh_t = np.ascontiguousarray(w_hh.data.T) if N < rp.MR else w_hh.data
             rk.sequence_backward(dxw, dhw, scratch["dh"], buf["dc"], dout, buf["gates"], hs, buf["aux"],
-                                 scratch["wp_bwd"], np.ascontiguousarray(w_hh.data.T), scratch["ap"],
+                                 scratch["wp_bwd"], w_hh_t, scratch["ap"],
                                  scratch["chunk"], self._mode, dout_bf)
             self._param_grads(k, dxw.reshape(T * N, -1), dhw.reshape(T * N, -1), inp,
                               hs[:-1].reshape(T * N, H), scratch["db"])
