@@ -1,4 +1,5 @@
 """fastnn.distributed: data-parallel training over MPI, checked under ``mpirun -n 2``."""
+import functools
 import os
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ sys.path.insert(0, HERE)
 import mpi_script  # noqa: E402
 
 
+@functools.lru_cache(maxsize=None)
 def mpirun_command(n=2):
     """``mpirun -n N`` for this machine: loopback only, allowed as root, one thread per rank."""
     cmd = [MPIRUN, "-n", str(n)]
@@ -26,12 +28,12 @@ def mpirun_command(n=2):
     if "Open MPI" in version or "OpenRTE" in version:
         cmd += ["--oversubscribe", "--mca", "btl", "self,tcp", "--mca", "btl_tcp_if_include", "lo",
                 "--mca", "oob_tcp_if_include", "lo"]
-    return cmd
+    return tuple(cmd)
 
 
 def mpirun(args, timeout=120, n=2):
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    return subprocess.run(mpirun_command(n) + args, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(list(mpirun_command(n)) + args, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")

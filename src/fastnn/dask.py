@@ -6,7 +6,7 @@ depends on, so each worker receives it once and loads it once (a per-process
 cache keyed by the bytes' SHA-256); blocks then run ``fastnn.predict`` with as
 many fastnn threads as the worker has threads, one block at a time per worker
 process. Kernels compute each row independently of the others, so the result
-equals a local ``fastnn.predict`` exactly, whatever the chunking.
+equals a local ``fastnn.predict`` whatever the chunking (see :func:`predict`).
 
 The same :class:`SharedModel` serves ``dask.dataframe`` partitions and plain
 process pools (``concurrent.futures``, ``multiprocessing``); see the README's
@@ -158,7 +158,9 @@ def predict(model, x, batch_size=256, num_threads=None):
 
     Returns:
         A ``dask.array.Array`` with ``x``'s row chunks; ``.compute()`` equals
-        ``fastnn.predict(model, x.compute())`` exactly.
+        ``fastnn.predict(model, x.compute())`` bitwise, unless a batch on either
+        side is tiny (a matrix product of under 4 rows or 8,192 multiply-adds takes
+        an unpacked path that may round differently in the last bit).
 
     Example:
         >>> x = dask.array.from_zarr("features.zarr")  # doctest: +SKIP
