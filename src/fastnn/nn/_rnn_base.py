@@ -203,7 +203,8 @@ class RNNBase(Module):
             rk.sequence_backward(dxw, dhw, scratch["dh"], buf["dc"], dout, buf["gates"], hs, buf["aux"],
                                  scratch["wp_bwd"], w_hh_t, scratch["ap"],
                                  scratch["chunk"], self._mode, dout_bf)
-            self._param_grads(k, dxw.reshape(T * N, -1), dhw.reshape(T * N, -1), inp,
+            dxw2 = dxw.reshape(T * N, -1)
+            self._param_grads(k, dxw2, dxw2 if dhw is dxw else dhw.reshape(T * N, -1), inp,
                               hs[:-1].reshape(T * N, H), scratch["db"])
             dinp = np.empty((T * N, inp.shape[1]), dt)
             matmul(dinp, dxw.reshape(T * N, -1), w_ih.data)
@@ -216,12 +217,23 @@ class RNNBase(Module):
         """Layer k's parameter gradients from all steps at once: dW_ih (+)= dxw^T @ x,
         dW_hh (+)= dhw^T @ h_{t-1}, db_ih (+)= sum dxw, db_hh (+)= sum dhw."""
         w_ih, w_hh, b_ih, b_hh = self._layer(k)
-        for p, dpre, rhs in ((w_ih, dxw, inp), (w_hh, dhw, h_prev)):
-            if p.requires_grad:
+        if dhw is dxw and w_ih.requires_grad and w_hh.requires_grad:
+            # one product for both: dxw^T @ [x | h_{t-1}] packs dxw^T once, not twice
+            both = np.empty((dxw.shape[1], inp.shape[1] + h_prev.shape[1]), dxw.dtype)
+            matmul(both, dxw, np.concatenate([inp, h_prev], axis=1), trans_a=True)
+            for p, part in ((w_ih, both[:, :inp.shape[1]]), (w_hh, both[:, inp.shape[1]:])):
                 grad, acc = p.grad_for_write()
-                matmul(grad, dpre, rhs, trans_a=True, accumulate=acc)
+                if acc:
+                    grad += part
+                else:
+                    grad[...] = part
+        else:
+            for p, dpre, rhs in ((w_ih, dxw, inp), (w_hh, dhw, h_prev)):
+                if p.requires_grad:
+                    grad, acc = p.grad_for_write()
+                    matmul(grad, dpre, rhs, trans_a=True, accumulate=acc)
         sums_of = None  # LSTM and RNN: both biases get the same sums, computed once
-        for p, dpre in ((b_ih, dxw), (b_hh, dhw if self._mode == rk.GRU else dxw)):
+        for p, dpre in ((b_ih, dxw), (b_hh, dhw)):
             if p is None or not p.requires_grad:
                 continue
             if sums_of is not dpre:
