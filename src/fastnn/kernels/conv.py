@@ -55,47 +55,34 @@ def scatter(out, tmp, n0, nb, oc0, bias, has_bias, kind, slope):
                     dst[p] = src[p] + v0
 
 
+# flags of conv2d_slots
+BACKWARD, POINTWISE, HAS_BIAS, NEED_DX, NEED_DW, NEED_DB = 1, 2, 4, 8, 16, 32
+
+
 @serial_kernel
-def _forward_group(out, x, w3, bias, col, tmp, xp, n0, nb, geom, pointwise, has_bias, kind, slope):
-    # out[n0:n0+nb] for every channel group; col, tmp flat scratch
+def _forward_group(out, x, w3, bias, cols, tmp, xp, n0, nb, geom, flags, kind, slope):
+    # out[n0:n0+nb] for every channel group
     G, OCg, Kg = w3.shape
     Cg = x.shape[1] // G
     P = out.shape[2]
-    cols = col[:Kg * nb * P].reshape((Kg, nb * P))
+    direct = flags & POINTWISE and nb == 1  # the input itself is the im2col matrix
     for g in range(G):
         dst = out[n0, g * OCg:(g + 1) * OCg] if nb == 1 else tmp[:OCg * nb * P].reshape((OCg, nb * P))
-        if pointwise and nb == 1:
-            gemm_serial(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)), False, False, False)
-        else:
+        src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct else cols
+        if not direct:
             gather(cols, xp, x, n0, nb, g * Cg, geom)
-            gemm_serial(dst, w3[g], cols, False, False, False)
-        if nb > 1 or has_bias or kind != act_k.IDENTITY:
-            scatter(out, dst, n0, nb, g * OCg, bias, has_bias, kind, slope)
-
-
-@kernel
-def conv2d_forward_slots(out, x, w3, bias, cols, tmps, xps, geom, per_gemm, pointwise, has_bias, kind, slope):
-    """out (N, OC, P) = act(conv2d(x, w) + bias), overwritten. w3 (G, OCg, Kg);
-    per slot s: cols[s], tmps[s] flat scratch, xps[s] (Cg, Hp, Wp) with a zero border.
-    Parallel over slots; each owns its samples' outputs."""
-    N = x.shape[0]
-    S = cols.shape[0]
-    for s in prange(S):
-        n1 = (s + 1) * N // S
-        for n0 in range(s * N // S, n1, per_gemm):
-            _forward_group(out, x, w3, bias, cols[s], tmps[s], xps[s], n0, min(per_gemm, n1 - n0), geom,
-                           pointwise, has_bias, kind, slope)
+        gemm_serial(dst, w3[g], src, False, False, False)
+        if nb > 1 or flags & HAS_BIAS or kind != act_k.IDENTITY:
+            scatter(out, dst, n0, nb, g * OCg, bias, flags & HAS_BIAS != 0, kind, slope)
 
 
 @serial_kernel
-def _backward_group(dx, dw_part, db_part, dout, x, w3, col, tmp, xp, n0, nb, geom, pointwise, need_dx, need_dw,
-                    need_db, first):
+def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xp, n0, nb, geom, flags, first):
     # this group's share of dw_part/db_part (overwritten when ``first``), and dx[n0:n0+nb]
     G, OCg, Kg = w3.shape
     Cg = x.shape[1] // G
     P = dout.shape[2]
-    cols = col[:Kg * nb * P].reshape((Kg, nb * P))
-    direct = pointwise and nb == 1
+    direct = flags & POINTWISE and nb == 1
     for g in range(G):
         if nb == 1:
             d = dout[n0, g * OCg:(g + 1) * OCg]
@@ -107,19 +94,17 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, col, tmp, xp, n0, nb, geo
                     dst = d[o, b * P:(b + 1) * P]
                     for p in range(P):
                         dst[p] = src[p]
-        if need_dw:
-            if direct:
-                gemm_serial(dw_part[g], d, x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)), False, True, not first)
-            else:
+        xcol = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct else cols
+        if flags & NEED_DW:
+            if not direct:
                 gather(cols, xp, x, n0, nb, g * Cg, geom)
-                gemm_serial(dw_part[g], d, cols, False, True, not first)
-        if need_dx and direct:
-            gemm_serial(dx[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)), w3[g], d, True, False, False)
-        elif need_dx:
-            gemm_serial(cols, w3[g], d, True, False, False)
-            for b in range(nb):
+            gemm_serial(dw_part[g], d, xcol, False, True, not first)
+        if flags & NEED_DX:
+            dcol = dx[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct else cols
+            gemm_serial(dcol, w3[g], d, True, False, False)
+            for b in range(0 if direct else nb):
                 col2im(dx, cols, n0 + b, g * Cg, geom, b * P)
-    for o in range(dout.shape[1] if need_db else 0):
+    for o in range(dout.shape[1] if flags & NEED_DB else 0):
         s = dout.dtype.type(0)
         for b in range(nb):
             row = dout[n0 + b, o]
@@ -129,31 +114,46 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, col, tmp, xp, n0, nb, geo
 
 
 @kernel
-def conv2d_backward_slots(dx, dw_parts, db_parts, dout, x, w3, cols, tmps, xps, geom, per_gemm, pointwise,
-                          need_dx, need_dw, need_db):
-    """dx (N, C, H, W) overwritten; dw_parts (S, G, OCg, Kg) and db_parts (S, OC)
-    overwritten with each slot's sums over its samples. dout (N, OC, P).
-    Parallel over slots (each owns its parts and its samples' dx)."""
+def conv2d_slots(y, dx, dw_parts, vecs, x, w3, cols, tmps, xps, geom, per_gemm, flags, kind, slope):
+    """Forward (flags without BACKWARD): y = out (N, OC, P) = act(conv2d(x, w) + vecs[0]),
+    overwritten (vecs[0] = bias, read if HAS_BIAS). Backward: y = dout; dx (N, C, H, W)
+    overwritten (NEED_DX); dw_parts (S, G, OCg, Kg) and vecs = db_parts (S, OC)
+    overwritten with each slot's sums (NEED_DW, NEED_DB). w3 (G, OCg, Kg); per slot s:
+    cols[s], tmps[s] flat scratch and xps[s] (Cg, Hp, Wp) with a zero border.
+    Parallel over slots. (One kernel for both directions: every function calling
+    gemm_serial re-optimises its code, which dominates compile time.)"""
     N = x.shape[0]
     S = cols.shape[0]
+    Kg, P = w3.shape[2], y.shape[2]
     for s in prange(S):
         n1 = (s + 1) * N // S
         for n0 in range(s * N // S, n1, per_gemm):
-            _backward_group(dx, dw_parts[s], db_parts[s], dout, x, w3, cols[s], tmps[s], xps[s], n0,
-                            min(per_gemm, n1 - n0), geom, pointwise, need_dx, need_dw, need_db, n0 == s * N // S)
+            nb = min(per_gemm, n1 - n0)
+            col = cols[s, :Kg * nb * P].reshape((Kg, nb * P))
+            if flags & BACKWARD:
+                _backward_group(dx, dw_parts[s], vecs[s], y, x, w3, col, tmps[s], xps[s], n0, nb, geom, flags,
+                                n0 == s * N // S)
+            else:
+                _forward_group(y, x, w3, vecs[0], col, tmps[s], xps[s], n0, nb, geom, flags, kind, slope)
 
 
 @kernel
 def sum_slots(out, parts, accumulate):
-    """out[i] (+)= sum_s parts[s, i], s in order. Parallel over blocks of i."""
+    """out[i] (+)= sum_s parts[s, i], summed in slot order into parts[0] (which is
+    overwritten). Parallel over blocks of i, vectorised along i."""
     S, M = parts.shape
     blocks = (M + 1023) // 1024
     for b in prange(blocks):
-        for i in range(b * 1024, min(b * 1024 + 1024, M)):
-            v = parts[0, i]
-            for s in range(1, S):
-                v += parts[s, i]
-            out[i] = out[i] + v if accumulate else v
+        i0 = b * 1024
+        i1 = min(i0 + 1024, M)
+        total = parts[0, i0:i1]
+        for s in range(1, S):
+            part = parts[s, i0:i1]
+            for i in range(i1 - i0):
+                total[i] += part[i]
+        dst = out[i0:i1]
+        for i in range(i1 - i0):
+            dst[i] = dst[i] + total[i] if accumulate else total[i]
 
 
 class Workspace:
@@ -230,7 +230,10 @@ def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0):
     slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, w3.shape[2], P)
     slope = float(slope)
     if N >= numba.get_num_threads():
-        conv2d_forward_slots(out3, x, w3, bias, cols, tmps, xps, geom, per_gemm, pointwise, has_bias, kind, slope)
+        flags = POINTWISE * pointwise + HAS_BIAS * has_bias
+        no_parts = work.view("no_parts", (1, 1, 1, 1), x.dtype)
+        conv2d_slots(out3, x, no_parts, bias.reshape(1, -1), x, w3, cols, tmps, xps, geom, per_gemm, flags, kind,
+                     slope)
         return
     for s in range(slots):  # few samples: the same groups, parallel inside each product
         n1 = (s + 1) * N // slots
@@ -262,10 +265,11 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_
     slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, Kg, P)
     dw_parts = work.view("dw_parts", (slots, G, OC // G, Kg), x.dtype)
     db_parts = work.view("db_parts", (slots, OC), x.dtype)
-    need_dx, need_dw, need_db = dx is not None, dweight is not None, dbias is not None
-    conv2d_backward_slots(dx if need_dx else x, dw_parts, db_parts, dout.reshape(N, OC, P), x, w3, cols, tmps, xps,
-                          geom, per_gemm, geom[:6] == (1, 1, 1, 1, 0, 0), need_dx, need_dw, need_db)
-    if need_dw:
+    flags = (BACKWARD + POINTWISE * (geom[:6] == (1, 1, 1, 1, 0, 0)) + NEED_DX * (dx is not None)
+             + NEED_DW * (dweight is not None) + NEED_DB * (dbias is not None))
+    conv2d_slots(dout.reshape(N, OC, P), x if dx is None else dx, dw_parts, db_parts, x, w3, cols, tmps, xps, geom,
+                 per_gemm, flags, 0, 0.0)
+    if dweight is not None:
         sum_slots(dweight.reshape(-1), dw_parts.reshape(slots, -1), accumulate_w)
-    if need_db:
+    if dbias is not None:
         sum_slots(dbias, db_parts, accumulate_b)
