@@ -240,3 +240,22 @@ def test_matches_pytorch_forward_and_backward(cfg, rng):
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(conv.weight.grad, tconv.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(conv.bias.grad, tconv.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bias,affine", [(True, True), (False, True), (False, False)])
+def test_fuse_conv_bn_eval_matches_the_pair(bias, affine, rng):
+    conv, x = make(CONFIGS[2], bias=bias)
+    bn = nn.BatchNorm2d(conv.out_channels, affine=affine).double()
+    for _ in range(3):  # non-trivial running statistics and affine parameters
+        bn(conv(rng.standard_normal(x.shape) * 2 + 1))
+    if affine:
+        bn.weight.data[...] = rng.uniform(0.5, 2, bn.num_features)
+        bn.bias.data[...] = rng.standard_normal(bn.num_features)
+    conv.eval()
+    bn.eval()
+    fused = nn.conv.fuse_conv_bn_eval(conv, bn)
+    np.testing.assert_allclose(fused(x), bn(conv(x)), rtol=1e-12, atol=1e-12)
+    fused._act_kind = act_k.RELU  # conv + bias + ReLU in one pass
+    np.testing.assert_allclose(fused(x), np.maximum(bn(conv(x)), 0), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="running statistics"):
+        nn.conv.fuse_conv_bn_eval(conv, nn.BatchNorm2d(3))

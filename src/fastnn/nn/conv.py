@@ -178,3 +178,32 @@ class Conv2d(Module):
         if self.bias is None:
             s += ", bias=False"
         return s
+
+
+def fuse_conv_bn_eval(conv, bn):
+    """A new Conv2d computing ``bn(conv(x))`` with ``bn`` in eval mode, like PyTorch's
+    ``torch.nn.utils.fusion.fuse_conv_bn_eval``: the batch norm's running statistics
+    and affine parameters folded into the convolution's weight and bias, so inference
+    skips the normalisation pass.
+
+    Example:
+        >>> fused = fuse_conv_bn_eval(model[0], model[1])  # model.eval() results unchanged
+    """
+    if not isinstance(conv, Conv2d):
+        raise TypeError(f"fuse_conv_bn_eval: expected a Conv2d, got {type(conv).__name__}")
+    if getattr(bn, "num_features", None) != conv.out_channels or not getattr(bn, "track_running_stats", False):
+        raise ValueError(f"fuse_conv_bn_eval: {bn!r} needs running statistics for {conv.out_channels} channels")
+    fused = Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv._config()["padding"],
+                   conv.dilation, conv.groups, bias=True, dtype=conv.weight.data.dtype)
+    w = conv.weight.data.astype(np.float64)
+    scale = 1.0 / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+    if bn.affine:
+        scale = scale * bn.weight.data
+    shift = -bn.running_mean * scale + (bn.bias.data if bn.affine else 0.0)
+    if conv.bias is not None:
+        shift = shift + conv.bias.data * scale
+    fused.weight.data[...] = w * scale.reshape(-1, 1, 1, 1)
+    fused.bias.data[...] = shift
+    fused._act_kind, fused._act_slope = conv._act_kind, conv._act_slope
+    fused.train(conv.training)
+    return fused
