@@ -7,7 +7,7 @@ One layer runs as
       micro-kernel on a W_hh packed once), then one fused pass: bias, gates, state
 and backward as
   sequence_backward: per step t (reversed), the gate gradients, then dh = dhw[t] @ W_hh
-  dW_ih = dxw^T @ x, dW_hh = dhw^T @ hs[:-1], dx = dxw @ W_ih  (one matmul each)
+  dW_ih = dxw^T @ x, dW_hh = dhw^T @ hs[:-1], dx = dxw @ W_ih   big matmuls (the caller)
 Samples are independent, so threads split the batch and each runs all T steps for
 its rows: one parallel region per layer and direction, instead of two per step.
 Each row's arithmetic is the same however the batch is split, so results do not

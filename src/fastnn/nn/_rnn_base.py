@@ -117,13 +117,11 @@ class RNNBase(Module):
                    "aux": np.zeros((T + 1, N, H) if has_aux else (1, 1, 1), dt),
                    "hs": np.empty((T + 1, N, H), dt) if k < self.num_layers - 1 else None,
                    "dc": np.empty((N, H) if self._mode == rk.LSTM else (1, 1), dt)}
-            # gradients of the pre-activations, input side and hidden side (GRU only differs)
-            buf["dxw"] = np.empty((T, N, G), dt)
-            buf["dhw"] = np.empty((T, N, G), dt) if self._mode == rk.GRU else buf["dxw"]
-            layers.append(buf)
-        scratch = {"chunk": chunk, "hw": np.zeros((chunks, chunk * pad(G)), dt), "db": np.empty(G, dt),
-                   "wp_fwd": np.empty(rp.panel_shape(H, G, dt), dt), "wp_bwd": np.empty(rp.panel_shape(G, H, dt), dt),
-                   "dh": np.zeros((chunks, chunk * pad(H)), dt), "ap": np.zeros((chunks, chunk * G), dt)}
+            layers.append(buf)  # "dxw", "dhw": added by the first backward
+        scratch = {"chunk": chunk, "hw": np.zeros((chunks, chunk * pad(G)), dt),
+                   "dh": np.zeros((chunks, chunk * pad(H)), dt), "ap": np.zeros((chunks, chunk * G), dt),
+                   "wp_fwd": np.empty(rp.panel_shape(H, G, dt), dt),
+                   "wp_bwd": np.empty(rp.panel_shape(G, H, dt), dt), "db": np.empty(G, dt)}
         self._work = (key, layers, scratch)
         return layers, scratch
 
@@ -194,6 +192,9 @@ class RNNBase(Module):
         self._cache = None  # one backward per forward, as in PyTorch
         for k in range(self.num_layers - 1, -1, -1):
             buf, hs, inp = work[k], states[k], inputs[k]
+            if "dxw" not in buf:  # gradients of the pre-activations, input and hidden side
+                buf["dxw"] = np.empty_like(buf["gates"])
+                buf["dhw"] = np.empty_like(buf["gates"]) if self._mode == rk.GRU else buf["dxw"]
             dxw, dhw = buf["dxw"], buf["dhw"]
             w_ih, w_hh, _, _ = self._layer(k)
             if N >= rp.MR:
