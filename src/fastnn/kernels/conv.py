@@ -8,7 +8,9 @@ channel group g, col (Kg, nb*P) is their im2col matrix side by side (``im2col``)
     dweight   dw[g] (OCg, Kg) += dout (OCg, nb*P) @ col^T
     dinput    dcol (Kg, nb*P)  = w[g]^T (Kg, OCg) @ dout;       dx = col2im(dcol)
 
-Small images are grouped so each GEMM has enough columns. The batch is split into
+The forward uses ``im2col``'s wide layout for stride 1 (one contiguous copy per
+row of col; the extra columns' outputs are dropped by ``scatter``), the backward
+the narrow one. Small images are grouped so each GEMM has enough columns. The batch is split into
 slots (contiguous runs of samples), one ``prange`` iteration each, with private
 scratch that stays in cache while ``gemm_serial`` runs; weight/bias gradients are
 summed per slot, then merged in slot order. Slots and groups depend only on the
@@ -34,25 +36,27 @@ COL_ELEMENTS = 1 << 18  # ... or its im2col block this many elements
 
 
 @serial_kernel
-def scatter(out, tmp, n0, nb, oc0, bias, has_bias, kind, slope):
-    """out[n0 + b, oc0 + o, :] = act(tmp[o, b*P:(b+1)*P] + bias[oc0 + o]), overwritten
-    (tmp may be out[n0, oc0:] itself when nb == 1). out (N, OC, P); tmp (OCg, nb*P)."""
-    P = out.shape[2]
+def scatter(out, tmp, n0, nb, oc0, bias, has_bias, kind, slope, OH, pitch):
+    """out[n0 + b, oc0 + o, oh*OW + ow] = act(tmp[o, (b*OH + oh)*pitch + ow] + bias[oc0 + o]),
+    overwritten (tmp may be out[n0, oc0:] itself when nb == 1 and pitch == OW).
+    out (N, OC, OH*OW); tmp (OCg, nb*OH*pitch)."""
+    OW = out.shape[2] // OH
     for b in range(nb):
         for o in range(tmp.shape[0]):
-            src = tmp[o, b * P:(b + 1) * P]
-            dst = out[n0 + b, oc0 + o]
             v0 = bias[oc0 + o] if has_bias else out.dtype.type(0)
-            if kind == act_k.RELU:
-                for p in range(P):
-                    v = src[p] + v0
-                    dst[p] = v if v > 0 else v * 0
-            elif kind != act_k.IDENTITY:
-                for p in range(P):
-                    dst[p] = act_k._forward_one(src[p] + v0, kind, slope)
-            else:
-                for p in range(P):
-                    dst[p] = src[p] + v0
+            for oh in range(OH):
+                src = tmp[o, (b * OH + oh) * pitch:(b * OH + oh) * pitch + OW]
+                dst = out[n0 + b, oc0 + o, oh * OW:(oh + 1) * OW]
+                if kind == act_k.RELU:
+                    for p in range(OW):
+                        v = src[p] + v0
+                        dst[p] = v if v > 0 else v * 0
+                elif kind != act_k.IDENTITY:
+                    for p in range(OW):
+                        dst[p] = act_k._forward_one(src[p] + v0, kind, slope)
+                else:
+                    for p in range(OW):
+                        dst[p] = src[p] + v0
 
 
 # flags of conv2d_slots
@@ -60,50 +64,56 @@ BACKWARD, POINTWISE, HAS_BIAS, NEED_DX, NEED_DW, NEED_DB = 1, 2, 4, 8, 16, 32
 
 
 @serial_kernel
-def _forward_group(out, x, w3, bias, cols, tmp, xp, n0, nb, geom, flags, kind, slope):
+def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, slope, OH, pitch):
     # out[n0:n0+nb] for every channel group
     G, OCg, Kg = w3.shape
     Cg = x.shape[1] // G
     P = out.shape[2]
-    direct = flags & POINTWISE and nb == 1  # the input itself is the im2col matrix
+    Pc = OH * pitch
+    direct_in = flags & POINTWISE and nb == 1  # the input itself is the im2col matrix
+    direct_out = nb == 1 and Pc == P  # the product lands in NCHW as it is
     for g in range(G):
-        dst = out[n0, g * OCg:(g + 1) * OCg] if nb == 1 else tmp[:OCg * nb * P].reshape((OCg, nb * P))
-        src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct else cols
-        if not direct:
-            gather(cols, xp, x, n0, nb, g * Cg, geom)
+        dst = out[n0, g * OCg:(g + 1) * OCg] if direct_out else tmp[:OCg * nb * Pc].reshape((OCg, nb * Pc))
+        src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols
+        if not direct_in:
+            gather(cols, xpf, x, n0, nb, g * Cg, geom, pitch)
         gemm_serial(dst, w3[g], src, False, False, False)
-        if nb > 1 or flags & HAS_BIAS or kind != act_k.IDENTITY:
-            scatter(out, dst, n0, nb, g * OCg, bias, flags & HAS_BIAS != 0, kind, slope)
+        if not direct_out or flags & HAS_BIAS or kind != act_k.IDENTITY:
+            scatter(out, dst, n0, nb, g * OCg, bias, flags & HAS_BIAS != 0, kind, slope, OH, pitch)
 
 
 @serial_kernel
-def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xp, n0, nb, geom, flags, first):
-    # this group's share of dw_part/db_part (overwritten when ``first``), and dx[n0:n0+nb]
+def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, geom, flags, first, OH, pitch):
+    # this group's share of dw_part/db_part (overwritten when ``first``), and dx[n0:n0+nb];
+    # narrow layout (pitch == OW)
     G, OCg, Kg = w3.shape
     Cg = x.shape[1] // G
     P = dout.shape[2]
-    direct = flags & POINTWISE and nb == 1
+    OW = P // OH
+    Pc = OH * pitch
+    direct_in = flags & POINTWISE and nb == 1
     for g in range(G):
-        if nb == 1:
+        if nb == 1 and Pc == P:
             d = dout[n0, g * OCg:(g + 1) * OCg]
-        else:
-            d = tmp[:OCg * nb * P].reshape((OCg, nb * P))
+        else:  # dout in the im2col column order (a wide layout would need zeros in its extra columns)
+            d = tmp[:OCg * nb * Pc].reshape((OCg, nb * Pc))
             for b in range(nb):
                 for o in range(OCg):
-                    src = dout[n0 + b, g * OCg + o]
-                    dst = d[o, b * P:(b + 1) * P]
-                    for p in range(P):
-                        dst[p] = src[p]
-        xcol = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct else cols
+                    for oh in range(OH):
+                        src = dout[n0 + b, g * OCg + o, oh * OW:(oh + 1) * OW]
+                        dst = d[o, (b * OH + oh) * pitch:(b * OH + oh) * pitch + OW]
+                        for p in range(OW):
+                            dst[p] = src[p]
+        xcol = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols
         if flags & NEED_DW:
-            if not direct:
-                gather(cols, xp, x, n0, nb, g * Cg, geom)
+            if not direct_in:
+                gather(cols, xpf, x, n0, nb, g * Cg, geom, pitch)
             gemm_serial(dw_part[g], d, xcol, False, True, not first)
         if flags & NEED_DX:
-            dcol = dx[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct else cols
+            dcol = dx[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols
             gemm_serial(dcol, w3[g], d, True, False, False)
-            for b in range(0 if direct else nb):
-                col2im(dx, cols, n0 + b, g * Cg, geom, b * P)
+            for b in range(0 if direct_in else nb):
+                col2im(dx, cols, n0 + b, g * Cg, geom, b * Pc, pitch)
     for o in range(dout.shape[1] if flags & NEED_DB else 0):
         s = dout.dtype.type(0)
         for b in range(nb):
@@ -114,27 +124,29 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xp, n0, nb, ge
 
 
 @kernel
-def conv2d_slots(y, dx, dw_parts, vecs, x, w3, cols, tmps, xps, geom, per_gemm, flags, kind, slope):
+def conv2d_slots(y, dx, dw_parts, vecs, x, w3, cols, tmps, xps, geom, per_gemm, flags, kind, slope, OH, pitch):
     """Forward (flags without BACKWARD): y = out (N, OC, P) = act(conv2d(x, w) + vecs[0]),
     overwritten (vecs[0] = bias, read if HAS_BIAS). Backward: y = dout; dx (N, C, H, W)
     overwritten (NEED_DX); dw_parts (S, G, OCg, Kg) and vecs = db_parts (S, OC)
     overwritten with each slot's sums (NEED_DW, NEED_DB). w3 (G, OCg, Kg); per slot s:
-    cols[s], tmps[s] flat scratch and xps[s] (Cg, Hp, Wp) with a zero border.
-    Parallel over slots. (One kernel for both directions: every function calling
-    gemm_serial re-optimises its code, which dominates compile time.)"""
+    cols[s], tmps[s] flat scratch, xps[s] the flat padded-input scratch of ``gather``;
+    ``pitch``: the im2col layout (see ``im2col``). Parallel over slots. (One kernel
+    for both directions: every function calling gemm_serial re-optimises its code,
+    which dominates compile time.)"""
     N = x.shape[0]
     S = cols.shape[0]
-    Kg, P = w3.shape[2], y.shape[2]
+    Kg, Pc = w3.shape[2], OH * pitch
     for s in prange(S):
         n1 = (s + 1) * N // S
         for n0 in range(s * N // S, n1, per_gemm):
             nb = min(per_gemm, n1 - n0)
-            col = cols[s, :Kg * nb * P].reshape((Kg, nb * P))
+            col = cols[s, :Kg * nb * Pc].reshape((Kg, nb * Pc))
             if flags & BACKWARD:
                 _backward_group(dx, dw_parts[s], vecs[s], y, x, w3, col, tmps[s], xps[s], n0, nb, geom, flags,
-                                n0 == s * N // S)
+                                n0 == s * N // S, OH, pitch)
             else:
-                _forward_group(y, x, w3, vecs[0], col, tmps[s], xps[s], n0, nb, geom, flags, kind, slope)
+                _forward_group(y, x, w3, vecs[0], col, tmps[s], xps[s], n0, nb, geom, flags, kind, slope, OH,
+                               pitch)
 
 
 @kernel
@@ -192,22 +204,30 @@ def output_size(size, kernel_size, stride, padding, dilation):
 
 
 def plan(N, Kg, P):
-    """(slots, samples per GEMM): functions of the shapes only."""
+    """(slots, samples per GEMM) for P columns per sample: functions of the shapes only."""
     slots = min(N, max(SLOTS, N // SAMPLES_PER_SLOT))
     per_gemm = max(1, min(MAX_COLS // P, COL_ELEMENTS // (Kg * P), -(-N // slots)))
     return slots, per_gemm
 
 
-def _scratch(work, x, geom, OC, Kg, P):
+def layout(x_shape, geom, out_hw):
+    """(OH, pitch) of the forward im2col: wide (pitch = padded width) for stride 1,
+    else narrow (pitch = OW). Backward always uses narrow: there the extra columns
+    cost more GEMM work than the faster copy saves."""
+    OH, OW = out_hw
+    return OH, (x_shape[3] + 2 * geom[5] if geom[2] == geom[3] == 1 else OW)
+
+
+def _scratch(work, x, geom, OC, Kg, OH, pitch):
     N, G, PH, PW = x.shape[0], geom[8], geom[4], geom[5]
-    slots, per_gemm = plan(N, Kg, P)
+    slots, per_gemm = plan(N, Kg, OH * pitch)
     shared = getattr(_shared, "work", None)
     if shared is None:
         shared = _shared.work = Workspace()
-    cols = shared.view("cols", (slots, Kg * per_gemm * P), x.dtype)
-    tmps = shared.view("tmps", (slots, OC // G * per_gemm * P), x.dtype)
-    padded = (x.shape[1] // G, x.shape[2] + 2 * PH, x.shape[3] + 2 * PW) if PH or PW else (1, 1, 1)
-    xps = work.view("xps", (slots,) + padded, x.dtype, zero_tag=padded + (PH, PW))
+    cols = shared.view("cols", (slots, Kg * per_gemm * OH * pitch), x.dtype)
+    tmps = shared.view("tmps", (slots, OC // G * per_gemm * OH * pitch), x.dtype)
+    padded = (x.shape[1] // G * (x.shape[2] + 2 * PH) * (x.shape[3] + 2 * PW) + geom[1] * geom[7],)
+    xps = work.view("xps", (slots,) + padded, x.dtype, zero_tag=padded + x.shape[1:] + geom)
     return slots, per_gemm, cols, tmps, xps
 
 
@@ -227,28 +247,31 @@ def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0):
     has_bias = bias is not None
     bias = bias if has_bias else weight.reshape(-1)[:1]
     pointwise = geom[:6] == (1, 1, 1, 1, 0, 0)
-    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, w3.shape[2], P)
+    OH, pitch = layout(x.shape, geom, out.shape[2:])
+    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, w3.shape[2], OH, pitch)
     slope = float(slope)
     if N >= numba.get_num_threads():
         flags = POINTWISE * pointwise + HAS_BIAS * has_bias
         no_parts = work.view("no_parts", (1, 1, 1, 1), x.dtype)
         conv2d_slots(out3, x, no_parts, bias.reshape(1, -1), x, w3, cols, tmps, xps, geom, per_gemm, flags, kind,
-                     slope)
+                     slope, OH, pitch)
         return
-    for s in range(slots):  # few samples: the same groups, parallel inside each product
+    Pc = OH * pitch
+    for s in range(slots):  # few samples: _forward_group's steps, parallel inside each product
         n1 = (s + 1) * N // slots
         for n0 in range(s * N // slots, n1, per_gemm):
             nb = min(per_gemm, n1 - n0)
-            col = cols[s, :w3.shape[2] * nb * P].reshape(-1, nb * P)
+            col = cols[s, :w3.shape[2] * nb * Pc].reshape(-1, nb * Pc)
+            direct_out = nb == 1 and Pc == P
             for g in range(G):
-                dst = out3[n0, g * OCg:(g + 1) * OCg] if nb == 1 else tmps[s, :OCg * nb * P].reshape(OCg, -1)
+                dst = out3[n0, g * OCg:(g + 1) * OCg] if direct_out else tmps[s, :OCg * nb * Pc].reshape(OCg, -1)
                 if pointwise and nb == 1:
                     matmul(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape(Cg, P))
                 else:
-                    gather(col, xps[s], x, n0, nb, g * Cg, geom)
+                    gather(col, xps[s], x, n0, nb, g * Cg, geom, pitch)
                     matmul(dst, w3[g], col)
-                if nb > 1 or has_bias or kind:
-                    scatter(out3, dst, n0, nb, g * OCg, bias, has_bias, kind, slope)
+                if not direct_out or has_bias or kind:
+                    scatter(out3, dst, n0, nb, g * OCg, bias, has_bias, kind, slope, OH, pitch)
 
 
 def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_w=False, accumulate_b=False):
@@ -262,13 +285,14 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_
     G = geom[8]
     w3 = weight.reshape(G, OC // G, -1)
     Kg = w3.shape[2]
-    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, Kg, P)
+    OH, pitch = dout.shape[2], dout.shape[3]  # narrow: measured faster than wide in backward
+    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, Kg, OH, pitch)
     dw_parts = work.view("dw_parts", (slots, G, OC // G, Kg), x.dtype)
     db_parts = work.view("db_parts", (slots, OC), x.dtype)
     flags = (BACKWARD + POINTWISE * (geom[:6] == (1, 1, 1, 1, 0, 0)) + NEED_DX * (dx is not None)
              + NEED_DW * (dweight is not None) + NEED_DB * (dbias is not None))
     conv2d_slots(dout.reshape(N, OC, P), x if dx is None else dx, dw_parts, db_parts, x, w3, cols, tmps, xps, geom,
-                 per_gemm, flags, 0, 0.0)
+                 per_gemm, flags, 0, 0.0, OH, pitch)
     if dweight is not None:
         sum_slots(dweight.reshape(-1), dw_parts.reshape(slots, -1), accumulate_w)
     if dbias is not None:

@@ -1,11 +1,18 @@
-"""Layout kernels of the convolution: zero-padded copy, im2col and its adjoint col2im.
+"""Layout kernels of the convolution: im2col (through a zero-padded copy) and col2im.
 
 ``geom`` is the int tuple ``(KH, KW, SH, SW, PH, PW, DH, DW, G)``. The im2col
-matrix of one sample's channel group has a row per k = (cg, kh, kw) and a column
-per output pixel; several samples sit side by side, sample b in columns
-``j0 = b * OH * OW`` onwards. All serial: the convolution calls them per sample
-from inside its own parallel loop. Inner loops index 1-D views from 0, which lets
-LLVM vectorise the unit-stride copies.
+matrix of one sample's channel group has a row per k = (cg, kh, kw) and
+``OH * pitch`` columns, output pixel (oh, ow) in column ``oh * pitch + ow``; several
+samples sit side by side, sample b from column ``j0 = b * OH * pitch``.
+
+* narrow layout, ``pitch == OW``: any stride.
+* wide layout, stride 1, ``pitch == Wp`` (the padded width): each row is then one
+  contiguous run of the padded input, so im2col is a plain copy per row; the
+  ``Wp - OW`` extra columns per output row hold values the caller ignores (their
+  outputs are dropped, their gradients are zero).
+
+All serial: the convolution calls them per sample group from inside its own
+parallel loop. Inner loops index 1-D views from 0, which lets LLVM vectorise.
 """
 from ._jit import serial_kernel
 
@@ -33,49 +40,49 @@ def pad_copy(xp, x, n, c0, PH, PW):
 
 
 @serial_kernel
-def im2col(col, xp, geom, j0):
-    """col[(cg*KH + kh)*KW + kw, j0 + oh*OW + ow] = xp[cg, oh*SH + kh*DH, ow*SW + kw*DW]
-    (overwritten). xp (Cg, Hp, Wp): one sample's channel group, already padded;
-    col (Cg*KH*KW, >= j0 + OH*OW)."""
+def gather(col, xpf, x, n0, nb, c0, geom, pitch):
+    """im2col of samples n0..n0+nb-1, channels c0..c0+Cg: col[k, b*OH*pitch + oh*pitch + ow]
+    = x[n0 + b, c0 + cg, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] (0 in the padding),
+    overwritten. col (Kg, nb*OH*pitch); xpf: flat scratch of Cg*Hp*Wp + KW*DW elements
+    whose border and tail the caller keeps zero."""
     KH, KW, SH, SW, PH, PW, DH, DW, G = geom
-    Cg, Hp, Wp = xp.shape
+    H, W = x.shape[2], x.shape[3]
+    Hp, Wp = H + 2 * PH, W + 2 * PW
     OH = (Hp - DH * (KH - 1) - 1) // SH + 1
     OW = (Wp - DW * (KW - 1) - 1) // SW + 1
-    for cg in range(Cg):
-        for kh in range(KH):
-            for kw in range(KW):
-                row = col[(cg * KH + kh) * KW + kw]
-                for oh in range(OH):
-                    dst = row[j0 + oh * OW:j0 + (oh + 1) * OW]
-                    if SW == 1:
-                        src = xp[cg, oh * SH + kh * DH, kw * DW:kw * DW + OW]
-                        for i in range(OW):
-                            dst[i] = src[i]
-                    else:
-                        xrow = xp[cg, oh * SH + kh * DH]
-                        for i in range(OW):
-                            dst[i] = xrow[i * SW + kw * DW]
-
-
-@serial_kernel
-def gather(col, xp, x, n0, nb, c0, geom):
-    """im2col of samples n0..n0+nb-1, channels c0.., side by side in col (Kg, nb*P)
-    (overwritten); with padding through xp (Cg, Hp, Wp), whose border must be zero."""
-    Cg = col.shape[0] // (geom[0] * geom[1])
-    P = col.shape[1] // nb
+    Cg = col.shape[0] // (KH * KW)
+    Pc = OH * pitch
+    wide = SH == 1 and SW == 1 and pitch == Wp
+    xp = xpf[:Cg * Hp * Wp].reshape((Cg, Hp, Wp))
     for b in range(nb):
-        if geom[4] == 0 and geom[5] == 0:
-            im2col(col, x[n0 + b, c0:c0 + Cg], geom, b * P)
-        else:
-            pad_copy(xp, x, n0 + b, c0, geom[4], geom[5])
-            im2col(col, xp, geom, b * P)
+        pad_copy(xp, x, n0 + b, c0, PH, PW)
+        for cg in range(Cg):
+            for kh in range(KH):
+                for kw in range(KW):
+                    row = col[(cg * KH + kh) * KW + kw, b * Pc:(b + 1) * Pc]
+                    if wide:  # one run of the padded image (it may end in the zero tail)
+                        src = xpf[(cg * Hp + kh * DH) * Wp + kw * DW:]
+                        for i in range(Pc):
+                            row[i] = src[i]
+                        continue
+                    for oh in range(OH):
+                        dst = row[oh * pitch:oh * pitch + OW]
+                        if SW == 1:
+                            src = xp[cg, oh * SH + kh * DH, kw * DW:kw * DW + OW]
+                            for i in range(OW):
+                                dst[i] = src[i]
+                        else:
+                            xrow = xp[cg, oh * SH + kh * DH]
+                            for i in range(OW):
+                                dst[i] = xrow[i * SW + kw * DW]
 
 
 @serial_kernel
-def col2im(dx, col, n, c0, geom, j0):
-    """dx[n, c0 + cg] = the adjoint of :func:`im2col` at columns j0..: each col entry
-    added to the pixel it was read from (overwritten; untouched pixels get 0), in a
-    fixed order. dx (N, C, H, W); col (Cg*KH*KW, >= j0 + OH*OW)."""
+def col2im(dx, col, n, c0, geom, j0, pitch):
+    """dx[n, c0 + cg] = the adjoint of :func:`gather` for the sample at columns j0..:
+    each col entry added to the pixel it was read from (overwritten; untouched pixels
+    get 0; padding and extra wide columns are never read), in a fixed order.
+    dx (N, C, H, W); col (Cg*KH*KW, >= j0 + OH*pitch)."""
     KH, KW, SH, SW, PH, PW, DH, DW, G = geom
     H, W = dx.shape[2], dx.shape[3]
     OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
@@ -94,7 +101,7 @@ def col2im(dx, col, n, c0, geom, j0):
                     ih = oh * SH - PH + kh * DH
                     if ih < 0 or ih >= H:
                         continue
-                    src = row[j0 + oh * OW + lo:j0 + oh * OW + hi]
+                    src = row[j0 + oh * pitch + lo:j0 + oh * pitch + hi]
                     if SW == 1:
                         dst = dx[n, c0 + cg, ih, lo + off:hi + off]
                         for i in range(hi - lo):
