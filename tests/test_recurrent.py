@@ -164,7 +164,7 @@ def test_outputs_survive_later_calls_and_shape_changes(rng):
     layer(rng.standard_normal((7, 1, 3)).astype(np.float32))
     for a, b in zip(saved, [out1, h1, c1]):
         np.testing.assert_array_equal(a, b)
-    again, (h2, c2) = layer(x1)
+    again, _ = layer(x1)
     np.testing.assert_array_equal(again, out1)
 
 
@@ -312,3 +312,43 @@ def test_matches_pytorch(mode, dtype, batch_first, given, N, rng):
     np.testing.assert_allclose(dx, xt.grad.numpy(), **tol)
     for name, p in tlayer.named_parameters():
         np.testing.assert_allclose(getattr(layer, name).grad, p.grad.numpy(), err_msg=name, **tol)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("N", [2, 9])
+def test_backward_through_final_state(mode, N, rng):
+    # d/dx and d/dparams of sum(out*g) + sum(h_n*gh) (+ sum(c_n*gc)) against central differences
+    T, F, H, L = 3, 2, 3, 2
+    layer = make(mode, F, H, num_layers=L, batch_first=True).double()
+    x = rng.standard_normal((N, T, F))
+    g, gh, gc = rng.standard_normal((N, T, H)), rng.standard_normal((L, N, H)), rng.standard_normal((L, N, H))
+
+    def objective():
+        out, state = layer(x)
+        h_n, c_n = state if mode == "lstm" else (state, None)
+        value = np.sum(out * g) + np.sum(h_n * gh)
+        return value + (np.sum(c_n * gc) if mode == "lstm" else 0.0)
+
+    layer.zero_grad()
+    objective()
+    dx = layer.backward(g, grad_h_n=gh, grad_c_n=gc if mode == "lstm" else None)
+    checks = [(x, dx)] + [(p.data, p.grad) for p in layer.parameters()]
+    for array, grad in checks:
+        flat, gflat = array.reshape(-1), grad.reshape(-1)
+        for i in rng.choice(flat.size, min(flat.size, 12), replace=False):
+            orig = flat[i]
+            flat[i] = orig + 1e-6
+            plus = objective()
+            flat[i] = orig - 1e-6
+            minus = objective()
+            flat[i] = orig
+            assert gflat[i] == pytest.approx((plus - minus) / 2e-6, rel=1e-5, abs=1e-7)
+    layer(x)
+    only_state = layer.backward(None, grad_h_n=gh)
+    assert only_state.shape == x.shape
+    layer(x)
+    with pytest.raises(ValueError, match=r"backward: expected grad_h_n of shape \(2, \d+, 3\), got \(2, 3\)"):
+        layer.backward(g, grad_h_n=gh[:, 0])
+    if mode != "lstm":
+        with pytest.raises(TypeError, match="grad_c_n is only for LSTM"):
+            layer.backward(g, grad_c_n=gc)

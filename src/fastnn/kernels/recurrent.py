@@ -215,12 +215,14 @@ def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode):
 
 
 @serial_kernel
-def _backward_chunk(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, n0, n1, mode, dout_bf):
+def _backward_chunk(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap, n0, n1, mode, dout_bf):
     H = hs.shape[2]
     C = wp.shape[0] * wp.shape[2]
     dh[:] = 0
-    if mode == LSTM:
-        dc[n0:n1] = 0
+    for n in range(n0, n1):  # the gradients w.r.t. h_n (and c_n) enter at the last step
+        dh[(n - n0) * C:(n - n0) * C + H] = dh_n[n]
+        if mode == LSTM:
+            dc[n] = dc_n[n]
     for t in range(gates.shape[0] - 1, -1, -1):
         for n in range(n0, n1):
             r = n - n0
@@ -234,10 +236,11 @@ def _backward_chunk(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, n0, n1, m
 
 
 @kernel
-def sequence_backward(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, chunk, mode, dout_bf):
+def sequence_backward(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap, chunk, mode, dout_bf):
     """Backpropagate one layer through all T steps (reversed), chunks of rows in parallel.
 
-    dout: the layer's output gradient (T, N, H), or (N, T, H) when ``dout_bf``.
+    dout: the layer's output gradient (T, N, H), or (N, T, H) when ``dout_bf``;
+    dh_n, dc_n (N, H): the gradients w.r.t. its last h and (LSTM) c.
     Overwrites dxw (T, N, G) with d(pre-activations) on the input side and, for GRU,
     dhw (T, N, G) on the hidden side (differs in the n part; else dhw is dxw). dxw
     must not alias ``gates`` (so LLVM vectorises the row loops). wp: W_hh packed by
@@ -247,13 +250,13 @@ def sequence_backward(dxw, dhw, dh, dc, dout, gates, hs, aux, wp, w, ap, chunk, 
     N = gates.shape[1]
     last = dh.shape[0] - 1
     if last == 0:
-        _backward_chunk(dxw, dhw, dh[last], dc, dout, gates, hs, aux, wp, w, ap[last], last * chunk, N,
-                        mode, dout_bf)
+        _backward_chunk(dxw, dhw, dh[last], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[last],
+                        last * chunk, N, mode, dout_bf)
         return
     for c in prange(last + 1):
         n0 = c * chunk
-        _backward_chunk(dxw, dhw, dh[c], dc, dout, gates, hs, aux, wp, w, ap[c], n0, min(n0 + chunk, N),
-                        mode, dout_bf)
+        _backward_chunk(dxw, dhw, dh[c], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[c], n0,
+                        min(n0 + chunk, N), mode, dout_bf)
 
 
 @serial_kernel

@@ -88,6 +88,12 @@ class RNNBase(Module):
             raise ValueError(f"{self._name}: expected {what} of shape {want}, got {h.shape}")
         return h.reshape(self.num_layers, N, self.hidden_size)
 
+    def _state_grad(self, g, what, want, dt):
+        g = as_float_array(g, f"{self._name}.backward", dt, name=what)
+        if g.shape != want:
+            raise ValueError(f"{self._name}.backward: expected {what} of shape {want}, got {g.shape}")
+        return g.reshape(want[0], -1, self.hidden_size)
+
     def _initial_state(self, hx, N, unbatched, dt):
         if hx is None:
             return None, None
@@ -180,7 +186,14 @@ class RNNBase(Module):
             out = out.transpose(1, 0, 2)
         return (out, (h_n, c_n)) if self._mode == rk.LSTM else (out, h_n)
 
-    def backward(self, grad_output):
+    def backward(self, grad_output, grad_h_n=None, grad_c_n=None):
+        """Gradient w.r.t. x from d loss / d output; accumulates every parameter's grad.
+
+        Args:
+            grad_output: shaped like ``output`` (None: zeros).
+            grad_h_n, grad_c_n: optional gradients w.r.t. ``h_n`` and (LSTM) ``c_n``, for
+                models that read the final state instead of (or as well as) the output.
+        """
         inputs, states, work, scratch, unbatched = self._saved(self._cache)
         T, N, H = states[-1].shape[0] - 1, states[-1].shape[1], self.hidden_size
         dt = states[-1].dtype
@@ -188,7 +201,14 @@ class RNNBase(Module):
             shape, dout_bf = (T, H), False
         else:
             shape, dout_bf = ((N, T, H), True) if self.batch_first else ((T, N, H), False)
+        if grad_output is None:
+            grad_output = np.zeros(shape, dt)
         dout = as_grad(grad_output, self._name, shape, dt).reshape((N, T, H) if dout_bf else (T, N, H))
+        if grad_c_n is not None and self._mode != rk.LSTM:
+            raise TypeError(f"{self._name}.backward: grad_c_n is only for LSTM")
+        want = (self.num_layers, H) if unbatched else (self.num_layers, N, H)
+        dh_n, dc_n = [np.zeros((self.num_layers, N, H), dt) if g is None else self._state_grad(g, what, want, dt)
+                      for g, what in ((grad_h_n, "grad_h_n"), (grad_c_n, "grad_c_n"))]
         self._cache = None  # one backward per forward, as in PyTorch
         for k in range(self.num_layers - 1, -1, -1):
             buf, hs, inp = work[k], states[k], inputs[k]
@@ -201,8 +221,8 @@ class RNNBase(Module):
                 rp.pack_panels(scratch["wp_bwd"], w_hh.data, False)
             # W_hh^T for the dot-product path of batches under one panel (unused otherwise)
             w_hh_t = np.ascontiguousarray(w_hh.data.T) if N < rp.MR else w_hh.data
-            rk.sequence_backward(dxw, dhw, scratch["dh"], buf["dc"], dout, buf["gates"], hs, buf["aux"],
-                                 scratch["wp_bwd"], w_hh_t, scratch["ap"],
+            rk.sequence_backward(dxw, dhw, scratch["dh"], buf["dc"], dout, dh_n[k], dc_n[k],
+                                 buf["gates"], hs, buf["aux"], scratch["wp_bwd"], w_hh_t, scratch["ap"],
                                  scratch["chunk"], self._mode, dout_bf)
             dxw2 = dxw.reshape(T * N, -1)
             self._param_grads(k, dxw2, dxw2 if dhw is dxw else dhw.reshape(T * N, -1), inp,
