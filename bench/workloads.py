@@ -28,7 +28,11 @@ def import_fastnn():
     """``fastnn``, the installed one, else the one in this checkout's ``src/``."""
     try:
         import fastnn
+        if getattr(fastnn, "__file__", None) is None:
+            # a namespace package: the kernel-cache folders an uninstall leaves behind
+            raise ImportError("fastnn is not installed")
     except ImportError:
+        sys.modules.pop("fastnn", None)
         sys.path.insert(0, os.path.join(ROOT, "src"))
         import fastnn
     return fastnn
