@@ -68,6 +68,12 @@ def test_gradcheck(mode, layers, batch_first, given, rng):
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_gradcheck_three_layers(mode, rng):
+    layer = make(mode, 2, 3, num_layers=3, batch_first=True).double()
+    assert fastnn.gradcheck(layer, rng.standard_normal((2, 4, 2)), max_checks=20)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
 def test_gradcheck_unbatched_and_no_bias(mode, rng):
     layer = make(mode, 2, 3, bias=False).double()
     assert fastnn.gradcheck(layer, rng.standard_normal((4, 2)))

@@ -150,12 +150,14 @@ class RNNBase(Module):
         unbatched = x.ndim == 2
         if unbatched:
             x = x.reshape(x.shape[0], 1, self.input_size)
-        elif self.batch_first:
-            x = np.ascontiguousarray(x.transpose(1, 0, 2))
-        T, N = x.shape[0], x.shape[1]
+        T, N = (x.shape[1], x.shape[0]) if self.batch_first and not unbatched else x.shape[:2]
         h0, c0 = self._initial_state(hx, N, unbatched, dt)
         self._cache = None
         work, scratch = self._work_buffers(T, N, dt)
+        if self.batch_first and not unbatched:  # to time-major, in a reused buffer
+            x_tm = scratch.setdefault("x_tm", np.empty((T, N, self.input_size), dt))
+            np.copyto(x_tm, x.transpose(1, 0, 2))
+            x = x_tm
         inputs, states = [], []
         inp = x.reshape(T * N, self.input_size)
         for k, buf in enumerate(work):
@@ -225,23 +227,30 @@ class RNNBase(Module):
                                  buf["gates"], hs, buf["aux"], scratch["wp_bwd"], w_hh_t, scratch["ap"],
                                  scratch["chunk"], self._mode, dout_bf)
             dxw2 = dxw.reshape(T * N, -1)
-            self._param_grads(k, dxw2, dxw2 if dhw is dxw else dhw.reshape(T * N, -1), inp,
+            self._param_grads(k, buf, dxw2, dxw2 if dhw is dxw else dhw.reshape(T * N, -1), inp,
                               hs[:-1].reshape(T * N, H), scratch["db"])
-            dinp = np.empty((T * N, inp.shape[1]), dt)
+            if k == 0:  # returned: a new array
+                dinp = np.empty((T * N, inp.shape[1]), dt)
+            else:
+                dinp = scratch.setdefault("dinp", np.empty((T * N, H), dt))
             matmul(dinp, dxw.reshape(T * N, -1), w_ih.data)
             dout, dout_bf = dinp.reshape(T, N, inp.shape[1]), False
         if unbatched:
             return dout[:, 0]
         return dout.transpose(1, 0, 2) if self.batch_first else dout
 
-    def _param_grads(self, k, dxw, dhw, inp, h_prev, db):
+    def _param_grads(self, k, buf, dxw, dhw, inp, h_prev, db):
         """Layer k's parameter gradients from all steps at once: dW_ih (+)= dxw^T @ x,
         dW_hh (+)= dhw^T @ h_{t-1}, db_ih (+)= sum dxw, db_hh (+)= sum dhw."""
         w_ih, w_hh, b_ih, b_hh = self._layer(k)
         if dhw is dxw and w_ih.requires_grad and w_hh.requires_grad:
             # one product for both: dxw^T @ [x | h_{t-1}] packs dxw^T once, not twice
-            both = np.empty((dxw.shape[1], inp.shape[1] + h_prev.shape[1]), dxw.dtype)
-            matmul(both, dxw, np.concatenate([inp, h_prev], axis=1), trans_a=True)
+            if "xh" not in buf:
+                buf["xh"] = np.empty((inp.shape[0], inp.shape[1] + h_prev.shape[1]), dxw.dtype)
+                buf["dw"] = np.empty((dxw.shape[1], buf["xh"].shape[1]), dxw.dtype)
+            xh, both = buf["xh"], buf["dw"]
+            np.concatenate([inp, h_prev], axis=1, out=xh)
+            matmul(both, dxw, xh, trans_a=True)
             for p, part in ((w_ih, both[:, :inp.shape[1]]), (w_hh, both[:, inp.shape[1]:])):
                 grad, acc = p.grad_for_write()
                 if acc:
