@@ -2,13 +2,12 @@
 configurations, batch chunking, fused epilogue, threads, bad input, PyTorch."""
 import numpy as np
 import pytest
+import reference as ref
 
 import fastnn
 from fastnn import nn
 from fastnn.kernels import activations as act_k
 from fastnn.kernels import conv as conv_k
-
-import reference as ref
 
 # (N, C, H, W, OC, kernel, stride, padding, dilation, groups)
 CONFIGS = [
@@ -183,14 +182,14 @@ def test_save_and_load_round_trip(tmp_path, rng):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(in_channels=3, out_channels=4, kernel_size=3, groups=2), "divisible by groups"),
-    (dict(in_channels=4, out_channels=3, kernel_size=3, groups=2), "divisible by groups"),
-    (dict(in_channels=3, out_channels=4, kernel_size=0), "kernel_size"),
-    (dict(in_channels=3, out_channels=4, kernel_size=3, stride=0), "stride"),
-    (dict(in_channels=3, out_channels=4, kernel_size=3, padding=-1), "padding"),
-    (dict(in_channels=3, out_channels=4, kernel_size=(3, 3, 3)), "kernel_size"),
-    (dict(in_channels=0, out_channels=4, kernel_size=3), "in_channels"),
-    (dict(in_channels=3, out_channels=4, kernel_size=3, padding_mode="reflect"), "padding_mode"),
+    ({"in_channels": 3, "out_channels": 4, "kernel_size": 3, "groups": 2}, "divisible by groups"),
+    ({"in_channels": 4, "out_channels": 3, "kernel_size": 3, "groups": 2}, "divisible by groups"),
+    ({"in_channels": 3, "out_channels": 4, "kernel_size": 0}, "kernel_size"),
+    ({"in_channels": 3, "out_channels": 4, "kernel_size": 3, "stride": 0}, "stride"),
+    ({"in_channels": 3, "out_channels": 4, "kernel_size": 3, "padding": -1}, "padding"),
+    ({"in_channels": 3, "out_channels": 4, "kernel_size": (3, 3, 3)}, "kernel_size"),
+    ({"in_channels": 0, "out_channels": 4, "kernel_size": 3}, "in_channels"),
+    ({"in_channels": 3, "out_channels": 4, "kernel_size": 3, "padding_mode": "reflect"}, "padding_mode"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -225,7 +224,7 @@ def test_bad_grad_and_backward_before_forward(rng):
 @pytest.mark.parametrize("cfg", CONFIGS + [(4, 16, 14, 14, 32, 3, 1, 1, 1, 1)], ids=IDS + ["big"])
 def test_matches_pytorch_forward_and_backward(cfg, rng):
     torch = pytest.importorskip("torch")
-    N, C, H, W, OC, k, s, p, d, g = cfg
+    _, C, _, _, OC, k, s, p, d, g = cfg
     conv, x = make(cfg, np.float32)
     tconv = torch.nn.Conv2d(C, OC, k, stride=s, padding=p, dilation=d, groups=g)
     tconv.load_state_dict({k_: torch.from_numpy(v) for k_, v in conv.state_dict().items()})

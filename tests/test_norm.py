@@ -2,11 +2,10 @@
 documented formulas, float64 gradient checks, threads, bad input, PyTorch."""
 import numpy as np
 import pytest
+import reference as ref
 
 import fastnn
 from fastnn import nn
-
-import reference as ref
 
 SHAPES = [("1d", (5, 4)), ("1d", (3, 4, 7)), ("2d", (2, 4, 5, 3)), ("2d", (1, 4, 3, 3)), ("2d", (7, 4, 1, 1))]
 
@@ -31,7 +30,7 @@ def data(shape, dtype=np.float64, seed=0):
 @pytest.mark.parametrize("kind,shape", SHAPES)
 def test_train_then_eval_follow_the_documented_formulas(kind, shape, dtype):
     bn = make(kind, dtype)
-    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-5, atol=2e-5)
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == np.float64 else {"rtol": 2e-5, "atol": 2e-5}
     rm, rv = np.zeros(4), np.ones(4)
     for step in range(3):
         x = data(shape, dtype, seed=step)

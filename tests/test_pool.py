@@ -2,11 +2,10 @@
 float64 gradient checks, threads, bad input, PyTorch."""
 import numpy as np
 import pytest
+import reference as ref
 
 import fastnn
 from fastnn import nn
-
-import reference as ref
 
 # (N, C, H, W, kernel, stride, padding, ceil_mode)
 CONFIGS = [

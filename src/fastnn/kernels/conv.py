@@ -66,7 +66,7 @@ BACKWARD, POINTWISE, HAS_BIAS, NEED_DX, NEED_DW, NEED_DB = 1, 2, 4, 8, 16, 32
 @serial_kernel
 def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, slope, OH, pitch):
     # out[n0:n0+nb] for every channel group
-    G, OCg, Kg = w3.shape
+    G, OCg = w3.shape[0], w3.shape[1]
     Cg = x.shape[1] // G
     P = out.shape[2]
     Pc = OH * pitch
@@ -86,7 +86,7 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
 def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, geom, flags, first, OH, pitch):
     # this group's share of dw_part/db_part (overwritten when ``first``), and dx[n0:n0+nb];
     # narrow layout (pitch == OW)
-    G, OCg, Kg = w3.shape
+    G, OCg = w3.shape[0], w3.shape[1]
     Cg = x.shape[1] // G
     P = dout.shape[2]
     OW = P // OH

@@ -45,7 +45,7 @@ def gather(col, xpf, x, n0, nb, c0, geom, pitch):
     = x[n0 + b, c0 + cg, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] (0 in the padding),
     overwritten. col (Kg, nb*OH*pitch); xpf: flat scratch of Cg*Hp*Wp + KW*DW elements
     whose border and tail the caller keeps zero."""
-    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    KH, KW, SH, SW, PH, PW, DH, DW, _ = geom
     H, W = x.shape[2], x.shape[3]
     Hp, Wp = H + 2 * PH, W + 2 * PW
     OH = (Hp - DH * (KH - 1) - 1) // SH + 1
@@ -83,7 +83,7 @@ def col2im(dx, col, n, c0, geom, j0, pitch):
     each col entry added to the pixel it was read from (overwritten; untouched pixels
     get 0; padding and extra wide columns are never read), in a fixed order.
     dx (N, C, H, W); col (Cg*KH*KW, >= j0 + OH*pitch)."""
-    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    KH, KW, SH, SW, PH, PW, DH, DW, _ = geom
     H, W = dx.shape[2], dx.shape[3]
     OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
     OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1

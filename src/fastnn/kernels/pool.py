@@ -58,7 +58,7 @@ def max_pool_forward(out, argmax, x, geom, with_index):
                     b = best[lo:hi]
                     for i in range(hi - lo):
                         v = src[i * SW]
-                        b[i] = v if (v > b[i]) | (v != v) else b[i]
+                        b[i] = v if (v > b[i]) | (v != v) else b[i]  # noqa: PLR0124 (NaN test)
             if not with_index:
                 continue
             where = argmax[p, oh]
@@ -75,7 +75,7 @@ def max_pool_forward(out, argmax, x, geom, with_index):
                     base = ih * W + lo * SW + off
                     for i in range(hi - lo):
                         v = src[i * SW]
-                        hit = np.int32((v == b[i]) | (v != v))  # arithmetic, not a branch
+                        hit = np.int32((v == b[i]) | (v != v))  # noqa: PLR0124 (arithmetic, not a branch)
                         wv[i] = wv[i] + hit * (np.int32(base + i * SW) - wv[i])
 
 

@@ -111,7 +111,7 @@ class Conv2d(Module):
 
     def output_shape(self, input_shape):
         """(N, C_out, H_out, W_out) for an input shape, or ValueError naming the shapes."""
-        N, C, H, W = input_shape
+        N, _, H, W = input_shape
         (KH, KW), (SH, SW), (PH, PW), (DH, DW) = self.kernel_size, self.stride, self.padding, self.dilation
         ext_h, ext_w = DH * (KH - 1) + 1, DW * (KW - 1) + 1
         if H + 2 * PH < ext_h or W + 2 * PW < ext_w:
