@@ -14,8 +14,9 @@ Timing rules:
 * ``time_*`` time one call; ``track_*`` time the call themselves
   (``workloads.seconds_per_call``, the timer ``compare_torch.py`` uses too) and
   report a rate with its ``unit``.
-* Sizes stay modest: CI runs every benchmark once (``--quick``), each in its own
-  process, and each process loads the kernels it uses.
+* Sizes stay modest: CI runs every benchmark and parameter set once
+  (``--quick``), each in a process forked from asv's server, where
+  ``warm_kernels.py`` has loaded the kernels once for all of them.
 """
 import abc
 

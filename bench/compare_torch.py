@@ -1,4 +1,4 @@
-"""fastnn against PyTorch's CPU build on the four reference workloads (WORKLOADS.md).
+"""fastnn against PyTorch's CPU build on the four reference workloads (workloads.py).
 
     python bench/compare_torch.py                  # 2 threads, 3 rounds, all workloads
     python bench/compare_torch.py --quick          # 1 round, shorter timings

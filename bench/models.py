@@ -1,8 +1,8 @@
-"""End-to-end: the four reference workloads of WORKLOADS.md (``workloads.py``).
+"""End-to-end: the four reference workloads (``workloads.py``, README "Performance").
 
 A training step is forward + CrossEntropyLoss + backward + Adam(lr=1e-3) step;
-inference is a forward pass in eval mode. Each runs at batch 1, at the batch
-WORKLOADS.md lists and at a large one (``workloads.batch_sizes``):
+inference is a forward pass in eval mode. Each runs at batch 1, at the
+workload's listed batch and at a large one (``workloads.batch_sizes``):
 
     mlp 1 / 128 / 1024, lenet 1 / 64 / 512, resnet 1 / 32 / 128, lstm 1 / 64 / 512
 

@@ -1,4 +1,4 @@
-"""The four reference workloads of WORKLOADS.md, in fastnn and in PyTorch.
+"""The four reference workloads fastnn's speed is judged on, in fastnn and in PyTorch.
 
 The one place both the asv suite and ``compare_torch.py`` take their models
 from. Each model is written once, against a namespace of layer classes, and
@@ -39,7 +39,7 @@ def import_fastnn():
 
 
 NAMES = ("mlp", "lenet", "resnet", "lstm")
-# batch size listed in WORKLOADS.md, and a large one for throughput
+# the batch size each workload is defined with, and a large one for throughput
 BATCH = {"mlp": 128, "lenet": 64, "resnet": 32, "lstm": 64}
 LARGE_BATCH = {"mlp": 1024, "lenet": 512, "resnet": 128, "lstm": 512}
 INPUT_SHAPE = {"mlp": (784,), "lenet": (1, 28, 28), "resnet": (3, 32, 32), "lstm": (32, 64)}
