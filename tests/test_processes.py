@@ -152,3 +152,62 @@ def test_forked_child_of_an_openmp_parent_gets_a_clear_error():
         pytest.skip("no OpenMP threading layer here")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "0"
+
+
+_FALLBACK_SCRIPT = textwrap.dedent("""
+    import multiprocessing, threading
+    import numba, numpy as np
+    import fastnn
+    from fastnn import nn
+
+    def build(seed):  # in the main thread: manual_seed is process-wide
+        fastnn.manual_seed(seed)
+        return nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 10))
+
+    def score(seed, model=None):
+        model = build(seed) if model is None else model
+        x = np.random.default_rng(seed).standard_normal((600, 64)).astype(np.float32)
+        return fastnn.predict(model, x, batch_size=600)
+
+    if __name__ == "__main__":
+        serial = [score(s) for s in range(4)]  # runs parallel kernels before the fork
+        assert numba.threading_layer() == "workqueue", numba.threading_layer()
+        models = [build(s) for s in range(4)]
+        results = [None] * 4
+        workers = [threading.Thread(target=lambda i=i: results.__setitem__(i, score(i, models[i])))
+                   for i in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            forked = pool.map(score, range(4))
+        for a, b, c in zip(serial, results, forked):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
+        print("fallback ok")
+""")
+
+
+def test_workqueue_fallback_handles_python_threads_and_fork(tmp_path):
+    """Without TBB, fastnn falls back to the guarded workqueue layer: still thread- and fork-safe."""
+    script = tmp_path / "fallback.py"
+    script.write_text(_FALLBACK_SCRIPT)
+    env = dict(__import__("os").environ, NUMBA_THREADING_LAYER="workqueue")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fallback ok" in done.stdout
+
+
+def test_default_layer_is_tbb_when_the_tbb_package_is_installed():
+    from importlib import metadata
+
+    try:
+        metadata.version("tbb")
+    except metadata.PackageNotFoundError:
+        pytest.skip("the tbb package is not installed")
+    code = "import fastnn, numba, numpy as np; fastnn.nn.Linear(512, 512)(np.ones((512, 512))); print(numba.threading_layer())"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMBA_THREADING_LAYER"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "tbb"

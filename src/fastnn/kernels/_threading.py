@@ -1,30 +1,32 @@
 """Numba's threading layer: chosen once, before Numba starts its thread pool, and guarded.
 
-The choice is ``workqueue`` (Numba's own pthread pool, shipped with every Numba):
+The choice, unless ``NUMBA_THREADING_LAYER`` says otherwise:
 
-* it is fork-safe: a ``multiprocessing`` worker forked from a process that already
-  ran kernels starts a fresh pool. GNU OpenMP (``omp``, Numba's pick on Linux when
-  TBB is absent) is not: the child is killed with SIGTERM on its first parallel
-  kernel. OpenMP's spin-waiting threads also collapse when cores are shared, as
-  they are in process pools (measured: 1,000-16,000 samples/s against workqueue's
-  ~50,000 on the digits demo under load);
-* it needs no extra library. TBB is thread- and fork-safe too, but its pip wheel
-  puts ``libtbb.so.12`` where the dynamic loader does not look, so it only works
-  with ``LD_LIBRARY_PATH`` set.
+* ``tbb`` when the ``tbb`` package is installed (``pip install "fastnn[tbb]"``):
+  thread-safe, fork-safe, and a parallel launch costs about 1 us. Its wheel puts
+  ``libtbb.so.12`` in the environment's ``lib/`` folder, where the dynamic loader
+  does not look, so it is loaded here by path (``ctypes``) before Numba's TBB pool
+  asks for it by name;
+* otherwise ``workqueue`` (Numba's own pthread pool, shipped with every Numba):
+  fork-safe, but a launch costs tens of microseconds (kernels run small work
+  serially to avoid it) and it cannot run parallel regions launched from two
+  Python threads at once (it aborts the process), so every parallel kernel call
+  takes one process lock (``kernel_lock``).
 
-What workqueue cannot do is run parallel regions launched from two Python threads
-at once (it aborts the process). So every parallel kernel call takes one process
-lock (``kernel_lock``); serial kernels do not. Kernels from different Python
-threads therefore run one at a time, each on all of fastnn's threads. A fork
-handler holds the lock across ``fork()`` so a child never inherits it locked.
+GNU OpenMP (``omp``, Numba's own pick on Linux when TBB is absent) is never chosen
+by default: a ``multiprocessing`` worker forked from a process that already ran
+kernels is killed on its first parallel kernel, and its spin-waiting threads
+collapse when cores are shared, as they are in process pools.
 
-``NUMBA_THREADING_LAYER`` set by the user wins (e.g. ``tbb``). The guards follow
-the layer actually loaded: no lock under ``tbb``/``omp``; under ``omp``, a process
-forked after the pool started gets a clear ``RuntimeError`` instead of SIGTERM.
+``NUMBA_THREADING_LAYER`` set by the user wins. The guards follow the layer
+actually loaded: no lock under ``tbb``/``omp``; under ``omp``, a process forked
+after the pool started gets a clear ``RuntimeError`` instead of being killed. A
+fork handler holds the lock across ``fork()`` so a child never inherits it locked.
 
 Thread count: ``fastnn.set_num_threads`` is process-wide (Numba's own setting is
 per Python thread); each parallel call applies it to the calling thread if stale.
 """
+import ctypes
 import os
 import threading
 
@@ -32,11 +34,39 @@ import numba
 from numba.extending import typeof_impl
 from numba.np.ufunc import parallel as _parallel
 
-DEFAULT_LAYER = "workqueue"
+FALLBACK_LAYER = "workqueue"
 _THREAD_SAFE = ("tbb", "omp")
+_TBB_LIBRARIES = ("libtbb.so.12", "libtbb.12.dylib", "tbb12.dll")
+
+
+def _load_tbb():
+    """Load the ``tbb`` package's library so Numba's TBB pool finds it; True if usable."""
+    try:
+        from importlib import metadata
+
+        files = metadata.files("tbb") or ()
+    except Exception:  # not installed, or unreadable metadata
+        return False
+    for file in files:
+        if file.name in _TBB_LIBRARIES:
+            try:
+                ctypes.CDLL(str(file.locate()), mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+                from numba.np.ufunc import tbbpool  # noqa: F401  (fails if TBB is too old)
+            except (OSError, ImportError):
+                return False
+            return True
+    return False
+
+
+def _default_layer():
+    return "tbb" if _load_tbb() else FALLBACK_LAYER
+
 
 _user_layer = os.environ.get("NUMBA_THREADING_LAYER", "").strip()
+if _user_layer in ("tbb", "default", "threadsafe", "forksafe"):
+    _load_tbb()  # let an explicit or implicit TBB choice find the pip-installed library
 if not _user_layer and not _parallel._is_initialized:
+    DEFAULT_LAYER = _default_layer()
     # Numba re-reads NUMBA_* variables when any of them changes, so set both; child
     # processes inherit the choice.
     os.environ["NUMBA_THREADING_LAYER"] = DEFAULT_LAYER
