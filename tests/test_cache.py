@@ -141,3 +141,25 @@ def test_a_temp_cache_folder_owned_by_someone_else_is_not_used(tmp_path, monkeyp
     assert not _jit._writable_dir(str(tmp_path / "file" / "sub"))
     monkeypatch.setenv("FASTNN_DISABLE_CACHE", "1")
     assert _jit._choose_cache() == (None, False, "disabled by FASTNN_DISABLE_CACHE")
+
+
+def test_bounds_checked_runs_do_not_reuse_unchecked_cached_kernels():
+    """Numba's cache key ignores NUMBA_BOUNDSCHECK; fastnn keeps checked builds apart,
+    so a bounds-checked run really checks even when the normal cache is warm."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from fastnn.kernels.elementwise import add\n"
+            "a, b = np.zeros(3, np.float32), np.zeros(2, np.float32)\n"
+            "try:\n    add(a, a, b)\n    print('unchecked')\n"
+            "except IndexError:\n    print('checked')\n")
+    base = {k: v for k, v in os.environ.items() if k != "NUMBA_BOUNDSCHECK"}
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=dict(base, NUMBA_BOUNDSCHECK="0"), timeout=300)
+    checked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=dict(base, NUMBA_BOUNDSCHECK="1"), timeout=300)
+    assert plain.returncode == 0 and checked.returncode == 0, plain.stderr + checked.stderr
+    assert plain.stdout.strip() == "unchecked"
+    assert checked.stdout.strip() == "checked"

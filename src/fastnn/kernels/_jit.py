@@ -106,7 +106,20 @@ def _choose_cache():
     return None, False, f"off: none writable ({', '.join(tried)})"
 
 
-CACHE_DIR, CACHE, CACHE_REASON = _choose_cache()
+def _apart_if_bounds_checked(folder, on, reason):
+    """Numba's cache key ignores ``NUMBA_BOUNDSCHECK``: a bounds-checked run would load
+    kernels compiled without checks (and leave slow checked ones for later runs).
+    Bounds-checked builds therefore get their own ``boundscheck`` subfolder."""
+    if not (on and numba.config.BOUNDSCHECK):
+        return folder, on, reason
+    checked = os.path.join(folder or IN_TREE, "boundscheck")
+    if _writable_dir(checked):
+        numba.config.CACHE_DIR = checked
+        return checked, True, f"{reason}, bounds-checked builds apart"
+    return None, False, f"off: {checked} (bounds-checked builds) not writable"
+
+
+CACHE_DIR, CACHE, CACHE_REASON = _apart_if_bounds_checked(*_choose_cache())
 
 _OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), nogil=True, error_model="numpy")
 
