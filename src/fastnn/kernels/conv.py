@@ -20,12 +20,12 @@ parallel ``matmul`` instead (same groups, same arithmetic).
 """
 import threading
 
-import numba
 import numpy as np
 from numba import prange
 
 from . import activations as act_k
 from ._jit import kernel, serial_kernel
+from ._threading import get_threads
 from .im2col import col2im, gather
 from .matmul import gemm_serial, matmul
 
@@ -250,7 +250,7 @@ def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0):
     OH, pitch = layout(x.shape, geom, out.shape[2:])
     slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, w3.shape[2], OH, pitch)
     slope = float(slope)
-    if N >= numba.get_num_threads():
+    if N >= get_threads():
         flags = POINTWISE * pointwise + HAS_BIAS * has_bias
         no_parts = work.view("no_parts", (1, 1, 1, 1), x.dtype)
         conv2d_slots(out3, x, no_parts, bias.reshape(1, -1), x, w3, cols, tmps, xps, geom, per_gemm, flags, kind,

@@ -1,7 +1,8 @@
 """Small elementwise and reduction kernels shared by several layers."""
+import numpy as np
 from numba import prange
 
-from ._jit import SERIAL_BELOW, kernel
+from ._jit import SERIAL_BELOW, inline, kernel
 
 # Reductions split their input into chunks of this many elements; the split does
 # not depend on the thread count, so sums are bitwise reproducible.
@@ -20,30 +21,37 @@ def add(out, a, b):
             out[i] = a[i] + b[i]
 
 
+@inline
+def _sum_rows(out, x, r0, r1, accumulate):
+    # out[:] (+)= sum of rows r0..r1 of x, added in order (whole rows: vectorises).
+    if not accumulate:
+        for j in range(out.shape[0]):  # a loop, not out[:] = 0: in a parallel kernel that is a parfor
+            out[j] = 0
+    for i in range(r0, r1):
+        row = x[i]
+        for j in range(out.shape[0]):
+            out[j] += row[j]
+
+
 @kernel
 def column_sum(out, x, accumulate):
-    """out[j] (+)= sum_i x[i, j]. x (M, N). Parallel over 64-column blocks (each
-    iteration owns its columns); rows summed in order, so results are exact
-    across thread counts."""
+    """out[j] (+)= sum_i x[i, j] (the bias gradient). x (M, N).
+
+    Memory-bound: on two cores a parallel split loses to one thread streaming whole
+    rows (measured up to 3M elements), so only inputs of 4M+ elements split the rows into a
+    number of chunks that depends only on M (never on the thread count), sum each
+    chunk in parallel into its own partial row, then add the partials in order:
+    the same result at any thread count.
+    """
     M, N = x.shape
-    blocks = (N + 63) // 64
-    if M * N < SERIAL_BELOW:
-        for j in range(N):
-            if not accumulate:
-                out[j] = 0
-        for i in range(M):
-            for j in range(N):
-                out[j] += x[i, j]
+    if M * N < (1 << 22) or M < 512:
+        _sum_rows(out, x, 0, M, accumulate)
         return
-    for b in prange(blocks):
-        j0 = b * 64
-        j1 = min(j0 + 64, N)
-        if not accumulate:
-            for j in range(j0, j1):
-                out[j] = 0
-        for i in range(M):
-            for j in range(j0, j1):
-                out[j] += x[i, j]
+    chunks = min(64, M // 256)
+    partial = np.empty((chunks, N), x.dtype)
+    for c in prange(chunks):
+        _sum_rows(partial[c], x, c * M // chunks, (c + 1) * M // chunks, False)
+    _sum_rows(out, partial, 0, chunks, accumulate)
 
 
 @kernel

@@ -257,17 +257,3 @@ def sequence_backward(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w,
         n0 = c * chunk
         _backward_chunk(dxw, dhw, dh[c], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[c], n0,
                         min(n0 + chunk, N), mode, dout_bf)
-
-
-@serial_kernel
-def column_sums(out, x):
-    """out[j] = sum_i x[i, j] (overwrites): the bias gradients. x (R, C).
-
-    Serial, rows added in order: memory-bound, and a parallel launch costs more
-    than it saves at the sizes recurrent layers see.
-    """
-    out[:] = 0
-    for i in range(x.shape[0]):
-        row = x[i]
-        for j in range(out.shape[0]):
-            out[j] += row[j]

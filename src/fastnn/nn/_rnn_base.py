@@ -1,12 +1,13 @@
 """The machinery shared by RNN, LSTM and GRU (see ``nn/recurrent.py``)."""
 import math
 
-import numba
 import numpy as np
 
 from .. import _config
 from ..kernels import recurrent as rk
 from ..kernels import recurrent_product as rp
+from ..kernels._threading import get_threads
+from ..kernels.elementwise import column_sum
 from ..kernels.matmul import matmul
 from . import init
 from ._validate import as_float_array, as_grad, check_positive_int
@@ -109,7 +110,7 @@ class RNNBase(Module):
     # ---------------------------------------------------------------- buffers
     def _work_buffers(self, T, N, dt):
         """Per-layer buffers sized by (T, N), and per-chunk scratch shared by the layers."""
-        chunk, chunks = rp.chunking(N, numba.get_num_threads())
+        chunk, chunks = rp.chunking(N, get_threads())
         key = (T, N, np.dtype(dt), chunk)
         if self._work is not None and self._work[0] == key:
             return self._work[1], self._work[2]
@@ -267,7 +268,7 @@ class RNNBase(Module):
             if p is None or not p.requires_grad:
                 continue
             if sums_of is not dpre:
-                rk.column_sums(db, dpre)
+                column_sum(db, dpre, False)
                 sums_of = dpre
             grad, acc = p.grad_for_write()
             if acc:
