@@ -6,7 +6,7 @@ Works for any module (``backward(grad_output)`` returning d/dx and accumulating
 """
 import numpy as np
 
-from .nn.module import Module
+from .nn.module import Module, backward_with
 
 
 def _scalar_objective(module, inputs, upstream):
@@ -69,7 +69,7 @@ def gradcheck(module, *inputs, eps=1e-6, atol=1e-6, rtol=1e-4, max_checks=120, s
 
     module.zero_grad()
     _scalar_objective(module, (x,) + rest, upstream)
-    dx = module.backward() if is_loss else module.backward(upstream.astype(np.asarray(out).dtype))
+    dx = module.backward() if is_loss else backward_with(module, upstream.astype(np.asarray(out).dtype), True)
     analytic = [("input", x, np.asarray(dx, dtype=np.float64).reshape(x.shape))]
     if check_params:
         for name, p in module.named_parameters():

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _config
 from .nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
+from .nn.module import backward_with
 from .progress import progress_bar
 
 
@@ -166,7 +167,7 @@ def _fit_epochs(model, x, y, loss, optimizer, epoch_range, epochs, batch_size, s
             if not math.isfinite(value):
                 bar.close()
                 raise FloatingPointError(f"fit: loss became {value} at epoch {epoch + 1}, batch {b + 1} of {steps}")
-            model.backward(loss.backward())
+            backward_with(model, loss.backward(), needs_input_grad=False)  # d/d data is never read
             optimizer.step()
             total_loss += value * (hi - lo)
             correct = _correct(loss, out, yb)

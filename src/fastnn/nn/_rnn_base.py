@@ -230,6 +230,8 @@ class RNNBase(Module):
             dxw2 = dxw.reshape(T * N, -1)
             self._param_grads(k, buf, dxw2, dxw2 if dhw is dxw else dhw.reshape(T * N, -1), inp,
                               hs[:-1].reshape(T * N, H), scratch["db"])
+            if k == 0 and not self.needs_input_grad:
+                return None
             if k == 0:  # returned: a new array
                 dinp = np.empty((T * N, inp.shape[1]), dt)
             else:

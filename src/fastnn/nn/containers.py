@@ -4,7 +4,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..kernels.elementwise import add
-from .module import Module
+from .module import Module, backward_with
 
 
 class Sequential(Module):
@@ -43,9 +43,11 @@ class Sequential(Module):
 
     def backward(self, grad_output):
         g = grad_output
-        for m in reversed(list(self._modules.values())):
+        modules = list(self._modules.values())
+        for m in reversed(modules[1:]):
             g = m.backward(g)
-        return g
+        # the first layer computes d/d input only if someone reads it
+        return backward_with(modules[0], g, self.needs_input_grad) if modules else g
 
     def __len__(self):
         return len(self._modules)
@@ -103,8 +105,13 @@ class Residual(Module):
 
     def backward(self, grad_output):
         g = np.ascontiguousarray(grad_output)
-        d_main = self.block.backward(g)
-        d_skip = self.shortcut.backward(g) if self._has_shortcut else g
+        d_main = backward_with(self.block, g, self.needs_input_grad)
+        if self._has_shortcut:
+            d_skip = backward_with(self.shortcut, g, self.needs_input_grad)
+        else:
+            d_skip = g
+        if not self.needs_input_grad:
+            return None
         dx = np.empty_like(d_main)
         add(dx.reshape(-1), d_main.reshape(-1), np.ascontiguousarray(d_skip, dtype=d_main.dtype).reshape(-1))
         return dx

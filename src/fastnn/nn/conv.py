@@ -153,8 +153,10 @@ class Conv2d(Module):
             dw, acc_w = self.weight.grad_for_write()
         if self.bias is not None and self.bias.requires_grad:
             db, acc_b = self.bias.grad_for_write()
-        dx = np.empty_like(x)
+        dx = np.empty_like(x) if self.needs_input_grad else None
         conv_k.conv2d_backward(dx, dw, db, g, x, w, self._geom(), self._work, acc_w, acc_b)
+        if dx is None:
+            return None
         return dx[0] if self._unbatched else dx
 
     def _dtype_changed(self):

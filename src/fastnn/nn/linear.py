@@ -84,6 +84,8 @@ class Linear(Module):
         if self.bias is not None and self.bias.requires_grad:
             db, acc = self.bias.grad_for_write()
             column_sum(db, g, acc)
+        if not self.needs_input_grad:
+            return None
         dx = np.empty_like(x2)
         matmul(dx, g, w)
         return dx.reshape(self._lead + (self.in_features,))

@@ -74,6 +74,22 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
+def backward_with(module, grad_output, needs_input_grad):
+    """``module.backward(grad_output)`` with ``module.needs_input_grad`` set for the call.
+
+    Containers pass their own flag to their first layer this way, and ``fit`` calls
+    the model with False: nobody reads the gradient w.r.t. the training data.
+    """
+    if needs_input_grad == module.needs_input_grad:
+        return module.backward(grad_output)
+    previous = module.needs_input_grad
+    module.needs_input_grad = needs_input_grad
+    try:
+        return module.backward(grad_output)
+    finally:
+        module.needs_input_grad = previous
+
+
 class Module:
     """Base class of all layers and models.
 
@@ -87,6 +103,10 @@ class Module:
     """
 
     _registry = {}
+
+    # False when nobody reads the gradient w.r.t. this module's input (the first layer
+    # during fit): layers that honour it skip that product and return None.
+    needs_input_grad = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
