@@ -219,3 +219,31 @@ def test_conv_and_recurrent_first_layers_skip_the_input_gradient(build, shape, r
     assert backward_with(model, g, needs_input_grad=False) is None
     for k, p in model.named_parameters():
         np.testing.assert_array_equal(p.grad, full[k])
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.Sigmoid, nn.Tanh, lambda: nn.LeakyReLU(0.2), lambda: nn.LeakyReLU(-0.5),
+                                 nn.GELU], ids=["relu", "sigmoid", "tanh", "leaky", "leaky-negative", "gelu"])
+@pytest.mark.parametrize("first", ["linear", "conv"])
+def test_fused_activation_matches_separate_layers(act, first, rng):
+    """Sequential fuses Linear/Conv2d + activation into one layer; results equal the
+    layers run apart (fuse=False), forward, input gradient and parameter gradients."""
+    if first == "linear":
+        layers, x = [nn.Linear(6, 5), act(), nn.Linear(5, 4)], rng.standard_normal((7, 6))
+    else:
+        layers, x = [nn.Conv2d(2, 3, 3, padding=1), act(), nn.Flatten(), nn.Linear(48, 4)], rng.standard_normal((2, 2, 4, 4))
+    fused = nn.Sequential(*layers).double()
+    g = rng.standard_normal((x.shape[0], 4))
+    results = []
+    for fuse in (True, False):
+        fused.fuse = fuse
+        fused.zero_grad()
+        y = fused(x)
+        dx = fused.backward(g)
+        results.append((y, dx, {k: p.grad.copy() for k, p in fused.named_parameters()}))
+    (y1, dx1, g1), (y2, dx2, g2) = results
+    np.testing.assert_allclose(y1, y2, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dx1, dx2, rtol=1e-12, atol=1e-14)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=1e-12, atol=1e-14)
+    fused.fuse = True
+    assert fastnn.gradcheck(fused, x)

@@ -6,6 +6,25 @@ from ._validate import as_float_array, as_grad, float_dtype_for
 from .module import Module
 
 
+def fusable_kind(module):
+    """``(kind, slope)`` if ``module`` can be fused into the preceding Linear/Conv2d's
+    epilogue, else None. The fused backward only sees the activation's output, so
+    only activations whose derivative follows from it qualify."""
+    if type(module) in (ReLU, Sigmoid, Tanh):
+        return module.kind, 0.0
+    if type(module) is LeakyReLU and module.slope >= 0:
+        return module.kind, module.slope
+    return None
+
+
+def fused_backward(grad, out, kind, slope):
+    """d/d pre-activation from the upstream ``grad`` and the fused layer's output."""
+    dpre = np.empty_like(grad)
+    flat = out.reshape(-1)
+    act_k.activation_backward(dpre.reshape(-1), grad.reshape(-1), flat, flat, kind, slope)
+    return dpre
+
+
 class _Pointwise(Module):
     kind = act_k.IDENTITY
 

@@ -3,7 +3,11 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..kernels import activations as act_k
 from ..kernels.elementwise import add
+from .activation import fusable_kind
+from .conv import Conv2d
+from .linear import Linear
 from .module import Module, backward_with
 
 
@@ -17,6 +21,11 @@ class Sequential(Module):
     ``Sequential`` sharing the layers) and ``append``. Children are named "0",
     "1", ... so ``state_dict`` keys match PyTorch (``0.weight``, ``2.bias``).
     Recurrent layers pass on only their ``output``.
+
+    A ``Linear`` or ``Conv2d`` followed by ``ReLU``, ``LeakyReLU`` (slope >= 0),
+    ``Sigmoid`` or ``Tanh`` runs as one layer: the activation is applied in the
+    same pass as the bias, and its derivative in the layer's backward. Results
+    are the same; set ``fuse = False`` on the instance to run every layer apart.
 
     Example:
         >>> model = Sequential(Linear(784, 256), ReLU(), Linear(256, 10))
@@ -34,20 +43,48 @@ class Sequential(Module):
                     raise TypeError(f"Sequential: argument {i} is {type(m).__name__}, not a Module")
                 self.add_module(str(i), m)
 
+    fuse = True
+
+    def _steps(self):
+        """``[(layer, activation fused into it or None, (kind, slope) or None)]``,
+        rebuilt only when the children or ``fuse`` change."""
+        key = (self.fuse,) + tuple(self._modules.values())
+        if self.__dict__.get("_steps_key") != key:
+            modules, steps, i = key[1:], [], 0
+            while i < len(modules):
+                layer = modules[i]
+                act = None
+                if (self.fuse and i + 1 < len(modules) and type(layer) in (Linear, Conv2d)
+                        and layer._act_kind == act_k.IDENTITY):
+                    act = fusable_kind(modules[i + 1])
+                steps.append((layer, modules[i + 1] if act else None, act))
+                i += 2 if act else 1
+            self._steps_key, self._steps_list = key, steps
+        return self._steps_list
+
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
+        steps = self._steps()
+        for layer, _, act in steps:
+            if act is None:
+                x = layer(x)
+            else:
+                layer._act_kind, layer._act_slope = act
+                try:
+                    x = layer(x)
+                finally:
+                    layer._act_kind, layer._act_slope = act_k.IDENTITY, 0.0
             if isinstance(x, tuple):  # recurrent layers return (output, state)
                 x = x[0]
+        self._ran = steps
         return x
 
     def backward(self, grad_output):
+        steps = self._saved(self.__dict__.get("_ran"))
         g = grad_output
-        modules = list(self._modules.values())
-        for m in reversed(modules[1:]):
-            g = m.backward(g)
+        for layer, _, _ in reversed(steps[1:]):  # a fused activation's derivative is in its layer
+            g = layer.backward(g)
         # the first layer computes d/d input only if someone reads it
-        return backward_with(modules[0], g, self.needs_input_grad) if modules else g
+        return backward_with(steps[0][0], g, self.needs_input_grad) if steps else g
 
     def __len__(self):
         return len(self._modules)

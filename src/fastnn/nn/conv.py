@@ -5,6 +5,7 @@ from .. import _config
 from ..kernels import activations as act_k
 from ..kernels import conv as conv_k
 from . import init
+from .activation import fused_backward
 from ._validate import as_float_array, as_grad, check_positive_int
 from .module import Module, Parameter
 
@@ -133,6 +134,7 @@ class Conv2d(Module):
         fused = self._act_kind != act_k.IDENTITY
         self._x = x if self.training else None
         self._out = out if (self.training and fused) else None
+        self._out_act = (self._act_kind, self._act_slope)
         self._unbatched = unbatched
         return out[0] if unbatched else out
 
@@ -142,11 +144,8 @@ class Conv2d(Module):
         out_shape = self.output_shape(x.shape)
         g = as_grad(grad_output, "Conv2d", out_shape[1:] if self._unbatched else out_shape, w.dtype)
         g = g.reshape(out_shape)
-        if self._act_kind != act_k.IDENTITY:
-            dpre = np.empty_like(g)
-            out = self._out.reshape(-1)
-            act_k.activation_backward(dpre.reshape(-1), g.reshape(-1), out, out, self._act_kind, self._act_slope)
-            g = dpre
+        if self._out is not None:  # an activation was fused into the forward
+            g = fused_backward(g, self._out, *self._out_act)
         dw = db = None
         acc_w = acc_b = False
         if self.weight.requires_grad:

@@ -6,6 +6,7 @@ from ..kernels import activations as act_k
 from ..kernels.elementwise import column_sum
 from ..kernels.matmul import matmul
 from . import init
+from .activation import fused_backward
 from ._validate import as_float_array, as_grad, check_positive_int, float_dtype_for
 from .module import Module, Parameter
 
@@ -63,7 +64,9 @@ class Linear(Module):
             act_k.bias_activation_forward(out, bias, self._act_kind, self._act_slope, has_bias)
         self._x = x2 if self.training else None
         self._lead = lead
-        self._out = out if (self.training and self._act_kind != act_k.IDENTITY) else None
+        fused = self._act_kind != act_k.IDENTITY
+        self._out = out if (self.training and fused) else None
+        self._out_act = (self._act_kind, self._act_slope)
         return out.reshape(lead + (self.out_features,))
 
     def backward(self, grad_output):
@@ -71,13 +74,8 @@ class Linear(Module):
         w = self.weight.data
         g = as_grad(grad_output, "Linear", self._lead + (self.out_features,), w.dtype)
         g = g.reshape(-1, self.out_features)
-        if self._act_kind != act_k.IDENTITY:
-            flat = g.reshape(-1)
-            dpre = np.empty_like(g)
-            out = self._out
-            act_k.activation_backward(dpre.reshape(-1), flat, out.reshape(-1), out.reshape(-1),
-                                      self._act_kind, self._act_slope)
-            g = dpre
+        if self._out is not None:  # an activation was fused into the forward
+            g = fused_backward(g, self._out, *self._out_act)
         if self.weight.requires_grad:
             dw, acc = self.weight.grad_for_write()
             matmul(dw, g, x2, trans_a=True, accumulate=acc)
