@@ -103,23 +103,30 @@ def bias_activation_forward(out, bias, kind, slope, has_bias):
                 out[i, j] = _forward_one(v, kind, slope)
 
 
+@inline
+def softmax_row(out, x):
+    # out = softmax(x) for one row (1-D views), shifted by the max for stability;
+    # returns logsumexp(x), which the fused cross-entropy needs.
+    m = x[0]
+    for c in range(1, x.shape[0]):
+        if x[c] > m:
+            m = x[c]
+    s = x.dtype.type(0)
+    for c in range(x.shape[0]):
+        e = math.exp(x[c] - m)
+        out[c] = e
+        s += e
+    inv = 1 / s
+    for c in range(x.shape[0]):
+        out[c] *= inv
+    return math.log(s) + m
+
+
 @kernel
 def softmax_forward(out, x):
     """out[r, :] = softmax(x[r, :]) over the last axis (overwrites). x, out (R, C)."""
-    R, C = x.shape
-    for r in prange(R):
-        m = x[r, 0]
-        for c in range(1, C):
-            if x[r, c] > m:
-                m = x[r, c]
-        s = x.dtype.type(0)
-        for c in range(C):
-            e = math.exp(x[r, c] - m)
-            out[r, c] = e
-            s += e
-        inv = 1 / s
-        for c in range(C):
-            out[r, c] *= inv
+    for r in prange(x.shape[0]):
+        softmax_row(out[r], x[r])
 
 
 @kernel

@@ -5,6 +5,7 @@ import math
 from numba import prange
 
 from ._jit import kernel
+from .activations import softmax_row
 from .elementwise import CHUNK
 
 
@@ -35,21 +36,8 @@ def cross_entropy_forward(losses, probs, logits, targets):
     losses[r] = logsumexp(logits[r]) - logits[r, t_r]; probs[r] = softmax(logits[r]),
     kept for backward (both overwritten). logits (N, C), targets (N,) int64.
     """
-    N, C = logits.shape
-    for r in prange(N):
-        m = logits[r, 0]
-        for c in range(1, C):
-            if logits[r, c] > m:
-                m = logits[r, c]
-        s = logits.dtype.type(0)
-        for c in range(C):
-            e = math.exp(logits[r, c] - m)
-            probs[r, c] = e
-            s += e
-        inv = 1 / s
-        for c in range(C):
-            probs[r, c] *= inv
-        losses[r] = math.log(s) + m - logits[r, targets[r]]
+    for r in prange(logits.shape[0]):
+        losses[r] = softmax_row(probs[r], logits[r]) - logits[r, targets[r]]
 
 
 @kernel

@@ -34,24 +34,32 @@ class _Loss(Module):
         return pred, target
 
 
-def _partials(n, dtype):
-    return np.empty((n + CHUNK - 1) // CHUNK, dtype)
+class _ElementwiseLoss(_Loss):
+    """mean over elements of f(pred, target): a forward kernel writing per-chunk
+    partial sums (added here in a fixed order) and a backward kernel scaled by
+    ``grad_scale / n``."""
 
-
-class MSELoss(_Loss):
-    """mean((pred - target)^2). Shape: pred and target the same shape."""
+    _forward_kernel = _backward_kernel = None
+    grad_scale = 1.0
 
     def forward(self, pred, target):
         pred, target = self._pred_target(pred, target)
-        partials = _partials(pred.size, pred.dtype)
-        loss_k.mse_forward(partials, pred.reshape(-1), target.reshape(-1))
+        partials = np.empty((pred.size + CHUNK - 1) // CHUNK, pred.dtype)
+        type(self)._forward_kernel(partials, pred.reshape(-1), target.reshape(-1))
         self._cache = (pred, target)
         return float(partials.sum(dtype=np.float64) / pred.size)
 
     def _grad(self, pred, target):
         dpred = np.empty_like(pred)
-        loss_k.mse_backward(dpred.reshape(-1), pred.reshape(-1), target.reshape(-1), 2.0 / pred.size)
+        type(self)._backward_kernel(dpred.reshape(-1), pred.reshape(-1), target.reshape(-1),
+                                    self.grad_scale / pred.size)
         return dpred
+
+
+class MSELoss(_ElementwiseLoss):
+    """mean((pred - target)^2). Shape: pred and target the same shape."""
+
+    _forward_kernel, _backward_kernel, grad_scale = loss_k.mse_forward, loss_k.mse_backward, 2.0
 
 
 class CrossEntropyLoss(_Loss):
@@ -81,17 +89,7 @@ class CrossEntropyLoss(_Loss):
         return dlogits
 
 
-class BCEWithLogitsLoss(_Loss):
+class BCEWithLogitsLoss(_ElementwiseLoss):
     """Sigmoid + binary cross-entropy on logits, stable. Targets in [0, 1], same shape."""
 
-    def forward(self, logits, target):
-        logits, target = self._pred_target(logits, target)
-        partials = _partials(logits.size, logits.dtype)
-        loss_k.bce_logits_forward(partials, logits.reshape(-1), target.reshape(-1))
-        self._cache = (logits, target)
-        return float(partials.sum(dtype=np.float64) / logits.size)
-
-    def _grad(self, logits, target):
-        dx = np.empty_like(logits)
-        loss_k.bce_logits_backward(dx.reshape(-1), logits.reshape(-1), target.reshape(-1), 1.0 / logits.size)
-        return dx
+    _forward_kernel, _backward_kernel = loss_k.bce_logits_forward, loss_k.bce_logits_backward
