@@ -155,3 +155,23 @@ def test_import_compiles_nothing():
             "print(sum(len(d.overloads) for d in [matmul.gemm, matmul.gemm_serial, activations.activation_forward]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+def test_registration_survives_reassignment_and_deletion():
+    """Parameters/submodules are mirrored in __dict__ for fast reads: reassigning or
+    deleting them keeps the tables, state_dict and attribute reads consistent."""
+    layer = nn.Linear(3, 2)
+    new_w = nn.Parameter(np.ones((2, 3), np.float32))
+    layer.weight = new_w
+    assert layer.weight is new_w and layer._parameters["weight"] is new_w
+    layer.bias = None  # a plain attribute now, no longer a parameter
+    assert layer.bias is None and list(layer.state_dict()) == ["weight"]
+    seq = nn.Sequential(nn.Linear(2, 2))
+    seq.extra = nn.ReLU()
+    assert "extra" in dict(seq.named_children()) and seq.extra is seq._modules["extra"]
+    del seq.extra
+    assert "extra" not in dict(seq.named_children())
+    with pytest.raises(AttributeError):
+        seq.extra
+    bn = nn.BatchNorm1d(2)
+    assert bn.running_mean is bn._buffers["running_mean"]

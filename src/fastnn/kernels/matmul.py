@@ -25,6 +25,8 @@ NC = 2048  # most columns of out per column block
 B_PACK = 1 << 21  # most elements of packed b held at once (kg rows x NC columns)
 SERIAL_FLOPS = 1 << 19  # below this many multiply-adds one thread is faster
 DIRECT_FLOPS = 1 << 13  # below this (or M < 4) skip packing altogether
+GEMV_SPLIT_FLOPS = 1 << 18  # unpacked products (M < 4) this big split columns over threads
+DIRECT_COLS = 64  # column block of that split (fixed: results never depend on threads)
 
 
 @intrinsic
@@ -191,30 +193,53 @@ def _tiles(out, a, bp, trans_a, accumulate, swap, t0, t1, mc, per, g0, g1, j0, n
 
 
 @serial_kernel
-def _direct(out, a, b, trans_a, trans_b, accumulate):
-    # Unpacked serial out (+)= op(a) @ op(b) for tiny products and M < 4 rows:
-    # row axpys over contiguous rows of b, or dot products with rows of b^T.
-    M, N = out.shape
+def _direct(out, a, b, trans_a, trans_b, accumulate, j0, j1):
+    # Unpacked serial out[:, j0:j1] (+)= op(a) @ op(b)[:, j0:j1] for tiny products and
+    # M < 4 rows: row axpys over contiguous rows of b, or dot products with rows of
+    # b^T, four at a time so each load of a feeds four sums. Every element's sum runs
+    # over k in order, so a column split gives the same bits.
+    M = out.shape[0]
     K = a.shape[0] if trans_a else a.shape[1]
     for i in range(M):
         orow = out[i]
         if not accumulate:
-            orow[:] = 0
+            for j in range(j0, j1):
+                orow[j] = 0
         for k in range(K if not trans_b else 0):
             aik = a[k, i] if trans_a else a[i, k]
             brow = b[k]
-            for j in range(N):
+            for j in range(j0, j1):
                 orow[j] += aik * brow[j]
-        for j in range(N if trans_b else 0):
-            brow = b[j]
-            s = out.dtype.type(0)
-            if trans_a:
+        if not trans_b:
+            continue
+        if trans_a:
+            for j in range(j0, j1):
+                brow = b[j]
+                s = out.dtype.type(0)
                 for k in range(K):
                     s += a[k, i] * brow[k]
-            else:
-                arow = a[i]
-                for k in range(K):
-                    s += arow[k] * brow[k]
+                orow[j] += s
+            continue
+        arow = a[i]
+        j4 = j0 + (j1 - j0) // 4 * 4
+        for j in range(j0, j4, 4):
+            b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
+            s0 = s1 = s2 = s3 = out.dtype.type(0)
+            for k in range(K):
+                ak = arow[k]
+                s0 += ak * b0[k]
+                s1 += ak * b1[k]
+                s2 += ak * b2[k]
+                s3 += ak * b3[k]
+            orow[j] += s0
+            orow[j + 1] += s1
+            orow[j + 2] += s2
+            orow[j + 3] += s3
+        for j in range(j4, j1):
+            brow = b[j]
+            s = out.dtype.type(0)
+            for k in range(K):
+                s += arow[k] * brow[k]
             orow[j] += s
 
 
@@ -249,7 +274,7 @@ def gemm_serial(out, a, b, trans_a, trans_b, accumulate):
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
     if K == 0 or M < 4 or M * N * K < DIRECT_FLOPS:
-        _direct(out, a, b, trans_a, trans_b, accumulate)
+        _direct(out, a, b, trans_a, trans_b, accumulate, 0, N)
         return
     a, b, ta, tb, swap, R, Q, K, NR, kcb, kg, mc, ntm = _plan(out, a, b, trans_a, trans_b, 1)
     bp = np.empty(min(kg, K) * (min(Q, NC) + NR), out.dtype)
@@ -274,7 +299,12 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
     if K == 0 or M < 4 or M * N * K < DIRECT_FLOPS:
-        _direct(out, a, b, trans_a, trans_b, accumulate)
+        if threads == 1 or M * N * K < GEMV_SPLIT_FLOPS or N < 2 * DIRECT_COLS:
+            _direct(out, a, b, trans_a, trans_b, accumulate, 0, N)
+            return
+        # a big matrix-vector product (batch of 1-3): fixed column blocks in parallel
+        for c in prange((N + DIRECT_COLS - 1) // DIRECT_COLS):
+            _direct(out, a, b, trans_a, trans_b, accumulate, c * DIRECT_COLS, min(N, (c + 1) * DIRECT_COLS))
         return
     if M * N * K < SERIAL_FLOPS:
         threads = 1

@@ -119,38 +119,44 @@ class Module:
         object.__setattr__(self, "training", True)
 
     # ----------------------------------------------------------- registration
+    # Parameters and submodules live in their tables (which fix state_dict order) and
+    # are mirrored in the instance __dict__, so reading ``self.weight`` in a hot
+    # forward is a plain attribute lookup. Buffers are read through __getattr__.
     def __setattr__(self, name, value):
-        if "_parameters" not in self.__dict__:
+        d = self.__dict__
+        if "_parameters" not in d:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
-        for table in (self._parameters, self._buffers, self._modules):
+        registered = name in d["_parameters"] or name in d["_buffers"] or name in d["_modules"]
+        if not registered and not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # the common case: plain state
+            return
+        for table in (d["_parameters"], d["_buffers"], d["_modules"]):
             table.pop(name, None)
         if isinstance(value, Parameter):
-            self.__dict__.pop(name, None)
-            self._parameters[name] = value
+            d["_parameters"][name] = value
         elif isinstance(value, Module):
-            self.__dict__.pop(name, None)
-            self._modules[name] = value
-        else:
-            object.__setattr__(self, name, value)
+            d["_modules"][name] = value
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
         d = self.__dict__
-        for table in ("_parameters", "_buffers", "_modules"):
-            if table in d and name in d[table]:
-                return d[table][name]
+        if "_buffers" in d and name in d["_buffers"]:
+            return d["_buffers"][name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     def __delattr__(self, name):
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
-                return
-        object.__delattr__(self, name)
+        self.__dict__.pop(name, None)
 
     def register_parameter(self, name, param):
         """Register ``param`` (a Parameter or None) under ``name``."""
         if param is None:
+            self.__dict__["_buffers"].pop(name, None)
+            self.__dict__["_modules"].pop(name, None)
             self._parameters[name] = None
+            object.__setattr__(self, name, None)
         else:
             setattr(self, name, param)
 
