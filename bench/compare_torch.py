@@ -59,20 +59,22 @@ def _warm_up(fn, min_time):
 
 
 def _matmul_call(framework, n):
+    """(call, out, expected): ``call()`` writes a @ b into ``out``; ``expected`` in float64."""
     import numpy as np
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     out = np.empty((n, n), np.float32)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
     if framework == "fastnn":
         _workloads().import_fastnn()
         from fastnn.kernels.matmul import matmul
-        return lambda: matmul(out, a, b)
+        return (lambda: matmul(out, a, b)), out, expected
     if framework == "numpy":
-        return lambda: np.matmul(a, b, out=out)
+        return (lambda: np.matmul(a, b, out=out)), out, expected
     import torch
     ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.from_numpy(out)
-    return lambda: torch.mm(ta, tb, out=tout)
+    return (lambda: torch.mm(ta, tb, out=tout)), out, expected
 
 
 def _max_logit_difference(name, w):
@@ -97,9 +99,12 @@ def worker(framework, name, mode, threads, min_time):
         return {"max_abs_diff": _max_logit_difference(name, w)}
     _set_threads(framework, threads)  # numpy's BLAS: OPENBLAS_NUM_THREADS, set by the driver
     if name == "matmul":
-        call = _matmul_call(framework, MATMUL_N)
+        call, out, expected = _matmul_call(framework, MATMUL_N)
         _warm_up(call, min_time / 2)
         seconds = w.seconds_per_call(call, min_time)
+        error = float(abs(out - expected).max() / abs(expected).max())
+        if error > 1e-4:  # a fast wrong answer is no answer
+            return {"error": f"{framework} matmul: relative error {error:.1e} against float64"}
         return {"gflops": 2.0 * MATMUL_N ** 3 / seconds / 1e9}
     if framework == "fastnn":
         w.require_fastnn(name)
@@ -164,7 +169,10 @@ def collect(args, have_torch):
                     raw.setdefault((fw, name, mode), []).append(res)
         matmul_fws = ["fastnn", "numpy"] + (["torch"] if have_torch else [])
         for fw in (matmul_fws if rnd % 2 == 0 else matmul_fws[::-1]):
-            raw.setdefault((fw, "matmul", "gflops"), []).append(run_worker(fw, "matmul", "gflops", args))
+            res = run_worker(fw, "matmul", "gflops", args)
+            if "error" in res:
+                log("  " + res["error"])
+            raw.setdefault((fw, "matmul", "gflops"), []).append(res)
     if args.memory:
         for name in args.workloads:
             for fw in frameworks:
@@ -224,7 +232,10 @@ def versions(have_torch):
 def report(raw, available, args, have_torch):
     """The Markdown tables, as a string."""
     vers = versions(have_torch)
-    torch_name = f"PyTorch {vers['torch']}" if have_torch else "PyTorch (torch not installed)"
+    if have_torch:
+        torch_name = f"PyTorch {vers['torch']}"
+    else:
+        torch_name = "PyTorch (not measured: --no-torch)" if args.no_torch else "PyTorch (torch not installed)"
     lines = [
         (f"fastnn {vers['fastnn']} vs {torch_name}: {args.threads} thread(s), median of "
          f"{args.rounds} alternating round(s), {datetime.date.today().isoformat()}"),
@@ -233,7 +244,7 @@ def report(raw, available, args, have_torch):
          f"numpy {vers['numpy']}."),
         "",
     ]
-    if not have_torch:
+    if not have_torch and not args.no_torch:
         lines += ["torch not installed: PyTorch columns are n/a (pip install torch to compare).", ""]
 
     def get(fw, name, mode, key):
