@@ -113,7 +113,11 @@ def worker(framework, name, mode, threads, min_time):
     batch = 1 if mode == "latency" else w.BATCH[name]
     run = w.make_runner(framework, name, batch, "train" if mode == "train" else "infer")
     _warm_up(run, min_time / 2)
-    return {"seconds": w.seconds_per_call(run, min_time), "batch": batch}
+    result = {"seconds": w.seconds_per_call(run, min_time), "batch": batch}
+    if framework == "fastnn":
+        import numba
+        result["layer"] = numba.threading_layer()
+    return result
 
 
 # ------------------------------------------------------------------ driver side
@@ -202,6 +206,11 @@ def _fmt_float(value):
     return "n/a" if value is None else f"{value:,.1f}"
 
 
+def _threading_layer(raw):
+    layers = {r["layer"] for results in raw.values() for r in results if "layer" in r}
+    return "/".join(sorted(layers)) or "n/a"
+
+
 def machine_line():
     cpu = platform.processor() or platform.machine()
     try:
@@ -241,7 +250,7 @@ def report(raw, available, args, have_torch):
          f"{args.rounds} alternating round(s), {datetime.date.today().isoformat()}"),
         "",
         (f"Machine: {machine_line()}; Python {vers['python']}, numba {vers['numba']}, "
-         f"numpy {vers['numpy']}."),
+         f"numpy {vers['numpy']}, fastnn's threading layer {_threading_layer(raw)}."),
         "",
     ]
     if not have_torch and not args.no_torch:
