@@ -31,7 +31,7 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 # Work below this many scalar operations runs in a plain serial loop: a parallel
 # launch costs a few microseconds, more than the work itself.
-SERIAL_BELOW = 32768
+SERIAL_BELOW = 1 << 17
 
 
 def _writable_dir(path, private=False):
