@@ -213,6 +213,9 @@ def make_runner(framework, name, batch, mode, seed=0):
         fastnn = import_fastnn()
         model = build_fastnn(name, seed)
         if mode == "train":
+            # nobody reads d loss / d data (PyTorch's input has requires_grad=False;
+            # fastnn.fit does the same)
+            model.needs_input_grad = False
             loss_fn = fastnn.nn.CrossEntropyLoss()
             opt = fastnn.optim.Adam(model.parameters(), lr=LR)
 
