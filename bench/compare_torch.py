@@ -235,6 +235,13 @@ def versions(have_torch):
             code = f"import sys; sys.path.insert(0, {HERE!r}); import workloads; print(workloads.import_fastnn().__version__)"
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
         out[mod] = proc.stdout.strip() or "?"
+    try:  # the checkout the numbers belong to, when run from one
+        proc = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE,
+                              capture_output=True, text=True, check=False)
+        if proc.returncode == 0 and proc.stdout.strip():
+            out["fastnn"] += f" ({proc.stdout.strip()})"
+    except OSError:
+        pass
     return out
 
 
