@@ -33,6 +33,12 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # launch costs a few microseconds, more than the work itself.
 SERIAL_BELOW = 1 << 17
 
+# Elementwise kernels split their work into blocks of this many elements, a number
+# that never depends on the thread count: each element then runs the same code
+# (vector body or scalar tail, with the same FMA contraction) whatever the split,
+# so results are bitwise the same at any thread count.
+BLOCK = 4096
+
 
 def _writable_dir(path, private=False):
     """True if ``path`` exists (or can be created) and a file can be written in it.
@@ -136,6 +142,16 @@ def kernel(func):
 def serial_kernel(func):
     """Compile ``func`` as a serial kernel, for work that never pays for threads."""
     return numba.njit(parallel=False, **_OPTIONS)(func)
+
+
+def unfused(func):
+    """A scalar helper compiled without the ``contract`` flag, so ``a - b * c`` rounds
+    the product before subtracting, as PyTorch's unfused kernels do. For expressions
+    that cancel (e.g. a variance ``E[g^2] - E[g]^2``), where a fused multiply-add
+    would drift from PyTorch's float32 results. Flags are per LLVM instruction, so
+    this holds even after LLVM inlines the call."""
+    return numba.njit(cache=CACHE, fastmath=set(FASTMATH) - {"contract"}, nogil=True,
+                      error_model="numpy")(func)
 
 
 def inline(func):

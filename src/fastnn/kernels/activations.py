@@ -9,7 +9,7 @@ import math
 
 from numba import prange
 
-from ._jit import SERIAL_BELOW, inline, kernel
+from ._jit import BLOCK, SERIAL_BELOW, inline, kernel
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, GELU = 0, 1, 2, 3, 4, 5
 _INV_SQRT2 = 0.7071067811865476
@@ -60,8 +60,9 @@ def activation_forward(out, x, kind, slope):
         for i in range(n):
             out[i] = _forward_one(x[i], kind, slope)
     else:
-        for i in prange(n):
-            out[i] = _forward_one(x[i], kind, slope)
+        for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+                out[i] = _forward_one(x[i], kind, slope)
 
 
 @kernel
@@ -73,15 +74,17 @@ def activation_backward(dx, dout, x, y, kind, slope):
             for i in range(n):
                 dx[i] = dout[i] if x[i] > 0 else dout[i] * 0
         else:
-            for i in prange(n):
-                dx[i] = dout[i] if x[i] > 0 else dout[i] * 0
+            for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+                for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+                    dx[i] = dout[i] if x[i] > 0 else dout[i] * 0
         return
     if n < SERIAL_BELOW:
         for i in range(n):
             dx[i] = _backward_one(dout[i], x[i], y[i], kind, slope)
     else:
-        for i in prange(n):
-            dx[i] = _backward_one(dout[i], x[i], y[i], kind, slope)
+        for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+                dx[i] = _backward_one(dout[i], x[i], y[i], kind, slope)
 
 
 @inline

@@ -2,7 +2,7 @@
 import numpy as np
 from numba import prange
 
-from ._jit import SERIAL_BELOW, inline, kernel
+from ._jit import BLOCK, SERIAL_BELOW, inline, kernel
 
 # Reductions split their input into chunks of this many elements; the split does
 # not depend on the thread count, so sums are bitwise reproducible.
@@ -17,8 +17,9 @@ def add(out, a, b):
         for i in range(n):
             out[i] = a[i] + b[i]
     else:
-        for i in prange(n):
-            out[i] = a[i] + b[i]
+        for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+                out[i] = a[i] + b[i]
 
 
 @inline
@@ -59,10 +60,11 @@ def dropout_forward(out, mask, x, uniform, p):
     """mask[i] = (uniform[i] >= p) / (1 - p); out[i] = x[i] * mask[i] (overwrites both)."""
     n = x.shape[0]
     scale = 1 / (1 - p)
-    for i in prange(n):
-        keep = scale if uniform[i] >= p else 0 * scale
-        mask[i] = keep
-        out[i] = x[i] * keep
+    for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+        for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+            keep = scale if uniform[i] >= p else 0 * scale
+            mask[i] = keep
+            out[i] = x[i] * keep
 
 
 @kernel
@@ -73,5 +75,6 @@ def multiply(out, a, b):
         for i in range(n):
             out[i] = a[i] * b[i]
     else:
-        for i in prange(n):
-            out[i] = a[i] * b[i]
+        for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+                out[i] = a[i] * b[i]

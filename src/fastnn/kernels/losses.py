@@ -4,7 +4,7 @@ import math
 
 from numba import prange
 
-from ._jit import kernel
+from ._jit import BLOCK, kernel
 from .activations import softmax_row
 from .elementwise import CHUNK
 
@@ -25,8 +25,9 @@ def mse_forward(partials, pred, target):
 def mse_backward(dpred, pred, target, scale):
     """dpred = scale * (pred - target), scale = 2 / n (overwrites). Flat."""
     n = pred.shape[0]
-    for i in prange(n):
-        dpred[i] = scale * (pred[i] - target[i])
+    for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+        for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+            dpred[i] = scale * (pred[i] - target[i])
 
 
 @kernel
@@ -66,11 +67,12 @@ def bce_logits_forward(partials, x, target):
 def bce_logits_backward(dx, x, target, scale):
     """dx = scale * (sigmoid(x) - t), scale = 1/n (overwrites). Flat."""
     n = x.shape[0]
-    for i in prange(n):
-        v = x[i]
-        if v >= 0:
-            sig = 1 / (1 + math.exp(-v))
-        else:
-            e = math.exp(v)
-            sig = e / (1 + e)
-        dx[i] = scale * (sig - target[i])
+    for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+        for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+            v = x[i]
+            if v >= 0:
+                sig = 1 / (1 + math.exp(-v))
+            else:
+                e = math.exp(v)
+                sig = e / (1 + e)
+            dx[i] = scale * (sig - target[i])

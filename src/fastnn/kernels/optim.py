@@ -13,7 +13,7 @@ zero-length arrays: the kernels never index them then.
 import numpy as np
 from numba import prange
 
-from ._jit import SERIAL_BELOW, inline, kernel
+from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, unfused
 
 # clip_grad_norm_ sums squares in this many chunks, whatever the thread count, so
 # the rounding (and the result) is the same on 1 thread and on N.
@@ -61,9 +61,10 @@ def sgd_update(param, momentum_buffer, grad, lr, momentum, one_minus_dampening,
             _sgd_element(param, momentum_buffer, grad, i, lr, momentum, one_minus_dampening,
                          weight_decay, use_momentum, nesterov, first_step)
     else:
-        for i in prange(n):
-            _sgd_element(param, momentum_buffer, grad, i, lr, momentum, one_minus_dampening,
-                         weight_decay, use_momentum, nesterov, first_step)
+        for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+                _sgd_element(param, momentum_buffer, grad, i, lr, momentum, one_minus_dampening,
+                             weight_decay, use_momentum, nesterov, first_step)
 
 
 @inline
@@ -101,10 +102,17 @@ def adam_update(param, exp_avg, exp_avg_sq, grad, step_size, beta1, one_minus_be
                           beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
                           decay, decoupled)
     else:
-        for i in prange(n):
-            _adam_element(param, exp_avg, exp_avg_sq, grad, i, step_size, beta1, one_minus_beta1,
-                          beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
-                          decay, decoupled)
+        for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+                _adam_element(param, exp_avg, exp_avg_sq, grad, i, step_size, beta1, one_minus_beta1,
+                              beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
+                              decay, decoupled)
+
+
+@unfused
+def _centered_square(square_avg, grad_avg):
+    # square_avg - grad_avg**2, product rounded first (PyTorch's addcmul(value=-1))
+    return square_avg - grad_avg * grad_avg
 
 
 @inline
@@ -118,7 +126,7 @@ def _rmsprop_element(param, square_avg, grad_avg, momentum_buffer, grad, i, lr, 
     if centered:
         ga = _lerp(grad_avg[i], g, one_minus_alpha, alpha)
         grad_avg[i] = ga
-        avg = np.sqrt(sq - ga * ga) + eps
+        avg = np.sqrt(_centered_square(sq, ga)) + eps
     else:
         avg = np.sqrt(sq) + eps
     if use_momentum:
@@ -144,9 +152,10 @@ def rmsprop_update(param, square_avg, grad_avg, momentum_buffer, grad, lr, alpha
             _rmsprop_element(param, square_avg, grad_avg, momentum_buffer, grad, i, lr, alpha,
                              one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum)
     else:
-        for i in prange(n):
-            _rmsprop_element(param, square_avg, grad_avg, momentum_buffer, grad, i, lr, alpha,
-                             one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum)
+        for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
+                _rmsprop_element(param, square_avg, grad_avg, momentum_buffer, grad, i, lr, alpha,
+                                 one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum)
 
 
 @inline
