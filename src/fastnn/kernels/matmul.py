@@ -338,4 +338,8 @@ def matmul(out, a, b, trans_a=False, trans_b=False, accumulate=False):
     C-contiguous 2-D arrays of one float dtype. Overwrites ``out`` unless
     ``accumulate``. From inside a kernel call :func:`gemm_serial` instead.
     """
+    if out.shape[0] * out.shape[1] * (a.shape[0] if trans_a else a.shape[1]) < GEMV_SPLIT_FLOPS:
+        # small: runs on this thread anyway; skip the parallel kernel's guard (same bits)
+        gemm_serial(out, a, b, trans_a, trans_b, accumulate)
+        return
     gemm(out, a, b, trans_a, trans_b, accumulate, get_threads())

@@ -41,7 +41,7 @@ class Linear(Module):
             self.register_parameter("bias", None)
         # fused epilogue: an activation applied in the same pass as the bias
         self._act_kind, self._act_slope = act_k.IDENTITY, 0.0
-        self._x = None
+        self._x = self._out = None
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator=None):
@@ -62,11 +62,12 @@ class Linear(Module):
         bias = self.bias.data if has_bias else w[0]
         if has_bias or self._act_kind != act_k.IDENTITY:
             act_k.bias_activation_forward(out, bias, self._act_kind, self._act_slope, has_bias)
-        self._x = x2 if self.training else None
-        self._lead = lead
-        fused = self._act_kind != act_k.IDENTITY
-        self._out = out if (self.training and fused) else None
-        self._out_act = (self._act_kind, self._act_slope)
+        if self.training:  # what backward needs
+            self._x, self._lead = x2, lead
+            self._out = out if self._act_kind != act_k.IDENTITY else None
+            self._out_act = (self._act_kind, self._act_slope)
+        elif self._x is not None:
+            self._x = self._out = None  # a backward after an eval forward must fail
         return out.reshape(lead + (self.out_features,))
 
     def backward(self, grad_output):
