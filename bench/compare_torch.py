@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("train", "infer", "latency")
 MATMUL_N = 1024
 FRAMEWORKS = ("fastnn", "torch")
+_START_LOAD = 0.0  # the 1-minute load average when the comparison started
 
 
 # ------------------------------------------------------------------ worker side
@@ -223,7 +224,8 @@ def machine_line():
         pass
     load = ""
     if hasattr(os, "getloadavg"):
-        load = f", load average {os.getloadavg()[0]:.1f} at the end of the run"
+        load = (f", load average {_START_LOAD:.1f} at the start and {os.getloadavg()[0]:.1f} at "
+                "the end of the run (its own threads included)")
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}{load}"
 
 
@@ -335,6 +337,8 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    global _START_LOAD
+    _START_LOAD = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     args = parse_args(argv)
     if args.worker:
         framework, name, mode = args.worker
