@@ -14,11 +14,11 @@ samples sit side by side, sample b from column ``j0 = b * OH * pitch``.
 All serial: the convolution calls them per sample group from inside its own
 parallel loop. Inner loops index 1-D views from 0, which lets LLVM vectorise.
 """
-from ._jit import serial_kernel
+from ._jit import inline, serial_kernel
 
 
-@serial_kernel
-def _valid(off, stride, size, out_size):
+@inline
+def valid_range(off, stride, size, out_size):
     # [lo, hi): the outputs o < out_size with 0 <= o * stride + off < size
     lo = 0 if off >= 0 else (stride - 1 - off) // stride
     hi = (size - 1 - off) // stride + 1 if size - 1 - off >= 0 else 0
@@ -96,7 +96,7 @@ def col2im(dx, col, n, c0, geom, j0, pitch):
             for kw in range(KW):
                 row = col[(cg * KH + kh) * KW + kw]
                 off = kw * DW - PW
-                lo, hi = _valid(off, SW, W, OW)
+                lo, hi = valid_range(off, SW, W, OW)
                 for oh in range(OH):
                     ih = oh * SH - PH + kh * DH
                     if ih < 0 or ih >= H:

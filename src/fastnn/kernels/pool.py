@@ -12,15 +12,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import inline, kernel
-
-
-@inline
-def _valid(off, stride, size, out_size):
-    # [lo, hi): the outputs o < out_size with 0 <= o * stride + off < size
-    lo = 0 if off >= 0 else (stride - 1 - off) // stride
-    hi = (size - 1 - off) // stride + 1 if size - 1 - off >= 0 else 0
-    lo = min(lo, out_size)
-    return lo, max(lo, min(hi, out_size))
+from .im2col import valid_range
 
 
 @inline
@@ -29,7 +21,7 @@ def _ranges(KW, DW, PW, SW, W, OW):
     los = np.empty(KW, np.int64)
     his = np.empty(KW, np.int64)
     for kw in range(KW):
-        los[kw], his[kw] = _valid(kw * DW - PW, SW, W, OW)
+        los[kw], his[kw] = valid_range(kw * DW - PW, SW, W, OW)
     return los, his
 
 
