@@ -135,7 +135,25 @@ class MaxPool2d(_Pool2d):
         return super().extra_repr() + (f", dilation={self.dilation}" if self.dilation != (1, 1) else "")
 
 
-class AvgPool2d(_Pool2d):
+class _AvgPool(_Pool2d):
+    """Average pooling's forward tail and backward; subclasses give ``_avg_args()``:
+    the kernel's (geometry, adaptive, count_include_pad)."""
+
+    def _avg_forward(self, x, out_shape, unbatched):
+        out = np.empty(out_shape, x.dtype)
+        pool_k.avg_pool_forward(self._planes(out), self._planes(x), *self._avg_args())
+        self._x_shape = x.shape if self.training else None
+        self._out_shape, self._unbatched, self._dtype = out_shape, unbatched, x.dtype
+        return out[0] if unbatched else out
+
+    def backward(self, grad_output):
+        g, shape = self._grad(grad_output)
+        dx = np.empty(shape, g.dtype)
+        pool_k.avg_pool_backward(self._planes(dx), self._planes(g), *self._avg_args())
+        return self._finish(dx)
+
+
+class AvgPool2d(_AvgPool):
     """Mean over sliding windows, like ``torch.nn.AvgPool2d``.
 
     Args:
@@ -161,23 +179,17 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         x, out_shape, unbatched = self._prepare(x)
-        out = np.empty(out_shape, x.dtype)
-        pool_k.avg_pool_forward(self._planes(out), self._planes(x), self._geom(), False, self.count_include_pad)
-        self._x_shape = x.shape if self.training else None
-        self._out_shape, self._unbatched, self._dtype = out_shape, unbatched, x.dtype
-        return out[0] if unbatched else out
+        return self._avg_forward(x, out_shape, unbatched)
 
-    def backward(self, grad_output):
-        g, shape = self._grad(grad_output)
-        dx = np.empty(shape, g.dtype)
-        pool_k.avg_pool_backward(self._planes(dx), self._planes(g), self._geom(), False, self.count_include_pad)
-        return self._finish(dx)
+    def _avg_args(self):
+        return self._geom(), False, self.count_include_pad
+
 
     def _config(self):
         return dict(super()._config(), count_include_pad=self.count_include_pad)
 
 
-class AdaptiveAvgPool2d(_Pool2d):
+class AdaptiveAvgPool2d(_AvgPool):
     """Mean over PyTorch's adaptive windows to a fixed output size, like
     ``torch.nn.AdaptiveAvgPool2d``; ``AdaptiveAvgPool2d(1)`` is global average pooling.
 
@@ -208,18 +220,10 @@ class AdaptiveAvgPool2d(_Pool2d):
         out_hw = tuple(s if o is None else o for o, s in zip(self.output_size, (H, W)))
         if N * C * H * W == 0:
             raise ValueError(f"AdaptiveAvgPool2d: got an empty input of shape {x.shape}")
-        out_shape = (N, C) + out_hw
-        out = np.empty(out_shape, x.dtype)
-        pool_k.avg_pool_forward(self._planes(out), self._planes(x), _ADAPTIVE_GEOM, True, False)
-        self._x_shape = x.shape if self.training else None
-        self._out_shape, self._unbatched, self._dtype = out_shape, unbatched, x.dtype
-        return out[0] if unbatched else out
+        return self._avg_forward(x, (N, C) + out_hw, unbatched)
 
-    def backward(self, grad_output):
-        g, shape = self._grad(grad_output)
-        dx = np.empty(shape, g.dtype)
-        pool_k.avg_pool_backward(self._planes(dx), self._planes(g), _ADAPTIVE_GEOM, True, False)
-        return self._finish(dx)
+    def _avg_args(self):
+        return _ADAPTIVE_GEOM, True, False
 
     def _config(self):
         size = self.output_size
