@@ -1,10 +1,8 @@
 """Checkpoints: exact resume, round trips, atomicity under SIGKILL, folder helpers."""
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest

@@ -9,7 +9,6 @@ import pytest
 
 from fastnn import _config
 from fastnn import random as fastnn_random
-from fastnn import serialization
 from fastnn.nn.module import Module, Parameter
 from fastnn.serialization import load, save
 

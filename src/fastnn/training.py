@@ -111,7 +111,7 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
                                validation_data=validation_data, seed=seed, progress=progress, scheduler=scheduler,
                                callbacks=callbacks, checkpoint_dir=checkpoint_dir, keep_checkpoints=keep_checkpoints,
                                resume=resume, deterministic=deterministic)
-    n = _check_data(x, y, "fit")
+    _check_data(x, y, "fit")
     batch_size = _check_batch_size(batch_size, "fit")
     if int(epochs) < 0:
         raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
