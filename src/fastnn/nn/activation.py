@@ -39,7 +39,9 @@ class _Pointwise(Module):
         y = np.empty_like(x)
         act_k.activation_forward(y.reshape(-1), x.reshape(-1), self.kind, self.slope)
         if self.training:
-            self._x, self._y = x, y
+            # keep x only if the derivative needs it: a ReLU after a BatchNorm then lets
+            # the normalised tensor go, as PyTorch's ReLU (which saves its result) does
+            self._x, self._y = (y if fusable_kind(self) else x), y
         else:
             self._x = self._y = None
         return y
