@@ -5,6 +5,7 @@ loads from the on-disk cache).
 """
 __version__ = "0.1.0"
 
+from . import _malloc  # noqa: F401  (first: tunes glibc before large arrays exist)
 from . import nn  # noqa: F401
 from ._config import (  # noqa: F401
     are_deterministic_algorithms_enabled, get_default_dtype, get_num_threads, set_default_dtype, set_num_threads,

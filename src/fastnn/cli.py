@@ -235,7 +235,7 @@ def collect_info():
     import llvmlite.binding as llvm
     import numba
 
-    from . import __version__
+    from . import __version__, _malloc
     from .kernels import _jit, _threading
 
     try:
@@ -259,6 +259,7 @@ def collect_info():
         "threading_layer_source": f"NUMBA_THREADING_LAYER={user_layer}" if user_layer else "fastnn default",
         "cache": bool(_jit.CACHE), "cache_dir": cache_dir, "cache_reason": _jit.CACHE_REASON,
         "cache_writable": bool(cache_dir) and _jit._writable_dir(cache_dir),
+        "malloc_tuning": _malloc.STATE,
     }
 
 
@@ -282,6 +283,7 @@ def _info(args):
         _say(f"kernel cache    {info['cache_dir']} ({state}; {info['cache_reason']})")
     else:
         _say(f"kernel cache    {info['cache_reason']}")
+    _say(f"malloc tuning   {info['malloc_tuning']}")
     return 0
 
 
