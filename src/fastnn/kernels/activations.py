@@ -53,52 +53,54 @@ def _backward_one(g, v, y, kind, slope):
 
 
 @inline
-def _forward_range(out, x, lo, hi, kind, slope):
-    # out[i] = act(x[i]) for i in [lo, hi). The kind switch sits outside the loops:
-    # LLVM does not unswitch it from a generic loop, which then does not vectorise
-    # (ReLU ran 16x slower than numpy.maximum that way).
+def _forward_range(out, x, kind, slope):
+    # out[i] = act(x[i]) on 1-D views of one length. The kind switch sits outside the
+    # loops: LLVM does not unswitch it from a generic loop, which then does not
+    # vectorise (ReLU ran 16x slower than numpy.maximum that way). Loops run from 0
+    # over views: an index range starting at an unknown offset does not vectorise
+    # either (Numba's negative-index wraparound check stays in the loop).
     if kind == RELU:
-        for i in range(lo, hi):
+        for i in range(out.shape[0]):
             v = x[i]
             out[i] = v if v > 0 else v * 0
     elif kind == LEAKY_RELU:
-        for i in range(lo, hi):
+        for i in range(out.shape[0]):
             v = x[i]
             out[i] = v if v > 0 else v * slope
     elif kind == SIGMOID:
-        for i in range(lo, hi):
+        for i in range(out.shape[0]):
             out[i] = _forward_one(x[i], SIGMOID, slope)
     elif kind == TANH:
-        for i in range(lo, hi):
+        for i in range(out.shape[0]):
             out[i] = math.tanh(x[i])
     elif kind == GELU:
-        for i in range(lo, hi):
+        for i in range(out.shape[0]):
             out[i] = _forward_one(x[i], GELU, slope)
     else:
-        for i in range(lo, hi):
+        for i in range(out.shape[0]):
             out[i] = x[i]
 
 
 @inline
-def _backward_range(dx, dout, x, y, lo, hi, kind, slope):
-    # dx[i] = dout[i] * act'(x[i]) for i in [lo, hi); one loop per kind, as above
+def _backward_range(dx, dout, x, y, kind, slope):
+    # dx[i] = dout[i] * act'(x[i]) on 1-D views; one loop per kind from 0, as above
     if kind == RELU:
-        for i in range(lo, hi):
+        for i in range(dx.shape[0]):
             dx[i] = dout[i] if x[i] > 0 else dout[i] * 0
     elif kind == LEAKY_RELU:
-        for i in range(lo, hi):
+        for i in range(dx.shape[0]):
             dx[i] = dout[i] if x[i] > 0 else dout[i] * slope
     elif kind == SIGMOID:
-        for i in range(lo, hi):
+        for i in range(dx.shape[0]):
             dx[i] = dout[i] * y[i] * (1 - y[i])
     elif kind == TANH:
-        for i in range(lo, hi):
+        for i in range(dx.shape[0]):
             dx[i] = dout[i] * (1 - y[i] * y[i])
     elif kind == GELU:
-        for i in range(lo, hi):
+        for i in range(dx.shape[0]):
             dx[i] = _backward_one(dout[i], x[i], y[i], GELU, slope)
     else:
-        for i in range(lo, hi):
+        for i in range(dx.shape[0]):
             dx[i] = dout[i]
 
 
@@ -107,10 +109,11 @@ def activation_forward(out, x, kind, slope):
     """out[i] = act(x[i]) (overwrites out; out may be x). Parallel over elements."""
     n = x.shape[0]
     if n < SERIAL_BELOW:
-        _forward_range(out, x, 0, n, kind, slope)
+        _forward_range(out, x, kind, slope)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-            _forward_range(out, x, blk * BLOCK, min(n, (blk + 1) * BLOCK), kind, slope)
+            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+            _forward_range(out[lo:hi], x[lo:hi], kind, slope)
 
 
 @kernel
@@ -119,10 +122,11 @@ def activation_backward(dx, dout, x, y, kind, slope):
     For ReLU, LeakyReLU with a slope >= 0, Sigmoid and Tanh, x may be y."""
     n = dout.shape[0]
     if n < SERIAL_BELOW:
-        _backward_range(dx, dout, x, y, 0, n, kind, slope)
+        _backward_range(dx, dout, x, y, kind, slope)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-            _backward_range(dx, dout, x, y, blk * BLOCK, min(n, (blk + 1) * BLOCK), kind, slope)
+            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+            _backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], y[lo:hi], kind, slope)
 
 
 @inline
@@ -132,7 +136,7 @@ def _bias_activation_row(row, bias, kind, slope, has_bias):
         for j in range(row.shape[0]):
             row[j] += bias[j]
     if kind != IDENTITY:
-        _forward_range(row, row, 0, row.shape[0], kind, slope)
+        _forward_range(row, row, kind, slope)
 
 
 @kernel

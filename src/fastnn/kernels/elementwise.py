@@ -9,17 +9,22 @@ from ._jit import BLOCK, SERIAL_BELOW, inline, kernel
 CHUNK = 4096
 
 
+@inline
+def _add_views(out, a, b):
+    for i in range(out.shape[0]):  # from 0 over views: vectorises (see activations._forward_range)
+        out[i] = a[i] + b[i]
+
+
 @kernel
 def add(out, a, b):
     """out = a + b on flat arrays (overwrites; out may alias a or b)."""
     n = out.shape[0]
     if n < SERIAL_BELOW:
-        for i in range(n):
-            out[i] = a[i] + b[i]
+        _add_views(out, a, b)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
-                out[i] = a[i] + b[i]
+            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+            _add_views(out[lo:hi], a[lo:hi], b[lo:hi])
 
 
 @inline
@@ -55,16 +60,28 @@ def column_sum(out, x, accumulate):
     _sum_rows(out, partial, 0, chunks, accumulate)
 
 
+@inline
+def _dropout_views(out, mask, x, uniform, p, scale):
+    for i in range(x.shape[0]):
+        keep = scale if uniform[i] >= p else 0 * scale
+        mask[i] = keep
+        out[i] = x[i] * keep
+
+
 @kernel
 def dropout_forward(out, mask, x, uniform, p):
     """mask[i] = (uniform[i] >= p) / (1 - p); out[i] = x[i] * mask[i] (overwrites both)."""
     n = x.shape[0]
     scale = 1 / (1 - p)
     for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-        for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
-            keep = scale if uniform[i] >= p else 0 * scale
-            mask[i] = keep
-            out[i] = x[i] * keep
+        lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+        _dropout_views(out[lo:hi], mask[lo:hi], x[lo:hi], uniform[lo:hi], p, scale)
+
+
+@inline
+def _multiply_views(out, a, b):
+    for i in range(out.shape[0]):
+        out[i] = a[i] * b[i]
 
 
 @kernel
@@ -72,9 +89,8 @@ def multiply(out, a, b):
     """out = a * b on flat arrays (overwrites)."""
     n = out.shape[0]
     if n < SERIAL_BELOW:
-        for i in range(n):
-            out[i] = a[i] * b[i]
+        _multiply_views(out, a, b)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
-                out[i] = a[i] * b[i]
+            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+            _multiply_views(out[lo:hi], a[lo:hi], b[lo:hi])

@@ -15,8 +15,9 @@ def mse_forward(partials, pred, target):
     n = pred.shape[0]
     for c in prange(partials.shape[0]):
         s = pred.dtype.type(0)
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
-            d = pred[i] - target[i]
+        p, t = pred[c * CHUNK:min((c + 1) * CHUNK, n)], target[c * CHUNK:min((c + 1) * CHUNK, n)]
+        for i in range(p.shape[0]):  # from 0 over views: vectorises
+            d = p[i] - t[i]
             s += d * d
         partials[c] = s
 
@@ -26,8 +27,10 @@ def mse_backward(dpred, pred, target, scale):
     """dpred = scale * (pred - target), scale = 2 / n (overwrites). Flat."""
     n = pred.shape[0]
     for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-        for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
-            dpred[i] = scale * (pred[i] - target[i])
+        lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+        d, p, t = dpred[lo:hi], pred[lo:hi], target[lo:hi]  # views indexed from 0 vectorise
+        for i in range(hi - lo):
+            d[i] = scale * (p[i] - t[i])
 
 
 @kernel
@@ -57,9 +60,10 @@ def bce_logits_forward(partials, x, target):
     n = x.shape[0]
     for c in prange(partials.shape[0]):
         s = x.dtype.type(0)
-        for i in range(c * CHUNK, min((c + 1) * CHUNK, n)):
-            v = x[i]
-            s += max(v, v * 0) - v * target[i] + math.log1p(math.exp(-abs(v)))
+        xs, t = x[c * CHUNK:min((c + 1) * CHUNK, n)], target[c * CHUNK:min((c + 1) * CHUNK, n)]
+        for i in range(xs.shape[0]):  # from 0 over views: vectorises
+            v = xs[i]
+            s += max(v, v * 0) - v * t[i] + math.log1p(math.exp(-abs(v)))
         partials[c] = s
 
 
@@ -68,11 +72,13 @@ def bce_logits_backward(dx, x, target, scale):
     """dx = scale * (sigmoid(x) - t), scale = 1/n (overwrites). Flat."""
     n = x.shape[0]
     for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-        for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
-            v = x[i]
+        lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+        d, xs, t = dx[lo:hi], x[lo:hi], target[lo:hi]  # views indexed from 0 vectorise
+        for i in range(hi - lo):
+            v = xs[i]
             if v >= 0:
                 sig = 1 / (1 + math.exp(-v))
             else:
                 e = math.exp(v)
                 sig = e / (1 + e)
-            dx[i] = scale * (sig - target[i])
+            d[i] = scale * (sig - t[i])

@@ -47,6 +47,14 @@ def _sgd_element(param, momentum_buffer, grad, i, lr, momentum, one_minus_dampen
     param[i] = param[i] - lr * d_p
 
 
+@inline
+def _sgd_views(param, momentum_buffer, grad, lr, momentum, one_minus_dampening,
+               weight_decay, use_momentum, nesterov, first_step):
+    for i in range(param.shape[0]):  # from 0 over views: vectorises
+        _sgd_element(param, momentum_buffer, grad, i, lr, momentum, one_minus_dampening,
+                     weight_decay, use_momentum, nesterov, first_step)
+
+
 @kernel
 def sgd_update(param, momentum_buffer, grad, lr, momentum, one_minus_dampening,
                weight_decay, use_momentum, nesterov, first_step):
@@ -57,14 +65,13 @@ def sgd_update(param, momentum_buffer, grad, lr, momentum, one_minus_dampening,
     """
     n = param.shape[0]
     if n < SERIAL_BELOW:
-        for i in range(n):
-            _sgd_element(param, momentum_buffer, grad, i, lr, momentum, one_minus_dampening,
-                         weight_decay, use_momentum, nesterov, first_step)
+        _sgd_views(param, momentum_buffer, grad, lr, momentum, one_minus_dampening,
+                   weight_decay, use_momentum, nesterov, first_step)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
-                _sgd_element(param, momentum_buffer, grad, i, lr, momentum, one_minus_dampening,
-                             weight_decay, use_momentum, nesterov, first_step)
+            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+            _sgd_views(param[lo:hi], momentum_buffer[lo:hi], grad[lo:hi], lr, momentum,
+                       one_minus_dampening, weight_decay, use_momentum, nesterov, first_step)
 
 
 @inline
@@ -86,6 +93,15 @@ def _adam_element(param, exp_avg, exp_avg_sq, grad, i, step_size, beta1, one_min
     param[i] = p - step_size * (m / denom)
 
 
+@inline
+def _adam_views(param, exp_avg, exp_avg_sq, grad, step_size, beta1, one_minus_beta1, beta2,
+                one_minus_beta2, bias_correction2_sqrt, eps, weight_decay, decay, decoupled):
+    for i in range(param.shape[0]):  # from 0 over views: vectorises
+        _adam_element(param, exp_avg, exp_avg_sq, grad, i, step_size, beta1, one_minus_beta1,
+                      beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
+                      decay, decoupled)
+
+
 @kernel
 def adam_update(param, exp_avg, exp_avg_sq, grad, step_size, beta1, one_minus_beta1,
                 beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
@@ -97,16 +113,14 @@ def adam_update(param, exp_avg, exp_avg_sq, grad, step_size, beta1, one_minus_be
     """
     n = param.shape[0]
     if n < SERIAL_BELOW:
-        for i in range(n):
-            _adam_element(param, exp_avg, exp_avg_sq, grad, i, step_size, beta1, one_minus_beta1,
-                          beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
-                          decay, decoupled)
+        _adam_views(param, exp_avg, exp_avg_sq, grad, step_size, beta1, one_minus_beta1, beta2,
+                    one_minus_beta2, bias_correction2_sqrt, eps, weight_decay, decay, decoupled)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
-                _adam_element(param, exp_avg, exp_avg_sq, grad, i, step_size, beta1, one_minus_beta1,
-                              beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
-                              decay, decoupled)
+            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+            _adam_views(param[lo:hi], exp_avg[lo:hi], exp_avg_sq[lo:hi], grad[lo:hi], step_size, beta1,
+                        one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
+                        decay, decoupled)
 
 
 @unfused
@@ -137,6 +151,14 @@ def _rmsprop_element(param, square_avg, grad_avg, momentum_buffer, grad, i, lr, 
         param[i] = param[i] - lr * (g / avg)
 
 
+@inline
+def _rmsprop_views(param, square_avg, grad_avg, momentum_buffer, grad, lr, alpha,
+                   one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum):
+    for i in range(param.shape[0]):  # from 0 over views: vectorises
+        _rmsprop_element(param, square_avg, grad_avg, momentum_buffer, grad, i, lr, alpha,
+                         one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum)
+
+
 @kernel
 def rmsprop_update(param, square_avg, grad_avg, momentum_buffer, grad, lr, alpha,
                    one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum):
@@ -148,14 +170,14 @@ def rmsprop_update(param, square_avg, grad_avg, momentum_buffer, grad, lr, alpha
     """
     n = param.shape[0]
     if n < SERIAL_BELOW:
-        for i in range(n):
-            _rmsprop_element(param, square_avg, grad_avg, momentum_buffer, grad, i, lr, alpha,
-                             one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum)
+        _rmsprop_views(param, square_avg, grad_avg, momentum_buffer, grad, lr, alpha,
+                       one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-            for i in range(blk * BLOCK, min(n, (blk + 1) * BLOCK)):
-                _rmsprop_element(param, square_avg, grad_avg, momentum_buffer, grad, i, lr, alpha,
-                                 one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum)
+            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+            _rmsprop_views(param[lo:hi], square_avg[lo:hi], grad_avg[lo:hi], momentum_buffer[lo:hi],
+                           grad[lo:hi], lr, alpha, one_minus_alpha, eps, weight_decay, momentum, centered,
+                           use_momentum)
 
 
 @inline
@@ -163,8 +185,9 @@ def _chunk_sum_of_squares(partials, x, c, chunk):
     start = c * chunk
     stop = min(start + chunk, x.shape[0])
     total = 0.0
-    for j in range(start, stop):
-        v = np.float64(x[j])
+    xs = x[start:stop]
+    for j in range(xs.shape[0]):  # from 0 over a view: vectorises
+        v = np.float64(xs[j])
         total += v * v
     partials[c] = total
 
