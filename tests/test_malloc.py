@@ -25,7 +25,9 @@ def test_left_alone_when_asked_or_not_glibc(environ, plat, expected):
 
 def _state_in_fresh_process(**env):
     code = "import fastnn, fastnn._malloc as m; print(m.STATE)"
-    environ = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "FASTNN_MALLOC_TUNING")}
+    # (dask.distributed, imported by other tests, exports MALLOC_TRIM_THRESHOLD_)
+    dropped = ("GLIBC_TUNABLES", "FASTNN_MALLOC_TUNING") + _malloc._USER_SETTINGS
+    environ = {k: v for k, v in os.environ.items() if k not in dropped}
     environ.update(env, PYTHONPATH=os.path.join(ROOT, "src"))
     return subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True,
                           check=True).stdout.strip()

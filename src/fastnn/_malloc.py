@@ -34,8 +34,11 @@ def _skip_reason(environ, platform):
         return "off (FASTNN_MALLOC_TUNING=0)"
     if not platform.startswith("linux"):
         return f"off (not Linux: {platform})"
-    if "glibc.malloc" in environ.get("GLIBC_TUNABLES", "") or any(k in environ for k in _USER_SETTINGS):
-        return "off (the environment already tunes malloc)"
+    if "glibc.malloc" in environ.get("GLIBC_TUNABLES", ""):
+        return "off (the environment already tunes malloc: GLIBC_TUNABLES)"
+    for name in _USER_SETTINGS:
+        if name in environ:
+            return f"off (the environment already tunes malloc: {name})"
     return None
 
 
