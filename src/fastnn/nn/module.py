@@ -13,6 +13,12 @@ from .. import _config
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
+# Values of these exact types are never registered by assignment (only Parameter and
+# Module instances are), so Module.__setattr__ stores them with a short check.
+_PLAIN_TYPES = frozenset({np.ndarray, tuple, list, dict, type(None), bool, int, float, str,
+                          np.float32, np.float64, np.int32, np.int64, np.bool_})
+_object_setattr = object.__setattr__
+
 
 class Parameter:
     """A trainable array: ``.data`` holds the values, ``.grad`` the gradient or None.
@@ -123,6 +129,17 @@ class Module:
     # are mirrored in the instance __dict__, so reading ``self.weight`` in a hot
     # forward is a plain attribute lookup. Buffers are read through __getattr__.
     def __setattr__(self, name, value):
+        if type(value) in _PLAIN_TYPES:  # the hot case: layers' cached state
+            d = self.__dict__
+            try:
+                if name not in d["_parameters"] and name not in d["_buffers"] and name not in d["_modules"]:
+                    _object_setattr(self, name, value)
+                    return
+            except KeyError:  # before super().__init__(): the slow path raises
+                pass
+        self._setattr_slow(name, value)
+
+    def _setattr_slow(self, name, value):
         d = self.__dict__
         if "_parameters" not in d:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
