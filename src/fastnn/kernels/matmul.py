@@ -16,6 +16,7 @@ from numba.extending import intrinsic
 
 from ._jit import kernel, serial_kernel
 from ._threading import get_threads
+from .activations import IDENTITY, _bias_activation_row
 
 MR = 8  # micro-tile rows
 NV = 2  # micro-tile width in 64-byte vectors: NR = 32 float32 or 16 float64 columns
@@ -329,6 +330,21 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
             for c in prange(threads):
                 _tiles(out, a, bp, ta, accumulate, swap, c * ntiles // threads,
                        (c + 1) * ntiles // threads, mc, per, g0, g1, j0, ncols, kcb, NR)
+
+
+@serial_kernel
+def linear_serial(out, x, w, bias, kind, slope, has_bias):
+    """out = act(x @ w.T + bias) on the calling thread: a small Linear forward in one call.
+
+    x (M, K), w (N, K), out (M, N); bias (N,) (ignored unless has_bias); kind,
+    slope as in ``activations``. The product is :func:`gemm_serial`'s and the
+    epilogue ``bias_activation_forward``'s row by row, so the result is bitwise
+    theirs; for products under ``GEMV_SPLIT_FLOPS`` (what :func:`matmul` runs serially).
+    """
+    gemm_serial(out, x, w, False, True, False)
+    if has_bias or kind != IDENTITY:
+        for i in range(out.shape[0]):
+            _bias_activation_row(out[i], bias, kind, slope, has_bias)
 
 
 def matmul(out, a, b, trans_a=False, trans_b=False, accumulate=False):

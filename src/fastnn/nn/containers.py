@@ -10,6 +10,9 @@ from .conv import Conv2d
 from .linear import Linear
 from .module import Module, backward_with
 
+# how Sequential.forward runs a step
+_FORWARD, _CALL, _FUSED_ARG, _FUSED_ATTR = 0, 1, 2, 3
+
 
 class Sequential(Module):
     """Runs modules in order; ``backward`` runs their backward passes in reverse.
@@ -46,28 +49,44 @@ class Sequential(Module):
     fuse = True
 
     def _steps(self):
-        """``[(layer, activation fused into it or None, (kind, slope) or None)]``,
-        rebuilt only when the children or ``fuse`` change."""
-        key = (self.fuse,) + tuple(self._modules.values())
-        if self.__dict__.get("_steps_key") != key:
-            modules, steps, i = key[1:], [], 0
-            while i < len(modules):
-                layer = modules[i]
-                act = None
-                if (self.fuse and i + 1 < len(modules) and type(layer) in (Linear, Conv2d)
-                        and layer._act_kind == act_k.IDENTITY):
-                    act = fusable_kind(modules[i + 1])
-                steps.append((layer, modules[i + 1] if act else None, act))
-                i += 2 if act else 1
-            self._steps_key, self._steps_list = key, steps
-        return self._steps_list
+        """``[(layer, activation fused into it or None, (kind, slope) or None, call)]``,
+        rebuilt only when the children or ``fuse`` change. ``call``: how forward runs
+        the step (see ``forward``)."""
+        key = (self.fuse, *self._modules.values())
+        d = self.__dict__
+        return d["_steps_list"] if d.get("_steps_key") == key else self._build_steps(key)
+
+    def _build_steps(self, key):
+        modules, steps, i = key[1:], [], 0
+        while i < len(modules):
+            layer = modules[i]
+            act = None
+            if (self.fuse and i + 1 < len(modules) and type(layer) in (Linear, Conv2d)
+                    and layer._act_kind == act_k.IDENTITY):
+                act = fusable_kind(modules[i + 1])
+            if act is not None:
+                # the activation goes in as an argument when the layer takes one
+                call = _FUSED_ARG if hasattr(type(layer), "_forward_act") else _FUSED_ATTR
+            else:
+                # Module.__call__ only calls forward: skip its frame when not overridden
+                call = _FORWARD if type(layer).__call__ is Module.__call__ else _CALL
+            steps.append((layer, modules[i + 1] if act else None, act, call))
+            i += 2 if act else 1
+        self._steps_key, self._steps_list = key, steps
+        return steps
 
     def forward(self, x):
-        steps = self._steps()
-        for layer, _, act in steps:
-            if act is None:
+        key = (self.fuse, *self._modules.values())
+        d = self.__dict__
+        steps = d["_steps_list"] if d.get("_steps_key") == key else self._build_steps(key)
+        for layer, _, act, call in steps:
+            if call == _FORWARD:
+                x = layer.forward(x)
+            elif call == _FUSED_ARG and "forward" not in layer.__dict__:
+                x = layer._forward_act(x, act[0], act[1])
+            elif call == _CALL:
                 x = layer(x)
-            else:
+            else:  # the layer reads its activation from attributes (or its forward was replaced)
                 layer._act_kind, layer._act_slope = act
                 try:
                     x = layer(x)
@@ -75,13 +94,14 @@ class Sequential(Module):
                     layer._act_kind, layer._act_slope = act_k.IDENTITY, 0.0
             if isinstance(x, tuple):  # recurrent layers return (output, state)
                 x = x[0]
-        self._ran = steps
+        if d.get("_ran") is not steps:
+            self._ran = steps
         return x
 
     def backward(self, grad_output):
         steps = self._saved(self.__dict__.get("_ran"))
         g = grad_output
-        for layer, _, _ in reversed(steps[1:]):  # a fused activation's derivative is in its layer
+        for layer, *_ in reversed(steps[1:]):  # a fused activation's derivative is in its layer
             g = layer.backward(g)
         # the first layer computes d/d input only if someone reads it
         return backward_with(steps[0][0], g, self.needs_input_grad) if steps else g

@@ -1,14 +1,18 @@
 """Dense layers: Linear, Identity, Flatten."""
+import math
+
 import numpy as np
 
 from .. import _config
 from ..kernels import activations as act_k
 from ..kernels.elementwise import column_sum
-from ..kernels.matmul import matmul
+from ..kernels.matmul import GEMV_SPLIT_FLOPS, linear_serial, matmul
 from . import init
 from .activation import fused_backward
 from ._validate import as_float_array, as_grad, check_positive_int, float_dtype_for
 from .module import Module, Parameter
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Linear(Module):
@@ -48,27 +52,39 @@ class Linear(Module):
         init.default_weight_and_bias_(self.weight, self.bias, generator)
 
     def forward(self, x):
+        return self._forward_act(x, self._act_kind, self._act_slope)
+
+    def _forward_act(self, x, kind, slope):
+        """``forward`` with the activation ``(kind, slope)`` fused into the epilogue:
+        ``Sequential`` passes the activation that follows this layer here."""
         w = self.weight.data
-        x = as_float_array(x, "Linear", w.dtype, shape_hint=f" (*, {self.in_features})")
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Linear: expected input of shape (*, {self.in_features}), got {x.shape}"
-            )
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)
-        out = np.empty((x2.shape[0], self.out_features), w.dtype)
-        matmul(out, x2, w, trans_b=True)
-        has_bias = self.bias is not None
-        bias = self.bias.data if has_bias else w[0]
-        if has_bias or self._act_kind != act_k.IDENTITY:
-            act_k.bias_activation_forward(out, bias, self._act_kind, self._act_slope, has_bias)
+        K = self.in_features
+        if type(x) is np.ndarray and x.ndim == 2 and x.dtype == w.dtype and x.shape[1] == K \
+                and x.flags.c_contiguous:
+            x2, lead = x, None  # the common case: nothing to check or convert
+        else:
+            x = as_float_array(x, "Linear", w.dtype, shape_hint=f" (*, {K})")
+            if x.ndim == 0 or x.shape[-1] != K:
+                raise ValueError(f"Linear: expected input of shape (*, {K}), got {x.shape}")
+            x2, lead = x.reshape(-1, K), x.shape[:-1]
+        N = self.out_features
+        out = np.empty((x2.shape[0], N), w.dtype)
+        bias = self.bias
+        has_bias = bias is not None
+        b = bias.data if has_bias else w[0]
+        if x2.shape[0] * N * K < GEMV_SPLIT_FLOPS:  # what matmul runs serially: one call
+            linear_serial(out, x2, w, b, kind, slope, has_bias)
+        else:
+            matmul(out, x2, w, trans_b=True)
+            if has_bias or kind != act_k.IDENTITY:
+                act_k.bias_activation_forward(out, b, kind, slope, has_bias)
         if self.training:  # what backward needs
-            self._x, self._lead = x2, lead
-            self._out = out if self._act_kind != act_k.IDENTITY else None
-            self._out_act = (self._act_kind, self._act_slope)
+            self._x, self._lead = x2, x2.shape[:1] if lead is None else lead
+            self._out = out if kind != act_k.IDENTITY else None
+            self._out_act = (kind, slope)
         elif self._x is not None:
             self._x = self._out = None  # a backward after an eval forward must fail
-        return out.reshape(lead + (self.out_features,))
+        return out if lead is None else out.reshape(lead + (N,))
 
     def backward(self, grad_output):
         x2 = self._saved(self._x)
@@ -122,16 +138,22 @@ class Flatten(Module):
         self._shape = None
 
     def forward(self, x):
-        x = np.asarray(x)
-        if x.ndim == 0:
-            raise ValueError(f"Flatten: expected an input with at least 1 dimension, got shape {x.shape}")
-        start = self.start_dim % x.ndim
-        end = self.end_dim % x.ndim
+        if type(x) is not np.ndarray:
+            x = np.asarray(x)
+        shape = x.shape
+        ndim = len(shape)
+        if ndim == 0:
+            raise ValueError(f"Flatten: expected an input with at least 1 dimension, got shape {shape}")
+        start = self.start_dim % ndim
+        end = self.end_dim % ndim
         if start > end:
-            raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for shape {x.shape}")
-        self._shape = x.shape
-        new_shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
-        return np.ascontiguousarray(x, dtype=float_dtype_for(x)).reshape(new_shape)
+            raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for shape {shape}")
+        if self._shape != shape:
+            self._shape = shape
+        new_shape = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
+        if x.dtype not in _FLOAT_DTYPES or not x.flags.c_contiguous:
+            x = np.ascontiguousarray(x, dtype=float_dtype_for(x))
+        return x.reshape(new_shape)
 
     def backward(self, grad_output):
         shape = self._saved(self._shape)
