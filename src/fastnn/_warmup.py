@@ -39,6 +39,8 @@ def _layer_cases():
         ("MaxPool2d", lambda: nn.MaxPool2d(2), floats(2, 2, 6, 6)),
         ("AvgPool2d", lambda: nn.AvgPool2d(2, stride=1, padding=1), floats(2, 2, 6, 6)),
         ("AdaptiveAvgPool2d", lambda: nn.AdaptiveAvgPool2d(1), floats(2, 2, 6, 6)),
+        ("large pooling", lambda: nn.Sequential(nn.MaxPool2d(2), nn.AvgPool2d(2)),  # parallel kernels
+         floats(2, 16, 128, 128)),
         ("BatchNorm1d", lambda: nn.BatchNorm1d(8), floats(4, 8)),
         ("BatchNorm2d", lambda: nn.BatchNorm2d(2), floats(4, 2, 3, 3)),
         ("Embedding", lambda: nn.Embedding(10, 4), lambda rng, dtype: rng.integers(0, 10, (3, 5))),

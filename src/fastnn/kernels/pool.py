@@ -4,14 +4,15 @@
 to the input, so ``ceil_mode`` output sizes need nothing special here. Every
 kernel is parallel over planes: an iteration owns its plane of the output (and of
 dx in backward, where it adds in a fixed order), so results do not depend on the
-thread count.
+thread count. The ``_serial`` variants run the same per-plane code on the calling
+thread, for inputs too small to pay for a parallel launch.
 """
 import math
 
 import numpy as np
 from numba import prange
 
-from ._jit import inline, kernel
+from ._jit import inline, kernel, serial_kernel
 from .im2col import valid_range
 
 
@@ -25,50 +26,72 @@ def _ranges(KW, DW, PW, SW, W, OW):
     return los, his
 
 
+@inline
+def _max_plane(out, argmax, xf, H, W, geom, los, his, with_index):
+    # one plane: out (OH, OW) = window maxima of xf (the flat H*W input plane); with
+    # with_index, argmax (OH, OW) = their flat indices (see max_pool_forward)
+    KH, KW, SH, SW, PH, PW, DH, DW = geom
+    OH, OW = out.shape
+    for oh in range(OH):
+        best = out[oh]
+        for ow in range(OW):
+            best[ow] = -math.inf
+        for kh in range(KH):
+            ih = oh * SH - PH + kh * DH
+            for kw in range(KW if 0 <= ih < H else 0):
+                off = kw * DW - PW
+                lo, hi = los[kw], his[kw]
+                src = xf[ih * W + lo * SW + off:]
+                b = best[lo:hi]
+                for i in range(hi - lo):
+                    v = src[i * SW]
+                    b[i] = v if (v > b[i]) | (v != v) else b[i]  # noqa: PLR0124 (NaN test)
+        if not with_index:
+            continue
+        where = argmax[oh]
+        for ow in range(OW):
+            where[ow] = 0
+        for kh in range(KH - 1, -1, -1):
+            ih = oh * SH - PH + kh * DH
+            for kw in range(KW - 1 if 0 <= ih < H else -1, -1, -1):
+                off = kw * DW - PW
+                lo, hi = los[kw], his[kw]
+                src = xf[ih * W + lo * SW + off:]
+                b = best[lo:hi]
+                wv = where[lo:hi]
+                base = ih * W + lo * SW + off
+                for i in range(hi - lo):
+                    v = src[i * SW]
+                    hit = np.int32((v == b[i]) | (v != v))  # noqa: PLR0124 (arithmetic, not a branch)
+                    wv[i] = wv[i] + hit * (np.int32(base + i * SW) - wv[i])
+
+
 @kernel
 def max_pool_forward(out, argmax, x, geom, with_index):
     """out[p, oh, ow] = max over the window of x[p] (overwritten); with_index:
     argmax[p, oh, ow] = ih * W + iw of the first element equal to it (or the first
     NaN, which wins), as PyTorch picks. Two branch-free sweeps of the window offsets
     over whole output rows: maxima forward, then indices in reverse order."""
-    KH, KW, SH, SW, PH, PW, DH, DW = geom
+    KW, SW, PW, DW = geom[1], geom[3], geom[5], geom[7]
     planes, H, W = x.shape
-    OH, OW = out.shape[1], out.shape[2]
-    los, his = _ranges(KW, DW, PW, SW, W, OW)
+    los, his = _ranges(KW, DW, PW, SW, W, out.shape[2])
     for p in prange(planes):
-        xf = x[p].reshape(-1)
-        for oh in range(OH):
-            best = out[p, oh]
-            for ow in range(OW):
-                best[ow] = -math.inf
-            for kh in range(KH):
-                ih = oh * SH - PH + kh * DH
-                for kw in range(KW if 0 <= ih < H else 0):
-                    off = kw * DW - PW
-                    lo, hi = los[kw], his[kw]
-                    src = xf[ih * W + lo * SW + off:]
-                    b = best[lo:hi]
-                    for i in range(hi - lo):
-                        v = src[i * SW]
-                        b[i] = v if (v > b[i]) | (v != v) else b[i]  # noqa: PLR0124 (NaN test)
-            if not with_index:
-                continue
-            where = argmax[p, oh]
-            for ow in range(OW):
-                where[ow] = 0
-            for kh in range(KH - 1, -1, -1):
-                ih = oh * SH - PH + kh * DH
-                for kw in range(KW - 1 if 0 <= ih < H else -1, -1, -1):
-                    off = kw * DW - PW
-                    lo, hi = los[kw], his[kw]
-                    src = xf[ih * W + lo * SW + off:]
-                    b = best[lo:hi]
-                    wv = where[lo:hi]
-                    base = ih * W + lo * SW + off
-                    for i in range(hi - lo):
-                        v = src[i * SW]
-                        hit = np.int32((v == b[i]) | (v != v))  # noqa: PLR0124 (arithmetic, not a branch)
-                        wv[i] = wv[i] + hit * (np.int32(base + i * SW) - wv[i])
+        where = argmax[p] if with_index else argmax[0]
+        _max_plane(out[p], where, x[p].reshape(-1), H, W, geom, los, his, with_index)
+
+
+@serial_kernel
+def max_pool_forward_serial(out, argmax, x, geom, with_index):
+    """:func:`max_pool_forward` on the calling thread, for small inputs (the same
+    result: each plane's work is the same code). out, x (N, C, H, W) and argmax
+    (N, C, OH, OW), or any 4-D array when not with_index: no reshapes in Python."""
+    KW, SW, PW, DW = geom[1], geom[3], geom[5], geom[7]
+    N, C, H, W = x.shape
+    los, his = _ranges(KW, DW, PW, SW, W, out.shape[3])
+    for n in range(N):
+        for c in range(C):
+            _max_plane(out[n, c], argmax[n, c] if with_index else argmax[0, 0], x[n, c].reshape(-1),
+                       H, W, geom, los, his, with_index)
 
 
 @kernel
@@ -99,45 +122,61 @@ def _window(o, size, out_size, k, s, pad, adaptive):
     return max(start, 0), min(end, size), span
 
 
+@inline
+def _avg_plane(out, x, geom, adaptive, include_pad, los, his):
+    # one plane: out (OH, OW) = window means of x (H, W); see avg_pool_forward
+    KH, KW, SH, SW, PH, PW = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
+    H, W = x.shape
+    OH, OW = out.shape
+    for oh in range(OH):
+        h0, h1, hspan = _window(oh, H, OH, KH, SH, PH, adaptive)
+        acc = out[oh]
+        if adaptive:
+            for ow in range(OW):
+                w0, w1, wspan = _window(ow, W, OW, KW, SW, PW, adaptive)
+                s = x.dtype.type(0)
+                if w0 == 0 and w1 == W:  # whole rows: one contiguous run
+                    run = x.reshape(-1)[h0 * W:h1 * W]
+                    for i in range(run.shape[0]):
+                        s += run[i]
+                for ih in range(h0, h1 if w1 - w0 < W else h0):
+                    xrow = x[ih, w0:w1]
+                    for i in range(w1 - w0):
+                        s += xrow[i]
+                acc[ow] = s / ((h1 - h0) * (w1 - w0))
+            continue
+        for ow in range(OW):
+            acc[ow] = 0
+        for ih in range(h0, h1):
+            xrow = x[ih]
+            for kw in range(KW):
+                off = kw - PW
+                for ow in range(los[kw], his[kw]):
+                    acc[ow] += xrow[ow * SW + off]
+        for ow in range(OW):
+            w0, w1, wspan = _window(ow, W, OW, KW, SW, PW, adaptive)
+            acc[ow] /= hspan * wspan if include_pad else (h1 - h0) * (w1 - w0)
+
+
 @kernel
 def avg_pool_forward(out, x, geom, adaptive, include_pad):
     """out[p, oh, ow] = mean of x[p] over the window (overwritten). Fixed windows
     from geom (KH, KW, SH, SW, PH, PW), or PyTorch's adaptive windows; the divisor
     counts padding when include_pad (count_include_pad). Fixed windows sum whole
     rows per window offset (vectorised along ow)."""
-    KH, KW, SH, SW, PH, PW = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
-    planes, H, W = x.shape
-    OH, OW = out.shape[1], out.shape[2]
-    los, his = _ranges(KW, 1, PW, SW, W, OW)
-    for p in prange(planes):
-        for oh in range(OH):
-            h0, h1, hspan = _window(oh, H, OH, KH, SH, PH, adaptive)
-            acc = out[p, oh]
-            if adaptive:
-                for ow in range(OW):
-                    w0, w1, wspan = _window(ow, W, OW, KW, SW, PW, adaptive)
-                    s = x.dtype.type(0)
-                    if w0 == 0 and w1 == W:  # whole rows: one contiguous run
-                        run = x[p].reshape(-1)[h0 * W:h1 * W]
-                        for i in range(run.shape[0]):
-                            s += run[i]
-                    for ih in range(h0, h1 if w1 - w0 < W else h0):
-                        xrow = x[p, ih, w0:w1]
-                        for i in range(w1 - w0):
-                            s += xrow[i]
-                    acc[ow] = s / ((h1 - h0) * (w1 - w0))
-                continue
-            for ow in range(OW):
-                acc[ow] = 0
-            for ih in range(h0, h1):
-                xrow = x[p, ih]
-                for kw in range(KW):
-                    off = kw - PW
-                    for ow in range(los[kw], his[kw]):
-                        acc[ow] += xrow[ow * SW + off]
-            for ow in range(OW):
-                w0, w1, wspan = _window(ow, W, OW, KW, SW, PW, adaptive)
-                acc[ow] /= hspan * wspan if include_pad else (h1 - h0) * (w1 - w0)
+    los, his = _ranges(geom[1], 1, geom[5], geom[3], x.shape[2], out.shape[2])
+    for p in prange(x.shape[0]):
+        _avg_plane(out[p], x[p], geom, adaptive, include_pad, los, his)
+
+
+@serial_kernel
+def avg_pool_forward_serial(out, x, geom, adaptive, include_pad):
+    """:func:`avg_pool_forward` on the calling thread, for small inputs (the same
+    result: each plane's work is the same code). out, x (N, C, H, W)."""
+    los, his = _ranges(geom[1], 1, geom[5], geom[3], x.shape[3], out.shape[3])
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            _avg_plane(out[n, c], x[n, c], geom, adaptive, include_pad, los, his)
 
 
 @kernel

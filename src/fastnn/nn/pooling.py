@@ -2,12 +2,16 @@
 import numpy as np
 
 from ..kernels import pool as pool_k
+from ..kernels._jit import SERIAL_BELOW
 from ._validate import as_grad, float_dtype_for
 from .conv import as_image_batch, pair
 from .module import Module
 
 # adaptive windows ignore the geometry; same tuple type as the other pools' (one compile)
 _ADAPTIVE_GEOM = (1, 1, 1, 1, 0, 0, 1, 1)
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# MaxPool2d's argmax in eval mode: kernels never write it without with_index
+_NO_INDEX = np.zeros((1, 1, 1, 1), np.int32)
 
 
 def _pool_size(size, k, s, p, d, ceil_mode):
@@ -24,6 +28,7 @@ class _Pool2d(Module):
     """Shared by MaxPool2d and AvgPool2d: argument checks, shapes, unbatched input."""
 
     dilation = (1, 1)
+    _flat_indices = False  # MaxPool2d keeps int32 flat indices into each input plane
 
     def _setup(self, kernel_size, stride, padding, ceil_mode):
         name = type(self).__name__
@@ -42,20 +47,37 @@ class _Pool2d(Module):
         return self.kernel_size + self.stride + self.padding + self.dilation
 
     def _prepare(self, x):
-        """Validated 4-D input, its output shape and whether it came unbatched."""
+        """Validated 4-D input, its ``_plan`` and whether it came unbatched."""
+        if type(x) is np.ndarray and x.ndim == 4 and x.dtype in _FLOAT_DTYPES and x.flags.c_contiguous:
+            return x, self._plan(x.shape), False  # the common case: nothing to convert
+        x, unbatched = as_image_batch(x, type(self).__name__, 0, float_dtype_for(x))
+        return x, self._plan(x.shape), unbatched
+
+    def _plan(self, shape):
+        """``(output shape, geometry, serial)`` for a 4-D input shape, or ValueError;
+        kept for the last shape and geometry (a forward at one shape recomputes nothing)."""
+        key = (shape, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        cached = self.__dict__.get("_plan_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         name = type(self).__name__
-        x, unbatched = as_image_batch(x, name, 0, float_dtype_for(x))
-        N, C, H, W = x.shape
+        N, C, H, W = shape
         sizes = []
         for size, k, s, p, d in zip((H, W), self.kernel_size, self.stride, self.padding, self.dilation):
             if size + 2 * p < d * (k - 1) + 1:
                 raise ValueError(
-                    f"{name}: input of shape {x.shape} padded by {self.padding} is smaller than the "
+                    f"{name}: input of shape {shape} padded by {self.padding} is smaller than the "
                     f"pooling window {self.kernel_size} (dilation {self.dilation})")
             sizes.append(_pool_size(size, k, s, p, d, self.ceil_mode))
         if N * C == 0 or min(sizes) <= 0:
-            raise ValueError(f"{name}: input of shape {x.shape} gives an empty output {(N, C) + tuple(sizes)}")
-        return x, (N, C) + tuple(sizes), unbatched
+            raise ValueError(f"{name}: input of shape {shape} gives an empty output {(N, C) + tuple(sizes)}")
+        if self._flat_indices and H * W >= 2**31:
+            raise ValueError(f"{name}: input planes of {shape[2:]} pixels are too large")
+        out_shape = (N, C) + tuple(sizes)
+        work = N * C * max(sizes[0] * sizes[1] * self.kernel_size[0] * self.kernel_size[1], H * W)
+        plan = (out_shape, self._geom(), work < SERIAL_BELOW)
+        self._plan_cache = (key, plan)
+        return plan
 
     def _planes(self, a):
         return a.reshape((-1,) + a.shape[-2:])
@@ -107,19 +129,22 @@ class MaxPool2d(_Pool2d):
         self.dilation = pair(dilation, "MaxPool2d", "dilation")
         self._argmax = None
 
+    _flat_indices = True
+
     def forward(self, x):
-        x, out_shape, unbatched = self._prepare(x)
+        x, (out_shape, geom, serial), unbatched = self._prepare(x)
+        training = self.training
         out = np.empty(out_shape, x.dtype)
-        if x.shape[2] * x.shape[3] >= 2**31:
-            raise ValueError(f"MaxPool2d: input planes of {x.shape[2:]} pixels are too large")
-        argmax = np.empty(out_shape if self.training else (1, 1, 1), np.int32)
-        pool_k.max_pool_forward(self._planes(out), self._planes(argmax), self._planes(x), self._geom(),
-                                self.training)
-        if self.training:
+        argmax = np.empty(out_shape, np.int32) if training else _NO_INDEX
+        if serial:  # too small to pay for a parallel launch
+            pool_k.max_pool_forward_serial(out, argmax, x, geom, training)
+        else:
+            pool_k.max_pool_forward(self._planes(out), self._planes(argmax), self._planes(x), geom, training)
+        if training:
             self._x_shape, self._out_shape, self._argmax = x.shape, out_shape, argmax
             self._unbatched, self._dtype = unbatched, x.dtype
-        else:
-            self._x_shape = self._argmax = None
+        elif self._x_shape is not None or self._argmax is not None:
+            self._x_shape = self._argmax = None  # a backward after an eval forward must fail
         return out[0] if unbatched else out
 
     def backward(self, grad_output):
@@ -139,11 +164,16 @@ class _AvgPool(_Pool2d):
     """Average pooling's forward tail and backward; subclasses give ``_avg_args()``:
     the kernel's (geometry, adaptive, count_include_pad)."""
 
-    def _avg_forward(self, x, out_shape, unbatched):
+    def _avg_forward(self, x, out_shape, unbatched, serial):
         out = np.empty(out_shape, x.dtype)
-        pool_k.avg_pool_forward(self._planes(out), self._planes(x), *self._avg_args())
-        self._x_shape = x.shape if self.training else None
-        self._out_shape, self._unbatched, self._dtype = out_shape, unbatched, x.dtype
+        if serial:  # too small to pay for a parallel launch
+            pool_k.avg_pool_forward_serial(out, x, *self._avg_args())
+        else:
+            pool_k.avg_pool_forward(self._planes(out), self._planes(x), *self._avg_args())
+        if self.training:
+            self._x_shape, self._out_shape, self._unbatched, self._dtype = x.shape, out_shape, unbatched, x.dtype
+        elif self._x_shape is not None:
+            self._x_shape = None  # a backward after an eval forward must fail
         return out[0] if unbatched else out
 
     def backward(self, grad_output):
@@ -178,8 +208,8 @@ class AvgPool2d(_AvgPool):
         self.count_include_pad = bool(count_include_pad)
 
     def forward(self, x):
-        x, out_shape, unbatched = self._prepare(x)
-        return self._avg_forward(x, out_shape, unbatched)
+        x, (out_shape, _, serial), unbatched = self._prepare(x)
+        return self._avg_forward(x, out_shape, unbatched, serial)
 
     def _avg_args(self):
         return self._geom(), False, self.count_include_pad
@@ -215,12 +245,16 @@ class AdaptiveAvgPool2d(_AvgPool):
         self._x_shape = None
 
     def forward(self, x):
-        x, unbatched = as_image_batch(x, "AdaptiveAvgPool2d", 0, float_dtype_for(x))
+        if type(x) is np.ndarray and x.ndim == 4 and x.dtype in _FLOAT_DTYPES and x.flags.c_contiguous:
+            unbatched = False  # the common case: nothing to convert
+        else:
+            x, unbatched = as_image_batch(x, "AdaptiveAvgPool2d", 0, float_dtype_for(x))
         N, C, H, W = x.shape
-        out_hw = tuple(s if o is None else o for o, s in zip(self.output_size, (H, W)))
+        oh, ow = self.output_size
+        out_hw = (H if oh is None else oh, W if ow is None else ow)
         if N * C * H * W == 0:
             raise ValueError(f"AdaptiveAvgPool2d: got an empty input of shape {x.shape}")
-        return self._avg_forward(x, (N, C) + out_hw, unbatched)
+        return self._avg_forward(x, (N, C) + out_hw, unbatched, N * C * H * W < SERIAL_BELOW)
 
     def _avg_args(self):
         return _ADAPTIVE_GEOM, True, False
