@@ -26,7 +26,8 @@ from numba import prange
 from . import activations as act_k
 from ._jit import kernel, serial_kernel
 from ._threading import get_threads
-from .im2col import col2im, gather
+from .conv_gemm import conv_gemm, wide_offsets
+from .im2col import col2im, gather, pad_copy
 from .matmul import gemm_serial, matmul
 
 SLOTS = 8  # a batch is split into at least this many slots (fewer samples: one each)
@@ -72,12 +73,24 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
     Pc = OH * pitch
     direct_in = flags & POINTWISE and nb == 1  # the input itself is the im2col matrix
     direct_out = nb == 1 and Pc == P  # the product lands in NCHW as it is
+    KH, KW, SH, SW, PH, PW, DH, DW, _ = geom
+    Hp, Wp = x.shape[2] + 2 * PH, x.shape[3] + 2 * PW
+    implicit = SH == 1 and SW == 1 and pitch == Wp and not direct_in  # see conv_gemm
+    plane = Cg * Hp * Wp + KW * DW
+    offs = np.empty(w3.shape[2] if implicit else 0, np.int64)
+    if implicit:
+        wide_offsets(offs, Cg, KH, KW, Hp, Wp, DH, DW)
     for g in range(G):
         dst = out[n0, g * OCg:(g + 1) * OCg] if direct_out else tmp[:OCg * nb * Pc].reshape((OCg, nb * Pc))
-        src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols
-        if not direct_in:
-            gather(cols, xpf, x, n0, nb, g * Cg, geom, pitch)
-        gemm_serial(dst, w3[g], src, False, False, False)
+        if implicit:
+            for b in range(nb):  # padded images side by side (borders and tails stay zero)
+                pad_copy(xpf[b * plane:b * plane + Cg * Hp * Wp].reshape((Cg, Hp, Wp)), x, n0 + b, g * Cg, PH, PW)
+            conv_gemm(dst, w3[g], xpf, plane, offs, Pc, nb * Pc)
+        else:
+            src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols
+            if not direct_in:
+                gather(cols, xpf, x, n0, nb, g * Cg, geom, pitch)
+            gemm_serial(dst, w3[g], src, False, False, False)
         if not direct_out or flags & HAS_BIAS or kind != act_k.IDENTITY:
             scatter(out, dst, n0, nb, g * OCg, bias, flags & HAS_BIAS != 0, kind, slope, OH, pitch)
 
@@ -218,7 +231,7 @@ def layout(x_shape, geom, out_hw):
     return OH, (x_shape[3] + 2 * geom[5] if geom[2] == geom[3] == 1 else OW)
 
 
-def _scratch(work, x, geom, OC, Kg, OH, pitch):
+def _scratch(work, x, geom, OC, Kg, OH, pitch, name="xps"):
     N, G, PH, PW = x.shape[0], geom[8], geom[4], geom[5]
     slots, per_gemm = plan(N, Kg, OH * pitch)
     shared = getattr(_shared, "work", None)
@@ -226,17 +239,19 @@ def _scratch(work, x, geom, OC, Kg, OH, pitch):
         shared = _shared.work = Workspace()
     cols = shared.view("cols", (slots, Kg * per_gemm * OH * pitch), x.dtype)
     tmps = shared.view("tmps", (slots, OC // G * per_gemm * OH * pitch), x.dtype)
-    padded = (x.shape[1] // G * (x.shape[2] + 2 * PH) * (x.shape[3] + 2 * PW) + geom[1] * geom[7],)
-    xps = work.view("xps", (slots,) + padded, x.dtype, zero_tag=padded + x.shape[1:] + geom)
+    # per_gemm padded planes, each with a zero tail of KW*DW elements (see im2col.gather, conv_gemm)
+    padded = (per_gemm * (x.shape[1] // G * (x.shape[2] + 2 * PH) * (x.shape[3] + 2 * PW) + geom[1] * geom[7]),)
+    xps = work.view(name, (slots,) + padded, x.dtype, zero_tag=padded + x.shape[1:] + geom)
     return slots, per_gemm, cols, tmps, xps
 
 
-def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0):
+def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0, scratch="xps"):
     """out (N, OC, OH, OW) = act(conv2d(x, weight) + bias), overwritten.
 
     x (N, C, H, W), weight (OC, C/G, KH, KW), bias (OC,) or None; C-contiguous,
     one dtype. ``kind``/``slope`` pick a fused activation (``activations``);
-    ``work`` is the layer's :class:`Workspace`.
+    ``work`` is the layer's :class:`Workspace`, ``scratch`` the name of its
+    padded-input buffer (one per geometry, so it stays zero-bordered).
     """
     N, C = x.shape[0], x.shape[1]
     OC, P = out.shape[1], out.shape[2] * out.shape[3]
@@ -248,7 +263,7 @@ def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0):
     bias = bias if has_bias else weight.reshape(-1)[:1]
     pointwise = geom[:6] == (1, 1, 1, 1, 0, 0)
     OH, pitch = layout(x.shape, geom, out.shape[2:])
-    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, w3.shape[2], OH, pitch)
+    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, w3.shape[2], OH, pitch, scratch)
     slope = float(slope)
     if N >= get_threads():
         flags = POINTWISE * pointwise + HAS_BIAS * has_bias
@@ -274,6 +289,24 @@ def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0):
                     scatter(out3, dst, n0, nb, g * OCg, bias, has_bias, kind, slope, OH, pitch)
 
 
+def transposed_geometry(geom):
+    """The geometry whose forward convolution of dout gives dx, or None: stride 1
+    and padding at most the dilated kernel extent minus one."""
+    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    QH, QW = DH * (KH - 1) - PH, DW * (KW - 1) - PW
+    if SH != 1 or SW != 1 or QH < 0 or QW < 0:
+        return None
+    return (KH, KW, 1, 1, QH, QW, DH, DW, G)
+
+
+def transposed_weight(weight, groups):
+    """(OC, C/G, KH, KW) -> (C, OC/G, KH, KW): in/out channels swapped within each
+    group, kernel flipped in both axes (C-contiguous copy)."""
+    OC, Cg, KH, KW = weight.shape
+    w = weight.reshape(groups, OC // groups, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(w).reshape(groups * Cg, OC // groups, KH, KW)
+
+
 def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_w=False, accumulate_b=False):
     """Gradients of conv2d: dx overwritten; dweight, dbias overwritten or added to
     (``accumulate_*``). Any of dx, dweight, dbias may be None to skip it.
@@ -283,6 +316,12 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_
     N = x.shape[0]
     OC, P = dout.shape[1], dout.shape[2] * dout.shape[3]
     G = geom[8]
+    if dx is not None and transposed_geometry(geom) is not None:
+        # stride 1: dx is the convolution of dout with the flipped, transposed kernel,
+        # the forward's implicit GEMM, with no input-sized column matrix to scatter back
+        conv2d_forward(dx, dout, transposed_weight(weight, G), None, transposed_geometry(geom), work,
+                       scratch="xps_t")
+        dx = None
     w3 = weight.reshape(G, OC // G, -1)
     Kg = w3.shape[2]
     OH, pitch = dout.shape[2], dout.shape[3]  # narrow: measured faster than wide in backward

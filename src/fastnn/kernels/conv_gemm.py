@@ -1,0 +1,87 @@
+"""Implicit GEMM for stride-1 convolutions: the im2col matrix is never written.
+
+With stride 1 and the wide layout (see ``im2col``), row k = (cg, kh, kw) of a
+sample's im2col matrix is one contiguous run of its zero-padded image, starting
+at ``offs[k] = (cg*Hp + kh*DH)*Wp + kw*DW``. So the GEMM's packing step reads the
+padded image directly: each NR-column panel of B is packed from those runs just
+before the micro-kernel uses it, and stays in L1. That removes the im2col copy and
+its second pass (the GEMM's own packing) over a matrix KH*KW times the image.
+
+Serial: the convolution calls it per sample group from inside its parallel loop.
+Same K blocking and micro-kernel as ``matmul``, so sums run in the same order.
+"""
+import numpy as np
+
+from ._jit import inline, serial_kernel
+from .matmul import KC, MR, NV, _micro, _pack_a
+
+
+@inline
+def _pack_panel(bp, xpf, plane, offs, k0, kc, j0, cols, Pc, NR):
+    # bp[k*NR + jj] = xpf[b*plane + offs[k0 + k] + p] for column j0 + jj = b*Pc + p,
+    # jj < cols; zero for cols <= jj < NR. Samples sit ``plane`` elements apart.
+    b = j0 // Pc
+    p = j0 - b * Pc
+    for k in range(kc):
+        row = bp[k * NR:(k + 1) * NR]
+        jj, bb, pp = 0, b, p
+        while jj < cols:
+            run = min(cols - jj, Pc - pp)
+            src = xpf[bb * plane + offs[k0 + k] + pp:][:run]
+            dst = row[jj:jj + run]
+            for t in range(run):
+                dst[t] = src[t]
+            jj += run
+            bb += 1
+            pp = 0
+        tail = row[cols:]
+        for t in range(NR - cols):
+            tail[t] = 0
+
+
+@serial_kernel
+def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
+    """out[o, j] = sum_k w[o, k] * B[k, j] for j < ncols (overwritten), where
+    B[k, b*Pc + p] = xpf[b*plane + offs[k] + p].
+
+    out (OCg, >= ncols) C-contiguous; w (OCg, Kg) C-contiguous; xpf flat padded
+    images ``plane`` elements apart (each run of Pc elements from every offset
+    must lie inside xpf); offs (Kg,) int64.
+    """
+    OCg, Kg = w.shape
+    NR = NV * (64 // out.itemsize)
+    ldo = out.shape[1]
+    nk = (Kg + KC - 1) // KC
+    kcb = (Kg + nk - 1) // nk
+    rows = (OCg + MR - 1) // MR * MR
+    ap = np.empty(rows * Kg, out.dtype)
+    bp = np.empty(kcb * NR, out.dtype)
+    tmp = np.empty(MR * NR, out.dtype)
+    for k0 in range(0, Kg, kcb):  # all of w, K block by K block: rows x kc at ap[k0*rows]
+        _pack_a(ap[k0 * rows:], w, False, 0, OCg, k0, min(kcb, Kg - k0))
+    for j0 in range(0, ncols, NR):
+        cols = min(NR, ncols - j0)
+        for k0 in range(0, Kg, kcb):
+            kc = min(kcb, Kg - k0)
+            add = k0 > 0
+            _pack_panel(bp, xpf, plane, offs, k0, kc, j0, cols, Pc, NR)
+            for i in range(0, OCg, MR):
+                aoff = k0 * rows + i * kc
+                if cols == NR and i + MR <= OCg:
+                    _micro(out, i * ldo + j0, ldo, ap, aoff, bp, 0, kc, add)
+                    continue
+                _micro(tmp, 0, NR, ap, aoff, bp, 0, kc, False)
+                for r in range(min(MR, OCg - i)):
+                    orow = out[i + r, j0:j0 + cols]
+                    trow = tmp[r * NR:r * NR + cols]
+                    for c in range(cols):
+                        orow[c] = orow[c] + trow[c] if add else trow[c]
+
+
+@serial_kernel
+def wide_offsets(offs, Cg, KH, KW, Hp, Wp, DH, DW):
+    """offs[(cg*KH + kh)*KW + kw] = (cg*Hp + kh*DH)*Wp + kw*DW (overwritten)."""
+    for cg in range(Cg):
+        for kh in range(KH):
+            for kw in range(KW):
+                offs[(cg * KH + kh) * KW + kw] = (cg * Hp + kh * DH) * Wp + kw * DW
