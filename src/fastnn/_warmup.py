@@ -39,7 +39,7 @@ def _layer_cases():
         ("MaxPool2d", lambda: nn.MaxPool2d(2), floats(2, 2, 6, 6)),
         ("AvgPool2d", lambda: nn.AvgPool2d(2, stride=1, padding=1), floats(2, 2, 6, 6)),
         ("AdaptiveAvgPool2d", lambda: nn.AdaptiveAvgPool2d(1), floats(2, 2, 6, 6)),
-        ("large pooling", lambda: nn.Sequential(nn.MaxPool2d(2), nn.AvgPool2d(2)),  # parallel kernels
+        ("large pooling", lambda: nn.Sequential(nn.MaxPool2d(3, 1), nn.MaxPool2d(2), nn.AvgPool2d(2, 1)),  # parallel
          floats(2, 16, 128, 128)),
         ("BatchNorm1d", lambda: nn.BatchNorm1d(8), floats(4, 8)),
         ("BatchNorm2d", lambda: nn.BatchNorm2d(2), floats(4, 2, 3, 3)),

@@ -94,18 +94,30 @@ def max_pool_forward_serial(out, argmax, x, geom, with_index):
                        H, W, geom, los, his, with_index)
 
 
+@inline
+def _scatter_plane(dxp, g, idx):
+    # one plane, flat: dxp = 0, then dxp[idx[o]] += g[o] in order
+    for i in range(dxp.shape[0]):
+        dxp[i] = 0
+    for o in range(g.shape[0]):
+        dxp[idx[o]] += g[o]
+
+
 @kernel
 def max_pool_backward(dx, dout, argmax):
     """dx[p] = sum of dout[p, o] scattered to argmax[p, o] (overwritten)."""
     planes = dx.shape[0]
     for p in prange(planes):
-        dxp = dx[p].reshape(-1)
-        for i in range(dxp.shape[0]):
-            dxp[i] = 0
-        g = dout[p].reshape(-1)
-        idx = argmax[p].reshape(-1)
-        for o in range(g.shape[0]):
-            dxp[idx[o]] += g[o]
+        _scatter_plane(dx[p].reshape(-1), dout[p].reshape(-1), argmax[p].reshape(-1))
+
+
+@serial_kernel
+def max_pool_backward_serial(dx, dout, argmax):
+    """:func:`max_pool_backward` on the calling thread, for small inputs (the same
+    per-plane code). dx (N, C, H, W), dout and argmax (N, C, OH, OW)."""
+    for n in range(dx.shape[0]):
+        for c in range(dx.shape[1]):
+            _scatter_plane(dx[n, c].reshape(-1), dout[n, c].reshape(-1), argmax[n, c].reshape(-1))
 
 
 @inline
@@ -198,3 +210,78 @@ def avg_pool_backward(dx, dout, geom, adaptive, include_pad):
                 for ih in range(h0, h1):
                     for iw in range(w0, w1):
                         dx[p, ih, iw] += g
+
+
+# Windows that tile the plane: kernel == stride, no padding, dilation 1, every window
+# inside the input (trailing rows/columns that fit no window are skipped). The loop
+# over ow runs innermost from 0, so the 2-wide case vectorises (interleaved loads);
+# arrays are indexed in 4-D, with no per-row views (each view costs an atomic
+# reference count, which threads would contend on). The update rule is
+# max_pool_forward's, in its order (kh, then kw): b = v when v > b or v is NaN;
+# starting from -inf that makes the first element the start value. Its index moves
+# with b except once b is NaN, which gives max_pool_forward's "first element equal
+# to the maximum, or the first NaN".
+
+
+@inline
+def _tiled_plane(out, argmax, x, n, c, KH, KW, with_index):
+    # plane (n, c): out, argmax (.., OH, OW) from x (.., H, W); argmax is only
+    # written with_index. See max_pool_tiled_forward.
+    OH, OW = out.shape[2], out.shape[3]
+    W = x.shape[3]
+    if KH == 2 and KW == 2:  # the common 2x2: both rows in one sweep
+        for oh in range(OH):
+            ih = 2 * oh
+            for ow in range(OW):
+                v0 = x[n, c, ih, 2 * ow]
+                v1 = x[n, c, ih, 2 * ow + 1]
+                v2 = x[n, c, ih + 1, 2 * ow]
+                v3 = x[n, c, ih + 1, 2 * ow + 1]
+                c1 = (v1 > v0) | (v1 != v1)  # noqa: PLR0124 (NaN test)
+                b1 = v1 if c1 else v0
+                c2 = (v2 > b1) | (v2 != v2)  # noqa: PLR0124
+                b2 = v2 if c2 else b1
+                c3 = (v3 > b2) | (v3 != v3)  # noqa: PLR0124
+                out[n, c, oh, ow] = v3 if c3 else b2
+                if with_index:
+                    i = ih * W + 2 * ow
+                    i = i + 1 if c1 & (v0 == v0) else i  # noqa: PLR0124
+                    i = (ih + 1) * W + 2 * ow if c2 & (b1 == b1) else i  # noqa: PLR0124
+                    i = (ih + 1) * W + 2 * ow + 1 if c3 & (b2 == b2) else i  # noqa: PLR0124
+                    argmax[n, c, oh, ow] = np.int32(i)
+        return
+    for oh in range(OH):
+        for ow in range(OW):
+            ih = oh * KH
+            iw = ow * KW
+            b = x[n, c, ih, iw]
+            i = ih * W + iw
+            for kh in range(KH):
+                for kw in range(1 if kh == 0 else 0, KW):
+                    v = x[n, c, ih + kh, iw + kw]
+                    take = (v > b) | (v != v)  # noqa: PLR0124
+                    if with_index and take & (b == b):  # noqa: PLR0124
+                        i = (ih + kh) * W + iw + kw
+                    b = v if take else b
+            out[n, c, oh, ow] = b
+            if with_index:
+                argmax[n, c, oh, ow] = np.int32(i)
+
+
+@kernel
+def max_pool_tiled_forward(out, argmax, x, KH, KW, with_index):
+    """:func:`max_pool_forward` (the same values and indices) for windows that tile
+    the plane: kernel (KH, KW) == stride, no padding, dilation 1, OH * KH <= H and
+    OW * KW <= W. out, x (N, C, H, W); argmax (N, C, OH, OW), or any 4-D int32
+    array when not with_index. Parallel over planes."""
+    N, C = x.shape[0], x.shape[1]
+    for p in prange(N * C):
+        _tiled_plane(out, argmax, x, p // C, p % C, KH, KW, with_index)
+
+
+@serial_kernel
+def max_pool_tiled_forward_serial(out, argmax, x, KH, KW, with_index):
+    """:func:`max_pool_tiled_forward` on the calling thread, for small inputs."""
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            _tiled_plane(out, argmax, x, n, c, KH, KW, with_index)

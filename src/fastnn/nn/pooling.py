@@ -54,7 +54,8 @@ class _Pool2d(Module):
         return x, self._plan(x.shape), unbatched
 
     def _plan(self, shape):
-        """``(output shape, geometry, serial)`` for a 4-D input shape, or ValueError;
+        """``(output shape, geometry, serial, tiled)`` for a 4-D input shape, or ValueError
+        (tiled: kernel == stride, no padding or dilation, every window inside the input);
         kept for the last shape and geometry (a forward at one shape recomputes nothing)."""
         key = (shape, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
         cached = self.__dict__.get("_plan_cache")
@@ -74,8 +75,12 @@ class _Pool2d(Module):
         if self._flat_indices and H * W >= 2**31:
             raise ValueError(f"{name}: input planes of {shape[2:]} pixels are too large")
         out_shape = (N, C) + tuple(sizes)
-        work = N * C * max(sizes[0] * sizes[1] * self.kernel_size[0] * self.kernel_size[1], H * W)
-        plan = (out_shape, self._geom(), work < SERIAL_BELOW)
+        (KH, KW), (OH, OW) = self.kernel_size, sizes
+        work = N * C * max(OH * OW * KH * KW, H * W)
+        # windows that tile the plane (every one inside it) take the fast kernels
+        tiled = (self.stride == self.kernel_size and self.padding == (0, 0) and self.dilation == (1, 1)
+                 and OH * KH <= H and OW * KW <= W)
+        plan = (out_shape, self._geom(), work < SERIAL_BELOW, tiled)
         self._plan_cache = (key, plan)
         return plan
 
@@ -130,19 +135,27 @@ class MaxPool2d(_Pool2d):
         self._argmax = None
 
     _flat_indices = True
+    _serial_backward = False  # the last training forward's input was small
 
     def forward(self, x):
-        x, (out_shape, geom, serial), unbatched = self._prepare(x)
+        x, (out_shape, geom, serial, tiled), unbatched = self._prepare(x)
         training = self.training
         out = np.empty(out_shape, x.dtype)
         argmax = np.empty(out_shape, np.int32) if training else _NO_INDEX
-        if serial:  # too small to pay for a parallel launch
+        if tiled:  # kernel == stride, no padding: the vectorised kernels (same results)
+            KH, KW = geom[0], geom[1]
+            if serial:
+                pool_k.max_pool_tiled_forward_serial(out, argmax, x, KH, KW, training)
+            else:
+                pool_k.max_pool_tiled_forward(out, argmax, x, KH, KW, training)
+        elif serial:  # too small to pay for a parallel launch
             pool_k.max_pool_forward_serial(out, argmax, x, geom, training)
         else:
             pool_k.max_pool_forward(self._planes(out), self._planes(argmax), self._planes(x), geom, training)
         if training:
             self._x_shape, self._out_shape, self._argmax = x.shape, out_shape, argmax
             self._unbatched, self._dtype = unbatched, x.dtype
+            self._serial_backward = x.size < SERIAL_BELOW // 4  # a scatter: threads pay sooner
         elif self._x_shape is not None or self._argmax is not None:
             self._x_shape = self._argmax = None  # a backward after an eval forward must fail
         return out[0] if unbatched else out
@@ -150,7 +163,10 @@ class MaxPool2d(_Pool2d):
     def backward(self, grad_output):
         g, shape = self._grad(grad_output)
         dx = np.empty(shape, g.dtype)
-        pool_k.max_pool_backward(self._planes(dx), self._planes(g), self._planes(self._argmax))
+        if self._serial_backward:  # small: on this thread (the same per-plane code)
+            pool_k.max_pool_backward_serial(dx, g, self._argmax)
+        else:
+            pool_k.max_pool_backward(self._planes(dx), self._planes(g), self._planes(self._argmax))
         return self._finish(dx)
 
     def _config(self):
@@ -208,7 +224,7 @@ class AvgPool2d(_AvgPool):
         self.count_include_pad = bool(count_include_pad)
 
     def forward(self, x):
-        x, (out_shape, _, serial), unbatched = self._prepare(x)
+        x, (out_shape, _, serial, _), unbatched = self._prepare(x)
         return self._avg_forward(x, out_shape, unbatched, serial)
 
     def _avg_args(self):
