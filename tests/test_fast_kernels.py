@@ -105,3 +105,17 @@ def test_tiled_max_pool_one_and_many_threads_agree(threads):
         for a, b in zip(first, other):
             np.testing.assert_array_equal(a.view(np.uint32) if a.dtype == np.float32 else a,
                                           b.view(np.uint32) if b.dtype == np.float32 else b)
+
+
+def test_batch_norm_eval_sets_nothing_and_backward_after_eval_fails():
+    bn = nn.BatchNorm2d(4)
+    x = np.random.default_rng(0).standard_normal((2, 4, 3, 3)).astype(np.float32)
+    bn(x)
+    bn.eval()
+    bn(x)
+    assert bn._x is None
+    with pytest.raises(Exception, match="BatchNorm2d|backward"):
+        bn.backward(np.ones_like(x))
+    before = dict(bn.__dict__)
+    bn(x)
+    assert bn.__dict__.keys() == before.keys() and all(bn.__dict__[k] is v for k, v in before.items())

@@ -74,7 +74,8 @@ class _BatchNorm(Module):
         if not use_batch:
             norm_k.batch_norm_eval_forward(out.reshape(x3.shape), x3, self.running_mean, self.running_var,
                                            weight, bias, self.eps, self.affine)
-            self._x = None
+            if self._x is not None:  # a backward after an eval forward must fail
+                self._x = None
             return out
         if x3.shape[0] * x3.shape[2] < 2 and self.training:
             raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel when "
@@ -88,7 +89,10 @@ class _BatchNorm(Module):
         running_var = self.running_var if self.track_running_stats else self._invstd
         norm_k.batch_norm_train_forward(out.reshape(x3.shape), self._mean, self._invstd, running_mean, running_var,
                                         x3, weight, bias, self.eps, factor, update, self.affine)
-        self._x = x if self.training else None
+        if self.training:
+            self._x = x
+        elif self._x is not None:
+            self._x = None
         return out
 
     def backward(self, grad_output):
