@@ -18,6 +18,7 @@ shapes (:func:`plan`), never on the thread count, so results are bitwise
 reproducible. A batch smaller than the thread count runs group by group on the
 parallel ``matmul`` instead (same groups, same arithmetic).
 """
+import math
 import threading
 
 import numpy as np
@@ -27,13 +28,15 @@ from . import activations as act_k
 from ._jit import kernel, serial_kernel
 from ._threading import get_threads
 from .conv_gemm import conv_gemm, wide_offsets
-from .im2col import col2im, gather, pad_copy
+from .im2col import col2im, gather, gather_rows, pad_image
 from .matmul import gemm_serial, matmul
 
 SLOTS = 8  # a batch is split into at least this many slots (fewer samples: one each)
 SAMPLES_PER_SLOT = 8  # ... and more slots for large batches
 MAX_COLS = 1024  # group samples until a GEMM has about this many columns
 COL_ELEMENTS = 1 << 18  # ... or its im2col block this many elements
+DW_COLS = 256  # the weight gradient gathers about this many output pixels at a time
+SERIAL_BELOW_MACS = 1 << 20  # a batch smaller than the thread count runs serially below this
 
 
 @serial_kernel
@@ -83,32 +86,64 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
     for g in range(G):
         dst = out[n0, g * OCg:(g + 1) * OCg] if direct_out else tmp[:OCg * nb * Pc].reshape((OCg, nb * Pc))
         if implicit:
-            for b in range(nb):  # padded images side by side (borders and tails stay zero)
-                pad_copy(xpf[b * plane:b * plane + Cg * Hp * Wp].reshape((Cg, Hp, Wp)), x, n0 + b, g * Cg, PH, PW)
+            for b in range(nb):  # padded images side by side, each with a zero tail
+                pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b, g * Cg, Cg, PH, PW, KW * DW)
             conv_gemm(dst, w3[g], xpf, plane, offs, Pc, nb * Pc)
         else:
-            src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols
+            col = cols[:w3.shape[2] * nb * Pc].reshape((w3.shape[2], nb * Pc))
+            src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else col
             if not direct_in:
-                gather(cols, xpf, x, n0, nb, g * Cg, geom, pitch)
+                gather(col, xpf, x, n0, nb, g * Cg, geom, pitch)
             gemm_serial(dst, w3[g], src, False, False, False)
         if not direct_out or flags & HAS_BIAS or kind != act_k.IDENTITY:
             scatter(out, dst, n0, nb, g * OCg, bias, flags & HAS_BIAS != 0, kind, slope, OH, pitch)
 
 
 @serial_kernel
+def _dweight_chunks(dw, dout, x, cols, tmp, xpf, n0, nb, g, geom, first, OH):
+    # dw (OCg, Kg) (+)= dout[n0:n0+nb, group g] @ im2col^T, DW_COLS output pixels at a
+    # time (overwritten first when ``first``): a small column block, not the whole matrix
+    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    OCg, Kg = dw.shape
+    Cg = x.shape[1] // G
+    OW = dout.shape[2] // OH
+    rows = max(1, min(OH, DW_COLS // OW))
+    for b in range(nb):
+        pad_image(xpf, x, n0 + b, g * Cg, Cg, PH, PW, KW * DW)
+        for oh0 in range(0, OH, rows):
+            ncol = (min(OH, oh0 + rows) - oh0) * OW
+            gather_rows(cols, ncol, 0, xpf, x.shape[2], x.shape[3], Cg, geom, oh0, oh0 + ncol // OW)
+            d = tmp[:OCg * ncol].reshape((OCg, ncol))
+            for o in range(OCg):
+                src = dout[n0 + b, g * OCg + o, oh0 * OW:oh0 * OW + ncol]
+                dst = d[o]
+                for p in range(ncol):
+                    dst[p] = src[p]
+            gemm_serial(dw, d, cols[:Kg * ncol].reshape((Kg, ncol)), False, True,
+                        not (first and b == 0 and oh0 == 0))
+
+
+@serial_kernel
 def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, geom, flags, first, OH, pitch):
-    # this group's share of dw_part/db_part (overwritten when ``first``), and dx[n0:n0+nb];
-    # narrow layout (pitch == OW)
-    G, OCg = w3.shape[0], w3.shape[1]
+    # this group's share of dw_part/db_part (overwritten when ``first``), and dx[n0:n0+nb]
+    # (NEED_DX: only convolutions without a transposed_geometry); narrow layout (pitch == OW)
+    G, OCg, Kg = w3.shape[0], w3.shape[1], w3.shape[2]
     Cg = x.shape[1] // G
     P = dout.shape[2]
     OW = P // OH
     Pc = OH * pitch
-    direct_in = flags & POINTWISE and nb == 1
+    direct_in = flags & POINTWISE and nb == 1  # the input itself is the im2col matrix
     for g in range(G):
+        if flags & NEED_DW and direct_in:
+            gemm_serial(dw_part[g], dout[n0, g * OCg:(g + 1) * OCg], x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)),
+                        False, True, not first)
+        elif flags & NEED_DW:
+            _dweight_chunks(dw_part[g], dout, x, cols, tmp, xpf, n0, nb, g, geom, first, OH)
+        if not flags & NEED_DX:
+            continue
         if nb == 1 and Pc == P:
             d = dout[n0, g * OCg:(g + 1) * OCg]
-        else:  # dout in the im2col column order (a wide layout would need zeros in its extra columns)
+        else:  # dout in the im2col column order
             d = tmp[:OCg * nb * Pc].reshape((OCg, nb * Pc))
             for b in range(nb):
                 for o in range(OCg):
@@ -117,16 +152,10 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, g
                         dst = d[o, (b * OH + oh) * pitch:(b * OH + oh) * pitch + OW]
                         for p in range(OW):
                             dst[p] = src[p]
-        xcol = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols
-        if flags & NEED_DW:
-            if not direct_in:
-                gather(cols, xpf, x, n0, nb, g * Cg, geom, pitch)
-            gemm_serial(dw_part[g], d, xcol, False, True, not first)
-        if flags & NEED_DX:
-            dcol = dx[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols
-            gemm_serial(dcol, w3[g], d, True, False, False)
-            for b in range(0 if direct_in else nb):
-                col2im(dx, cols, n0 + b, g * Cg, geom, b * Pc, pitch)
+        dcol = dx[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols[:Kg * nb * Pc].reshape((Kg, nb * Pc))
+        gemm_serial(dcol, w3[g], d, True, False, False)
+        for b in range(0 if direct_in else nb):
+            col2im(dx, dcol, n0 + b, g * Cg, geom, b * Pc, pitch)
     for o in range(dout.shape[1] if flags & NEED_DB else 0):
         s = dout.dtype.type(0)
         for b in range(nb):
@@ -148,17 +177,15 @@ def conv2d_slots(y, dx, dw_parts, vecs, x, w3, cols, tmps, xps, geom, per_gemm, 
     which dominates compile time.)"""
     N = x.shape[0]
     S = cols.shape[0]
-    Kg, Pc = w3.shape[2], OH * pitch
     for s in prange(S):
         n1 = (s + 1) * N // S
         for n0 in range(s * N // S, n1, per_gemm):
             nb = min(per_gemm, n1 - n0)
-            col = cols[s, :Kg * nb * Pc].reshape((Kg, nb * Pc))
             if flags & BACKWARD:
-                _backward_group(dx, dw_parts[s], vecs[s], y, x, w3, col, tmps[s], xps[s], n0, nb, geom, flags,
+                _backward_group(dx, dw_parts[s], vecs[s], y, x, w3, cols[s], tmps[s], xps[s], n0, nb, geom, flags,
                                 n0 == s * N // S, OH, pitch)
             else:
-                _forward_group(y, x, w3, vecs[0], col, tmps[s], xps[s], n0, nb, geom, flags, kind, slope, OH,
+                _forward_group(y, x, w3, vecs[0], cols[s], tmps[s], xps[s], n0, nb, geom, flags, kind, slope, OH,
                                pitch)
 
 
@@ -183,32 +210,33 @@ def sum_slots(out, parts, accumulate):
 
 class Workspace:
     """Flat reusable buffers, grown when a larger shape or another dtype arrives.
-    ``view(name, shape, dtype)`` returns a contiguous view; with a ``zero_tag`` the
-    buffer is zero-filled whenever it is new or the tag (the layout whose unwritten
-    entries must stay zero) changes."""
+    ``view(name, shape, dtype)`` returns a contiguous view (contents undefined)."""
 
     def __init__(self):
         self._buffers = {}
-        self._tags = {}
 
-    def view(self, name, shape, dtype, zero_tag=None):
-        size = int(np.prod(shape))
+    def view(self, name, shape, dtype):
+        size = math.prod(shape)
         buf = self._buffers.get(name)
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = np.empty(max(size, 1), dtype)
             self._buffers[name] = buf
-            self._tags.pop(name, None)
-        if zero_tag is not None and self._tags.get(name) != zero_tag:
-            buf.fill(0)
-            self._tags[name] = zero_tag
         return buf[:size].reshape(shape)
 
     def clear(self):
         self._buffers.clear()
-        self._tags.clear()
 
 
-_shared = threading.local()  # im2col scratch, shared by the layers of one Python thread
+_shared = threading.local()  # conv scratch, shared by every conv layer of one Python thread
+
+
+def workspace():
+    """This Python thread's conv scratch: every layer's calls run one at a time here,
+    so one set of buffers, sized for the largest layer, serves them all."""
+    work = getattr(_shared, "work", None)
+    if work is None:
+        work = _shared.work = Workspace()
+    return work
 
 
 def output_size(size, kernel_size, stride, padding, dilation):
@@ -231,27 +259,26 @@ def layout(x_shape, geom, out_hw):
     return OH, (x_shape[3] + 2 * geom[5] if geom[2] == geom[3] == 1 else OW)
 
 
-def _scratch(work, x, geom, OC, Kg, OH, pitch, name="xps"):
+def _scratch(x, geom, OC, Kg, OH, pitch, chunked=False):
+    # per-slot scratch; ``chunked``: a backward without NEED_DX, whose weight gradient
+    # needs only DW_COLS-pixel blocks (see _dweight_chunks)
     N, G, PH, PW = x.shape[0], geom[8], geom[4], geom[5]
     slots, per_gemm = plan(N, Kg, OH * pitch)
-    shared = getattr(_shared, "work", None)
-    if shared is None:
-        shared = _shared.work = Workspace()
-    cols = shared.view("cols", (slots, Kg * per_gemm * OH * pitch), x.dtype)
-    tmps = shared.view("tmps", (slots, OC // G * per_gemm * OH * pitch), x.dtype)
-    # per_gemm padded planes, each with a zero tail of KW*DW elements (see im2col.gather, conv_gemm)
-    padded = (per_gemm * (x.shape[1] // G * (x.shape[2] + 2 * PH) * (x.shape[3] + 2 * PW) + geom[1] * geom[7]),)
-    xps = work.view(name, (slots,) + padded, x.dtype, zero_tag=padded + x.shape[1:] + geom)
+    cols_per_row = max(1, min(OH, DW_COLS // pitch)) * pitch if chunked else per_gemm * OH * pitch
+    work = workspace()
+    cols = work.view("cols", (slots, Kg * cols_per_row), x.dtype)
+    tmps = work.view("tmps", (slots, OC // G * cols_per_row), x.dtype)
+    # per_gemm padded planes, each with a zero tail of KW*DW elements (im2col.pad_image)
+    padded = per_gemm * (x.shape[1] // G * (x.shape[2] + 2 * PH) * (x.shape[3] + 2 * PW) + geom[1] * geom[7])
+    xps = work.view("xps", (slots, padded), x.dtype)
     return slots, per_gemm, cols, tmps, xps
 
 
-def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0, scratch="xps"):
+def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     """out (N, OC, OH, OW) = act(conv2d(x, weight) + bias), overwritten.
 
     x (N, C, H, W), weight (OC, C/G, KH, KW), bias (OC,) or None; C-contiguous,
-    one dtype. ``kind``/``slope`` pick a fused activation (``activations``);
-    ``work`` is the layer's :class:`Workspace`, ``scratch`` the name of its
-    padded-input buffer (one per geometry, so it stays zero-bordered).
+    one dtype. ``kind``/``slope`` pick a fused activation (``activations``).
     """
     N, C = x.shape[0], x.shape[1]
     OC, P = out.shape[1], out.shape[2] * out.shape[3]
@@ -263,15 +290,25 @@ def conv2d_forward(out, x, weight, bias, geom, work, kind=0, slope=0.0, scratch=
     bias = bias if has_bias else weight.reshape(-1)[:1]
     pointwise = geom[:6] == (1, 1, 1, 1, 0, 0)
     OH, pitch = layout(x.shape, geom, out.shape[2:])
-    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, w3.shape[2], OH, pitch, scratch)
+    slots, per_gemm, cols, tmps, xps = _scratch(x, geom, OC, w3.shape[2], OH, pitch)
     slope = float(slope)
+    flags = POINTWISE * pointwise + HAS_BIAS * has_bias
+    Kg, Pc = w3.shape[2], OH * pitch
+    if N < get_threads() and N * OC * Kg * P < SERIAL_BELOW_MACS:
+        # a few small images (batch-1 inference): the slot kernel's steps, serially on this
+        # thread, with no parallel launch (same groups, same arithmetic)
+        for s in range(slots):
+            n1 = (s + 1) * N // slots
+            for n0 in range(s * N // slots, n1, per_gemm):
+                nb = min(per_gemm, n1 - n0)
+                _forward_group(out3, x, w3, bias, cols[s], tmps[s], xps[s], n0, nb, geom, flags, kind, slope, OH,
+                               pitch)
+        return
     if N >= get_threads():
-        flags = POINTWISE * pointwise + HAS_BIAS * has_bias
-        no_parts = work.view("no_parts", (1, 1, 1, 1), x.dtype)
+        no_parts = workspace().view("no_parts", (1, 1, 1, 1), x.dtype)
         conv2d_slots(out3, x, no_parts, bias.reshape(1, -1), x, w3, cols, tmps, xps, geom, per_gemm, flags, kind,
                      slope, OH, pitch)
         return
-    Pc = OH * pitch
     for s in range(slots):  # few samples: _forward_group's steps, parallel inside each product
         n1 = (s + 1) * N // slots
         for n0 in range(s * N // slots, n1, per_gemm):
@@ -307,7 +344,7 @@ def transposed_weight(weight, groups):
     return np.ascontiguousarray(w).reshape(groups * Cg, OC // groups, KH, KW)
 
 
-def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_w=False, accumulate_b=False):
+def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False):
     """Gradients of conv2d: dx overwritten; dweight, dbias overwritten or added to
     (``accumulate_*``). Any of dx, dweight, dbias may be None to skip it.
 
@@ -319,15 +356,14 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, work, accumulate_
     if dx is not None and transposed_geometry(geom) is not None:
         # stride 1: dx is the convolution of dout with the flipped, transposed kernel,
         # the forward's implicit GEMM, with no input-sized column matrix to scatter back
-        conv2d_forward(dx, dout, transposed_weight(weight, G), None, transposed_geometry(geom), work,
-                       scratch="xps_t")
+        conv2d_forward(dx, dout, transposed_weight(weight, G), None, transposed_geometry(geom))
         dx = None
     w3 = weight.reshape(G, OC // G, -1)
     Kg = w3.shape[2]
     OH, pitch = dout.shape[2], dout.shape[3]  # narrow: measured faster than wide in backward
-    slots, per_gemm, cols, tmps, xps = _scratch(work, x, geom, OC, Kg, OH, pitch)
-    dw_parts = work.view("dw_parts", (slots, G, OC // G, Kg), x.dtype)
-    db_parts = work.view("db_parts", (slots, OC), x.dtype)
+    slots, per_gemm, cols, tmps, xps = _scratch(x, geom, OC, Kg, OH, pitch, chunked=dx is None)
+    dw_parts = workspace().view("dw_parts", (slots, G, OC // G, Kg), x.dtype)
+    db_parts = workspace().view("db_parts", (slots, OC), x.dtype)
     flags = (BACKWARD + POINTWISE * (geom[:6] == (1, 1, 1, 1, 0, 0)) + NEED_DX * (dx is not None)
              + NEED_DW * (dweight is not None) + NEED_DB * (dbias is not None))
     conv2d_slots(dout.reshape(N, OC, P), x if dx is None else dx, dw_parts, db_parts, x, w3, cols, tmps, xps, geom,

@@ -27,54 +27,86 @@ def valid_range(off, stride, size, out_size):
 
 
 @serial_kernel
-def pad_copy(xp, x, n, c0, PH, PW):
-    """xp[cg, PH + ih, PW + iw] = x[n, c0 + cg, ih, iw]; the border of xp (Cg, Hp, Wp)
-    is never written: the caller keeps it zero."""
+def pad_image(xpf, x, n, c0, Cg, PH, PW, tail):
+    """xpf = channels c0..c0+Cg of sample n, each zero-padded by PH rows and PW columns
+    to (Hp, Wp), then ``tail`` zeros: every element of xpf[:Cg*Hp*Wp + tail] is
+    written, so the scratch needs no zeroing and can be shared by layers."""
     H, W = x.shape[2], x.shape[3]
-    for cg in range(xp.shape[0]):
+    Hp, Wp = H + 2 * PH, W + 2 * PW
+    for cg in range(Cg):
+        plane = xpf[cg * Hp * Wp:(cg + 1) * Hp * Wp]
+        top = plane[:PH * Wp]
+        for i in range(PH * Wp):
+            top[i] = 0
         for ih in range(H):
+            row = plane[(PH + ih) * Wp:(PH + ih + 1) * Wp]
             src = x[n, c0 + cg, ih]
-            dst = xp[cg, PH + ih, PW:PW + W]
+            dst = row[PW:PW + W]
+            right = row[PW + W:]
+            for i in range(PW):
+                row[i] = 0
             for i in range(W):
                 dst[i] = src[i]
+            for i in range(PW):
+                right[i] = 0
+        bottom = plane[(PH + H) * Wp:]
+        for i in range(PH * Wp):
+            bottom[i] = 0
+    end = xpf[Cg * Hp * Wp:Cg * Hp * Wp + tail]
+    for i in range(tail):
+        end[i] = 0
+
+
+@serial_kernel
+def gather_rows(col, ld, j0, xpf, H, W, Cg, geom, oh0, oh1):
+    """Narrow-layout im2col of output rows oh0..oh1 of one padded image (``pad_image``):
+    col[k*ld + j0 + (oh - oh0)*OW + ow] = xp[cg, oh*SH + kh*DH, ow*SW + kw*DW] for
+    k = (cg*KH + kh)*KW + kw, overwritten. col is flat: a row stride ``ld`` and a column
+    offset ``j0`` place the block inside a larger matrix."""
+    KH, KW, SH, SW, PH, PW, DH, DW, _ = geom
+    Hp, Wp = H + 2 * PH, W + 2 * PW
+    OW = (Wp - DW * (KW - 1) - 1) // SW + 1
+    xp = xpf[:Cg * Hp * Wp].reshape((Cg, Hp, Wp))
+    for cg in range(Cg):
+        for kh in range(KH):
+            for kw in range(KW):
+                row = col[((cg * KH + kh) * KW + kw) * ld + j0:]
+                for oh in range(oh0, oh1):
+                    dst = row[(oh - oh0) * OW:(oh - oh0 + 1) * OW]
+                    if SW == 1:
+                        src = xp[cg, oh * SH + kh * DH, kw * DW:kw * DW + OW]
+                        for i in range(OW):
+                            dst[i] = src[i]
+                    else:
+                        xrow = xp[cg, oh * SH + kh * DH]
+                        for i in range(OW):
+                            dst[i] = xrow[i * SW + kw * DW]
 
 
 @serial_kernel
 def gather(col, xpf, x, n0, nb, c0, geom, pitch):
     """im2col of samples n0..n0+nb-1, channels c0..c0+Cg: col[k, b*OH*pitch + oh*pitch + ow]
     = x[n0 + b, c0 + cg, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] (0 in the padding),
-    overwritten. col (Kg, nb*OH*pitch); xpf: flat scratch of Cg*Hp*Wp + KW*DW elements
-    whose border and tail the caller keeps zero."""
+    overwritten. col (Kg, nb*OH*pitch) C-contiguous; xpf: flat scratch of
+    Cg*Hp*Wp + KW*DW elements (overwritten: the padded image of one sample at a time)."""
     KH, KW, SH, SW, PH, PW, DH, DW, _ = geom
     H, W = x.shape[2], x.shape[3]
     Hp, Wp = H + 2 * PH, W + 2 * PW
     OH = (Hp - DH * (KH - 1) - 1) // SH + 1
-    OW = (Wp - DW * (KW - 1) - 1) // SW + 1
     Cg = col.shape[0] // (KH * KW)
     Pc = OH * pitch
-    wide = SH == 1 and SW == 1 and pitch == Wp
-    xp = xpf[:Cg * Hp * Wp].reshape((Cg, Hp, Wp))
+    flat = col.reshape((col.shape[0] * col.shape[1],))
     for b in range(nb):
-        pad_copy(xp, x, n0 + b, c0, PH, PW)
-        for cg in range(Cg):
-            for kh in range(KH):
-                for kw in range(KW):
-                    row = col[(cg * KH + kh) * KW + kw, b * Pc:(b + 1) * Pc]
-                    if wide:  # one run of the padded image (it may end in the zero tail)
-                        src = xpf[(cg * Hp + kh * DH) * Wp + kw * DW:]
-                        for i in range(Pc):
-                            row[i] = src[i]
-                        continue
-                    for oh in range(OH):
-                        dst = row[oh * pitch:oh * pitch + OW]
-                        if SW == 1:
-                            src = xp[cg, oh * SH + kh * DH, kw * DW:kw * DW + OW]
-                            for i in range(OW):
-                                dst[i] = src[i]
-                        else:
-                            xrow = xp[cg, oh * SH + kh * DH]
-                            for i in range(OW):
-                                dst[i] = xrow[i * SW + kw * DW]
+        pad_image(xpf, x, n0 + b, c0, Cg, PH, PW, KW * DW)
+        if not (SH == 1 and SW == 1 and pitch == Wp):
+            gather_rows(flat, col.shape[1], b * Pc, xpf, H, W, Cg, geom, 0, OH)
+            continue
+        for k in range(col.shape[0]):  # wide: one run of the padded image per row (it may end in the zero tail)
+            cg, kh, kw = k // (KH * KW), k // KW % KH, k % KW
+            row = col[k, b * Pc:(b + 1) * Pc]
+            src = xpf[(cg * Hp + kh * DH) * Wp + kw * DW:]
+            for i in range(Pc):
+                row[i] = src[i]
 
 
 @serial_kernel

@@ -84,7 +84,6 @@ class Conv2d(Module):
         # fused epilogue: an activation applied in the same pass as the bias
         self._act_kind, self._act_slope = act_k.IDENTITY, 0.0
         self._x = self._out = None
-        self._work = conv_k.Workspace()
         self.reset_parameters(generator)
 
     def _parse_padding(self, padding):
@@ -126,16 +125,21 @@ class Conv2d(Module):
         return (N, self.out_channels, OH, OW)
 
     def forward(self, x):
+        return self._forward_act(x, self._act_kind, self._act_slope)
+
+    def _forward_act(self, x, kind, slope):
+        # forward with the activation ``kind`` fused into the epilogue (Sequential passes it)
         w = self.weight.data
         x, unbatched = as_image_batch(x, "Conv2d", self.in_channels, w.dtype)
         out = np.empty(self.output_shape(x.shape), w.dtype)
         bias = self.bias.data if self.bias is not None else None
-        conv_k.conv2d_forward(out, x, w, bias, self._geom(), self._work, self._act_kind, self._act_slope)
-        fused = self._act_kind != act_k.IDENTITY
-        self._x = x if self.training else None
-        self._out = out if (self.training and fused) else None
-        self._out_act = (self._act_kind, self._act_slope)
-        self._unbatched = unbatched
+        conv_k.conv2d_forward(out, x, w, bias, self._geom(), kind, slope)
+        if self.training:  # what backward needs
+            self._x, self._unbatched = x, unbatched
+            self._out = out if kind != act_k.IDENTITY else None
+            self._out_act = (kind, slope)
+        elif self._x is not None:
+            self._x = self._out = None  # a backward after an eval forward must fail
         return out[0] if unbatched else out
 
     def backward(self, grad_output):
@@ -153,13 +157,13 @@ class Conv2d(Module):
         if self.bias is not None and self.bias.requires_grad:
             db, acc_b = self.bias.grad_for_write()
         dx = np.empty_like(x) if self.needs_input_grad else None
-        conv_k.conv2d_backward(dx, dw, db, g, x, w, self._geom(), self._work, acc_w, acc_b)
+        self._x = self._out = None  # one backward per forward: free what it saved, as PyTorch does
+        conv_k.conv2d_backward(dx, dw, db, g, x, w, self._geom(), acc_w, acc_b)
         if dx is None:
             return None
         return dx[0] if self._unbatched else dx
 
     def _dtype_changed(self):
-        self._work.clear()
         self._x = self._out = None
 
     def _config(self):
