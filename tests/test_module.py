@@ -175,3 +175,24 @@ def test_registration_survives_reassignment_and_deletion():
         seq.extra
     bn = nn.BatchNorm1d(2)
     assert bn.running_mean is bn._buffers["running_mean"]
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda nn: nn.Linear(6, 4), (3, 6)),
+    (lambda nn: nn.Conv2d(2, 3, 3, padding=1), (2, 2, 5, 5)),
+    (lambda nn: nn.ReLU(), (3, 6)),
+    (lambda nn: nn.Sigmoid(), (3, 6)),
+    (lambda nn: nn.BatchNorm1d(6), (3, 6)),
+    (lambda nn: nn.MaxPool2d(2), (2, 2, 4, 4)),
+])
+def test_backward_frees_what_forward_saved(make, shape):
+    # one backward per forward, as in PyTorch (retain_graph=False): the second fails clearly
+    import fastnn
+    layer = make(fastnn.nn)
+    x = np.random.default_rng(0).standard_normal(shape)
+    out = layer(x)
+    first = layer.backward(np.ones_like(out))
+    with pytest.raises(RuntimeError, match="each forward serves one backward"):
+        layer.backward(np.ones_like(out))
+    out = layer(x)  # a new forward serves a new backward, with the same result
+    np.testing.assert_array_equal(layer.backward(np.ones_like(out)), first)

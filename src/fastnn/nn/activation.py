@@ -50,8 +50,8 @@ class _Pointwise(Module):
         y = self._saved(self._y)
         g = as_grad(grad_output, type(self).__name__, y.shape, y.dtype)
         dx = np.empty_like(y)
-        act_k.activation_backward(dx.reshape(-1), g.reshape(-1), self._x.reshape(-1), y.reshape(-1),
-                                  self.kind, self.slope)
+        x, self._x, self._y = self._x, None, None  # one backward per forward: free what it saved
+        act_k.activation_backward(dx.reshape(-1), g.reshape(-1), x.reshape(-1), y.reshape(-1), self.kind, self.slope)
         return dx
 
 

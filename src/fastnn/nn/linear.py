@@ -99,6 +99,7 @@ class Linear(Module):
         if self.bias is not None and self.bias.requires_grad:
             db, acc = self.bias.grad_for_write()
             column_sum(db, g, acc)
+        self._x = self._out = None  # one backward per forward: free what it saved, as PyTorch does
         if not self.needs_input_grad:
             return None
         dx = np.empty_like(x2)

@@ -200,7 +200,8 @@ class Module:
         if value is None:
             raise RuntimeError(
                 f"{type(self).__name__}.{what}: no cached forward pass; call forward in "
-                "training mode (model.train()) before backward"
+                "training mode (model.train()) before backward (each forward serves one backward, "
+                "which frees what the forward saved, as in PyTorch)"
             )
         return value
 

@@ -98,6 +98,7 @@ class _BatchNorm(Module):
     def backward(self, grad_output):
         x = self._saved(self._x)
         g = as_grad(grad_output, type(self).__name__, x.shape, x.dtype)
+        self._x = None  # one backward per forward: free what it saved, as PyTorch does
         x3 = x.reshape(x.shape[0], x.shape[1], -1)
         dx = np.empty_like(x)
         dw = db = self._mean

@@ -162,11 +162,13 @@ class MaxPool2d(_Pool2d):
 
     def backward(self, grad_output):
         g, shape = self._grad(grad_output)
+        argmax = self._saved(self._argmax)
+        self._argmax = self._x_shape = None  # one backward per forward: free what it saved
         dx = np.empty(shape, g.dtype)
         if self._serial_backward:  # small: on this thread (the same per-plane code)
-            pool_k.max_pool_backward_serial(dx, g, self._argmax)
+            pool_k.max_pool_backward_serial(dx, g, argmax)
         else:
-            pool_k.max_pool_backward(self._planes(dx), self._planes(g), self._planes(self._argmax))
+            pool_k.max_pool_backward(self._planes(dx), self._planes(g), self._planes(argmax))
         return self._finish(dx)
 
     def _config(self):
