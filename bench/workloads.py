@@ -16,6 +16,7 @@ by the ``torch`` functions and is never a dependency of fastnn.
 import os
 import statistics
 import sys
+import threading
 import time
 import types
 
@@ -278,15 +279,30 @@ def _status_kib(field):
 def train_step_peak_mib(framework, name, batch, steps=3):
     """MiB a training step at ``batch`` adds to the process's resident set, at its peak.
 
-    Runs a batch-1 step first (kernels loaded, lazy initialisation done), builds
-    the model and batch, takes the resident set as the baseline, then runs
-    ``steps`` steps: the peak includes gradients and Adam's state (created by the
-    first step), saved activations and temporaries. Linux only: the high-water
+    First loads every kernel the step uses, with one step of another model at the
+    same batch size run in a thread of its own (a small batch may take other code
+    paths; the thread keeps per-thread scratch, such as fastnn's convolution
+    workspace, away from the measured thread, which must grow its own). Then builds
+    the model and batch, takes the resident set as the baseline, and runs ``steps``
+    steps: the peak includes gradients and Adam's state (created by the first
+    step), saved activations, scratch and temporaries. Linux only: the high-water
     mark is reset through /proc/self/clear_refs; elsewhere NotImplementedError.
     """
     if not os.path.exists("/proc/self/clear_refs"):
         raise NotImplementedError("train_step_peak_mib needs Linux's /proc/self/clear_refs")
-    make_runner(framework, name, 1, "train")()
+    failures = []
+
+    def load_kernels():
+        try:
+            make_runner(framework, name, batch, "train", seed=1)()
+        except BaseException as exc:  # re-raised in the measuring thread
+            failures.append(exc)
+
+    loader = threading.Thread(target=load_kernels)
+    loader.start()
+    loader.join()
+    if failures:
+        raise failures[0]
     run = make_runner(framework, name, batch, "train")
     baseline = _status_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
