@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from . import activations as act_k
-from ._jit import kernel, serial_kernel
+from ._jit import inline, kernel, serial_kernel
 from ._threading import get_threads
 from .conv_gemm import conv_gemm, wide_offsets
 from .im2col import col2im, gather, gather_rows, pad_image
@@ -35,7 +35,8 @@ SLOTS = 8  # a batch is split into at least this many slots (fewer samples: one 
 SAMPLES_PER_SLOT = 8  # ... and more slots for large batches
 MAX_COLS = 1024  # group samples until a GEMM has about this many columns
 COL_ELEMENTS = 1 << 18  # ... or its im2col block this many elements
-DW_COLS = 256  # the weight gradient gathers about this many output pixels at a time
+DW_COLS = 256  # the weight gradient gathers at least this many output pixels at a time,
+DW_ELEMENTS = 1 << 16  # ... or as many as an im2col block of this many elements holds
 SERIAL_BELOW_MACS = 1 << 20  # a batch smaller than the thread count runs serially below this
 
 
@@ -99,28 +100,45 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
             scatter(out, dst, n0, nb, g * OCg, bias, flags & HAS_BIAS != 0, kind, slope, OH, pitch)
 
 
+@inline
+def dw_budget(Kg):
+    """Output pixels the weight gradient gathers at a time (its im2col block: Kg rows)."""
+    return max(DW_COLS, DW_ELEMENTS // Kg)
+
+
 @serial_kernel
 def _dweight_chunks(dw, dout, x, cols, tmp, xpf, n0, nb, g, geom, first, OH):
-    # dw (OCg, Kg) (+)= dout[n0:n0+nb, group g] @ im2col^T, DW_COLS output pixels at a
-    # time (overwritten first when ``first``): a small column block, not the whole matrix
+    # dw (OCg, Kg) (+)= dout[n0:n0+nb, group g] @ im2col^T (overwritten first when
+    # ``first``), a block of about dw_budget(Kg) output pixels at a time: whole samples
+    # side by side when they fit (xpf holds nb padded images), else row ranges of one
     KH, KW, SH, SW, PH, PW, DH, DW, G = geom
     OCg, Kg = dw.shape
     Cg = x.shape[1] // G
-    OW = dout.shape[2] // OH
-    rows = max(1, min(OH, DW_COLS // OW))
-    for b in range(nb):
-        pad_image(xpf, x, n0 + b, g * Cg, Cg, PH, PW, KW * DW)
+    H, W = x.shape[2], x.shape[3]
+    P = dout.shape[2]
+    OW = P // OH
+    plane = Cg * (H + 2 * PH) * (W + 2 * PW) + KW * DW
+    budget = dw_budget(Kg)
+    spg = min(nb, max(1, budget // P))  # samples per product
+    nch = (P + budget - 1) // budget  # row ranges per sample (1 when samples fit whole)
+    rows = (OH + nch - 1) // nch
+    for b0 in range(0, nb, spg):
+        bs = min(spg, nb - b0)
+        for b in range(bs):
+            pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b0 + b, g * Cg, Cg, PH, PW, KW * DW)
         for oh0 in range(0, OH, rows):
-            ncol = (min(OH, oh0 + rows) - oh0) * OW
-            gather_rows(cols, ncol, 0, xpf, x.shape[2], x.shape[3], Cg, geom, oh0, oh0 + ncol // OW)
+            run = (min(OH, oh0 + rows) - oh0) * OW  # columns per sample
+            ncol = bs * run
             d = tmp[:OCg * ncol].reshape((OCg, ncol))
-            for o in range(OCg):
-                src = dout[n0 + b, g * OCg + o, oh0 * OW:oh0 * OW + ncol]
-                dst = d[o]
-                for p in range(ncol):
-                    dst[p] = src[p]
+            for b in range(bs):
+                gather_rows(cols, ncol, b * run, xpf[b * plane:(b + 1) * plane], H, W, Cg, geom, oh0, oh0 + run // OW)
+                for o in range(OCg):
+                    src = dout[n0 + b0 + b, g * OCg + o, oh0 * OW:oh0 * OW + run]
+                    dst = d[o, b * run:(b + 1) * run]
+                    for p in range(run):
+                        dst[p] = src[p]
             gemm_serial(dw, d, cols[:Kg * ncol].reshape((Kg, ncol)), False, True,
-                        not (first and b == 0 and oh0 == 0))
+                        not (first and b0 == 0 and oh0 == 0))
 
 
 @serial_kernel
@@ -264,7 +282,7 @@ def _scratch(x, geom, OC, Kg, OH, pitch, chunked=False):
     # needs only DW_COLS-pixel blocks (see _dweight_chunks)
     N, G, PH, PW = x.shape[0], geom[8], geom[4], geom[5]
     slots, per_gemm = plan(N, Kg, OH * pitch)
-    cols_per_row = max(1, min(OH, DW_COLS // pitch)) * pitch if chunked else per_gemm * OH * pitch
+    cols_per_row = dw_budget(Kg) + pitch if chunked else per_gemm * OH * pitch
     work = workspace()
     cols = work.view("cols", (slots, Kg * cols_per_row), x.dtype)
     tmps = work.view("tmps", (slots, OC // G * cols_per_row), x.dtype)
@@ -336,6 +354,15 @@ def transposed_geometry(geom):
     return (KH, KW, 1, 1, QH, QW, DH, DW, G)
 
 
+def transposed_pays(x_shape, out_shape, geom):
+    """True if the transposed convolution does at most 30% more multiply-adds than the
+    column-matrix product: it computes H * (OW + 2*QW) outputs per channel (wide
+    layout), against OH * OW columns there (a large kernel without padding makes a
+    small output and a transposed convolution mostly over zeros)."""
+    QW = transposed_geometry(geom)[5]
+    return x_shape[2] * (out_shape[3] + 2 * QW) <= 1.3 * out_shape[2] * out_shape[3]
+
+
 def transposed_weight(weight, groups):
     """(OC, C/G, KH, KW) -> (C, OC/G, KH, KW): in/out channels swapped within each
     group, kernel flipped in both axes (C-contiguous copy)."""
@@ -353,7 +380,7 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=Fals
     N = x.shape[0]
     OC, P = dout.shape[1], dout.shape[2] * dout.shape[3]
     G = geom[8]
-    if dx is not None and transposed_geometry(geom) is not None:
+    if dx is not None and transposed_geometry(geom) is not None and transposed_pays(x.shape, dout.shape, geom):
         # stride 1: dx is the convolution of dout with the flipped, transposed kernel,
         # the forward's implicit GEMM, with no input-sized column matrix to scatter back
         conv2d_forward(dx, dout, transposed_weight(weight, G), None, transposed_geometry(geom))
