@@ -149,7 +149,6 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, g
     Cg = x.shape[1] // G
     P = dout.shape[2]
     OW = P // OH
-    Pc = OH * pitch
     direct_in = flags & POINTWISE and nb == 1  # the input itself is the im2col matrix
     for g in range(G):
         if flags & NEED_DW and direct_in:
@@ -157,23 +156,14 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, g
                         False, True, not first)
         elif flags & NEED_DW:
             _dweight_chunks(dw_part[g], dout, x, cols, tmp, xpf, n0, nb, g, geom, first, OH)
-        if not flags & NEED_DX:
-            continue
-        if nb == 1 and Pc == P:
-            d = dout[n0, g * OCg:(g + 1) * OCg]
-        else:  # dout in the im2col column order
-            d = tmp[:OCg * nb * Pc].reshape((OCg, nb * Pc))
-            for b in range(nb):
-                for o in range(OCg):
-                    for oh in range(OH):
-                        src = dout[n0 + b, g * OCg + o, oh * OW:(oh + 1) * OW]
-                        dst = d[o, (b * OH + oh) * pitch:(b * OH + oh) * pitch + OW]
-                        for p in range(OW):
-                            dst[p] = src[p]
-        dcol = dx[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else cols[:Kg * nb * Pc].reshape((Kg, nb * Pc))
-        gemm_serial(dcol, w3[g], d, True, False, False)
-        for b in range(0 if direct_in else nb):
-            col2im(dx, dcol, n0 + b, g * Cg, geom, b * Pc, pitch)
+        for b in range(nb if flags & NEED_DX else 0):  # one sample at a time: a small column matrix
+            d = dout[n0 + b, g * OCg:(g + 1) * OCg]
+            if direct_in:
+                gemm_serial(dx[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)), w3[g], d, True, False, False)
+                continue
+            dcol = cols[:Kg * P].reshape((Kg, P))
+            gemm_serial(dcol, w3[g], d, True, False, False)
+            col2im(dx, dcol, n0 + b, g * Cg, geom, 0, OW)
     for o in range(dout.shape[1] if flags & NEED_DB else 0):
         s = dout.dtype.type(0)
         for b in range(nb):
@@ -277,12 +267,12 @@ def layout(x_shape, geom, out_hw):
     return OH, (x_shape[3] + 2 * geom[5] if geom[2] == geom[3] == 1 else OW)
 
 
-def _scratch(x, geom, OC, Kg, OH, pitch, chunked=False):
-    # per-slot scratch; ``chunked``: a backward without NEED_DX, whose weight gradient
-    # needs only DW_COLS-pixel blocks (see _dweight_chunks)
+def _scratch(x, geom, OC, Kg, OH, pitch, backward=False):
+    # per-slot scratch; the backward needs blocks of dw_budget pixels for the weight
+    # gradient (_dweight_chunks) and one sample's column matrix for the input gradient
     N, G, PH, PW = x.shape[0], geom[8], geom[4], geom[5]
     slots, per_gemm = plan(N, Kg, OH * pitch)
-    cols_per_row = dw_budget(Kg) + pitch if chunked else per_gemm * OH * pitch
+    cols_per_row = max(dw_budget(Kg) + pitch, OH * pitch) if backward else per_gemm * OH * pitch
     work = workspace()
     cols = work.view("cols", (slots, Kg * cols_per_row), x.dtype)
     tmps = work.view("tmps", (slots, OC // G * cols_per_row), x.dtype)
@@ -388,7 +378,7 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=Fals
     w3 = weight.reshape(G, OC // G, -1)
     Kg = w3.shape[2]
     OH, pitch = dout.shape[2], dout.shape[3]  # narrow: measured faster than wide in backward
-    slots, per_gemm, cols, tmps, xps = _scratch(x, geom, OC, Kg, OH, pitch, chunked=dx is None)
+    slots, per_gemm, cols, tmps, xps = _scratch(x, geom, OC, Kg, OH, pitch, backward=True)
     dw_parts = workspace().view("dw_parts", (slots, G, OC // G, Kg), x.dtype)
     db_parts = workspace().view("db_parts", (slots, OC), x.dtype)
     flags = (BACKWARD + POINTWISE * (geom[:6] == (1, 1, 1, 1, 0, 0)) + NEED_DX * (dx is not None)
