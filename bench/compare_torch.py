@@ -93,7 +93,12 @@ def _max_logit_difference(name, w):
     return float(np.abs(model(x) - expected).max())
 
 
-def worker(framework, name, mode, threads, min_time):
+def batch_for(name, scale):
+    """Workload ``name``'s batch size times ``scale`` (at least 1)."""
+    return max(1, round(_workloads().BATCH[name] * scale))
+
+
+def worker(framework, name, mode, threads, min_time, batch_scale=1.0):
     """Run one measurement in this (fresh) process; return a JSON-able dict."""
     w = _workloads()
     if mode == "check":
@@ -110,8 +115,8 @@ def worker(framework, name, mode, threads, min_time):
     if framework == "fastnn":
         w.require_fastnn(name)
     if mode == "memory":
-        return {"mib": w.train_step_peak_mib(framework, name, w.BATCH[name])}
-    batch = 1 if mode == "latency" else w.BATCH[name]
+        return {"mib": w.train_step_peak_mib(framework, name, batch_for(name, batch_scale))}
+    batch = 1 if mode == "latency" else batch_for(name, batch_scale)
     run = w.make_runner(framework, name, batch, "train" if mode == "train" else "infer")
     _warm_up(run, min_time / 2)
     result = {"seconds": w.seconds_per_call(run, min_time), "batch": batch}
@@ -128,7 +133,7 @@ def run_worker(framework, name, mode, args):
     env = dict(os.environ, NUMBA_NUM_THREADS=threads, OMP_NUM_THREADS=threads,
                MKL_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads)
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, name, mode,
-           "--threads", threads, "--min-time", str(args.min_time)]
+           "--threads", threads, "--min-time", str(args.min_time), "--batch-scale", str(args.batch_scale)]
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout,
                               check=False)
@@ -256,7 +261,8 @@ def report(raw, available, args, have_torch):
         torch_name = "PyTorch (not measured: --no-torch)" if args.no_torch else "PyTorch (torch not installed)"
     lines = [
         (f"fastnn {vers['fastnn']} vs {torch_name}: {args.threads} thread(s), median of "
-         f"{args.rounds} alternating round(s), {datetime.date.today().isoformat()}"),
+         f"{args.rounds} alternating round(s), {datetime.date.today().isoformat()}"
+         + (f"; batch sizes x{args.batch_scale:g} (--batch-scale)" if args.batch_scale != 1 else "")),
         "",
         (f"Machine: {machine_line()}; Python {vers['python']}, numba {vers['numba']}, "
          f"numpy {vers['numpy']}, fastnn's threading layer {_threading_layer(raw)}."),
@@ -273,12 +279,13 @@ def report(raw, available, args, have_torch):
     lines += [head, "|" + "---|" * 11]
     w = _workloads()
     for name in args.workloads:
-        row = [name, str(w.BATCH[name])]
+        batch = batch_for(name, args.batch_scale)
+        row = [name, str(batch)]
         for mode in ("train", "infer"):
             rates = []
             for fw in FRAMEWORKS:
                 s = get(fw, name, mode, "seconds")
-                rates.append(None if s is None else w.BATCH[name] / s)
+                rates.append(None if s is None else batch / s)
             row += [_fmt_rate(rates[0]), _fmt_rate(rates[1]), _fmt_ratio(rates[0], rates[1])]
         lat = [get(fw, name, "latency", "seconds") for fw in FRAMEWORKS]
         row += [_fmt_us(lat[0]), _fmt_us(lat[1]), _fmt_ratio(lat[0], lat[1])]
@@ -291,7 +298,8 @@ def report(raw, available, args, have_torch):
         lines += ["| workload | batch | train-step peak MiB fastnn | PyTorch | ratio |", "|---|---|---|---|---|"]
         for name in args.workloads:
             mib = [get(fw, name, "memory", "mib") for fw in FRAMEWORKS]
-            lines.append(f"| {name} | {w.BATCH[name]} | {_fmt_float(mib[0])} | {_fmt_float(mib[1])} "
+            batch = batch_for(name, args.batch_scale)
+            lines.append(f"| {name} | {batch} | {_fmt_float(mib[0])} | {_fmt_float(mib[1])} "
                          f"| {_fmt_ratio(mib[0], mib[1])} |")
         lines += ["", ("Peak resident memory a training step adds above the built model, its batch "
                        "and loaded kernels (gradients and Adam's state included)."), ""]
@@ -322,6 +330,9 @@ def parse_args(argv):
     p.add_argument("--no-torch", action="store_true", help="measure fastnn alone")
     p.add_argument("--check", action="store_true",
                    help="first check that both frameworks compute the same logits from the same weights")
+    p.add_argument("--batch-scale", type=float, default=1.0,
+                   help="multiply every workload's batch size (e.g. 0.5 or 2, to check sizes near the "
+                        "reference ones; batch-1 latency stays batch 1)")
     p.add_argument("--timeout", type=float, default=600, help="seconds before a worker is killed")
     p.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "WORKLOAD", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -329,6 +340,8 @@ def parse_args(argv):
         args.rounds, args.min_time = 1, 0.3
     if args.threads < 1 or args.rounds < 1:
         p.error("--threads and --rounds must be at least 1")
+    if not args.batch_scale > 0:
+        p.error("--batch-scale must be positive")
     args.workloads = [n.strip() for n in args.workloads.split(",") if n.strip()]
     bad = [n for n in args.workloads if n not in ("mlp", "lenet", "resnet", "lstm")]
     if bad:
@@ -343,7 +356,7 @@ def main(argv=None):
     if args.worker:
         framework, name, mode = args.worker
         try:
-            result = worker(framework, name, mode, args.threads, args.min_time)
+            result = worker(framework, name, mode, args.threads, args.min_time, args.batch_scale)
         except NotImplementedError as exc:
             result = {"skip": str(exc)}
         print(json.dumps(result), flush=True)
