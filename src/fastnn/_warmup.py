@@ -36,6 +36,7 @@ def _layer_cases():
         ("Conv2d(stride, groups, no bias)", lambda: nn.Conv2d(4, 4, 3, stride=2, groups=2, bias=False),
          floats(2, 4, 7, 7)),
         ("Conv2d+ReLU", lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), floats(2, 1, 6, 6)),
+        ("Conv2d(one image)", lambda: nn.Conv2d(2, 4, 3, padding=1), floats(1, 2, 6, 6)),  # the serial path
         ("MaxPool2d", lambda: nn.MaxPool2d(2), floats(2, 2, 6, 6)),
         ("AvgPool2d", lambda: nn.AvgPool2d(2, stride=1, padding=1), floats(2, 2, 6, 6)),
         ("AdaptiveAvgPool2d", lambda: nn.AdaptiveAvgPool2d(1), floats(2, 2, 6, 6)),
