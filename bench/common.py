@@ -19,6 +19,8 @@ Timing rules:
   ``warm_kernels.py`` has loaded the kernels once for all of them.
 """
 import abc
+import statistics
+import time
 
 import numba
 import numpy as np
@@ -104,6 +106,20 @@ def train_module(module):
     module.train()
     module.zero_grad()
     return module
+
+
+def seconds_per_backward(module, x, dout, min_time=0.3):
+    """Median seconds of one ``module.backward(dout)``, each after an untimed
+    training-mode forward of ``x`` (a backward frees what its forward saved)."""
+    times = []
+    deadline = time.perf_counter() + min_time
+    while len(times) < 3 or time.perf_counter() < deadline:
+        module.zero_grad()
+        module(x)
+        start = time.perf_counter()
+        module.backward(dout)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 class LayerBenchmark(Benchmark, abc.ABC):

@@ -6,6 +6,7 @@ from .common import (
     fastnn,
     randn,
     require,
+    seconds_per_backward,
     seconds_per_call,
 )
 
@@ -35,9 +36,6 @@ class Conv2d(LayerBenchmark):
 
     def track_backward_gflops(self, shape, threads):
         # input and weight gradients: two products the size of the forward one
-        def backward():
-            self.module.zero_grad()
-            self.module.backward(self.dout)
-        return 2 * self._forward_flops(shape) / seconds_per_call(backward) / 1e9
+        return 2 * self._forward_flops(shape) / seconds_per_backward(self.module, self.x, self.dout) / 1e9
 
     track_backward_gflops.unit = "GFLOP/s"

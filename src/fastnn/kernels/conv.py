@@ -29,7 +29,7 @@ from ._jit import inline, kernel, serial_kernel
 from ._threading import get_threads
 from .conv_gemm import conv_gemm, wide_offsets
 from .im2col import col2im, gather, gather_rows, pad_image
-from .matmul import gemm_serial, matmul
+from .matmul import MR, gemm_serial, matmul
 
 SLOTS = 8  # a batch is split into at least this many slots (fewer samples: one each)
 SAMPLES_PER_SLOT = 8  # ... and more slots for large batches
@@ -348,9 +348,12 @@ def transposed_pays(x_shape, out_shape, geom):
     """True if the transposed convolution does at most 30% more multiply-adds than the
     column-matrix product: it computes H * (OW + 2*QW) outputs per channel (wide
     layout), against OH * OW columns there (a large kernel without padding makes a
-    small output and a transposed convolution mostly over zeros)."""
+    small output and a transposed convolution mostly over zeros); and if its
+    products have at least MR rows (input channels per group), since the
+    micro-kernel computes MR rows whatever the count."""
     QW = transposed_geometry(geom)[5]
-    return x_shape[2] * (out_shape[3] + 2 * QW) <= 1.3 * out_shape[2] * out_shape[3]
+    return (x_shape[1] // geom[8] >= MR
+            and x_shape[2] * (out_shape[3] + 2 * QW) <= 1.3 * out_shape[2] * out_shape[3])
 
 
 def transposed_weight(weight, groups):
