@@ -27,8 +27,8 @@ from numba import prange
 from . import activations as act_k
 from ._jit import inline, kernel, serial_kernel
 from ._threading import get_threads
-from .conv_gemm import conv_gemm, wide_offsets
-from .im2col import col2im, gather, gather_rows, pad_image
+from .conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, wide_offsets
+from .im2col import col2im, gather, pad_image
 from .matmul import MR, gemm_serial, matmul
 
 SLOTS = 8  # a batch is split into at least this many slots (fewer samples: one each)
@@ -107,38 +107,42 @@ def dw_budget(Kg):
 
 
 @serial_kernel
-def _dweight_chunks(dw, dout, x, cols, tmp, xpf, n0, nb, g, geom, first, OH):
+def _dweight_chunks(dw, dout, x, tmp, xpf, n0, nb, g, geom, first, OH):
     # dw (OCg, Kg) (+)= dout[n0:n0+nb, group g] @ im2col^T (overwritten first when
     # ``first``), a block of about dw_budget(Kg) output pixels at a time: whole samples
-    # side by side when they fit (xpf holds nb padded images), else row ranges of one
+    # side by side when they fit (xpf holds nb padded images), else row ranges of one.
+    # The im2col matrix is read in place (conv_gemm_dw).
     KH, KW, SH, SW, PH, PW, DH, DW, G = geom
     OCg, Kg = dw.shape
     Cg = x.shape[1] // G
-    H, W = x.shape[2], x.shape[3]
+    Hp, Wp = x.shape[2] + 2 * PH, x.shape[3] + 2 * PW
     P = dout.shape[2]
     OW = P // OH
-    plane = Cg * (H + 2 * PH) * (W + 2 * PW) + KW * DW
+    plane = Cg * Hp * Wp + KW * DW
     budget = dw_budget(Kg)
     spg = min(nb, max(1, budget // P))  # samples per product
     nch = (P + budget - 1) // budget  # row ranges per sample (1 when samples fit whole)
     rows = (OH + nch - 1) // nch
+    offs = np.empty(Kg, np.int64)
+    wide_offsets(offs, Cg, KH, KW, Hp, Wp, DH, DW)
+    pix = np.empty(spg * rows * OW, np.int64)
     for b0 in range(0, nb, spg):
         bs = min(spg, nb - b0)
         for b in range(bs):
             pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b0 + b, g * Cg, Cg, PH, PW, KW * DW)
         for oh0 in range(0, OH, rows):
-            run = (min(OH, oh0 + rows) - oh0) * OW  # columns per sample
+            nr = min(OH, oh0 + rows) - oh0
+            run = nr * OW  # columns per sample
             ncol = bs * run
             d = tmp[:OCg * ncol].reshape((OCg, ncol))
             for b in range(bs):
-                gather_rows(cols, ncol, b * run, xpf[b * plane:(b + 1) * plane], H, W, Cg, geom, oh0, oh0 + run // OW)
                 for o in range(OCg):
                     src = dout[n0 + b0 + b, g * OCg + o, oh0 * OW:oh0 * OW + run]
                     dst = d[o, b * run:(b + 1) * run]
                     for p in range(run):
                         dst[p] = src[p]
-            gemm_serial(dw, d, cols[:Kg * ncol].reshape((Kg, ncol)), False, True,
-                        not (first and b0 == 0 and oh0 == 0))
+            chunk_pixels(pix, plane, Wp, SH, SW, OW, oh0, nr, bs)
+            conv_gemm_dw(dw, d, xpf, offs, pix[:ncol], not (first and b0 == 0 and oh0 == 0))
 
 
 @serial_kernel
@@ -155,7 +159,7 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, g
             gemm_serial(dw_part[g], dout[n0, g * OCg:(g + 1) * OCg], x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)),
                         False, True, not first)
         elif flags & NEED_DW:
-            _dweight_chunks(dw_part[g], dout, x, cols, tmp, xpf, n0, nb, g, geom, first, OH)
+            _dweight_chunks(dw_part[g], dout, x, tmp, xpf, n0, nb, g, geom, first, OH)
         for b in range(nb if flags & NEED_DX else 0):  # one sample at a time: a small column matrix
             d = dout[n0 + b, g * OCg:(g + 1) * OCg]
             if direct_in:
@@ -267,15 +271,19 @@ def layout(x_shape, geom, out_hw):
     return OH, (x_shape[3] + 2 * geom[5] if geom[2] == geom[3] == 1 else OW)
 
 
-def _scratch(x, geom, OC, Kg, OH, pitch, backward=False):
-    # per-slot scratch; the backward needs blocks of dw_budget pixels for the weight
-    # gradient (_dweight_chunks) and one sample's column matrix for the input gradient
+def _scratch(x, geom, OC, Kg, OH, pitch, backward=False, dx_cols=False):
+    # per-slot scratch; the backward needs dout blocks of dw_budget pixels for the
+    # weight gradient (_dweight_chunks) and, with ``dx_cols``, one sample's column
+    # matrix for the input gradient
     N, G, PH, PW = x.shape[0], geom[8], geom[4], geom[5]
     slots, per_gemm = plan(N, Kg, OH * pitch)
-    cols_per_row = max(dw_budget(Kg) + pitch, OH * pitch) if backward else per_gemm * OH * pitch
     work = workspace()
-    cols = work.view("cols", (slots, Kg * cols_per_row), x.dtype)
-    tmps = work.view("tmps", (slots, OC // G * cols_per_row), x.dtype)
+    if backward:
+        cols = work.view("cols", (slots, Kg * OH * pitch if dx_cols else 1), x.dtype)
+        tmps = work.view("tmps", (slots, OC // G * (dw_budget(Kg) + pitch)), x.dtype)
+    else:
+        cols = work.view("cols", (slots, Kg * per_gemm * OH * pitch), x.dtype)
+        tmps = work.view("tmps", (slots, OC // G * per_gemm * OH * pitch), x.dtype)
     # per_gemm padded planes, each with a zero tail of KW*DW elements (im2col.pad_image)
     padded = per_gemm * (x.shape[1] // G * (x.shape[2] + 2 * PH) * (x.shape[3] + 2 * PW) + geom[1] * geom[7])
     xps = work.view("xps", (slots, padded), x.dtype)
@@ -381,7 +389,7 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=Fals
     w3 = weight.reshape(G, OC // G, -1)
     Kg = w3.shape[2]
     OH, pitch = dout.shape[2], dout.shape[3]  # narrow: measured faster than wide in backward
-    slots, per_gemm, cols, tmps, xps = _scratch(x, geom, OC, Kg, OH, pitch, backward=True)
+    slots, per_gemm, cols, tmps, xps = _scratch(x, geom, OC, Kg, OH, pitch, backward=True, dx_cols=dx is not None)
     dw_parts = workspace().view("dw_parts", (slots, G, OC // G, Kg), x.dtype)
     db_parts = workspace().view("db_parts", (slots, OC), x.dtype)
     flags = (BACKWARD + POINTWISE * (geom[:6] == (1, 1, 1, 1, 0, 0)) + NEED_DX * (dx is not None)

@@ -85,3 +85,60 @@ def wide_offsets(offs, Cg, KH, KW, Hp, Wp, DH, DW):
         for kh in range(KH):
             for kw in range(KW):
                 offs[(cg * KH + kh) * KW + kw] = (cg * Hp + kh * DH) * Wp + kw * DW
+
+
+@serial_kernel
+def conv_gemm_dw(dw, d, xpf, offs, pix, accumulate):
+    """dw[o, k] (+)= sum_p d[o, p] * xpf[offs[k] + pix[p]]: the weight gradient's
+    product with the im2col matrix read in place (``+=`` when ``accumulate``).
+
+    The im2col rows are gathered straight into the GEMM's packed panels (one
+    transposing copy, no im2col block). dw (OCg, Kg) and d (OCg, ncol) C-contiguous;
+    offs (Kg,) and pix (ncol,) int64: column k of row p of op(b) sits at
+    offs[k] + pix[p] in xpf.
+    """
+    OCg, Kg = dw.shape
+    K = d.shape[1]
+    NR = NV * (64 // dw.itemsize)
+    nk = (K + KC - 1) // KC
+    kcb = (K + nk - 1) // nk
+    rows = (OCg + MR - 1) // MR * MR
+    ap = np.empty(rows * kcb, dw.dtype)
+    bp = np.empty(kcb * NR, dw.dtype)
+    tmp = np.empty(MR * NR, dw.dtype)
+    for k0 in range(0, K, kcb):
+        kc = min(kcb, K - k0)
+        add = accumulate or k0 > 0
+        _pack_a(ap, d, False, 0, OCg, k0, kc)
+        for j0 in range(0, Kg, NR):
+            cols = min(NR, Kg - j0)
+            col_offs = offs[j0:j0 + cols]
+            for p in range(kc):
+                row = bp[p * NR:(p + 1) * NR]
+                at = pix[k0 + p]
+                for jj in range(cols):
+                    row[jj] = xpf[col_offs[jj] + at]
+                for jj in range(cols, NR):
+                    row[jj] = 0
+            for i in range(0, OCg, MR):
+                if cols == NR and i + MR <= OCg:
+                    _micro(dw, i * Kg + j0, Kg, ap, i * kc, bp, 0, kc, add)
+                    continue
+                _micro(tmp, 0, NR, ap, i * kc, bp, 0, kc, False)
+                for r in range(min(MR, OCg - i)):
+                    orow = dw[i + r, j0:j0 + cols]
+                    trow = tmp[r * NR:r * NR + cols]
+                    for c in range(cols):
+                        orow[c] = orow[c] + trow[c] if add else trow[c]
+
+
+@serial_kernel
+def chunk_pixels(pix, plane, Wp, SH, SW, OW, oh0, rows, samples):
+    """pix[(b*rows + r)*OW + ow] = b*plane + (oh0 + r)*SH*Wp + ow*SW (overwritten): where
+    output pixel (b, oh0 + r, ow) of a chunk reads its padded image (kernel offset 0)."""
+    for b in range(samples):
+        for r in range(rows):
+            base = b * plane + (oh0 + r) * SH * Wp
+            dst = pix[(b * rows + r) * OW:(b * rows + r + 1) * OW]
+            for ow in range(OW):
+                dst[ow] = base + ow * SW
