@@ -39,6 +39,22 @@ def _pack_panel(bp, xpf, plane, offs, k0, kc, j0, cols, Pc, NR):
             tail[t] = 0
 
 
+@inline
+def _tile(out, i, j0, cols, ap, aoff, bp, kc, add, tmp, NR):
+    # out[i:i+MR, j0:j0+cols] (+)= the micro-tile of A panel ``aoff`` and the packed B
+    # panel; tiles at the bottom or right edge go through ``tmp``
+    ldo = out.shape[1]
+    if cols == NR and i + MR <= out.shape[0]:
+        _micro(out, i * ldo + j0, ldo, ap, aoff, bp, 0, kc, add)
+        return
+    _micro(tmp, 0, NR, ap, aoff, bp, 0, kc, False)
+    for r in range(min(MR, out.shape[0] - i)):
+        orow = out[i + r, j0:j0 + cols]
+        trow = tmp[r * NR:r * NR + cols]
+        for c in range(cols):
+            orow[c] = orow[c] + trow[c] if add else trow[c]
+
+
 @serial_kernel
 def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
     """out[o, j] = sum_k w[o, k] * B[k, j] for j < ncols (overwritten), where
@@ -50,7 +66,6 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
     """
     OCg, Kg = w.shape
     NR = NV * (64 // out.itemsize)
-    ldo = out.shape[1]
     nk = (Kg + KC - 1) // KC
     kcb = (Kg + nk - 1) // nk
     rows = (OCg + MR - 1) // MR * MR
@@ -66,16 +81,7 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
             add = k0 > 0
             _pack_panel(bp, xpf, plane, offs, k0, kc, j0, cols, Pc, NR)
             for i in range(0, OCg, MR):
-                aoff = k0 * rows + i * kc
-                if cols == NR and i + MR <= OCg:
-                    _micro(out, i * ldo + j0, ldo, ap, aoff, bp, 0, kc, add)
-                    continue
-                _micro(tmp, 0, NR, ap, aoff, bp, 0, kc, False)
-                for r in range(min(MR, OCg - i)):
-                    orow = out[i + r, j0:j0 + cols]
-                    trow = tmp[r * NR:r * NR + cols]
-                    for c in range(cols):
-                        orow[c] = orow[c] + trow[c] if add else trow[c]
+                _tile(out, i, j0, cols, ap, k0 * rows + i * kc, bp, kc, add, tmp, NR)
 
 
 @serial_kernel
@@ -121,15 +127,7 @@ def conv_gemm_dw(dw, d, xpf, offs, pix, accumulate):
                 for jj in range(cols, NR):
                     row[jj] = 0
             for i in range(0, OCg, MR):
-                if cols == NR and i + MR <= OCg:
-                    _micro(dw, i * Kg + j0, Kg, ap, i * kc, bp, 0, kc, add)
-                    continue
-                _micro(tmp, 0, NR, ap, i * kc, bp, 0, kc, False)
-                for r in range(min(MR, OCg - i)):
-                    orow = dw[i + r, j0:j0 + cols]
-                    trow = tmp[r * NR:r * NR + cols]
-                    for c in range(cols):
-                        orow[c] = orow[c] + trow[c] if add else trow[c]
+                _tile(dw, i, j0, cols, ap, i * kc, bp, kc, add, tmp, NR)
 
 
 @serial_kernel
