@@ -26,6 +26,7 @@ def _layer_cases():
         ("activations", lambda: nn.Sequential(nn.ReLU(), nn.LeakyReLU(0.1), nn.Sigmoid(), nn.Tanh(), nn.GELU(),
                                               nn.Identity()), floats(4, 8)),
         ("Linear+ReLU", lambda: nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4), nn.Tanh()), floats(4, 8)),
+        ("large Linear+ReLU", lambda: nn.Sequential(nn.Linear(256, 256), nn.ReLU()), floats(64, 256)),  # parallel
         ("Softmax", lambda: nn.Softmax(dim=-1), floats(4, 8)),
         ("Dropout", lambda: nn.Dropout(0.5), floats(4, 8)),
         ("Residual", lambda: nn.Residual(nn.Sequential(nn.Linear(8, 8), nn.ReLU())), floats(4, 8)),
