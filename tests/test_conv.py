@@ -8,6 +8,7 @@ import fastnn
 from fastnn import nn
 from fastnn.kernels import activations as act_k
 from fastnn.kernels import conv as conv_k
+from fastnn.kernels import conv_plan
 
 # (N, C, H, W, OC, kernel, stride, padding, dilation, groups)
 CONFIGS = [
@@ -73,7 +74,7 @@ def test_any_split_into_slots_gives_the_same_result(monkeypatch, slots, rng):
     conv(x)
     dx_default = conv.backward(g)
     grads_default = conv.weight.grad.copy(), conv.bias.grad.copy()
-    monkeypatch.setattr(conv_k, "SLOTS", slots)
+    monkeypatch.setattr(conv_plan, "SLOTS", slots)  # read by conv_k.plan
     conv.zero_grad()
     np.testing.assert_allclose(conv(x), reference(conv, x), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.backward(g), dx_default, rtol=1e-12, atol=1e-12)

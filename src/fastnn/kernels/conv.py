@@ -2,42 +2,41 @@
 
 Any stride, padding, dilation, groups and rectangular kernel; ``geom`` is the int
 tuple ``(KH, KW, SH, SW, PH, PW, DH, DW, G)``. For a group of nb samples and a
-channel group g, col (Kg, nb*P) is their im2col matrix side by side (``im2col``):
+channel group g, with col (Kg, nb*P) their im2col matrix side by side:
 
-    forward   out (OCg, nb*P)  = w[g] (OCg, Kg) @ col          (nb = 1: straight into NCHW)
+    forward   out (OCg, nb*P)  = w[g] (OCg, Kg) @ col
     dweight   dw[g] (OCg, Kg) += dout (OCg, nb*P) @ col^T
-    dinput    dcol (Kg, nb*P)  = w[g]^T (Kg, OCg) @ dout;       dx = col2im(dcol)
+    dinput    dcol (Kg, P)     = w[g]^T (Kg, OCg) @ dout;       dx = col2im(dcol)
 
-The forward uses ``im2col``'s wide layout for stride 1 (one contiguous copy per
-row of col; the extra columns' outputs are dropped by ``scatter``), the backward
-the narrow one. Small images are grouped so each GEMM has enough columns. The batch is split into
-slots (contiguous runs of samples), one ``prange`` iteration each, with private
-scratch that stays in cache while ``gemm_serial`` runs; weight/bias gradients are
-summed per slot, then merged in slot order. Slots and groups depend only on the
-shapes (:func:`plan`), never on the thread count, so results are bitwise
-reproducible. A batch smaller than the thread count runs group by group on the
-parallel ``matmul`` instead (same groups, same arithmetic).
+Stride-1 forwards never write col: ``conv_gemm`` packs its panels straight from
+the padded images (the wide layout of ``im2col``, whose extra columns ``scatter``
+drops). The weight gradient gathers col's rows straight into its packed panels
+(``conv_gemm_dw``), a block of pixels at a time. Where it costs at most 30% more
+work, the input gradient is the forward convolution of dout with the flipped,
+transposed kernel (``conv_plan.transposed_pays``); otherwise dcol and col2im, one
+sample at a time.
+
+The batch is split into slots (contiguous runs of samples), one ``prange``
+iteration each, with scratch shared by all conv layers of the Python thread;
+weight/bias gradients are summed per slot, then merged in slot order. Slots and
+groups depend only on the shapes (``conv_plan.plan``), never on the thread count,
+so results are bitwise reproducible. A batch smaller than the thread count runs
+serially when small, else group by group on the parallel ``matmul`` (same groups,
+same arithmetic).
 """
-import math
-import threading
-
 import numpy as np
 from numba import prange
 
 from . import activations as act_k
-from ._jit import inline, kernel, serial_kernel
+from ._jit import kernel, serial_kernel
 from ._threading import get_threads
 from .conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, wide_offsets
+from .conv_plan import (  # noqa: F401  (output_size, plan: part of this module's interface)
+    SERIAL_BELOW_MACS, dw_budget, layout, output_size, plan, scratch, transposed_geometry, transposed_pays,
+    transposed_weight, workspace,
+)
 from .im2col import col2im, gather, pad_image
-from .matmul import MR, gemm_serial, matmul
-
-SLOTS = 8  # a batch is split into at least this many slots (fewer samples: one each)
-SAMPLES_PER_SLOT = 8  # ... and more slots for large batches
-MAX_COLS = 1024  # group samples until a GEMM has about this many columns
-COL_ELEMENTS = 1 << 18  # ... or its im2col block this many elements
-DW_COLS = 256  # the weight gradient gathers at least this many output pixels at a time,
-DW_ELEMENTS = 1 << 16  # ... or as many as an im2col block of this many elements holds
-SERIAL_BELOW_MACS = 1 << 20  # a batch smaller than the thread count runs serially below this
+from .matmul import gemm_serial, matmul
 
 
 @serial_kernel
@@ -98,12 +97,6 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
             gemm_serial(dst, w3[g], src, False, False, False)
         if not direct_out or flags & HAS_BIAS or kind != act_k.IDENTITY:
             scatter(out, dst, n0, nb, g * OCg, bias, flags & HAS_BIAS != 0, kind, slope, OH, pitch)
-
-
-@inline
-def dw_budget(Kg):
-    """Output pixels the weight gradient gathers at a time (its im2col block: Kg rows)."""
-    return max(DW_COLS, DW_ELEMENTS // Kg)
 
 
 @serial_kernel
@@ -220,76 +213,6 @@ def sum_slots(out, parts, accumulate):
             dst[i] = dst[i] + total[i] if accumulate else total[i]
 
 
-class Workspace:
-    """Flat reusable buffers, grown when a larger shape or another dtype arrives.
-    ``view(name, shape, dtype)`` returns a contiguous view (contents undefined)."""
-
-    def __init__(self):
-        self._buffers = {}
-
-    def view(self, name, shape, dtype):
-        size = math.prod(shape)
-        buf = self._buffers.get(name)
-        if buf is None or buf.size < size or buf.dtype != dtype:
-            buf = np.empty(max(size, 1), dtype)
-            self._buffers[name] = buf
-        return buf[:size].reshape(shape)
-
-    def clear(self):
-        self._buffers.clear()
-
-
-_shared = threading.local()  # conv scratch, shared by every conv layer of one Python thread
-
-
-def workspace():
-    """This Python thread's conv scratch: every layer's calls run one at a time here,
-    so one set of buffers, sized for the largest layer, serves them all."""
-    work = getattr(_shared, "work", None)
-    if work is None:
-        work = _shared.work = Workspace()
-    return work
-
-
-def output_size(size, kernel_size, stride, padding, dilation):
-    """Convolution output length along one axis (may be <= 0 for bad shapes)."""
-    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
-
-
-def plan(N, Kg, P):
-    """(slots, samples per GEMM) for P columns per sample: functions of the shapes only."""
-    slots = min(N, max(SLOTS, N // SAMPLES_PER_SLOT))
-    per_gemm = max(1, min(MAX_COLS // P, COL_ELEMENTS // (Kg * P), -(-N // slots)))
-    return slots, per_gemm
-
-
-def layout(x_shape, geom, out_hw):
-    """(OH, pitch) of the forward im2col: wide (pitch = padded width) for stride 1,
-    else narrow (pitch = OW). Backward always uses narrow: there the extra columns
-    cost more GEMM work than the faster copy saves."""
-    OH, OW = out_hw
-    return OH, (x_shape[3] + 2 * geom[5] if geom[2] == geom[3] == 1 else OW)
-
-
-def _scratch(x, geom, OC, Kg, OH, pitch, backward=False, dx_cols=False):
-    # per-slot scratch; the backward needs dout blocks of dw_budget pixels for the
-    # weight gradient (_dweight_chunks) and, with ``dx_cols``, one sample's column
-    # matrix for the input gradient
-    N, G, PH, PW = x.shape[0], geom[8], geom[4], geom[5]
-    slots, per_gemm = plan(N, Kg, OH * pitch)
-    work = workspace()
-    if backward:
-        cols = work.view("cols", (slots, Kg * OH * pitch if dx_cols else 1), x.dtype)
-        tmps = work.view("tmps", (slots, OC // G * (dw_budget(Kg) + pitch)), x.dtype)
-    else:
-        cols = work.view("cols", (slots, Kg * per_gemm * OH * pitch), x.dtype)
-        tmps = work.view("tmps", (slots, OC // G * per_gemm * OH * pitch), x.dtype)
-    # per_gemm padded planes, each with a zero tail of KW*DW elements (im2col.pad_image)
-    padded = per_gemm * (x.shape[1] // G * (x.shape[2] + 2 * PH) * (x.shape[3] + 2 * PW) + geom[1] * geom[7])
-    xps = work.view("xps", (slots, padded), x.dtype)
-    return slots, per_gemm, cols, tmps, xps
-
-
 def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     """out (N, OC, OH, OW) = act(conv2d(x, weight) + bias), overwritten.
 
@@ -306,7 +229,7 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     bias = bias if has_bias else weight.reshape(-1)[:1]
     pointwise = geom[:6] == (1, 1, 1, 1, 0, 0)
     OH, pitch = layout(x.shape, geom, out.shape[2:])
-    slots, per_gemm, cols, tmps, xps = _scratch(x, geom, OC, w3.shape[2], OH, pitch)
+    slots, per_gemm, cols, tmps, xps = scratch(x, geom, OC, w3.shape[2], OH, pitch)
     slope = float(slope)
     flags = POINTWISE * pointwise + HAS_BIAS * has_bias
     Kg, Pc = w3.shape[2], OH * pitch
@@ -342,36 +265,6 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
                     scatter(out3, dst, n0, nb, g * OCg, bias, has_bias, kind, slope, OH, pitch)
 
 
-def transposed_geometry(geom):
-    """The geometry whose forward convolution of dout gives dx, or None: stride 1
-    and padding at most the dilated kernel extent minus one."""
-    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
-    QH, QW = DH * (KH - 1) - PH, DW * (KW - 1) - PW
-    if SH != 1 or SW != 1 or QH < 0 or QW < 0:
-        return None
-    return (KH, KW, 1, 1, QH, QW, DH, DW, G)
-
-
-def transposed_pays(x_shape, out_shape, geom):
-    """True if the transposed convolution does at most 30% more multiply-adds than the
-    column-matrix product: it computes H * (OW + 2*QW) outputs per channel (wide
-    layout), against OH * OW columns there (a large kernel without padding makes a
-    small output and a transposed convolution mostly over zeros); and if its
-    products have at least MR rows (input channels per group), since the
-    micro-kernel computes MR rows whatever the count."""
-    QW = transposed_geometry(geom)[5]
-    return (x_shape[1] // geom[8] >= MR
-            and x_shape[2] * (out_shape[3] + 2 * QW) <= 1.3 * out_shape[2] * out_shape[3])
-
-
-def transposed_weight(weight, groups):
-    """(OC, C/G, KH, KW) -> (C, OC/G, KH, KW): in/out channels swapped within each
-    group, kernel flipped in both axes (C-contiguous copy)."""
-    OC, Cg, KH, KW = weight.shape
-    w = weight.reshape(groups, OC // groups, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-    return np.ascontiguousarray(w).reshape(groups * Cg, OC // groups, KH, KW)
-
-
 def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False):
     """Gradients of conv2d: dx overwritten; dweight, dbias overwritten or added to
     (``accumulate_*``). Any of dx, dweight, dbias may be None to skip it.
@@ -389,7 +282,7 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=Fals
     w3 = weight.reshape(G, OC // G, -1)
     Kg = w3.shape[2]
     OH, pitch = dout.shape[2], dout.shape[3]  # narrow: measured faster than wide in backward
-    slots, per_gemm, cols, tmps, xps = _scratch(x, geom, OC, Kg, OH, pitch, backward=True, dx_cols=dx is not None)
+    slots, per_gemm, cols, tmps, xps = scratch(x, geom, OC, Kg, OH, pitch, backward=True, dx_cols=dx is not None)
     dw_parts = workspace().view("dw_parts", (slots, G, OC // G, Kg), x.dtype)
     db_parts = workspace().view("db_parts", (slots, OC), x.dtype)
     flags = (BACKWARD + POINTWISE * (geom[:6] == (1, 1, 1, 1, 0, 0)) + NEED_DX * (dx is not None)
