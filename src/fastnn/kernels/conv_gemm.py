@@ -40,6 +40,14 @@ def _pack_panel(bp, xpf, plane, offs, k0, kc, j0, cols, Pc, NR):
 
 
 @inline
+def _blocking(K, M, itemsize):
+    # (NR, kcb, rows): the panel width, K split into equal blocks of at most KC (as in
+    # matmul, so sums run in the same order), M rounded up to whole MR-row panels
+    nk = (K + KC - 1) // KC
+    return NV * (64 // itemsize), (K + nk - 1) // nk, (M + MR - 1) // MR * MR
+
+
+@inline
 def _tile(out, i, j0, cols, ap, aoff, bp, kc, add, tmp, NR):
     # out[i:i+MR, j0:j0+cols] (+)= the micro-tile of A panel ``aoff`` and the packed B
     # panel; tiles at the bottom or right edge go through ``tmp``
@@ -65,10 +73,7 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
     must lie inside xpf); offs (Kg,) int64.
     """
     OCg, Kg = w.shape
-    NR = NV * (64 // out.itemsize)
-    nk = (Kg + KC - 1) // KC
-    kcb = (Kg + nk - 1) // nk
-    rows = (OCg + MR - 1) // MR * MR
+    NR, kcb, rows = _blocking(Kg, OCg, out.itemsize)
     ap = np.empty(rows * Kg, out.dtype)
     bp = np.empty(kcb * NR, out.dtype)
     tmp = np.empty(MR * NR, out.dtype)
@@ -105,10 +110,7 @@ def conv_gemm_dw(dw, d, xpf, offs, pix, accumulate):
     """
     OCg, Kg = dw.shape
     K = d.shape[1]
-    NR = NV * (64 // dw.itemsize)
-    nk = (K + KC - 1) // KC
-    kcb = (K + nk - 1) // nk
-    rows = (OCg + MR - 1) // MR * MR
+    NR, kcb, rows = _blocking(K, OCg, dw.itemsize)
     ap = np.empty(rows * kcb, dw.dtype)
     bp = np.empty(kcb * NR, dw.dtype)
     tmp = np.empty(MR * NR, dw.dtype)
