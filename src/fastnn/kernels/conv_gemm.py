@@ -13,7 +13,7 @@ Same K blocking and micro-kernel as ``matmul``, so sums run in the same order.
 import numpy as np
 
 from ._jit import inline, serial_kernel
-from .matmul import KC, MR, NV, _micro, _pack_a
+from .microkernel import KC, MR, NV, micro, pack_a
 
 
 @inline
@@ -53,9 +53,9 @@ def _tile(out, i, j0, cols, ap, aoff, bp, kc, add, tmp, NR):
     # panel; tiles at the bottom or right edge go through ``tmp``
     ldo = out.shape[1]
     if cols == NR and i + MR <= out.shape[0]:
-        _micro(out, i * ldo + j0, ldo, ap, aoff, bp, 0, kc, add)
+        micro(out, i * ldo + j0, ldo, ap, aoff, bp, 0, kc, add)
         return
-    _micro(tmp, 0, NR, ap, aoff, bp, 0, kc, False)
+    micro(tmp, 0, NR, ap, aoff, bp, 0, kc, False)
     for r in range(min(MR, out.shape[0] - i)):
         orow = out[i + r, j0:j0 + cols]
         trow = tmp[r * NR:r * NR + cols]
@@ -78,7 +78,7 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
     bp = np.empty(kcb * NR, out.dtype)
     tmp = np.empty(MR * NR, out.dtype)
     for k0 in range(0, Kg, kcb):  # all of w, K block by K block: rows x kc at ap[k0*rows]
-        _pack_a(ap[k0 * rows:], w, False, 0, OCg, k0, min(kcb, Kg - k0))
+        pack_a(ap[k0 * rows:], w, False, 0, OCg, k0, min(kcb, Kg - k0))
     for j0 in range(0, ncols, NR):
         cols = min(NR, ncols - j0)
         for k0 in range(0, Kg, kcb):
@@ -117,7 +117,7 @@ def conv_gemm_dw(dw, d, xpf, offs, pix, accumulate):
     for k0 in range(0, K, kcb):
         kc = min(kcb, K - k0)
         add = accumulate or k0 > 0
-        _pack_a(ap, d, False, 0, OCg, k0, kc)
+        pack_a(ap, d, False, 0, OCg, k0, kc)
         for j0 in range(0, Kg, NR):
             cols = min(NR, Kg - j0)
             col_offs = offs[j0:j0 + cols]

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from ._jit import inline
-from .matmul import MR
+from .microkernel import MR
 
 SLOTS = 8  # a batch is split into at least this many slots (fewer samples: one each)
 SAMPLES_PER_SLOT = 8  # ... and more slots for large batches

@@ -9,18 +9,13 @@ order, so results do not depend on the thread count. Tiny products and products
 with very few rows skip the packing and run plain serial loops.
 """
 import numpy as np
-from llvmlite import ir
-from numba import prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import prange
 
 from ._jit import kernel, serial_kernel
 from ._threading import get_threads
 from .activations import IDENTITY, _bias_activation_row
+from .microkernel import KC, MR, NV, copy8, micro, pack_a
 
-MR = 8  # micro-tile rows
-NV = 2  # micro-tile width in 64-byte vectors: NR = 32 float32 or 16 float64 columns
-KC = 256  # depth of a packed block: a KC x NR panel of b stays in L1
 MC = 128  # most rows per tile: the tile's packed a block (MC x KC) stays in L2
 NC = 2048  # most columns of out per column block
 B_PACK = 1 << 21  # most elements of packed b held at once (kg rows x NC columns)
@@ -28,104 +23,6 @@ SERIAL_FLOPS = 1 << 19  # below this many multiply-adds one thread is faster
 DIRECT_FLOPS = 1 << 13  # below this (or M < 4) skip packing altogether
 GEMV_SPLIT_FLOPS = 1 << 18  # unpacked products (M < 4) this big split columns over threads
 DIRECT_COLS = 64  # column block of that split (fixed: results never depend on threads)
-
-
-@intrinsic
-def _micro(typingctx, c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
-    """c[c_off + r*ldc + j] (+)= sum_k ap[a_off + k*MR + r] * bp[b_off + k*NR + j]
-    for r < MR, j < NR, k < kc (kc >= 1); ``+=`` when ``add``. Emitted as LLVM IR
-    so the MR*NV accumulator vectors live in registers (zmm FMAs with broadcast A)."""
-    sig = types.void(c, c_off, ldc, ap, a_off, bp, b_off, kc, add)
-
-    def codegen(context, builder, signature, args):
-        c, c_off, ldc, ap, a_off, bp, b_off, kc, add = args
-        fty = context.get_value_type(signature.args[0].dtype)
-        size = context.get_abi_sizeof(fty)
-        W = 64 // size
-        vty, i64 = ir.VectorType(fty, W), ir.IntType(64)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{W}f{8 * size}")
-
-        def ptr(arr, aty, off):
-            data = cgutils.create_struct_proxy(aty)(context, builder, value=arr).data
-            return builder.gep(data, [off], inbounds=True)
-
-        def vec(base, off):
-            p = builder.gep(base, [off], inbounds=True)
-            return builder.bitcast(p, vty.as_pointer())
-
-        cb = ptr(c, signature.args[0], c_off)
-        ab = ptr(ap, signature.args[3], a_off)
-        bb = ptr(bp, signature.args[5], b_off)
-        entry = builder.basic_block
-        loop = builder.append_basic_block("micro.loop")
-        done = builder.append_basic_block("micro.done")
-        builder.branch(loop)
-        builder.position_at_end(loop)
-        k = builder.phi(i64)
-        accs = [builder.phi(vty) for _ in range(MR * NV)]
-        kb = builder.mul(k, ir.Constant(i64, NV * W))
-        bv = [builder.load(vec(bb, builder.add(kb, ir.Constant(i64, v * W))), align=size)
-              for v in range(NV)]
-        ka = builder.mul(k, ir.Constant(i64, MR))
-        lanes = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
-        new = []
-        for r in range(MR):
-            s = builder.load(builder.gep(ab, [builder.add(ka, ir.Constant(i64, r))], inbounds=True))
-            s = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
-            s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), lanes)
-            new += [builder.call(fma, [s, bv[v], accs[r * NV + v]]) for v in range(NV)]
-        k1 = builder.add(k, ir.Constant(i64, 1))
-        builder.cbranch(builder.icmp_signed("<", k1, kc), loop, done)
-        k.add_incoming(ir.Constant(i64, 0), entry)
-        k.add_incoming(k1, loop)
-        for acc, value in zip(accs, new):
-            acc.add_incoming(ir.Constant(vty, None), entry)
-            acc.add_incoming(value, loop)
-        builder.position_at_end(done)
-        add = builder.icmp_unsigned("!=", add, ir.Constant(add.type, 0))
-        for r in range(MR):
-            for v in range(NV):
-                p = vec(cb, builder.add(builder.mul(ldc, ir.Constant(i64, r)), ir.Constant(i64, v * W)))
-                value = new[r * NV + v]
-                value = builder.select(add, builder.fadd(builder.load(p, align=size), value), value)
-                builder.store(value, p, align=size)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@serial_kernel
-def _copy8(dst, ld, src, rows, kc):
-    # dst[k*ld + r] = src[r, k] for r < rows <= 8, k < kc: a transposing copy, with
-    # whole 8-row groups unrolled (faster than strided or scattered vector stores).
-    for k in range(kc if rows == 8 else 0):
-        d = dst[k * ld:k * ld + 8]
-        d[0], d[1], d[2], d[3] = src[0, k], src[1, k], src[2, k], src[3, k]
-        d[4], d[5], d[6], d[7] = src[4, k], src[5, k], src[6, k], src[7, k]
-    for r in range(rows if rows < 8 else 0):
-        d = dst[r:]
-        for k in range(kc):
-            d[k * ld] = src[r, k]
-
-
-@serial_kernel
-def _pack_a(ap, a, trans_a, i0, rows, k0, kc):
-    # ap[p*MR*kc + k*MR + r] = op(a)[i0 + p*MR + r, k0 + k], zero rows past ``rows``.
-    # (Loops index 1-D views from 0 so LLVM sees non-negative, unit-stride indices.)
-    for p in range((rows + MR - 1) // MR):
-        panel = ap[p * MR * kc:(p + 1) * MR * kc]
-        i = i0 + p * MR
-        valid = min(MR, rows - p * MR)
-        if valid < MR:
-            panel[:] = 0
-        if not trans_a:
-            _copy8(panel, MR, a[i:i + valid, k0:k0 + kc], valid, kc)
-        for k in range(kc if trans_a else 0):
-            src = a[k0 + k, i:i + valid]
-            dst = panel[k * MR:(k + 1) * MR]
-            for r in range(valid):
-                dst[r] = src[r]
 
 
 @serial_kernel
@@ -144,7 +41,7 @@ def _pack_b(bp, b, trans_b, u0, u1, g0, g1, j0, ncols, kcb, NR):
         if cols < NR:
             panel[:] = 0
         for j in range(0, cols if trans_b else 0, 8):
-            _copy8(panel[j:], NR, b[jb + j:jb + min(j + 8, cols), k0:k0 + kc], min(8, cols - j), kc)
+            copy8(panel[j:], NR, b[jb + j:jb + min(j + 8, cols), k0:k0 + kc], min(8, cols - j), kc)
         for k in range(kc if not trans_b else 0):
             src = b[k0 + k, jb:jb + cols]
             dst = panel[k * NR:(k + 1) * NR]
@@ -170,7 +67,7 @@ def _tiles(out, a, bp, trans_a, accumulate, swap, t0, t1, mc, per, g0, g1, j0, n
         for k0 in range(g0, g1, kcb):
             kc = min(kcb, g1 - k0)
             add = accumulate or k0 > 0
-            _pack_a(ap, a, trans_a, i0, i1 - i0, k0, kc)
+            pack_a(ap, a, trans_a, i0, i1 - i0, k0, kc)
             for q in range(t % ntn * per, min(t % ntn * per + per, npan)):
                 boff = (k0 - g0) * npan * NR + q * kc * NR
                 j = j0 + q * NR
@@ -178,9 +75,9 @@ def _tiles(out, a, bp, trans_a, accumulate, swap, t0, t1, mc, per, g0, g1, j0, n
                 for i in range(i0, i1, MR):
                     aoff = (i - i0) * kc
                     if cols == NR and i + MR <= i1 and not swap:
-                        _micro(out, i * N + j, N, ap, aoff, bp, boff, kc, add)
+                        micro(out, i * N + j, N, ap, aoff, bp, boff, kc, add)
                         continue
-                    _micro(tmp, 0, NR, ap, aoff, bp, boff, kc, False)
+                    micro(tmp, 0, NR, ap, aoff, bp, boff, kc, False)
                     mr = min(MR, i1 - i)
                     for c in range(cols if swap else 0):
                         ocol = out[j + c, i:i + mr]

@@ -9,7 +9,7 @@ batch into chunks (``chunking``) does not change any result.
 import numpy as np
 
 from ._jit import serial_kernel
-from .matmul import MR, NV, _micro
+from .microkernel import MR, NV, micro
 
 
 @serial_kernel
@@ -45,7 +45,7 @@ def times_packed(out, ap, bp, rows, add):
     C = Q * NR
     for q in range(Q):
         for p in range((rows + MR - 1) // MR):
-            _micro(out, p * MR * C + q * NR, C, ap, p * MR * K, bp, q * K * NR, K, add)
+            micro(out, p * MR * C + q * NR, C, ap, p * MR * K, bp, q * K * NR, K, add)
 
 
 @serial_kernel
