@@ -1,83 +1,24 @@
-"""``Module`` and ``Parameter``: the base of every layer.
+"""``Module``, the base of every layer (``Parameter`` lives in ``parameter``; the
+state_dict methods in ``_state_dict``).
 
 fastnn has no autograd tape. Each module's ``forward`` caches what its
 ``backward`` needs (only in training mode), and ``backward(grad_output)`` returns
 the gradient with respect to the input while accumulating parameter gradients
 into ``param.grad``, exactly as PyTorch's ``loss.backward()`` would have.
 """
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
 
 import numpy as np
 
 from .. import _config
-
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+from ._state_dict import StateDict
+from .parameter import Parameter  # noqa: F401 (re-exported: layers import it from here)
 
 # Values of these exact types are never registered by assignment (only Parameter and
 # Module instances are), so Module.__setattr__ stores them with a short check.
 _PLAIN_TYPES = frozenset({np.ndarray, tuple, list, dict, type(None), bool, int, float, str,
                           np.float32, np.float64, np.int32, np.int64, np.bool_})
 _object_setattr = object.__setattr__
-
-
-class Parameter:
-    """A trainable array: ``.data`` holds the values, ``.grad`` the gradient or None.
-
-    Args:
-        data: array-like; stored C-contiguous in its own dtype (float32/float64).
-        requires_grad: if False, optimizers skip it and layers do not write ``.grad``.
-    """
-
-    __slots__ = ("data", "grad", "requires_grad", "_spare")
-
-    def __init__(self, data, requires_grad=True):
-        data = np.array(data, copy=True, order="C")
-        if data.dtype.kind != "f":
-            data = data.astype(_config.get_default_dtype())
-        self.data = data
-        self.grad = None
-        self.requires_grad = bool(requires_grad)
-        self._spare = None
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def size(self):
-        return self.data.size
-
-    def grad_for_write(self):
-        """The gradient buffer for a backward kernel, and whether to accumulate.
-
-        Returns ``(buffer, accumulate)``. When ``.grad`` is None the buffer is a
-        reused spare (no allocation after the first step), made ``.grad`` here,
-        and the kernel must overwrite it (accumulate False); otherwise it must add.
-        """
-        if self.grad is not None:
-            return self.grad, True
-        spare = self._spare
-        if spare is None or spare.shape != self.data.shape or spare.dtype != self.data.dtype:
-            spare = np.empty_like(self.data)
-            self._spare = spare
-        self.grad = spare
-        return spare, False
-
-    def zero_grad(self, set_to_none=True):
-        if self.grad is None:
-            return
-        if set_to_none:
-            self._spare = self.grad
-            self.grad = None
-        else:
-            self.grad.fill(0)
-
-    def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
 def backward_with(module, grad_output, needs_input_grad):
@@ -96,7 +37,7 @@ def backward_with(module, grad_output, needs_input_grad):
         module.needs_input_grad = previous
 
 
-class Module:
+class Module(StateDict):
     """Base class of all layers and models.
 
     Subclasses create parameters and submodules in ``__init__`` (after calling
@@ -250,83 +191,6 @@ class Module:
     def modules(self):
         for _, m in self.named_modules():
             yield m
-
-    # ------------------------------------------------------------ state
-    def state_dict(self, prefix=""):
-        """Parameters and buffers as ``{dotted_key: ndarray copy}``, PyTorch's keys and order."""
-        out = OrderedDict()
-        self._collect_state(out, prefix)
-        return out
-
-    def _collect_state(self, out, prefix):
-        for name, p in self._parameters.items():
-            if p is not None:
-                out[prefix + name] = p.data.copy()
-        for name, b in self._buffers.items():
-            if b is not None:
-                out[prefix + name] = np.array(b, copy=True)
-        for name, m in self.named_children():
-            m._collect_state(out, prefix + name + ".")
-
-    def _state_slots(self, prefix=""):
-        """``{key: (owner, name, kind)}`` for every parameter and buffer."""
-        slots = OrderedDict()
-        for module_prefix, module in self.named_modules():
-            base = f"{prefix}{module_prefix}." if module_prefix else prefix
-            for name, p in module._parameters.items():
-                if p is not None:
-                    slots[base + name] = (module, name, "param")
-            for name, b in module._buffers.items():
-                if b is not None:
-                    slots[base + name] = (module, name, "buffer")
-        return slots
-
-    def load_state_dict(self, state_dict, strict=True):
-        """Copy values from ``state_dict`` (arrays or anything with ``.numpy()``).
-
-        Shapes must match exactly; values are converted to each parameter's dtype.
-        With ``strict`` (default) missing or unexpected keys raise ``KeyError``.
-        Returns ``(missing_keys, unexpected_keys)``.
-        """
-        slots = self._state_slots()
-        missing = [k for k in slots if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in slots]
-        if strict and (missing or unexpected):
-            raise KeyError(
-                f"{type(self).__name__}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
-            )
-        staged = []
-        for key, (owner, name, kind) in slots.items():
-            if key not in state_dict:
-                continue
-            value = state_dict[key]
-            if hasattr(value, "detach"):
-                value = value.detach()
-            if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
-                value = value.numpy()
-            value = np.asarray(value)
-            target = owner._parameters[name].data if kind == "param" else owner._buffers[name]
-            target_shape = np.shape(target)
-            if value.shape != target_shape:
-                raise ValueError(
-                    f"{type(self).__name__}.load_state_dict: '{key}' expected shape "
-                    f"{target_shape}, got {value.shape}"
-                )
-            if value.dtype.kind not in "fiub":
-                raise TypeError(
-                    f"{type(self).__name__}.load_state_dict: '{key}' has dtype {value.dtype}, expected a number"
-                )
-            staged.append((owner, name, kind, value))
-        for owner, name, kind, value in staged:
-            if kind == "param":
-                np.copyto(owner._parameters[name].data, value, casting="unsafe")
-            else:
-                target = owner._buffers[name]
-                if isinstance(target, np.ndarray) and target.ndim > 0:
-                    np.copyto(target, value, casting="unsafe")
-                else:
-                    owner._buffers[name] = np.asarray(value, dtype=np.asarray(target).dtype).copy()
-        return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ modes, dtype
     def train(self, mode=True):
