@@ -160,7 +160,7 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, g
                 continue
             dcol = cols[:Kg * P].reshape((Kg, P))
             gemm_serial(dcol, w3[g], d, True, False, False)
-            col2im(dx, dcol, n0 + b, g * Cg, geom, 0, OW)
+            col2im(dx, dcol, n0 + b, g * Cg, geom)
     for o in range(dout.shape[1] if flags & NEED_DB else 0):
         s = dout.dtype.type(0)
         for b in range(nb):

@@ -58,63 +58,48 @@ def pad_image(xpf, x, n, c0, Cg, PH, PW, tail):
 
 
 @serial_kernel
-def gather_rows(col, ld, j0, xpf, H, W, Cg, geom, oh0, oh1):
-    """Narrow-layout im2col of output rows oh0..oh1 of one padded image (``pad_image``):
-    col[k*ld + j0 + (oh - oh0)*OW + ow] = xp[cg, oh*SH + kh*DH, ow*SW + kw*DW] for
-    k = (cg*KH + kh)*KW + kw, overwritten. col is flat: a row stride ``ld`` and a column
-    offset ``j0`` place the block inside a larger matrix."""
-    KH, KW, SH, SW, PH, PW, DH, DW, _ = geom
-    Hp, Wp = H + 2 * PH, W + 2 * PW
-    OW = (Wp - DW * (KW - 1) - 1) // SW + 1
-    xp = xpf[:Cg * Hp * Wp].reshape((Cg, Hp, Wp))
-    for cg in range(Cg):
-        for kh in range(KH):
-            for kw in range(KW):
-                row = col[((cg * KH + kh) * KW + kw) * ld + j0:]
-                for oh in range(oh0, oh1):
-                    dst = row[(oh - oh0) * OW:(oh - oh0 + 1) * OW]
-                    if SW == 1:
-                        src = xp[cg, oh * SH + kh * DH, kw * DW:kw * DW + OW]
-                        for i in range(OW):
-                            dst[i] = src[i]
-                    else:
-                        xrow = xp[cg, oh * SH + kh * DH]
-                        for i in range(OW):
-                            dst[i] = xrow[i * SW + kw * DW]
-
-
-@serial_kernel
 def gather(col, xpf, x, n0, nb, c0, geom, pitch):
     """im2col of samples n0..n0+nb-1, channels c0..c0+Cg: col[k, b*OH*pitch + oh*pitch + ow]
     = x[n0 + b, c0 + cg, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] (0 in the padding),
-    overwritten. col (Kg, nb*OH*pitch) C-contiguous; xpf: flat scratch of
-    Cg*Hp*Wp + KW*DW elements (overwritten: the padded image of one sample at a time)."""
+    overwritten. col (Kg, nb*OH*pitch); xpf: flat scratch of Cg*Hp*Wp + KW*DW elements
+    (overwritten: the padded image of one sample at a time)."""
     KH, KW, SH, SW, PH, PW, DH, DW, _ = geom
     H, W = x.shape[2], x.shape[3]
     Hp, Wp = H + 2 * PH, W + 2 * PW
     OH = (Hp - DH * (KH - 1) - 1) // SH + 1
+    OW = (Wp - DW * (KW - 1) - 1) // SW + 1
     Cg = col.shape[0] // (KH * KW)
     Pc = OH * pitch
-    flat = col.reshape((col.shape[0] * col.shape[1],))
+    wide = SH == 1 and SW == 1 and pitch == Wp
+    xp = xpf[:Cg * Hp * Wp].reshape((Cg, Hp, Wp))
     for b in range(nb):
         pad_image(xpf, x, n0 + b, c0, Cg, PH, PW, KW * DW)
-        if not (SH == 1 and SW == 1 and pitch == Wp):
-            gather_rows(flat, col.shape[1], b * Pc, xpf, H, W, Cg, geom, 0, OH)
-            continue
-        for k in range(col.shape[0]):  # wide: one run of the padded image per row (it may end in the zero tail)
+        for k in range(col.shape[0]):
             cg, kh, kw = k // (KH * KW), k // KW % KH, k % KW
             row = col[k, b * Pc:(b + 1) * Pc]
-            src = xpf[(cg * Hp + kh * DH) * Wp + kw * DW:]
-            for i in range(Pc):
-                row[i] = src[i]
+            if wide:  # one run of the padded image (it may end in the zero tail)
+                src = xpf[(cg * Hp + kh * DH) * Wp + kw * DW:]
+                for i in range(Pc):
+                    row[i] = src[i]
+                continue
+            for oh in range(OH):
+                dst = row[oh * pitch:oh * pitch + OW]
+                if SW == 1:
+                    src = xp[cg, oh * SH + kh * DH, kw * DW:kw * DW + OW]
+                    for i in range(OW):
+                        dst[i] = src[i]
+                else:
+                    xrow = xp[cg, oh * SH + kh * DH]
+                    for i in range(OW):
+                        dst[i] = xrow[i * SW + kw * DW]
 
 
 @serial_kernel
-def col2im(dx, col, n, c0, geom, j0, pitch):
-    """dx[n, c0 + cg] = the adjoint of :func:`gather` for the sample at columns j0..:
+def col2im(dx, col, n, c0, geom):
+    """dx[n, c0 + cg] = the adjoint of :func:`gather` for one sample (narrow layout):
     each col entry added to the pixel it was read from (overwritten; untouched pixels
-    get 0; padding and extra wide columns are never read), in a fixed order.
-    dx (N, C, H, W); col (Cg*KH*KW, >= j0 + OH*pitch)."""
+    get 0; padding is never read), in a fixed order. dx (N, C, H, W); col
+    (Cg*KH*KW, OH*OW)."""
     KH, KW, SH, SW, PH, PW, DH, DW, _ = geom
     H, W = dx.shape[2], dx.shape[3]
     OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
@@ -133,7 +118,7 @@ def col2im(dx, col, n, c0, geom, j0, pitch):
                     ih = oh * SH - PH + kh * DH
                     if ih < 0 or ih >= H:
                         continue
-                    src = row[j0 + oh * pitch + lo:j0 + oh * pitch + hi]
+                    src = row[oh * OW + lo:oh * OW + hi]
                     if SW == 1:
                         dst = dx[n, c0 + cg, ih, lo + off:hi + off]
                         for i in range(hi - lo):
