@@ -130,7 +130,7 @@ def activation_backward(dx, dout, x, y, kind, slope):
 
 
 @inline
-def _bias_activation_row(row, bias, kind, slope, has_bias):
+def bias_activation_row(row, bias, kind, slope, has_bias):
     # row[j] = act(row[j] + bias[j]) on one 1-D row
     if has_bias:
         for j in range(row.shape[0]):
@@ -148,10 +148,10 @@ def bias_activation_forward(out, bias, kind, slope, has_bias):
     M, N = out.shape
     if M * N < SERIAL_BELOW:
         for i in range(M):
-            _bias_activation_row(out[i], bias, kind, slope, has_bias)
+            bias_activation_row(out[i], bias, kind, slope, has_bias)
     else:
         for i in prange(M):
-            _bias_activation_row(out[i], bias, kind, slope, has_bias)
+            bias_activation_row(out[i], bias, kind, slope, has_bias)
 
 
 @inline

@@ -13,7 +13,7 @@ from numba import prange
 
 from ._jit import kernel, serial_kernel
 from ._threading import get_threads
-from .activations import IDENTITY, _bias_activation_row
+from .activations import IDENTITY, bias_activation_row
 from .microkernel import KC, MR, NV, copy8, micro, pack_a
 
 MC = 128  # most rows per tile: the tile's packed a block (MC x KC) stays in L2
@@ -241,7 +241,7 @@ def linear_serial(out, x, w, bias, kind, slope, has_bias):
     gemm_serial(out, x, w, False, True, False)
     if has_bias or kind != IDENTITY:
         for i in range(out.shape[0]):
-            _bias_activation_row(out[i], bias, kind, slope, has_bias)
+            bias_activation_row(out[i], bias, kind, slope, has_bias)
 
 
 def matmul(out, a, b, trans_a=False, trans_b=False, accumulate=False):

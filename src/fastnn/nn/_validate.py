@@ -5,11 +5,13 @@ import numpy as np
 
 from .. import _config
 
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what layers and kernels compute in
+
 
 def float_dtype_for(x):
     """The float dtype a parameter-free layer computes in for input ``x``."""
     dt = np.asarray(x).dtype
-    if dt in (np.float32, np.float64):
+    if dt in FLOAT_DTYPES:
         return dt.type
     return _config.get_default_dtype()
 

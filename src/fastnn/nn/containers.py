@@ -48,15 +48,10 @@ class Sequential(Module):
 
     fuse = True
 
-    def _steps(self):
-        """``[(layer, activation fused into it or None, (kind, slope) or None, call)]``,
-        rebuilt only when the children or ``fuse`` change. ``call``: how forward runs
-        the step (see ``forward``)."""
-        key = (self.fuse, *self._modules.values())
-        d = self.__dict__
-        return d["_steps_list"] if d.get("_steps_key") == key else self._build_steps(key)
-
     def _build_steps(self, key):
+        """``[(layer, activation fused into it or None, (kind, slope) or None, call)]``
+        for the children; ``forward`` rebuilds it only when ``key`` (``fuse`` and the
+        children) changes. ``call``: how forward runs the step."""
         modules, steps, i = key[1:], [], 0
         while i < len(modules):
             layer = modules[i]

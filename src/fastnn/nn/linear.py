@@ -9,10 +9,8 @@ from ..kernels.elementwise import column_sum
 from ..kernels.matmul import GEMV_SPLIT_FLOPS, linear_serial, matmul
 from . import init
 from .activation import fused_backward
-from ._validate import as_float_array, as_grad, check_positive_int, float_dtype_for
+from ._validate import FLOAT_DTYPES, as_float_array, as_grad, check_positive_int, float_dtype_for
 from .module import Module, Parameter
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Linear(Module):
@@ -152,7 +150,7 @@ class Flatten(Module):
         if self._shape != shape:
             self._shape = shape
         new_shape = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
-        if x.dtype not in _FLOAT_DTYPES or not x.flags.c_contiguous:
+        if x.dtype not in FLOAT_DTYPES or not x.flags.c_contiguous:
             x = np.ascontiguousarray(x, dtype=float_dtype_for(x))
         return x.reshape(new_shape)
 

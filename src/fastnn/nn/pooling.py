@@ -3,15 +3,22 @@ import numpy as np
 
 from ..kernels import pool as pool_k
 from ..kernels._jit import SERIAL_BELOW
-from ._validate import as_grad, float_dtype_for
+from ._validate import FLOAT_DTYPES, as_grad, float_dtype_for
 from .conv import as_image_batch, pair
 from .module import Module
 
 # adaptive windows ignore the geometry; same tuple type as the other pools' (one compile)
 _ADAPTIVE_GEOM = (1, 1, 1, 1, 0, 0, 1, 1)
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # MaxPool2d's argmax in eval mode: kernels never write it without with_index
 _NO_INDEX = np.zeros((1, 1, 1, 1), np.int32)
+
+
+def _image_batch(x, layer):
+    """``(4-D input, was unbatched)``: a C-contiguous float 4-D array as it is, anything
+    else through ``as_image_batch`` (its checks and conversions)."""
+    if type(x) is np.ndarray and x.ndim == 4 and x.dtype in FLOAT_DTYPES and x.flags.c_contiguous:
+        return x, False  # the common case: nothing to convert
+    return as_image_batch(x, layer, 0, float_dtype_for(x))
 
 
 def _pool_size(size, k, s, p, d, ceil_mode):
@@ -48,9 +55,7 @@ class _Pool2d(Module):
 
     def _prepare(self, x):
         """Validated 4-D input, its ``_plan`` and whether it came unbatched."""
-        if type(x) is np.ndarray and x.ndim == 4 and x.dtype in _FLOAT_DTYPES and x.flags.c_contiguous:
-            return x, self._plan(x.shape), False  # the common case: nothing to convert
-        x, unbatched = as_image_batch(x, type(self).__name__, 0, float_dtype_for(x))
+        x, unbatched = _image_batch(x, type(self).__name__)
         return x, self._plan(x.shape), unbatched
 
     def _plan(self, shape):
@@ -263,10 +268,7 @@ class AdaptiveAvgPool2d(_AvgPool):
         self._x_shape = None
 
     def forward(self, x):
-        if type(x) is np.ndarray and x.ndim == 4 and x.dtype in _FLOAT_DTYPES and x.flags.c_contiguous:
-            unbatched = False  # the common case: nothing to convert
-        else:
-            x, unbatched = as_image_batch(x, "AdaptiveAvgPool2d", 0, float_dtype_for(x))
+        x, unbatched = _image_batch(x, "AdaptiveAvgPool2d")
         N, C, H, W = x.shape
         oh, ow = self.output_size
         out_hw = (H if oh is None else oh, W if ow is None else ow)

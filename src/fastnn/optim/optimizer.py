@@ -10,10 +10,10 @@ import numbers
 
 import numpy as np
 
+from ..nn._validate import FLOAT_DTYPES
 from ..nn.module import Parameter
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_EMPTY = {dt: np.empty(0, dtype=dt) for dt in _FLOAT_DTYPES}
+_EMPTY = {dt: np.empty(0, dtype=dt) for dt in FLOAT_DTYPES}
 
 
 def unused_buffer(dtype):
@@ -98,7 +98,7 @@ class Optimizer:
         for p in params:
             if not isinstance(p, Parameter):
                 raise TypeError(f"{name}: can only optimize Parameters, got {type(p).__name__}")
-            if p.data.dtype not in _FLOAT_DTYPES:
+            if p.data.dtype not in FLOAT_DTYPES:
                 raise TypeError(f"{name}: parameters must be float32 or float64, got {p.data.dtype}")
         if len({id(p) for p in params}) != len(params):
             raise ValueError(f"{name}: a parameter group contains the same parameter twice")
@@ -141,7 +141,7 @@ class Optimizer:
         """Flat views of ``p.data`` (updated in place) and of its gradient, checked."""
         name = type(self).__name__
         data, grad = p.data, p.grad
-        if data.dtype not in _FLOAT_DTYPES or not data.flags.c_contiguous or not data.flags.writeable:
+        if data.dtype not in FLOAT_DTYPES or not data.flags.c_contiguous or not data.flags.writeable:
             raise ValueError(f"{name}.step: parameter data must be a writeable C-contiguous float32/"
                              f"float64 array, got dtype {data.dtype} with flags {data.flags}")
         if np.shape(grad) != data.shape:
