@@ -145,7 +145,6 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, g
     G, OCg, Kg = w3.shape[0], w3.shape[1], w3.shape[2]
     Cg = x.shape[1] // G
     P = dout.shape[2]
-    OW = P // OH
     direct_in = flags & POINTWISE and nb == 1  # the input itself is the im2col matrix
     for g in range(G):
         if flags & NEED_DW and direct_in:
@@ -213,6 +212,14 @@ def sum_slots(out, parts, accumulate):
             dst[i] = dst[i] + total[i] if accumulate else total[i]
 
 
+def _groups(N, slots, per_gemm):
+    """``(slot, first sample, samples)`` of every product, in conv2d_slots' order."""
+    for s in range(slots):
+        n1 = (s + 1) * N // slots
+        for n0 in range(s * N // slots, n1, per_gemm):
+            yield s, n0, min(per_gemm, n1 - n0)
+
+
 def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     """out (N, OC, OH, OW) = act(conv2d(x, weight) + bias), overwritten.
 
@@ -233,36 +240,30 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     slope = float(slope)
     flags = POINTWISE * pointwise + HAS_BIAS * has_bias
     Kg, Pc = w3.shape[2], OH * pitch
-    if N < get_threads() and N * OC * Kg * P < SERIAL_BELOW_MACS:
+    few = N < get_threads()
+    if few and N * OC * Kg * P < SERIAL_BELOW_MACS:
         # a few small images (batch-1 inference): the slot kernel's steps, serially on this
         # thread, with no parallel launch (same groups, same arithmetic)
-        for s in range(slots):
-            n1 = (s + 1) * N // slots
-            for n0 in range(s * N // slots, n1, per_gemm):
-                nb = min(per_gemm, n1 - n0)
-                _forward_group(out3, x, w3, bias, cols[s], tmps[s], xps[s], n0, nb, geom, flags, kind, slope, OH,
-                               pitch)
+        for s, n0, nb in _groups(N, slots, per_gemm):
+            _forward_group(out3, x, w3, bias, cols[s], tmps[s], xps[s], n0, nb, geom, flags, kind, slope, OH, pitch)
         return
-    if N >= get_threads():
+    if not few:
         no_parts = workspace().view("no_parts", (1, 1, 1, 1), x.dtype)
         conv2d_slots(out3, x, no_parts, bias.reshape(1, -1), x, w3, cols, tmps, xps, geom, per_gemm, flags, kind,
                      slope, OH, pitch)
         return
-    for s in range(slots):  # few samples: _forward_group's steps, parallel inside each product
-        n1 = (s + 1) * N // slots
-        for n0 in range(s * N // slots, n1, per_gemm):
-            nb = min(per_gemm, n1 - n0)
-            col = cols[s, :w3.shape[2] * nb * Pc].reshape(-1, nb * Pc)
-            direct_out = nb == 1 and Pc == P
-            for g in range(G):
-                dst = out3[n0, g * OCg:(g + 1) * OCg] if direct_out else tmps[s, :OCg * nb * Pc].reshape(OCg, -1)
-                if pointwise and nb == 1:
-                    matmul(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape(Cg, P))
-                else:
-                    gather(col, xps[s], x, n0, nb, g * Cg, geom, pitch)
-                    matmul(dst, w3[g], col)
-                if not direct_out or has_bias or kind:
-                    scatter(out3, dst, n0, nb, g * OCg, bias, has_bias, kind, slope, OH, pitch)
+    for s, n0, nb in _groups(N, slots, per_gemm):  # few, large: _forward_group's steps, parallel inside each product
+        col = cols[s, :Kg * nb * Pc].reshape(-1, nb * Pc)
+        direct_out = nb == 1 and Pc == P
+        for g in range(G):
+            dst = out3[n0, g * OCg:(g + 1) * OCg] if direct_out else tmps[s, :OCg * nb * Pc].reshape(OCg, -1)
+            if pointwise and nb == 1:
+                matmul(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape(Cg, P))
+            else:
+                gather(col, xps[s], x, n0, nb, g * Cg, geom, pitch)
+                matmul(dst, w3[g], col)
+            if not direct_out or has_bias or kind:
+                scatter(out3, dst, n0, nb, g * OCg, bias, has_bias, kind, slope, OH, pitch)
 
 
 def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False):
