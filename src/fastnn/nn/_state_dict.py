@@ -11,7 +11,8 @@ class StateDict:
     ``_parameters``, ``_buffers``, ``named_children`` and ``named_modules``)."""
 
     def state_dict(self, prefix=""):
-        """Parameters and buffers as ``{dotted_key: ndarray copy}``, PyTorch's keys and order."""
+        """Parameters and persistent buffers as ``{dotted_key: ndarray copy}``, PyTorch's
+        keys and order (a tied parameter appears under each of its names)."""
         out = OrderedDict()
         self._collect_state(out, prefix)
         return out
@@ -21,8 +22,8 @@ class StateDict:
             if p is not None:
                 out[prefix + name] = p.data.copy()
         for name, b in self._buffers.items():
-            if b is not None:
-                out[prefix + name] = np.array(b, copy=True)
+            if b is not None and name not in self._non_persistent:
+                out[prefix + name] = np.array(b.data, copy=True)
         for name, m in self.named_children():
             m._collect_state(out, prefix + name + ".")
 
@@ -35,7 +36,7 @@ class StateDict:
                 if p is not None:
                     slots[base + name] = (module, name, "param")
             for name, b in module._buffers.items():
-                if b is not None:
+                if b is not None and name not in module._non_persistent:
                     slots[base + name] = (module, name, "buffer")
         return slots
 
@@ -79,9 +80,9 @@ class StateDict:
             if kind == "param":
                 np.copyto(owner._parameters[name].data, value, casting="unsafe")
             else:
-                target = owner._buffers[name]
-                if isinstance(target, np.ndarray) and target.ndim > 0:
+                target = owner._buffers[name].data
+                if target.ndim > 0:
                     np.copyto(target, value, casting="unsafe")
                 else:
-                    owner._buffers[name] = np.asarray(value, dtype=np.asarray(target).dtype).copy()
+                    owner._buffers[name].data = np.asarray(value, dtype=target.dtype).copy()
         return IncompatibleKeys(missing, unexpected)

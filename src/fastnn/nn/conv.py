@@ -5,7 +5,7 @@ from .. import _config
 from ..kernels import activations as act_k
 from ..kernels import conv as conv_k
 from . import init
-from .activation import fused_backward
+from ..ops.activation import fused_activation_grad as fused_backward
 from ._validate import as_float_array, as_grad, check_positive_int
 from .module import Module, Parameter
 

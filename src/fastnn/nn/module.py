@@ -1,16 +1,16 @@
 """``Module``, the base of every layer (``Parameter`` lives in ``parameter``; the
 state_dict methods in ``_state_dict``).
 
-fastnn has no autograd tape. Each module's ``forward`` caches what its
-``backward`` needs (only in training mode), and ``backward(grad_output)`` returns
-the gradient with respect to the input while accumulating parameter gradients
-into ``param.grad``, exactly as PyTorch's ``loss.backward()`` would have.
+Modules hold parameters, buffers and submodules and write ``forward`` only: the
+operations they call record what backward needs on the autograd graph, never on
+the module, so one module may run any number of times in one forward pass.
 """
 from collections import OrderedDict
 
 import numpy as np
 
 from .. import _config
+from ..tensor import Tensor, _wrap
 from ._state_dict import StateDict
 from .parameter import Parameter  # noqa: F401 (re-exported: layers import it from here)
 
@@ -21,39 +21,20 @@ _PLAIN_TYPES = frozenset({np.ndarray, tuple, list, dict, type(None), bool, int, 
 _object_setattr = object.__setattr__
 
 
-def backward_with(module, grad_output, needs_input_grad):
-    """``module.backward(grad_output)`` with ``module.needs_input_grad`` set for the call.
-
-    Containers pass their own flag to their first layer this way, and ``fit`` calls
-    the model with False: nobody reads the gradient w.r.t. the training data.
-    """
-    if needs_input_grad == module.needs_input_grad:
-        return module.backward(grad_output)
-    previous = module.needs_input_grad
-    module.needs_input_grad = needs_input_grad
-    try:
-        return module.backward(grad_output)
-    finally:
-        module.needs_input_grad = previous
-
-
 class Module(StateDict):
     """Base class of all layers and models.
 
     Subclasses create parameters and submodules in ``__init__`` (after calling
-    ``super().__init__()``), and implement ``forward`` and ``backward``. Attributes
-    that are ``Parameter`` or ``Module`` instances are registered automatically,
-    in assignment order, which fixes the ``state_dict`` key order.
+    ``super().__init__()``) and implement ``forward``; ``loss.backward()`` computes
+    the gradients. Attributes that are ``Parameter`` or ``Module`` instances are
+    registered automatically, in assignment order, which fixes the ``state_dict``
+    key order; ``register_buffer`` adds state that is saved but not trained.
 
     For ``fastnn.save``/``fastnn.load`` a subclass also returns its constructor
     arguments from ``_config()``; containers describe their children instead.
     """
 
     _registry = {}
-
-    # False when nobody reads the gradient w.r.t. this module's input (the first layer
-    # during fit): layers that honour it skip that product and return None.
-    needs_input_grad = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -63,6 +44,7 @@ class Module(StateDict):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_non_persistent", set())
         object.__setattr__(self, "training", True)
 
     # ----------------------------------------------------------- registration
@@ -84,6 +66,11 @@ class Module(StateDict):
         d = self.__dict__
         if "_parameters" not in d:
             raise RuntimeError(f"{type(self).__name__}: call super().__init__() before assigning attributes")
+        if name in d["_buffers"] and not isinstance(value, (Parameter, Module)):
+            if value is not None and not isinstance(value, Tensor):
+                value = _wrap(np.asarray(value))
+            d["_buffers"][name] = value  # assigning to a buffer replaces it
+            return
         registered = name in d["_parameters"] or name in d["_buffers"] or name in d["_modules"]
         if not registered and not isinstance(value, (Parameter, Module)):
             object.__setattr__(self, name, value)  # the common case: plain state
@@ -118,10 +105,22 @@ class Module(StateDict):
         else:
             setattr(self, name, param)
 
-    def register_buffer(self, name, array):
-        """Register a non-trainable array saved in ``state_dict`` (e.g. running_mean)."""
+    def register_buffer(self, name, tensor, persistent=True):
+        """Register non-trainable state (e.g. ``running_mean``): a Tensor (arrays are
+        wrapped, sharing memory) read as ``self.name``, saved in ``state_dict`` unless
+        ``persistent=False``, and converted by ``to``/``double``/``float``."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"register_buffer: buffer name must be a non-empty string without '.', got {name!r}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"register_buffer: attribute '{name}' already exists")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            tensor = _wrap(np.asarray(tensor))
         self.__dict__.pop(name, None)
-        self._buffers[name] = array
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent.discard(name)
+        else:
+            self._non_persistent.add(name)
 
     def add_module(self, name, module):
         setattr(self, name, module)
@@ -130,26 +129,41 @@ class Module(StateDict):
     def forward(self, *inputs):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def backward(self, grad_output):
-        raise NotImplementedError(f"{type(self).__name__} does not implement backward")
-
     def __call__(self, *inputs, **kwargs):
         return self.forward(*inputs, **kwargs)
 
-    def _saved(self, value, what="backward"):
-        """Raise a clear error when backward runs without a training-mode forward."""
-        if value is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.{what}: no cached forward pass; call forward in "
-                "training mode (model.train()) before backward (each forward serves one backward, "
-                "which frees what the forward saved, as in PyTorch)"
-            )
-        return value
+    def get_submodule(self, target):
+        module = self
+        for part in target.split(".") if target else ():
+            if part not in module._modules:
+                raise AttributeError(f"{type(module).__name__} has no submodule '{part}'")
+            module = module._modules[part]
+        return module
+
+    def get_parameter(self, target):
+        owner, _, name = target.rpartition(".")
+        module = self.get_submodule(owner)
+        if name not in module._parameters:
+            raise AttributeError(f"{type(module).__name__} has no parameter '{name}'")
+        return module._parameters[name]
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every submodule (children first) and on self; returns self."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` of every parameter (False freezes them); returns self."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
 
     # ------------------------------------------------------------ traversal
     def named_parameters(self, prefix="", recurse=True):
         seen = set()
-        for module_prefix, module in (self.named_modules(prefix) if recurse else [(prefix, self)]):
+        for module_prefix, module in (self.named_modules(prefix=prefix) if recurse else [(prefix, self)]):
             for name, p in module._parameters.items():
                 if p is None or id(p) in seen:
                     continue
@@ -161,7 +175,7 @@ class Module(StateDict):
             yield p
 
     def named_buffers(self, prefix="", recurse=True):
-        for module_prefix, module in (self.named_modules(prefix) if recurse else [(prefix, self)]):
+        for module_prefix, module in (self.named_modules(prefix=prefix) if recurse else [(prefix, self)]):
             for name, b in module._buffers.items():
                 if b is not None:
                     yield (f"{module_prefix}.{name}" if module_prefix else name), b
@@ -179,14 +193,17 @@ class Module(StateDict):
         for _, m in self.named_children():
             yield m
 
-    def named_modules(self, prefix="", _memo=None):
-        memo = set() if _memo is None else _memo
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        if isinstance(memo, str):  # named_modules(prefix) as fastnn took it before
+            memo, prefix = None, memo
+        memo = set() if memo is None else memo
         if id(self) in memo:
             return
-        memo.add(id(self))
+        if remove_duplicate:
+            memo.add(id(self))
         yield prefix, self
         for name, m in self.named_children():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+            yield from m.named_modules(memo, f"{prefix}.{name}" if prefix else name, remove_duplicate)
 
     def modules(self):
         for _, m in self.named_modules():
@@ -216,14 +233,17 @@ class Module(StateDict):
                     p.data = p.data.astype(dt)
                     p.grad = None
                     p._spare = None
-            for name, b in list(m._buffers.items()):
-                if isinstance(b, np.ndarray) and b.dtype.kind == "f" and b.dtype != dt:
-                    m._buffers[name] = b.astype(dt)
+            for b in m._buffers.values():
+                if b is not None and b.data.dtype.kind == "f" and b.data.dtype != dt:
+                    b.data = b.data.astype(dt)
             m._dtype_changed()
         return self
 
     def _dtype_changed(self):
         """Hook for layers that keep dtype-specific work buffers."""
+
+    def cpu(self):
+        return self
 
     def double(self):
         return self.to(np.float64)

@@ -1,64 +1,59 @@
-"""``Parameter``: a trainable array and its gradient."""
+"""``Parameter``: a leaf Tensor that a Module registers as trainable."""
 import numpy as np
 
 from .. import _config
+from ..tensor import Tensor
 
 
-class Parameter:
-    """A trainable array: ``.data`` holds the values, ``.grad`` the gradient or None.
+class Parameter(Tensor):
+    """A trainable leaf Tensor: ``.data`` holds the values, ``.grad`` the gradient (a
+    Tensor) or None. Assigning one to a Module attribute registers it; assigning one
+    module's parameter to another module ties them (one array, gradients summed).
 
     Args:
-        data: array-like; stored C-contiguous in its own dtype (float32/float64).
-        requires_grad: if False, optimizers skip it and layers do not write ``.grad``.
+        data: a Tensor (its array is shared, as in PyTorch) or array-like (copied,
+            C-contiguous); integer data becomes the default float dtype.
+        requires_grad: if False, backward leaves ``.grad`` alone and optimizers skip it.
+
+    Example:
+        >>> self.scale = fastnn.nn.Parameter(fastnn.ones(16))
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "_spare")
+    __slots__ = ("_spare",)  # the gradient buffer zero_grad(set_to_none=True) released
 
-    def __init__(self, data, requires_grad=True):
-        data = np.array(data, copy=True, order="C")
-        if data.dtype.kind != "f":
-            data = data.astype(_config.get_default_dtype())
-        self.data = data
+    def __init__(self, data=None, requires_grad=True):
+        if data is None:
+            array = np.empty(0, _config.get_default_dtype())
+        elif isinstance(data, Tensor):
+            array = data.data
+            if not array.flags.c_contiguous:
+                array = np.ascontiguousarray(array)
+        else:
+            array = np.array(data, copy=True, order="C")
+        if array.dtype.kind != "f":
+            array = array.astype(_config.get_default_dtype())
+        self.data = array
         self.grad = None
-        self.requires_grad = bool(requires_grad)
+        self.grad_fn = None
+        self._version = 0
+        self._output_nr = 0
         self._spare = None
-
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def dtype(self):
-        return self.data.dtype
-
-    @property
-    def size(self):
-        return self.data.size
-
-    def grad_for_write(self):
-        """The gradient buffer for a backward kernel, and whether to accumulate.
-
-        Returns ``(buffer, accumulate)``. When ``.grad`` is None the buffer is a
-        reused spare (no allocation after the first step), made ``.grad`` here,
-        and the kernel must overwrite it (accumulate False); otherwise it must add.
-        """
-        if self.grad is not None:
-            return self.grad, True
-        spare = self._spare
-        if spare is None or spare.shape != self.data.shape or spare.dtype != self.data.dtype:
-            spare = np.empty_like(self.data)
-            self._spare = spare
-        self.grad = spare
-        return spare, False
+        self.requires_grad = bool(requires_grad)
 
     def zero_grad(self, set_to_none=True):
+        """Drop the gradient (keeping its buffer for the next backward to overwrite),
+        or fill it with zeros."""
         if self.grad is None:
             return
         if set_to_none:
-            self._spare = self.grad
+            self._spare = self.grad.data
             self.grad = None
         else:
-            self.grad.fill(0)
+            self.grad.data.fill(0)
+
+    @property
+    def size_(self):
+        return self.data.size
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        return "Parameter containing:\n" + super().__repr__()
