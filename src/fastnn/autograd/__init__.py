@@ -56,6 +56,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     outputs = _as_list(tensors)
     edges, arrays = _root_grads(outputs, grad_tensors, "backward")
     engine.run_backward(edges, arrays, bool(retain_graph))
+    engine.run_callbacks()
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

@@ -151,6 +151,24 @@ def _spare_for(t):
 # --------------------------------------------------------------- the pass
 class _EngineState(threading.local):
     capturing = False  # inside autograd.grad: leave every .grad alone
+    callbacks = None  # {key: fn} to run once when the next backward pass ends
+
+
+def queue_callback(key, fn):
+    """Run ``fn()`` once when this thread's next ``backward`` finishes (after every
+    gradient is accumulated); a second call with the same ``key`` before then
+    replaces the first. ``DataParallel`` averages gradients across processes so."""
+    if _engine.callbacks is None:
+        _engine.callbacks = {}
+    _engine.callbacks[key] = fn
+
+
+def run_callbacks():
+    callbacks = _engine.callbacks
+    if callbacks:
+        _engine.callbacks = None
+        for fn in callbacks.values():
+            fn()
 
 
 _engine = _EngineState()
