@@ -1,103 +1,113 @@
-"""``fastnn.gradcheck``: compare a layer's backward with central differences.
+"""``fastnn.gradcheck``: compare autograd's gradients with central differences.
 
-Works for any module (``backward(grad_output)`` returning d/dx and accumulating
-``param.grad``) and for losses (``forward(pred, target)`` returning a float and
-``backward()`` returning d loss / d pred). Run it in float64: ``model.double()``.
+Works for any function of tensors and any module, as ``torch.autograd.gradcheck``
+does: the objective is ``sum(upstream * fn(*inputs))`` for a fixed random
+``upstream`` per output, and every float input that requires grad (and, for a
+module, every parameter that requires grad) is checked entry by entry. Run it in
+float64 (``module.double()``, float64 inputs).
 """
 import numpy as np
 
+from .autograd import grad as autograd_grad
+from .autograd.grad_mode import no_grad
 from .nn.module import Module
-backward_with = None  # (being ported)
+from .tensor import Tensor
 
 
-def _scalar_objective(module, inputs, upstream):
-    """sum(upstream * module(*inputs)) for layers, the loss value for losses."""
-    out = module(*inputs)
-    if isinstance(out, tuple):
-        out = out[0]
-    if upstream is None:
-        return float(out)
-    return float(np.sum(np.asarray(out, dtype=np.float64) * upstream))
+def _outputs(result):
+    items = result if isinstance(result, (tuple, list)) else (result,)
+    flat = []
+    for item in items:
+        if isinstance(item, (tuple, list)):  # e.g. an LSTM's (h_n, c_n)
+            flat.extend(_outputs(item))
+        elif isinstance(item, Tensor):
+            flat.append(item)
+    return flat
 
 
-def _sample(size, max_checks, rng):
+def _sample(shape, max_checks, rng):
+    size = int(np.prod(shape))
     if size <= max_checks:
-        return np.arange(size)
+        return range(size)
     return np.sort(rng.choice(size, max_checks, replace=False))
 
 
-def gradcheck(module, *inputs, eps=1e-6, atol=1e-6, rtol=1e-4, max_checks=120, seed=0,
-              check_params=True, raise_exception=True):
-    """Check ``module``'s analytic gradients against float64 central differences.
+def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, seed=0, max_checks=120,
+              check_params=True):
+    """Check ``fn``'s autograd gradients against float64 central differences.
 
     Args:
-        module: a fastnn Module or loss, ideally in float64 (``module.double()``).
-        *inputs: forward arguments; only the first is differentiated (the rest,
-            e.g. targets or an initial state, are held fixed).
+        fn: a function of tensors or a Module, returning a Tensor or a tuple of them.
+        inputs: a Tensor or a tuple of arguments; Tensors with ``requires_grad`` are
+            checked, everything else is passed as a constant.
         eps: finite-difference step.
         atol, rtol: tolerance, ``|analytic - numeric| <= atol + rtol * |numeric|``.
-        max_checks: at most this many randomly chosen entries per array.
-        check_params: also check every parameter's ``.grad``.
-        raise_exception: raise ``AssertionError`` with details on failure
+        raise_exception: raise ``AssertionError`` naming the failing entries
             (otherwise return False).
+        seed: seeds the random upstream gradients and the sampled entries.
+        max_checks: at most this many entries of each array are checked.
+        check_params: for a Module, also check every parameter that requires grad.
 
     Returns True when every checked entry agrees.
 
     Example:
-        >>> fastnn.gradcheck(fastnn.nn.Linear(3, 2).double(), np.random.rand(4, 3))
+        >>> x = fastnn.randn(4, 3, dtype=fastnn.float64, requires_grad=True)
+        >>> fastnn.gradcheck(lambda t: (t * t).sum(1), (x,))
         True
     """
-    if not isinstance(module, Module):
-        raise TypeError(f"gradcheck: expected a fastnn Module, got {type(module).__name__}")
+    if not callable(fn):
+        raise TypeError(f"gradcheck: expected a function or Module, got {type(fn).__name__}")
+    args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     rng = np.random.default_rng(seed)
-    x = np.array(inputs[0], dtype=np.float64, copy=True)
-    rest = inputs[1:]
-    module.train()
-    buffers = [(m, dict(m._buffers)) for m in module.modules()]
-    saved = {id(m): {k: np.array(v, copy=True) for k, v in b.items() if v is not None} for m, b in buffers}
+    checked = [(f"input {i}", a) for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+    buffers = []
+    if isinstance(fn, Module):
+        if check_params:
+            checked += [(name, p) for name, p in fn.named_parameters() if p.requires_grad]
+        buffers = [(b, b.data.copy()) for b in fn.buffers()]
+    if not checked:
+        raise ValueError("gradcheck: no input (or parameter) requires grad")
 
-    def restore_buffers():
-        for m, b in buffers:
-            for k in b:
-                if k in saved[id(m)]:
-                    m._buffers[k] = np.array(saved[id(m)][k], copy=True)
+    def restore():
+        for b, saved in buffers:
+            b.data[...] = saved
 
-    first = module(x, *rest)
-    is_loss = np.isscalar(first) or isinstance(first, float)
-    out = first[0] if isinstance(first, tuple) else first
-    upstream = None if is_loss else rng.standard_normal(np.shape(out))
-    restore_buffers()
+    outputs = _outputs(fn(*args))
+    float_outputs = [o for o in outputs if o.data.dtype.kind == "f"]
+    upstream = [rng.standard_normal(o.shape) for o in float_outputs]
+    live = [(o, u) for o, u in zip(float_outputs, upstream) if o.requires_grad]
+    if not live:
+        raise ValueError("gradcheck: no output requires grad")
+    analytic = autograd_grad([o for o, _ in live], [t for _, t in checked],
+                             [u.astype(o.dtype) for o, u in live], allow_unused=True)
+    restore()
 
-    module.zero_grad()
-    _scalar_objective(module, (x,) + rest, upstream)
-    dx = module.backward() if is_loss else backward_with(module, upstream.astype(np.asarray(out).dtype), True)
-    analytic = [("input", x, np.asarray(dx, dtype=np.float64).reshape(x.shape))]
-    if check_params:
-        for name, p in module.named_parameters():
-            if p.requires_grad:
-                grad = np.zeros(p.shape) if p.grad is None else np.array(p.grad, dtype=np.float64)
-                analytic.append((name, p.data, grad))
-    restore_buffers()
+    def objective():
+        with no_grad():
+            outs = [o for o in _outputs(fn(*args)) if o.data.dtype.kind == "f"]
+        restore()
+        return sum(float(np.sum(np.asarray(o.data, np.float64) * u)) for o, u in zip(outs, upstream))
 
     failures = []
-    for name, array, grad in analytic:
-        flat = array.reshape(-1)
-        for idx in _sample(flat.size, max_checks, rng):
-            orig = flat[idx]
-            flat[idx] = orig + eps
-            plus = _scalar_objective(module, (x,) + rest, upstream)
-            restore_buffers()
-            flat[idx] = orig - eps
-            minus = _scalar_objective(module, (x,) + rest, upstream)
-            restore_buffers()
-            flat[idx] = orig
+    for (name, tensor), grad in zip(checked, analytic):
+        data = tensor.data
+        grad = np.zeros(data.shape) if grad is None else np.asarray(grad.data, np.float64)
+        for flat in _sample(data.shape, max_checks, rng):
+            idx = np.unravel_index(flat, data.shape)
+            orig = data[idx]
+            data[idx] = orig + eps
+            plus = objective()
+            data[idx] = orig - eps
+            minus = objective()
+            data[idx] = orig
             numeric = (plus - minus) / (2 * eps)
-            got = grad.reshape(-1)[idx]
+            got = grad[idx]
             if not abs(got - numeric) <= atol + rtol * abs(numeric):
-                failures.append(f"{name}[{np.unravel_index(idx, array.shape)}]: analytic {got:.8g}, numeric {numeric:.8g}")
+                failures.append(f"{name}[{tuple(int(i) for i in idx)}]: analytic {got:.8g}, numeric {numeric:.8g}")
     if failures:
         if raise_exception:
             shown = "\n  ".join(failures[:10])
-            raise AssertionError(f"gradcheck of {type(module).__name__} failed at {len(failures)} entries:\n  {shown}")
+            what = type(fn).__name__ if isinstance(fn, Module) else getattr(fn, "__name__", "function")
+            raise AssertionError(f"gradcheck of {what} failed at {len(failures)} entries:\n  {shown}")
         return False
     return True
