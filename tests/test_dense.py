@@ -8,6 +8,15 @@ from fastnn import nn
 from fastnn.kernels.activations import GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, TANH, activation_forward
 
 import reference as ref
+from fastnn.tensor import _wrap
+
+
+def forward_backward(model, x, g):
+    """(output, d/dx) of ``model`` at ``x`` for the upstream gradient ``g``."""
+    xt = _wrap(np.array(x)).requires_grad_()
+    y = model(xt)
+    y.backward(g)
+    return y.detach().numpy(), xt.grad.numpy()
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -42,16 +51,13 @@ def test_linear_gradients_accumulate_until_zero_grad(rng):
     layer = nn.Linear(3, 2).double()
     x = rng.standard_normal((4, 3))
     g = rng.standard_normal((4, 2))
-    layer(x)
-    layer.backward(g)
-    first = layer.weight.grad.copy()
-    layer(x)
-    layer.backward(g)
+    layer(x).backward(g)
+    first = layer.weight.grad.numpy().copy()
+    layer(x).backward(g)
     np.testing.assert_allclose(layer.weight.grad, 2 * first)
     layer.zero_grad()
     assert layer.weight.grad is None
-    layer(x)
-    layer.backward(g)
+    layer(x).backward(g)
     np.testing.assert_allclose(layer.weight.grad, first)
 
 
@@ -112,9 +118,8 @@ def test_linear_one_and_two_threads_agree_bitwise(threads, rng):
 
     def run():
         layer.zero_grad()
-        y = layer(x)
-        dx = layer.backward(g)
-        return y, dx, layer.weight.grad.copy(), layer.bias.grad.copy()
+        y, dx = forward_backward(layer, x, g)
+        return y, dx, layer.weight.grad.numpy().copy(), layer.bias.grad.numpy().copy()
 
     one, many = threads(run)
     for a, b in zip(one, many):
@@ -145,7 +150,11 @@ def test_dropout_train_and_eval(rng):
     assert 0.65 < kept.mean() < 0.75
     np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)
     g = rng.standard_normal(x.shape).astype(np.float32)
-    np.testing.assert_allclose(layer.backward(g), g * y, rtol=1e-6)
+    xt = fastnn.tensor(x, requires_grad=True)
+    y = layer(xt)
+    y.backward(g)
+    kept = y.detach().numpy() != 0
+    np.testing.assert_allclose(xt.grad.numpy(), np.where(kept, g / 0.7, 0), rtol=1e-6)
     layer.eval()
     np.testing.assert_array_equal(layer(x), x)
     with pytest.raises(ValueError, match="Dropout"):
@@ -169,20 +178,21 @@ def test_deep_sequential_gradcheck(rng):
 
 
 def test_gradcheck_detects_a_wrong_gradient(rng):
+    class Doubled(fastnn.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1.0
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return 2 * grad_output  # wrong on purpose
+
     class Broken(nn.Linear):
-        def backward(self, grad_output):
-            return 2 * super().backward(grad_output)
+        def forward(self, input):
+            return Doubled.apply(super().forward(input))
 
     with pytest.raises(AssertionError, match="gradcheck"):
         fastnn.gradcheck(Broken(3, 2).double(), rng.standard_normal((4, 3)))
-
-
-def test_residual_without_input_grad_returns_none(rng):
-    from fastnn.nn.module import backward_with
-
-    res = nn.Residual(nn.Linear(4, 4), nn.Linear(4, 4)).double()
-    res(rng.standard_normal((6, 4)))
-    assert backward_with(res, rng.standard_normal((6, 4)), False) is None
 
 
 @pytest.mark.parametrize("build,shape", [
@@ -191,23 +201,21 @@ def test_residual_without_input_grad_returns_none(rng):
     (lambda: nn.Sequential(nn.LSTM(4, 5, num_layers=2, batch_first=True), nn.LastStep(batch_first=True),
                            nn.Linear(5, 3)), (2, 6, 4)),
 ], ids=["dense", "conv", "lstm"])
-def test_first_layer_skips_the_input_gradient_nobody_reads(build, shape, rng):
-    """fit calls backward with needs_input_grad=False: the first layer skips d/d input,
-    every parameter gradient is unchanged, and the flag is restored afterwards."""
-    from fastnn.nn.module import backward_with
-
+def test_input_without_grad_gets_none_and_parameter_gradients_are_unchanged(build, shape, rng):
+    """Data that does not require grad gets no gradient (the first layer skips d/d input,
+    as fit needs), and every parameter gradient equals the one computed with it."""
     model = build().double()
     x = rng.standard_normal(shape)
     g = rng.standard_normal((shape[0], 3))
-    model(x)
-    assert model.backward(g).shape == x.shape
-    full = {k: p.grad.copy() for k, p in model.named_parameters()}
+    _, dx = forward_backward(model, x, g)
+    assert dx.shape == x.shape
+    full = {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
     model.zero_grad()
-    model(x)
-    assert backward_with(model, g, needs_input_grad=False) is None
+    xt = fastnn.tensor(x)
+    model(xt).backward(g)
+    assert xt.grad is None
     for k, p in model.named_parameters():
         np.testing.assert_array_equal(p.grad, full[k])
-    assert model.needs_input_grad and model[0].needs_input_grad
 
 
 @pytest.mark.parametrize("act", [nn.ReLU, nn.Sigmoid, nn.Tanh, lambda: nn.LeakyReLU(0.2), lambda: nn.LeakyReLU(-0.5),
@@ -226,9 +234,8 @@ def test_fused_activation_matches_separate_layers(act, first, rng):
     for fuse in (True, False):
         fused.fuse = fuse
         fused.zero_grad()
-        y = fused(x)
-        dx = fused.backward(g)
-        results.append((y, dx, {k: p.grad.copy() for k, p in fused.named_parameters()}))
+        y, dx = forward_backward(fused, x, g)
+        results.append((y, dx, {k: p.grad.numpy().copy() for k, p in fused.named_parameters()}))
     (y1, dx1, g1), (y2, dx2, g2) = results
     np.testing.assert_allclose(y1, y2, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(dx1, dx2, rtol=1e-12, atol=1e-14)

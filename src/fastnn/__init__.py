@@ -37,3 +37,10 @@ int16 = short = _np.int16
 int8 = _np.int8
 uint8 = _np.uint8
 bool = _np.bool_  # noqa: A001
+
+# ``fastnn.tensor`` is the creation function (as ``torch.tensor``), not the module
+# ``fastnn/tensor.py`` that defines Tensor (importing a submodule sets the attribute)
+try:  # TEMP while ops/creation.py is written
+    from .ops.creation import tensor  # noqa: E402,F401
+except ImportError:
+    pass

@@ -11,7 +11,7 @@ import numpy as np
 from .autograd import grad as autograd_grad
 from .autograd.grad_mode import no_grad
 from .nn.module import Module
-from .tensor import Tensor
+from .tensor import Tensor, _wrap
 
 
 def _outputs(result):
@@ -38,8 +38,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
 
     Args:
         fn: a function of tensors or a Module, returning a Tensor or a tuple of them.
-        inputs: a Tensor or a tuple of arguments; Tensors with ``requires_grad`` are
-            checked, everything else is passed as a constant.
+        inputs: a Tensor, an array or a tuple of arguments. Tensors with
+            ``requires_grad`` are checked, and so are float NumPy arrays (each becomes
+            a Tensor that requires grad; pass a Tensor without grad for a float
+            constant); everything else is passed as it is.
         eps: finite-difference step.
         atol, rtol: tolerance, ``|analytic - numeric| <= atol + rtol * |numeric|``.
         raise_exception: raise ``AssertionError`` naming the failing entries
@@ -58,6 +60,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     if not callable(fn):
         raise TypeError(f"gradcheck: expected a function or Module, got {type(fn).__name__}")
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    args = tuple(_wrap(np.array(a, dtype=np.float64)).requires_grad_()
+                 if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in args)
     rng = np.random.default_rng(seed)
     checked = [(f"input {i}", a) for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
     buffers = []
