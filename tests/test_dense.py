@@ -145,7 +145,7 @@ def test_integer_and_float64_input_converted_to_layer_dtype():
 def test_dropout_train_and_eval(rng):
     layer = nn.Dropout(0.3, generator=0)
     x = np.ones((200, 100), np.float32)
-    y = layer(x)
+    y = layer(x).numpy()
     kept = y != 0
     assert 0.65 < kept.mean() < 0.75
     np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)

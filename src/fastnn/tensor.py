@@ -511,7 +511,8 @@ _FORWARDED = (
     "gather", "index_select", "argmax", "argmin", "sort", "argsort", "topk", "isnan", "isinf", "isfinite",
     "all", "any", "eq", "ne", "lt", "le", "gt", "ge", "add", "sub", "mul", "div", "where", "prod", "cumsum",
     "view_as", "reshape_as", "flip", "roll", "tril", "triu", "addmm", "outer", "dot", "logical_not",
-    "nonzero", "unique", "allclose", "equal", "narrow", "squeeze_", "unfold", "diagonal", "trace",
+    "nonzero", "unique", "allclose", "equal", "narrow", "diagonal", "trace", "movedim", "moveaxis",
+    "swapaxes", "swapdims", "unflatten",
 )
 
 

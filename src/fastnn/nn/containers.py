@@ -133,3 +133,121 @@ class Residual(Module):
     @classmethod
     def _from_config(cls, config, children):
         return cls(children["block"], children.get("shortcut"))
+
+
+class ModuleList(Module):
+    """A list of modules registered as children "0", "1", ..., like
+    ``torch.nn.ModuleList``: indexing, slicing, ``len``, iteration, ``append``,
+    ``extend``, ``insert``. It has no ``forward``: the owner iterates over it.
+
+    Example:
+        >>> self.layers = nn.ModuleList([nn.Linear(8, 8) for _ in range(3)])
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _check(self, module, where):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList.{where}: expected a Module, got {type(module).__name__}")
+        return module
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        items = list(self._modules.values())
+        if isinstance(idx, slice):
+            return ModuleList(items[idx])
+        return items[idx]
+
+    def __setitem__(self, idx, module):
+        key = list(self._modules)[idx]
+        setattr(self, key, self._check(module, "__setitem__"))
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), self._check(module, "append"))
+        return self
+
+    def extend(self, modules):
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index, module):
+        items = list(self._modules.values())
+        items.insert(index, self._check(module, "insert"))
+        for name in list(self._modules):
+            delattr(self, name)
+        self.extend(items)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ModuleList has no forward: iterate over it in the owner's forward")
+
+    @classmethod
+    def _from_config(cls, config, children):
+        return cls(list(children.values()))
+
+
+class ModuleDict(Module):
+    """An ordered dict of named child modules, like ``torch.nn.ModuleDict``.
+
+    Example:
+        >>> self.heads = nn.ModuleDict({"cls": nn.Linear(8, 3), "reg": nn.Linear(8, 1)})
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def __contains__(self, key):
+        return key in self._modules
+
+    def __getitem__(self, key):
+        return self._modules[key]
+
+    def __setitem__(self, key, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict: expected a Module for {key!r}, got {type(module).__name__}")
+        self.add_module(key, module)
+
+    def __delitem__(self, key):
+        delattr(self, key)
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def update(self, modules):
+        items = modules.items() if hasattr(modules, "items") else modules
+        for key, module in items:
+            self[key] = module
+
+    def pop(self, key):
+        module = self._modules[key]
+        del self[key]
+        return module
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ModuleDict has no forward: index it in the owner's forward")
+
+    @classmethod
+    def _from_config(cls, config, children):
+        return cls(children)

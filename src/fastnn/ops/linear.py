@@ -6,7 +6,7 @@ import numpy as np
 from ..kernels import activations as act_k
 from ..kernels.elementwise import column_sum
 from ..kernels.matmul import GEMV_SPLIT_FLOPS, linear_serial, matmul
-from ._util import _wrap, attach, direct_grad, recording
+from ._util import Tensor, _wrap, attach, direct_grad, recording
 from .activation import fused_activation_grad
 
 __all__ = ["linear", "weight_input"]
@@ -18,7 +18,12 @@ def weight_input(x, weight, op, trailing):
     Constants (arrays, lists, Tensors without grad) of another real dtype are
     converted; a Tensor that requires grad must already have the weight's dtype."""
     dt = weight.data.dtype
-    if type(x) is np.ndarray:
+    kind = type(x)
+    if kind is Tensor or kind is np.ndarray:  # the common cases: nothing to convert
+        data = x.data if kind is Tensor else x
+        if data.dtype == dt and data.ndim == len(trailing) + 1 and data.shape[1:] == trailing:
+            return x if kind is Tensor else _wrap(x)
+    if kind is np.ndarray:
         data = x
         if data.dtype != dt:
             if data.dtype.kind not in "fiub":
@@ -53,11 +58,11 @@ def linear(x, weight, bias=None, act_kind=act_k.IDENTITY, act_slope=0.0):
     by default). x (*, K), weight (N, K), bias (N,) or None -> (*, N)."""
     w = weight.data
     if w.ndim != 2:
-        raise ValueError(f"linear: expected a 2-D weight, got shape {w.shape}")
+        raise ValueError(f"Linear: expected a 2-D weight, got shape {w.shape}")
     N, K = w.shape
-    x = weight_input(x, weight, "linear", (K,))
+    x = weight_input(x, weight, "Linear", (K,))
     if bias is not None and bias.data.shape != (N,):
-        raise ValueError(f"linear: expected bias of shape ({N},), got {bias.data.shape}")
+        raise ValueError(f"Linear: expected bias of shape ({N},), got {bias.data.shape}")
     xd = x.data
     lead = xd.shape[:-1]
     x2 = xd.reshape(-1, K) if xd.flags.c_contiguous else np.ascontiguousarray(xd).reshape(-1, K)
