@@ -254,3 +254,27 @@ def batch_norm(x, weight, bias, running_mean, running_var, training, momentum=0.
     if weight is not None:
         out = out * np.reshape(weight, shape) + np.reshape(bias, shape)
     return out, new_mean, new_var
+
+
+# ----------------------------------------------------------------- softmax family
+def log_softmax(x, axis=-1):
+    x = np.asarray(x, np.float64)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def softmax_grad(y, g, log=False):
+    """dL/dx of y = softmax(x) (or log_softmax if ``log``) over the last axis, by the
+    explicit Jacobian of each row: J[i, j] = s_i (delta_ij - s_j), s = softmax(x)."""
+    y = np.asarray(y, np.float64)
+    g = np.asarray(g, np.float64)
+    s = np.exp(y) if log else y
+    rows_y, rows_g, rows_s = y.reshape(-1, y.shape[-1]), g.reshape(-1, y.shape[-1]), s.reshape(-1, y.shape[-1])
+    dx = np.zeros_like(rows_y)
+    for r in range(rows_y.shape[0]):
+        if log:  # d log s_i / d x_j = delta_ij - s_j
+            jac = np.eye(rows_s.shape[1]) - rows_s[r][None, :]
+        else:
+            jac = np.diag(rows_s[r]) - np.outer(rows_s[r], rows_s[r])
+        dx[r] = rows_g[r] @ jac
+    return dx.reshape(y.shape)
