@@ -40,7 +40,4 @@ bool = _np.bool_  # noqa: A001
 
 # ``fastnn.tensor`` is the creation function (as ``torch.tensor``), not the module
 # ``fastnn/tensor.py`` that defines Tensor (importing a submodule sets the attribute)
-try:  # TEMP while ops/creation.py is written
-    from .ops.creation import tensor  # noqa: E402,F401
-except ImportError:
-    pass
+from .ops.creation import tensor  # noqa: E402,F401

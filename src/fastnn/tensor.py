@@ -457,16 +457,29 @@ class Tensor:
         return _ops.abs(self)
 
     def __invert__(self):
-        return _ops.logical_not(self)
+        return _ops.bitwise_not(self)
 
     def __and__(self, other):
-        return _ops.logical_and(self, other)
+        return _ops.bitwise_and(self, other)
+
+    def __rand__(self, other):
+        return _ops.bitwise_and(other, self)
 
     def __or__(self, other):
-        return _ops.logical_or(self, other)
+        return _ops.bitwise_or(self, other)
+
+    def __ror__(self, other):
+        return _ops.bitwise_or(other, self)
 
     def __xor__(self, other):
-        return _ops.logical_xor(self, other)
+        return _ops.bitwise_xor(self, other)
+
+    def __getitem__(self, index):
+        return _ops.getitem(self, index)
+
+    def where(self, condition, other):
+        """``fastnn.where(condition, self, other)``."""
+        return _ops.where(condition, self, other)
 
     def __eq__(self, other):
         return _ops.eq(self, other)
@@ -486,8 +499,6 @@ class Tensor:
     def __ge__(self, other):
         return _ops.ge(self, other)
 
-    def __getitem__(self, index):
-        return _ops.getitem(self, index)
 
 
 def _rebuild(cls, data, requires_grad):
