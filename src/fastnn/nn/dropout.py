@@ -1,55 +1,87 @@
-"""Dropout: inverted dropout in training, identity in eval."""
+"""Dropout layers: inverted dropout in training, the input itself in eval."""
 import numpy as np
 
-from .. import random as _random
-from ..kernels.elementwise import dropout_forward, multiply
-from ._validate import as_float_array, as_grad, float_dtype_for
+from . import functional as F
 from .module import Module
 
 
-class Dropout(Module):
-    """Zeroes each element with probability ``p`` and scales the rest by 1/(1-p).
-
-    Args:
-        p: drop probability in [0, 1).
-        generator: a ``numpy.random.Generator`` or seed; default fastnn's generator.
-
-    Shape: any -> same. Identity in eval mode.
-    """
+class _DropoutNd(Module):
+    _fn = None
 
     def __init__(self, p=0.5, inplace=False, generator=None):
         super().__init__()
+        name = type(self).__name__
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name}: p must be a number in [0, 1), got {p!r}")
         p = float(p)
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+            raise ValueError(f"{name}: p must be in [0, 1), got {p}")
         self.p = p
+        self.inplace = bool(inplace)
         self._generator = generator
-        self._mask = None
 
-    def forward(self, x):
-        x = as_float_array(x, "Dropout", float_dtype_for(x))
-        if not self.training or self.p == 0.0:
-            self._mask = None if not self.training else np.ones_like(x)
-            return x
-        rng = _random.resolve(self._generator)
+    def _rng(self):
+        """The generator to draw from: an int seed becomes one stream that advances."""
         if isinstance(self._generator, (int, np.integer)):
-            self._generator = rng  # advance one stream, do not repeat the same mask
-        uniform = rng.random(x.size, dtype=x.dtype)
-        out = np.empty_like(x)
-        mask = np.empty_like(x)
-        dropout_forward(out.reshape(-1), mask.reshape(-1), x.reshape(-1), uniform, self.p)
-        self._mask = mask
-        return out
+            self._generator = np.random.default_rng(self._generator)
+        return self._generator
 
-    def backward(self, grad_output):
-        mask = self._saved(self._mask)
-        g = as_grad(grad_output, "Dropout", mask.shape, mask.dtype)
-        dx = np.empty_like(g)
-        multiply(dx.reshape(-1), g.reshape(-1), mask.reshape(-1))
-        return dx
+    def forward(self, input):  # noqa: A002 (PyTorch's name)
+        if not self.training or self.p == 0.0:
+            return type(self)._fn(input, self.p, False)
+        return type(self)._fn(input, self.p, True, False, self._rng())
 
     def _config(self):
         return {"p": self.p}
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout(_DropoutNd):
+    """Zeroes each element with probability ``p`` and scales the rest by 1/(1-p),
+    like ``torch.nn.Dropout``; the input itself in eval mode.
+
+    Args:
+        p: drop probability in [0, 1).
+        inplace: accepted for PyTorch compatibility (the result is a new tensor).
+        generator: a ``numpy.random.Generator`` or an int seed (one stream that
+            advances call by call); default fastnn's generator (``fastnn.manual_seed``).
+
+    Shape: any -> the same.
+
+    Example:
+        >>> drop = fastnn.nn.Dropout(0.2)
+        >>> drop(fastnn.ones(4, 8)).shape
+        (4, 8)
+    """
+
+    _fn = staticmethod(F.dropout)
+
+
+class Dropout1d(_DropoutNd):
+    """Zeroes whole channels with probability ``p`` (scaling the rest by 1/(1-p)),
+    like ``torch.nn.Dropout1d``. Args as :class:`Dropout`.
+
+    Shape: (N, C, L) or (C, L) -> the same.
+
+    Example:
+        >>> fastnn.nn.Dropout1d(0.1)(fastnn.ones(2, 16, 40)).shape
+        (2, 16, 40)
+    """
+
+    _fn = staticmethod(F.dropout1d)
+
+
+class Dropout2d(_DropoutNd):
+    """Zeroes whole channels with probability ``p`` (scaling the rest by 1/(1-p)),
+    like ``torch.nn.Dropout2d``. Args as :class:`Dropout`.
+
+    Shape: (N, C, H, W) -> the same (a 3-D input is read as (N, C, L), as in PyTorch 2).
+
+    Example:
+        >>> fastnn.nn.Dropout2d(0.1)(fastnn.ones(2, 16, 8, 8)).shape
+        (2, 16, 8, 8)
+    """
+
+    _fn = staticmethod(F.dropout2d)

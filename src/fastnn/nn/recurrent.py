@@ -1,10 +1,7 @@
 """Recurrent layers: RNN, LSTM, GRU (PyTorch's semantics and parameters), and LastStep."""
-import numpy as np
-
-from .. import _config
 from ..kernels import recurrent as rk
+from ..ops.recurrent import last_step
 from ._rnn_base import RNNBase
-from ._validate import as_float_array, as_grad
 from .module import Module
 
 __all__ = ["GRU", "LSTM", "RNN", "LastStep", "RNNBase"]
@@ -28,7 +25,7 @@ class RNN(RNNBase):
 
     Example:
         >>> rnn = fastnn.nn.RNN(10, 20, num_layers=2)
-        >>> out, h_n = rnn(np.zeros((5, 3, 10), np.float32))   # out (5, 3, 20)
+        >>> out, h_n = rnn(fastnn.zeros(5, 3, 10))   # out (5, 3, 20), h_n (2, 3, 20)
     """
 
     _name = "RNN"
@@ -65,7 +62,7 @@ class LSTM(RNNBase):
 
     Example:
         >>> lstm = fastnn.nn.LSTM(64, 128, batch_first=True)
-        >>> out, (h_n, c_n) = lstm(np.zeros((8, 32, 64), np.float32))   # out (8, 32, 128)
+        >>> out, (h_n, c_n) = lstm(fastnn.zeros(8, 32, 64))   # out (8, 32, 128)
     """
 
     _name = "LSTM"
@@ -91,7 +88,7 @@ class GRU(RNNBase):
 
     Example:
         >>> gru = fastnn.nn.GRU(10, 20, batch_first=True)
-        >>> out, h_n = gru(np.zeros((3, 5, 10), np.float32))   # out (3, 5, 20)
+        >>> out, h_n = gru(fastnn.zeros(3, 5, 10))   # out (3, 5, 20)
     """
 
     _name = "GRU"
@@ -106,7 +103,7 @@ class LastStep(Module):
     """The last time step of a sequence: ``x[:, -1]`` (batch_first) or ``x[-1]``.
 
     Put it after a recurrent layer in a ``Sequential`` to classify a sequence from
-    its final hidden state. ``backward`` scatters the gradient into zeros of the
+    its final hidden state. The gradient lands in that slice of zeros of the
     input's shape.
 
     Args:
@@ -122,29 +119,9 @@ class LastStep(Module):
     def __init__(self, batch_first=False):
         super().__init__()
         self.batch_first = bool(batch_first)
-        self._shape = None
 
-    def forward(self, x):
-        if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
-            x = as_float_array(x, "LastStep", _config.get_default_dtype())
-        if x.ndim != 3:
-            layout = "(N, T, F)" if self.batch_first else "(T, N, F)"
-            raise ValueError(f"LastStep: expected a 3-D input {layout}, got shape {x.shape}")
-        if 0 in x.shape:
-            raise ValueError(f"LastStep: expected a non-empty input, got shape {x.shape}")
-        self._shape = (x.shape, x.dtype) if self.training else None
-        return np.ascontiguousarray(x[:, -1] if self.batch_first else x[-1])
-
-    def backward(self, grad_output):
-        shape, dt = self._saved(self._shape)
-        want = (shape[0], shape[2]) if self.batch_first else (shape[1], shape[2])
-        g = as_grad(grad_output, "LastStep", want, dt)
-        dx = np.zeros(shape, dt)
-        if self.batch_first:
-            dx[:, -1] = g
-        else:
-            dx[-1] = g
-        return dx
+    def forward(self, input):  # noqa: A002 (PyTorch's name)
+        return last_step(input, self.batch_first)
 
     def _config(self):
         return {"batch_first": self.batch_first}

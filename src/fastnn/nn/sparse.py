@@ -2,9 +2,10 @@
 import numpy as np
 
 from .. import _config
-from ..kernels.embedding import embedding_backward, embedding_forward
+from ..ops.embedding import check_padding_idx, lookup
+from ..tensor import Tensor
 from . import init
-from ._validate import as_grad, check_positive_int
+from ._validate import check_positive_int
 from .module import Module, Parameter
 
 
@@ -16,7 +17,10 @@ class Embedding(Module):
         embedding_dim: length of each vector.
         padding_idx: optional index whose row starts at zero and never receives a
             gradient (negative values count from the end, as in PyTorch).
+        max_norm, norm_type, scale_grad_by_freq, sparse: PyTorch's options; only
+            their defaults are supported (others raise NotImplementedError).
         dtype: parameter dtype (default: ``fastnn.get_default_dtype()``).
+        generator: random source for the initialisation (default fastnn's).
 
     Shape:
         indices (*) of any integer dtype -> output (*, embedding_dim).
@@ -24,25 +28,31 @@ class Embedding(Module):
 
     Example:
         >>> emb = fastnn.nn.Embedding(1000, 32)
-        >>> emb(np.array([[1, 2, 3]])).shape
+        >>> emb(fastnn.tensor([[1, 2, 3]])).shape
         (1, 3, 32)
     """
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=None, generator=None):
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None,
+                 generator=None):
         super().__init__()
         self.num_embeddings = check_positive_int(num_embeddings, "Embedding", "num_embeddings")
         self.embedding_dim = check_positive_int(embedding_dim, "Embedding", "embedding_dim")
-        if padding_idx is not None:
-            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)) \
-                    or not -self.num_embeddings <= padding_idx < self.num_embeddings:
-                raise ValueError(f"Embedding: padding_idx must be an int in [-{self.num_embeddings}, "
-                                 f"{self.num_embeddings}), got {padding_idx!r}")
-            padding_idx = int(padding_idx) % self.num_embeddings
-        self.padding_idx = padding_idx
+        if max_norm is not None or scale_grad_by_freq or sparse:
+            raise NotImplementedError("Embedding: max_norm, scale_grad_by_freq and sparse are not supported")
+        self.padding_idx = check_padding_idx(padding_idx, self.num_embeddings, "Embedding")
+        self.max_norm, self.norm_type = None, norm_type
+        self.scale_grad_by_freq, self.sparse = False, False
         dt = dtype or _config.get_default_dtype()
-        self.weight = Parameter(np.empty((self.num_embeddings, self.embedding_dim), dt))
-        self._idx = None
-        self.reset_parameters(generator)
+        shape = (self.num_embeddings, self.embedding_dim)
+        if _weight is None:
+            self.weight = Parameter(np.empty(shape, dt), requires_grad=not _freeze)
+            self.reset_parameters(generator)
+        else:
+            data = _weight.data if isinstance(_weight, Tensor) else np.asarray(_weight)
+            if data.shape != shape:
+                raise ValueError(f"Embedding: _weight must have shape {shape}, got {data.shape}")
+            self.weight = Parameter(data.astype(dtype or data.dtype, copy=False), requires_grad=not _freeze)
 
     def reset_parameters(self, generator=None):
         init.normal_(self.weight, 0.0, 1.0, generator)
@@ -50,46 +60,19 @@ class Embedding(Module):
             self.weight.data[self.padding_idx] = 0
 
     @classmethod
-    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None, norm_type=2.0,
+                        scale_grad_by_freq=False, sparse=False):
         """An Embedding holding a copy of ``embeddings`` (V, D); ``freeze`` turns off its gradient."""
-        embeddings = np.asarray(embeddings)
-        if embeddings.ndim != 2 or embeddings.dtype.kind != "f":
+        data = embeddings.data if isinstance(embeddings, Tensor) else np.asarray(embeddings)
+        if data.ndim != 2 or data.dtype.kind != "f":
             raise ValueError(f"Embedding.from_pretrained: expected a 2-D float array, got shape "
-                             f"{embeddings.shape} dtype {embeddings.dtype}")
-        layer = cls(*embeddings.shape, padding_idx=padding_idx, dtype=embeddings.dtype)
-        layer.weight.data[...] = embeddings
-        layer.weight.requires_grad = not freeze
-        return layer
+                             f"{data.shape} dtype {data.dtype}")
+        return cls(*data.shape, padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type,
+                   scale_grad_by_freq=scale_grad_by_freq, sparse=sparse, _weight=data,
+                   _freeze=freeze)
 
-    def _check_indices(self, indices):
-        idx = np.asarray(indices)
-        if idx.dtype.kind not in "iu":
-            raise TypeError(f"Embedding: indices must be an integer array, got dtype {idx.dtype}")
-        if idx.size:
-            lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= self.num_embeddings:
-                raise ValueError(f"Embedding: indices must be in [0, {self.num_embeddings}) "
-                                 f"(num_embeddings={self.num_embeddings}), got values in [{lo}, {hi}] "
-                                 f"in input of shape {idx.shape}")
-        return idx
-
-    def forward(self, indices):
-        idx = self._check_indices(indices)
-        w = self.weight.data
-        flat = np.ascontiguousarray(idx, dtype=np.int64).reshape(-1)
-        out = np.empty((flat.size, self.embedding_dim), w.dtype)
-        embedding_forward(out, w, flat)
-        self._idx = (flat, idx.shape) if self.training else None
-        return out.reshape(idx.shape + (self.embedding_dim,))
-
-    def backward(self, grad_output):
-        """Accumulates the weight gradient; returns None (indices have no gradient)."""
-        flat, shape = self._saved(self._idx)
-        g = as_grad(grad_output, "Embedding", shape + (self.embedding_dim,), self.weight.data.dtype)
-        if self.weight.requires_grad:
-            dw, acc = self.weight.grad_for_write()
-            pad = -1 if self.padding_idx is None else self.padding_idx
-            embedding_backward(dw, g.reshape(flat.size, self.embedding_dim), flat, pad, acc)
+    def forward(self, input):  # noqa: A002 (PyTorch's name)
+        return lookup(input, self.weight, self.padding_idx, "Embedding")
 
     def _config(self):
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
