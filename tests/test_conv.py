@@ -1,14 +1,15 @@
-"""Conv2d: forward against the NumPy reference, float64 gradient checks over odd
-configurations, batch chunking, fused epilogue, threads, bad input, PyTorch."""
+"""Conv2d and F.conv2d: forward against the NumPy reference, float64 gradient checks
+over odd configurations, batch chunking, fused epilogue, autograd (reuse, no_grad,
+autograd.grad), threads, bad input, PyTorch."""
 import numpy as np
 import pytest
 import reference as ref
 
 import fastnn
 from fastnn import nn
-from fastnn.kernels import activations as act_k
 from fastnn.kernels import conv as conv_k
 from fastnn.kernels import conv_plan
+from fastnn.nn import functional as F
 
 # (N, C, H, W, OC, kernel, stride, padding, dilation, groups)
 CONFIGS = [
@@ -25,10 +26,7 @@ CONFIGS = [
     (3, 5, 8, 9, 4, 3, 1, 0, 1, 1),                      # no padding, batch 3
 ]
 IDS = [f"cfg{i}" for i in range(len(CONFIGS))]
-
-
-def pair(v):
-    return v if isinstance(v, tuple) else (v, v)
+FUSABLE = [("relu", 0.0), ("leaky_relu", 0.1), ("sigmoid", 0.0), ("tanh", 0.0)]
 
 
 def make(cfg, dtype=np.float64, bias=True, seed=0):
@@ -39,9 +37,21 @@ def make(cfg, dtype=np.float64, bias=True, seed=0):
     return conv, x
 
 
+def leaf(x):
+    return fastnn.tensor(x, requires_grad=True)
+
+
 def reference(conv, x):
     b = None if conv.bias is None else conv.bias.data
     return ref.conv2d(x, conv.weight.data, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def forward_backward(layer, x, g):
+    """(output, input gradient) of one forward and ``out.backward(g)``."""
+    xt = leaf(x)
+    out = layer(xt)
+    out.backward(g)
+    return out, xt.grad
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -50,7 +60,7 @@ def reference(conv, x):
 def test_forward_matches_reference(cfg, dtype, bias):
     conv, x = make(cfg, dtype, bias)
     out = conv(x)
-    assert out.dtype == dtype
+    assert isinstance(out, fastnn.Tensor) and out.dtype == dtype
     tol = 1e-12 if dtype == np.float64 else 2e-5
     np.testing.assert_allclose(out, reference(conv, x), rtol=tol, atol=tol)
 
@@ -58,26 +68,53 @@ def test_forward_matches_reference(cfg, dtype, bias):
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
 def test_gradcheck(cfg):
     conv, x = make(cfg)
-    assert fastnn.gradcheck(conv, x, max_checks=60)
+    assert fastnn.gradcheck(conv, leaf(x), max_checks=60)
 
 
 def test_gradcheck_without_bias():
     conv, x = make(CONFIGS[2], bias=False)
-    assert fastnn.gradcheck(conv, x, max_checks=60)
+    assert fastnn.gradcheck(conv, leaf(x), max_checks=60)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(stride=2, padding=1), dict(stride=(1, 2), padding=(2, 0), dilation=(1, 2)), dict(padding="same"),
+    dict(padding="valid", dilation=2), dict(groups=3), dict(bias=False, stride=2)], ids=str)
+def test_functional_gradcheck(kwargs, rng):
+    groups = kwargs.get("groups", 1)
+    x = leaf(rng.standard_normal((2, 6, 7, 8)))
+    w = leaf(rng.standard_normal((6, 6 // groups, 3, 3)))
+    b = None if kwargs.pop("bias", True) is False else leaf(rng.standard_normal(6))
+    assert fastnn.gradcheck(lambda x, w, b: F.conv2d(x, w, b, **kwargs), (x, w, b), max_checks=60)
+
+
+def test_functional_depthwise_unbatched_and_non_contiguous_gradcheck(rng):
+    w = leaf(rng.standard_normal((8, 1, 3, 3)))
+    x = leaf(rng.standard_normal((4, 9, 10)))  # unbatched (C, H, W)
+    assert fastnn.gradcheck(lambda x, w: F.conv2d(x, w, None, 1, 1, 1, 4), (x, w), max_checks=60)
+    wide = leaf(rng.standard_normal((2, 4, 9, 20)))
+    assert fastnn.gradcheck(lambda t, w: F.conv2d(t[..., ::2], w, groups=4, stride=2), (wide, w), max_checks=60)
+
+
+@pytest.mark.parametrize("activation,slope", FUSABLE + [("gelu", 0.0), ("leaky_relu", -0.5)])
+def test_functional_fused_activation_gradcheck(activation, slope, rng):
+    x = leaf(rng.standard_normal((2, 3, 6, 5)))
+    w = leaf(rng.standard_normal((4, 3, 3, 3)))
+    b = leaf(rng.standard_normal(4))
+    assert fastnn.gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1, activation=activation,
+                                                     negative_slope=slope), (x, w, b), max_checks=60)
 
 
 @pytest.mark.parametrize("slots", [1, 3, 64])
 def test_any_split_into_slots_gives_the_same_result(monkeypatch, slots, rng):
     conv, x = make((7, 3, 9, 9, 5, 3, 1, 1, 1, 1))
     g = rng.standard_normal(conv(x).shape)
-    conv.zero_grad()
-    conv(x)
-    dx_default = conv.backward(g)
-    grads_default = conv.weight.grad.copy(), conv.bias.grad.copy()
+    _, dx_default = forward_backward(conv, x, g)
+    grads_default = conv.weight.grad.data.copy(), conv.bias.grad.data.copy()
     monkeypatch.setattr(conv_plan, "SLOTS", slots)  # read by conv_k.plan
     conv.zero_grad()
-    np.testing.assert_allclose(conv(x), reference(conv, x), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(conv.backward(g), dx_default, rtol=1e-12, atol=1e-12)
+    out, dx = forward_backward(conv, x, g)
+    np.testing.assert_allclose(out, reference(conv, x), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_default, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.weight.grad, grads_default[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(conv.bias.grad, grads_default[1], rtol=1e-12, atol=1e-12)
 
@@ -89,42 +126,90 @@ def test_samples_grouped_into_one_product(cfg):
     P = conv.output_shape(x.shape)[2] * conv.output_shape(x.shape)[3]
     assert conv_k.plan(x.shape[0], conv.weight.data[0].size, P)[1] == 2
     np.testing.assert_allclose(conv(x), reference(conv, x), rtol=1e-12, atol=1e-12)
-    assert fastnn.gradcheck(conv, x, max_checks=40)
+    assert fastnn.gradcheck(conv, leaf(x), max_checks=40)
 
 
 def test_gradients_accumulate_until_zero_grad(rng):
     conv, x = make(CONFIGS[1])
     g = rng.standard_normal(conv(x).shape)
-    conv.zero_grad()
-    conv(x)
-    conv.backward(g)
-    first = conv.weight.grad.copy(), conv.bias.grad.copy()
-    conv(x)
-    conv.backward(g)
+    forward_backward(conv, x, g)
+    first = conv.weight.grad.data.copy(), conv.bias.grad.data.copy()
+    forward_backward(conv, x, g)
     np.testing.assert_allclose(conv.weight.grad, 2 * first[0], rtol=1e-12)
     np.testing.assert_allclose(conv.bias.grad, 2 * first[1], rtol=1e-12)
+    conv.zero_grad()
+    assert conv.weight.grad is None and conv.bias.grad is None
+    forward_backward(conv, x, g)
+    np.testing.assert_allclose(conv.weight.grad, first[0], rtol=1e-12)
 
 
-@pytest.mark.parametrize("kind,layer", [(act_k.RELU, nn.ReLU()), (act_k.LEAKY_RELU, nn.LeakyReLU(0.1))])
-def test_fused_activation_matches_separate_layers(kind, layer, rng):
+def test_conv_called_twice_in_one_forward_adds_gradients(rng):
     conv, x = make(CONFIGS[1])
-    fused, _ = make(CONFIGS[1])
-    fused._act_kind, fused._act_slope = kind, getattr(layer, "slope", 0.0)
+    x2 = rng.standard_normal(x.shape)
     g = rng.standard_normal(conv(x).shape)
-    expected = layer(conv(x))
-    dx = conv.backward(layer.backward(g))
-    np.testing.assert_allclose(fused(x), expected, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(fused.backward(g), dx, rtol=1e-13, atol=1e-13)
-    np.testing.assert_allclose(fused.weight.grad, conv.weight.grad, rtol=1e-13, atol=1e-13)
+    _, dx1 = forward_backward(conv, x, g)
+    alone = conv.weight.grad.data.copy()
+    _, dx2 = forward_backward(conv, x2, g)
+    separate = conv.weight.grad.data.copy(), conv.bias.grad.data.copy()
+    conv.zero_grad()
+    a, b = leaf(x), leaf(x2)
+    (conv(a) + conv(b)).backward(g)
+    np.testing.assert_allclose(conv.weight.grad, separate[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.bias.grad, separate[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.grad, dx1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(b.grad, dx2, rtol=1e-12, atol=1e-12)
+    conv.zero_grad()
+    a = leaf(x)
+    (conv(a) + conv(a)).backward(g)  # one input used twice
+    np.testing.assert_allclose(a.grad, 2 * dx1, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.weight.grad, 2 * alone, rtol=1e-12, atol=1e-12)
+
+
+def test_stacked_convs_share_a_weight(rng):
+    conv = nn.Conv2d(3, 3, 3, padding=1).double()
+    x = leaf(rng.standard_normal((2, 3, 5, 5)))
+    assert fastnn.gradcheck(lambda t: conv(F.relu(conv(t))), (x,), max_checks=40)
+
+
+@pytest.mark.parametrize("activation,slope", FUSABLE)
+def test_fused_activation_matches_separate_layers(activation, slope, rng):
+    conv, x = make(CONFIGS[1])
+    g = rng.standard_normal(conv(x).shape)
+    act = {"relu": F.relu, "sigmoid": F.sigmoid, "tanh": F.tanh,
+           "leaky_relu": lambda t: F.leaky_relu(t, slope)}[activation]
+    xs = leaf(x)
+    expected = act(conv(xs))
+    expected.backward(g)
+    separate = conv.weight.grad.data.copy(), conv.bias.grad.data.copy()
+    conv.zero_grad()
+    xf = leaf(x)
+    fused = conv.forward_fused(xf, activation, slope)
+    fused.backward(g)
+    np.testing.assert_allclose(fused, expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(xf.grad, xs.grad, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(conv.weight.grad, separate[0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(conv.bias.grad, separate[1], rtol=1e-13, atol=1e-13)
+
+
+def test_sequential_fuses_conv_and_activation(rng):
+    x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
+    results = []
+    for fuse in (True, False):
+        model = nn.Sequential(nn.Conv2d(3, 4, 3, generator=np.random.default_rng(0)), nn.ReLU())
+        model.fuse = fuse
+        out, dx = forward_backward(model, x, np.ones((2, 4, 5, 5), np.float32))
+        results.append((out.data, dx.data, model[0].weight.grad.data))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_unbatched_input(rng):
     conv, x = make(CONFIGS[1])
     batched = conv(x)
-    out = conv(x[0])
+    out, dx = forward_backward(conv, x[0], np.ones(batched.shape[1:]))
     assert out.shape == batched.shape[1:]
-    np.testing.assert_allclose(out, batched[0], rtol=1e-13)
-    assert conv.backward(np.ones_like(out)).shape == x[0].shape
+    np.testing.assert_allclose(out, batched[0].data, rtol=1e-13)
+    assert dx.shape == x[0].shape
 
 
 def test_non_contiguous_and_integer_input(rng):
@@ -133,6 +218,39 @@ def test_non_contiguous_and_integer_input(rng):
     wide[..., ::2] = x
     np.testing.assert_allclose(conv(wide[..., ::2]), conv(x), rtol=1e-13)
     assert conv(np.ones(x.shape, np.int32)).dtype == np.float64
+    assert conv(np.ones(x.shape, np.float32)).dtype == np.float64  # constants take the weight's dtype
+
+
+def test_no_grad_and_inputs_without_grad_record_nothing(rng):
+    conv, x = make(CONFIGS[1])
+    with fastnn.no_grad():
+        out = conv(leaf(x))
+    assert out.grad_fn is None and not out.requires_grad
+    conv.requires_grad_(False)
+    out = conv(x)
+    assert out.grad_fn is None and not out.requires_grad
+    xt = leaf(x)  # only the input needs a gradient
+    conv(xt).backward(np.ones(out.shape))
+    assert xt.grad is not None and conv.weight.grad is None and conv.bias.grad is None
+    conv.requires_grad_(True)
+    out = conv(x)  # only the parameters
+    out.backward(np.ones(out.shape))
+    assert conv.weight.grad is not None and conv.bias.grad is not None
+    with pytest.raises(RuntimeError, match="second time"):
+        out.backward(np.ones(out.shape))
+
+
+def test_autograd_grad_leaves_dot_grad_alone(rng):
+    conv, x = make(CONFIGS[2])
+    g = rng.standard_normal(conv(x).shape)
+    _, dx = forward_backward(conv, x, g)
+    expected = conv.weight.grad.data.copy(), conv.bias.grad.data.copy()
+    conv.zero_grad()
+    xt = leaf(x)
+    got = fastnn.autograd.grad(conv(xt), [xt, conv.weight, conv.bias], g)
+    assert conv.weight.grad is None and conv.bias.grad is None and xt.grad is None
+    for a, b in zip(got, (dx.data,) + expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("batch", [1, 6])
@@ -143,8 +261,8 @@ def test_one_and_many_threads_agree_bitwise(threads, batch, rng):
 
     def step():
         conv.zero_grad()
-        out = conv(x)
-        return out, conv.backward(g), conv.weight.grad.copy(), conv.bias.grad.copy()
+        out, dx = forward_backward(conv, x, g)
+        return out.data, dx.data, conv.weight.grad.data.copy(), conv.bias.grad.data.copy()
 
     first, *others = threads(step)
     for other in others:
@@ -166,11 +284,14 @@ def test_padding_same_and_valid(rng):
     x = rng.standard_normal((2, 3, 7, 6))
     same = nn.Conv2d(3, 4, 5, padding="same", dilation=(1, 2)).double()
     assert same(x).shape == (2, 4, 7, 6)
+    np.testing.assert_array_equal(F.conv2d(x, same.weight, same.bias, padding="same", dilation=(1, 2)), same(x))
     assert nn.Conv2d(3, 4, 3, padding="valid")(x).shape == (2, 4, 5, 4)
     with pytest.raises(ValueError, match="same"):
         nn.Conv2d(3, 4, 4, padding="same")
     with pytest.raises(ValueError, match="stride"):
         nn.Conv2d(3, 4, 3, padding="same", stride=2)
+    with pytest.raises(ValueError, match="conv2d: padding='same' needs stride 1"):
+        F.conv2d(x, same.weight, padding="same", stride=2)
 
 
 def test_save_and_load_round_trip(tmp_path, rng):
@@ -191,6 +312,7 @@ def test_save_and_load_round_trip(tmp_path, rng):
     ({"in_channels": 3, "out_channels": 4, "kernel_size": (3, 3, 3)}, "kernel_size"),
     ({"in_channels": 0, "out_channels": 4, "kernel_size": 3}, "in_channels"),
     ({"in_channels": 3, "out_channels": 4, "kernel_size": 3, "padding_mode": "reflect"}, "padding_mode"),
+    ({"in_channels": 3, "out_channels": 4, "kernel_size": 3, "padding": "full"}, "padding"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -198,11 +320,11 @@ def test_bad_arguments(kwargs, match):
 
 
 @pytest.mark.parametrize("shape,match", [
-    ((3, 8, 8, 1, 1), r"Conv2d.*4-D"),
-    ((3, 8), r"Conv2d.*4-D"),
-    ((2, 4, 8, 8), r"Conv2d.*3 channels.*\(2, 4, 8, 8\)"),
-    ((2, 3, 2, 8), r"Conv2d.*\(2, 3, 2, 8\).*smaller than the dilated kernel \(5, 3\)"),
-    ((0, 3, 8, 8), r"Conv2d.*empty"),
+    ((3, 8, 8, 1, 1), r"conv2d.*4-D.*\(3, 8, 8, 1, 1\)"),
+    ((3, 8), r"conv2d.*4-D.*\(3, 8\)"),
+    ((2, 4, 8, 8), r"conv2d.*3 channels.*\(2, 4, 8, 8\)"),
+    ((2, 3, 2, 8), r"conv2d.*\(2, 3, 2, 8\).*smaller than the dilated kernel \(5, 3\)"),
+    ((0, 3, 8, 8), r"conv2d.*empty"),
 ])
 def test_bad_input_shapes(shape, match):
     conv = nn.Conv2d(3, 2, 3, dilation=(2, 1))
@@ -210,34 +332,75 @@ def test_bad_input_shapes(shape, match):
         conv(np.zeros(shape, np.float32))
 
 
-def test_bad_grad_and_backward_before_forward(rng):
+def test_bad_input_types_and_gradients(rng):
     conv = nn.Conv2d(3, 2, 3)
-    with pytest.raises(RuntimeError, match="forward"):
-        conv.backward(np.zeros((1, 2, 2, 2), np.float32))
-    conv(np.zeros((1, 3, 4, 4), np.float32))
-    with pytest.raises(ValueError, match=r"Conv2d.backward.*\(1, 2, 2, 2\)"):
-        conv.backward(np.zeros((1, 2, 3, 3), np.float32))
-    with pytest.raises(TypeError, match="Conv2d"):
+    with pytest.raises(TypeError, match="conv2d"):
         conv(np.zeros((1, 3, 4, 4), np.complex64))
+    with pytest.raises(TypeError, match=r"conv2d.*float64.*float32"):
+        conv(leaf(np.zeros((1, 3, 4, 4))))  # a float64 input that needs a gradient: no silent cast
+    out = conv(np.zeros((1, 3, 4, 4), np.float32))
+    with pytest.raises(RuntimeError, match=r"\(1, 2, 3, 3\).*\(1, 2, 2, 2\)"):
+        out.backward(np.zeros((1, 2, 3, 3), np.float32))
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(weight=np.zeros((2, 3, 3))), ValueError, r"conv2d.*4-D weight.*\(2, 3, 3\)"),
+    (dict(bias=np.zeros(2)), ValueError, r"conv2d.*bias of shape \(3,\).*\(2,\)"),
+    (dict(groups=2), ValueError, r"conv2d.*groups=2"),
+    (dict(groups=0), ValueError, "conv2d: groups"),
+    (dict(stride=(1, 2, 3)), ValueError, "conv2d: stride"),
+    (dict(dilation=0), ValueError, "conv2d: dilation"),
+    (dict(padding="full"), ValueError, "conv2d: padding"),
+    (dict(activation="softmax"), ValueError, "conv2d: unknown activation 'softmax'"),
+])
+def test_functional_bad_arguments(kwargs, error, match):
+    args = dict(input=np.zeros((1, 3, 5, 5)), weight=np.zeros((3, 3, 3, 3)), bias=None)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        F.conv2d(**args)
 
 
 # ------------------------------------------------------------------ PyTorch
+def torch_conv(conv, torch):
+    N, C = conv.in_channels, conv.out_channels
+    tconv = torch.nn.Conv2d(N, C, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None)
+    tconv.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in conv.state_dict().items()})
+    return tconv
+
+
 @pytest.mark.parametrize("cfg", CONFIGS + [(4, 16, 14, 14, 32, 3, 1, 1, 1, 1)], ids=IDS + ["big"])
 def test_matches_pytorch_forward_and_backward(cfg, rng):
     torch = pytest.importorskip("torch")
-    _, C, _, _, OC, k, s, p, d, g = cfg
     conv, x = make(cfg, np.float32)
-    tconv = torch.nn.Conv2d(C, OC, k, stride=s, padding=p, dilation=d, groups=g)
-    tconv.load_state_dict({k_: torch.from_numpy(v) for k_, v in conv.state_dict().items()})
+    tconv = torch_conv(conv, torch)
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     tout = tconv(tx)
-    out = conv(x)
-    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-4, atol=1e-5)
-    gout = rng.standard_normal(out.shape).astype(np.float32)
+    gout = rng.standard_normal(tuple(tout.shape)).astype(np.float32)
     tout.backward(torch.from_numpy(gout))
-    conv.zero_grad()
-    dx = conv.backward(gout)
+    out, dx = forward_backward(conv, x, gout)
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(conv.weight.grad, tconv.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(conv.bias.grad, tconv.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation,slope", FUSABLE)
+def test_fused_and_reused_match_pytorch(activation, slope, rng):
+    torch = pytest.importorskip("torch")
+    conv, x = make((2, 4, 8, 8, 4, 3, 1, 1, 1, 2), np.float32)
+    tconv = torch_conv(conv, torch)
+    tact = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+            "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, slope)}[activation]
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    tout = tconv(tact(tconv(tx)))  # the layer twice in one forward, fused the first time
+    g = rng.standard_normal(tuple(tout.shape)).astype(np.float32)
+    tout.backward(torch.from_numpy(g))
+    xt = leaf(x)
+    out = conv(conv.forward_fused(xt, activation, slope))
+    out.backward(g)
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(xt.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(conv.weight.grad, tconv.weight.grad.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(conv.bias.grad, tconv.bias.grad.numpy(), rtol=1e-4, atol=1e-4)
 
@@ -255,7 +418,8 @@ def test_fuse_conv_bn_eval_matches_the_pair(bias, affine, rng):
     bn.eval()
     fused = nn.conv.fuse_conv_bn_eval(conv, bn)
     np.testing.assert_allclose(fused(x), bn(conv(x)), rtol=1e-12, atol=1e-12)
-    fused._act_kind = act_k.RELU  # conv + bias + ReLU in one pass
-    np.testing.assert_allclose(fused(x), np.maximum(bn(conv(x)), 0), rtol=1e-12, atol=1e-12)
+    # conv + bias + ReLU in one pass
+    np.testing.assert_allclose(fused.forward_fused(x, "relu"), np.maximum(bn(conv(x)).data, 0), rtol=1e-12,
+                               atol=1e-12)
     with pytest.raises(ValueError, match="running statistics"):
         nn.conv.fuse_conv_bn_eval(conv, nn.BatchNorm2d(3))

@@ -1,12 +1,13 @@
 """Fast paths equal the general ones bitwise: MaxPool2d on windows that tile the
 plane (kernel == stride, no padding), with ties, NaN, infinities and signed zeros;
-BatchNorm2d; unpacked matmul (few rows). Also 1 vs all threads."""
+BatchNorm2d in eval (sets nothing, stays differentiable). Also 1 vs all threads."""
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import nn
-from fastnn.kernels import matmul as mm
 from fastnn.kernels import pool as pool_k
+from fastnn.ops.pool import pool_plan
 
 
 def nasty(shape, dtype, seed=0):
@@ -66,29 +67,32 @@ def test_tiled_max_pool_equals_general(k, shape, dtype, seed):
 @pytest.mark.parametrize("shape", [(1, 6, 28, 28), (64, 16, 10, 10), (4, 8, 33, 31)])
 def test_tiled_layer_forward_backward_equal_general(shape):
     x = nasty(shape, np.float32, 3)
-    layer = nn.MaxPool2d(2)
-    out = layer(x)
+    assert pool_plan("max_pool2d", shape, (2, 2), (2, 2), (0, 0), (1, 1), False)[3] is True
+    layer = nn.MaxPool2d(2, return_indices=True)
+    xt = fastnn.tensor(x, requires_grad=True)
+    out, indices = layer(xt)
     expected, expected_idx = general(x, (2, 2), (2, 2))
-    np.testing.assert_array_equal(bits(out), bits(expected))
-    np.testing.assert_array_equal(layer._argmax, expected_idx)
+    np.testing.assert_array_equal(bits(out.data), bits(expected))
+    np.testing.assert_array_equal(indices, expected_idx)
     g = np.random.default_rng(1).standard_normal(out.shape).astype(np.float32)
-    dx = layer.backward(g)
+    out.backward(g)
     ref = np.empty_like(x)
     OH, OW = out.shape[2:]
     pool_k.max_pool_backward(ref.reshape(-1, *shape[2:]), g.reshape(-1, OH, OW), expected_idx.reshape(-1, OH, OW))
-    np.testing.assert_array_equal(bits(dx), bits(ref))
+    np.testing.assert_array_equal(bits(xt.grad.data), bits(ref))
     layer.eval()
-    np.testing.assert_array_equal(bits(layer(x)), bits(expected))
+    with fastnn.no_grad():  # no index needed: the kernels' value-only sweep
+        np.testing.assert_array_equal(bits(nn.MaxPool2d(2)(x).data), bits(expected))
 
 
 def test_ceil_mode_clipped_windows_take_the_general_path():
     x = nasty((2, 3, 7, 9), np.float64, 4)
     layer = nn.MaxPool2d(2, ceil_mode=True)
-    assert layer._plan(x.shape)[3] is False
+    assert pool_plan("max_pool2d", x.shape, 2, None, 0, 1, True)[3] is False
     out = layer(x)
     assert out.shape == (2, 3, 4, 5)
-    assert nn.MaxPool2d(2)._plan(x.shape)[3] is True
-    np.testing.assert_array_equal(bits(out[:, :, :3, :4]), bits(nn.MaxPool2d(2)(x)))
+    assert pool_plan("max_pool2d", x.shape, 2, None, 0, 1, False)[3] is True
+    np.testing.assert_array_equal(bits(out.data[:, :, :3, :4]), bits(nn.MaxPool2d(2)(x).data))
 
 
 def test_tiled_max_pool_one_and_many_threads_agree(threads):
@@ -96,9 +100,10 @@ def test_tiled_max_pool_one_and_many_threads_agree(threads):
     g = np.random.default_rng(2).standard_normal((16, 32, 16, 16)).astype(np.float32)
 
     def run():
-        layer = nn.MaxPool2d(2)
-        out = layer(x)
-        return out, layer._argmax.copy(), layer.backward(g)
+        xt = fastnn.tensor(x, requires_grad=True)
+        out, indices = nn.MaxPool2d(2, return_indices=True)(xt)
+        out.backward(g)
+        return out.data, indices.data, xt.grad.data
 
     first, *others = threads(run)
     for other in others:
@@ -107,15 +112,21 @@ def test_tiled_max_pool_one_and_many_threads_agree(threads):
                                           b.view(np.uint32) if b.dtype == np.float32 else b)
 
 
-def test_batch_norm_eval_sets_nothing_and_backward_after_eval_fails():
+def test_batch_norm_eval_sets_nothing_and_stays_differentiable():
     bn = nn.BatchNorm2d(4)
     x = np.random.default_rng(0).standard_normal((2, 4, 3, 3)).astype(np.float32)
     bn(x)
     bn.eval()
     bn(x)
-    assert bn._x is None
-    with pytest.raises(Exception, match="BatchNorm2d|backward"):
-        bn.backward(np.ones_like(x))
     before = dict(bn.__dict__)
-    bn(x)
+    buffers = {k: (v, v.data) for k, v in bn._buffers.items()}
+    xt = fastnn.tensor(x, requires_grad=True)
+    out = bn(xt)
+    with fastnn.no_grad():
+        bn(x)
     assert bn.__dict__.keys() == before.keys() and all(bn.__dict__[k] is v for k, v in before.items())
+    assert all(bn._buffers[k] is t and t.data is d for k, (t, d) in buffers.items())
+    out.backward(np.ones_like(x))  # frozen statistics: gradients still flow
+    scale = bn.weight.data / np.sqrt(bn.running_var.data + bn.eps)
+    np.testing.assert_allclose(xt.grad, np.broadcast_to(scale.reshape(1, 4, 1, 1), x.shape), rtol=1e-6)
+    assert all(bn._buffers[k] is t and t.data is d for k, (t, d) in buffers.items())

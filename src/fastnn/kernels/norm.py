@@ -114,3 +114,43 @@ def batch_norm_backward(dx, dweight, dbias, dout, x, mean, invstd, weight, affin
         for n in range(N):
             for i in range(L):
                 dx[n, c, i] = a_t * dout[n, c, i] - b_t * (x[n, c, i] - mu_t) - c_t
+
+
+@kernel
+def batch_norm_eval_backward(dx, dweight, dbias, dout, x, running_mean, running_var, weight, eps, affine,
+                             need_dx, need_dw, need_db, accumulate_w, accumulate_b):
+    """Backward of the running-statistics forward (the statistics are constants), with
+    invstd = 1/sqrt(running_var + eps) and xhat = (x - running_mean) * invstd:
+
+        dx = dout * weight_c * invstd_c   (overwritten, if need_dx; weight 1 unless affine)
+        dweight_c (+)= sum dout * xhat (if need_dw);  dbias_c (+)= sum dout (if need_db)
+
+    Sums over n and l of each channel, in float64. Parallel over channels.
+    """
+    N, C, L = dout.shape
+    for c in prange(C):
+        inv = 1.0 / math.sqrt(running_var[c] + eps)
+        if need_dw or need_db:
+            mu = running_mean[c]
+            s_dy = 0.0
+            s_dyx = 0.0
+            for n in range(N):
+                for i in range(L):
+                    g = dout[n, c, i]
+                    s_dy += g
+                    s_dyx += g * (x[n, c, i] - mu)
+            if need_db:
+                if accumulate_b:
+                    dbias[c] += s_dy
+                else:
+                    dbias[c] = s_dy
+            if need_dw:
+                if accumulate_w:
+                    dweight[c] += s_dyx * inv
+                else:
+                    dweight[c] = s_dyx * inv
+        if need_dx:
+            k = dout.dtype.type(inv * weight[c] if affine else inv)
+            for n in range(N):
+                for i in range(L):
+                    dx[n, c, i] = dout[n, c, i] * k

@@ -2,10 +2,16 @@
 from collections import OrderedDict
 
 from ..ops import add as _add
+from . import functional as F
 from .module import Module
 
 # how Sequential.forward runs a step
 _FORWARD, _CALL, _FUSED = 0, 1, 2
+
+
+def _apply_activation(x, act):
+    """The activation ``act = (name, negative_slope)`` that a fused step applies."""
+    return getattr(F, act[0])(x, act[1]) if act[0] == "leaky_relu" else getattr(F, act[0])(x)
 
 
 class Sequential(Module):
@@ -71,8 +77,10 @@ class Sequential(Module):
         for layer, act, call in steps:
             if call == _FORWARD:
                 x = layer.forward(x)
-            elif call == _FUSED:
+            elif call == _FUSED and "forward" not in layer.__dict__:
                 x = layer.forward_fused(x, act[0], act[1])
+            elif call == _FUSED:  # the layer's forward was replaced on the instance: run it, then act
+                x = _apply_activation(layer(x), act)
             else:
                 x = layer(x)
             if isinstance(x, tuple):  # recurrent layers return (output, state)

@@ -7,6 +7,7 @@ the modules in ``fastnn.nn`` call these.
 from ..kernels import activations as _act_k
 from ..ops.linear import linear as _linear
 from ..ops.activation import ACTIVATION_KINDS as _KINDS
+from ..ops.activation import activation as _activation
 from ..ops.activation import gelu, leaky_relu, relu, sigmoid, tanh  # noqa: F401
 from ..ops.conv import *  # noqa: F401,F403
 from ..ops.dropout import *  # noqa: F401,F403
@@ -31,7 +32,10 @@ def linear(input, weight, bias=None, activation=None, negative_slope=0.0):  # no
     """
     if activation is None:
         return _linear(input, weight, bias)
-    return _linear(input, weight, bias, epilogue_kind(activation), float(negative_slope))
+    kind, slope = epilogue_kind(activation), float(negative_slope)
+    if kind == _act_k.GELU or slope < 0:  # its derivative needs the pre-activation: run it apart
+        return _activation(_linear(input, weight, bias), kind, slope, activation)
+    return _linear(input, weight, bias, kind, slope)
 
 
 def epilogue_kind(activation):

@@ -2,8 +2,8 @@
 import numpy as np
 
 from .. import _config
-from ..kernels import norm as norm_k
-from ._validate import as_float_array, as_grad, check_positive_int, float_dtype_for
+from . import functional as F
+from ._validate import check_positive_int
 from .module import Module, Parameter
 
 
@@ -14,7 +14,7 @@ class _BatchNorm(Module):
     shape_hint = ""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=None):
+                 device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
         self.num_features = check_positive_int(num_features, name, "num_features")
@@ -38,15 +38,12 @@ class _BatchNorm(Module):
             self.register_buffer("running_mean", np.zeros(C, dt))
             self.register_buffer("running_var", np.ones(C, dt))
             self.register_buffer("num_batches_tracked", np.array(0, np.int64))
-        self._mean = np.zeros(C, np.float64)
-        self._invstd = np.ones(C, np.float64)
-        self._x = None
 
     def reset_running_stats(self):
         if self.track_running_stats:
-            self.running_mean.fill(0)
-            self.running_var.fill(1)
-            self._buffers["num_batches_tracked"] = np.array(0, np.int64)
+            self.running_mean.data.fill(0)
+            self.running_var.data.fill(1)
+            self.num_batches_tracked.data = np.array(0, np.int64)
 
     def reset_parameters(self):
         self.reset_running_stats()
@@ -54,62 +51,34 @@ class _BatchNorm(Module):
             self.weight.data.fill(1)
             self.bias.data.fill(0)
 
-    def _input(self, x):
-        name = type(self).__name__
-        dt = self.weight.data.dtype if self.affine else float_dtype_for(x)
-        x = as_float_array(x, name, dt, ndim=self.ranks, shape_hint=self.shape_hint)
-        if x.shape[1] != self.num_features:
-            raise ValueError(f"{name}: expected input of shape {self.shape_hint.strip()} with "
-                             f"{self.num_features} channels, got {x.shape}")
-        if x.size == 0:
-            raise ValueError(f"{name}: got an empty input of shape {x.shape}")
-        return x, x.reshape(x.shape[0], x.shape[1], -1)
+    def _check_input(self, shape):
+        if len(shape) not in self.ranks:
+            ranks = " or ".join(f"{r}-D" for r in self.ranks)
+            raise ValueError(f"{type(self).__name__}: expected {ranks} input{self.shape_hint}, got shape "
+                             f"{tuple(shape)}")
+        if shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}: expected input of shape {self.shape_hint.strip()} with "
+                             f"{self.num_features} channels, got {tuple(shape)}")
 
-    def forward(self, x):
-        x, x3 = self._input(x)
-        out = np.empty_like(x)
-        weight = self.weight.data if self.affine else self._mean
-        bias = self.bias.data if self.affine else self._mean
-        use_batch = self.training or not self.track_running_stats
-        if not use_batch:
-            norm_k.batch_norm_eval_forward(out.reshape(x3.shape), x3, self.running_mean, self.running_var,
-                                           weight, bias, self.eps, self.affine)
-            if self._x is not None:  # a backward after an eval forward must fail
-                self._x = None
-            return out
-        if x3.shape[0] * x3.shape[2] < 2 and self.training:
-            raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel when "
-                             f"training, got input of shape {x.shape}")
-        update = self.training and self.track_running_stats
-        factor = 0.0
-        if update:
-            self._buffers["num_batches_tracked"] = np.array(int(self.num_batches_tracked) + 1, np.int64)
-            factor = self.momentum if self.momentum is not None else 1.0 / int(self.num_batches_tracked)
-        running_mean = self.running_mean if self.track_running_stats else self._invstd
-        running_var = self.running_var if self.track_running_stats else self._invstd
-        norm_k.batch_norm_train_forward(out.reshape(x3.shape), self._mean, self._invstd, running_mean, running_var,
-                                        x3, weight, bias, self.eps, factor, update, self.affine)
-        if self.training:
-            self._x = x
-        elif self._x is not None:
-            self._x = None
-        return out
-
-    def backward(self, grad_output):
-        x = self._saved(self._x)
-        g = as_grad(grad_output, type(self).__name__, x.shape, x.dtype)
-        self._x = None  # one backward per forward: free what it saved, as PyTorch does
-        x3 = x.reshape(x.shape[0], x.shape[1], -1)
-        dx = np.empty_like(x)
-        dw = db = self._mean
-        acc_w = acc_b = False
-        if self.affine:
-            dw, acc_w = self.weight.grad_for_write() if self.weight.requires_grad else (np.empty_like(self.weight.data), False)
-            db, acc_b = self.bias.grad_for_write() if self.bias.requires_grad else (np.empty_like(self.bias.data), False)
-        weight = self.weight.data if self.affine else self._mean
-        norm_k.batch_norm_backward(dx.reshape(x3.shape), dw, db, g.reshape(x3.shape), x3, self._mean, self._invstd,
-                                   weight, self.affine, acc_w, acc_b)
-        return dx
+    def forward(self, input):  # noqa: A002
+        try:
+            shape = input.shape
+        except AttributeError:  # lists and numbers
+            shape = np.shape(input)
+        if len(shape) not in self.ranks or shape[1] != self.num_features:
+            self._check_input(shape)
+        if not self.track_running_stats:  # batch statistics in training and in eval
+            return F.batch_norm(input, None, None, self.weight, self.bias, True, 0.0, self.eps)
+        d = self._buffers
+        if not self.training:
+            return F.batch_norm(input, d["running_mean"], d["running_var"], self.weight, self.bias, False, 0.0,
+                                self.eps)
+        tracked = d["num_batches_tracked"]
+        count = int(tracked.data) + 1
+        tracked.data = np.array(count, np.int64)
+        factor = 1.0 / count if self.momentum is None else self.momentum  # None: a cumulative average
+        return F.batch_norm(input, d["running_mean"], d["running_var"], self.weight, self.bias, True, factor,
+                            self.eps)
 
     def _config(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
@@ -139,7 +108,7 @@ class BatchNorm1d(_BatchNorm):
     Shape: (N, C) or (N, C, L) -> same. weight, bias, running_mean, running_var (C,).
 
     Example:
-        >>> fastnn.nn.BatchNorm1d(64)(np.random.rand(32, 64).astype(np.float32)).shape
+        >>> fastnn.nn.BatchNorm1d(64)(fastnn.rand(32, 64)).shape
         (32, 64)
     """
 
@@ -158,9 +127,9 @@ class BatchNorm2d(_BatchNorm):
 
     Example:
         >>> bn = fastnn.nn.BatchNorm2d(16)
-        >>> bn(np.random.rand(8, 16, 5, 5).astype(np.float32)).shape
+        >>> bn(fastnn.rand(8, 16, 5, 5)).shape
         (8, 16, 5, 5)
     """
 
-    ranks = 4
+    ranks = (4,)
     shape_hint = " (N, C, H, W)"

@@ -16,7 +16,8 @@ def weight_input(x, weight, op, trailing):
     """``x`` as a Tensor with ``weight``'s dtype and ``trailing`` last dims checked.
 
     Constants (arrays, lists, Tensors without grad) of another real dtype are
-    converted; a Tensor that requires grad must already have the weight's dtype."""
+    converted (booleans are refused, as PyTorch does); a Tensor that requires grad
+    must already have the weight's dtype."""
     dt = weight.data.dtype
     kind = type(x)
     if kind is Tensor or kind is np.ndarray:  # the common cases: nothing to convert
@@ -26,7 +27,7 @@ def weight_input(x, weight, op, trailing):
     if kind is np.ndarray:
         data = x
         if data.dtype != dt:
-            if data.dtype.kind not in "fiub":
+            if data.dtype.kind not in "fiu":
                 raise TypeError(f"{op}: input must be a real float or integer array, got dtype {data.dtype}")
             data = data.astype(dt)
         x = _wrap(data)
@@ -35,14 +36,14 @@ def weight_input(x, weight, op, trailing):
             data = np.asarray(x)
         except Exception as exc:  # ragged lists and the like
             raise TypeError(f"{op}: input must be a numeric array, got {type(x).__name__}") from exc
-        if data.dtype.kind not in "fiub":
+        if data.dtype.kind not in "fiu":
             raise TypeError(f"{op}: input must be a real float or integer array, got dtype {data.dtype}")
         x = _wrap(data.astype(dt, copy=False))
     elif x.data.dtype != dt:
         if x.requires_grad:
             raise TypeError(f"{op}: input dtype {x.data.dtype} does not match the weight's {dt}; "
                             f"convert the input or the module (.double()/.float())")
-        if x.data.dtype.kind not in "fiub":
+        if x.data.dtype.kind not in "fiu":
             raise TypeError(f"{op}: input must be a real float or integer tensor, got dtype {x.data.dtype}")
         x = _wrap(x.data.astype(dt))
     shape = x.data.shape
