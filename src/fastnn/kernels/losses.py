@@ -82,3 +82,111 @@ def bce_logits_backward(dx, x, target, scale):
                 e = math.exp(v)
                 sig = e / (1 + e)
             d[i] = scale * (sig - t[i])
+
+
+# ------------------------------------------------ class weights, ignore_index, smoothing
+@kernel
+def cross_entropy_forward_full(losses, row_weights, probs, logits, targets, weight, ignore_index, smoothing):
+    """Cross-entropy per row with class ``weight`` (C,), ``ignore_index`` and label smoothing e:
+
+    losses[r] = (1-e) w[t] (lse - x[t]) + e/C sum_c w[c] (lse - x[c]), row_weights[r] = w[t];
+    both 0 for a row whose target is ``ignore_index`` (its probs row is left unwritten).
+    probs[r] = softmax(logits[r]). All outputs overwritten; parallel over rows.
+    """
+    N, C = logits.shape
+    for r in prange(N):
+        t = targets[r]
+        if t == ignore_index:
+            losses[r] = 0
+            row_weights[r] = 0
+        else:
+            x = logits[r]
+            lse = softmax_row(probs[r], x)
+            loss = (1 - smoothing) * weight[t] * (lse - x[t])
+            if smoothing != 0:
+                s = lse * 0
+                for c in range(C):
+                    s += weight[c] * (lse - x[c])
+                loss += smoothing / C * s
+            losses[r] = loss
+            row_weights[r] = weight[t]
+
+
+@kernel
+def cross_entropy_backward_full(dlogits, probs, targets, weight, weight_total, scales, step, ignore_index, smoothing):
+    """d/dlogits of cross_entropy_forward_full, scaled by scales[r * step] (step 0: one scale):
+
+    dx[r, c] = s ((1-e) w[t] (p[c] - [c == t]) + e/C (W p[c] - w[c])), W = weight_total = sum(w);
+    ignored rows get 0. dlogits (N, C) overwritten; parallel over rows.
+    """
+    N, C = probs.shape
+    for r in prange(N):
+        t = targets[r]
+        if t == ignore_index:
+            for c in range(C):
+                dlogits[r, c] = 0
+        else:
+            s = scales[r * step]
+            a = s * (1 - smoothing) * weight[t]
+            b = s * smoothing / C
+            k = a + b * weight_total
+            for c in range(C):
+                dlogits[r, c] = k * probs[r, c] - b * weight[c]
+            dlogits[r, t] -= a
+
+
+@kernel
+def soft_cross_entropy_forward(losses, lses, mass, probs, logits, target, weight, smoothing):
+    """Cross-entropy with class probabilities ``target`` (N, C), smoothed to
+    q = (1-e) target + e/C:  losses[r] = sum_c w[c] q[c] (lse - x[c]); lses[r] = lse,
+    mass[r] = sum_c w[c] q[c] and probs[r] = softmax(x[r]) kept for backward.
+    All outputs overwritten; parallel over rows."""
+    N, C = logits.shape
+    for r in prange(N):
+        x = logits[r]
+        lse = softmax_row(probs[r], x)
+        loss = lse * 0
+        m = lse * 0
+        for c in range(C):
+            wq = weight[c] * ((1 - smoothing) * target[r, c] + smoothing / C)
+            loss += wq * (lse - x[c])
+            m += wq
+        losses[r] = loss
+        lses[r] = lse
+        mass[r] = m
+
+
+@kernel
+def soft_cross_entropy_backward(dlogits, probs, target, weight, mass, scales, step, smoothing):
+    """dx[r, c] = s (mass[r] p[c] - w[c] q[c]), s = scales[r * step] (overwrites)."""
+    N, C = probs.shape
+    for r in prange(N):
+        s = scales[r * step]
+        k = s * mass[r]
+        for c in range(C):
+            dlogits[r, c] = k * probs[r, c] - s * weight[c] * ((1 - smoothing) * target[r, c] + smoothing / C)
+
+
+@kernel
+def nll_forward(losses, row_weights, logp, targets, weight, ignore_index):
+    """losses[r] = -w[t] logp[r, t], row_weights[r] = w[t]; 0 for ignored rows (overwrites)."""
+    for r in prange(logp.shape[0]):
+        t = targets[r]
+        if t == ignore_index:
+            losses[r] = 0
+            row_weights[r] = 0
+        else:
+            losses[r] = -weight[t] * logp[r, t]
+            row_weights[r] = weight[t]
+
+
+@kernel
+def nll_backward(dlogp, targets, weight, scales, step, ignore_index):
+    """dlogp[r] = -scales[r * step] w[t] onehot(t), 0 for ignored rows (overwrites)."""
+    N, C = dlogp.shape
+    for r in prange(N):
+        for c in range(C):
+            dlogp[r, c] = 0
+        t = targets[r]
+        if t != ignore_index:
+            dlogp[r, t] = -scales[r * step] * weight[t]

@@ -3,7 +3,7 @@ from . import functional, init, utils  # noqa: F401
 from .activation import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
 from .containers import ModuleDict, ModuleList, Residual, Sequential  # noqa: F401
 from .conv import Conv2d  # noqa: F401
-from .dropout import Dropout  # noqa: F401
+from .dropout import Dropout, Dropout1d, Dropout2d  # noqa: F401
 from .linear import Flatten, Identity, Linear  # noqa: F401
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: F401
 from .module import Module, Parameter  # noqa: F401

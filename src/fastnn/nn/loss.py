@@ -1,95 +1,168 @@
-"""Loss functions: ``loss = loss_fn(pred, target)`` returns a Python float and
-``loss_fn.backward()`` returns d loss / d pred (mean reduction)."""
+"""Loss modules: forward-only wrappers of ``fastnn.nn.functional``'s losses, with
+PyTorch's constructor arguments. ``loss = criterion(input, target)`` is a Tensor;
+``loss.backward()`` trains."""
 import numpy as np
 
-from ..kernels import losses as loss_k
-from ..kernels.elementwise import CHUNK
-from ._validate import as_float_array, as_index_array, float_dtype_for
+from .. import _config
+from ..ops.loss_args import index_arg, reduction_arg, smoothing_arg
+from . import functional as F
 from .module import Module
+
+__all__ = ["MSELoss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss"]
+
+
+def _constant(value, name, owner):
+    """A weight for a buffer: a Tensor stays as it is (shared); anything else becomes
+    ``np.asarray(value)`` (so a list of floats is float64, and the list that
+    ``_config()`` writes rebuilds the same values), integers the default dtype. The
+    loss functions cast it to the input's dtype."""
+    if value is None or hasattr(value, "grad_fn"):
+        return value
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{owner}: {name} must be a real float tensor, got dtype {array.dtype}")
+    return array if array.dtype.kind == "f" else array.astype(_config.get_default_dtype())
 
 
 class _Loss(Module):
-    def __init__(self, reduction="mean"):
+    """Base of the loss modules: ``reduction`` ('mean', 'sum' or 'none'; PyTorch's
+    legacy ``size_average``/``reduce`` are translated into it), checked here."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
         super().__init__()
-        if reduction != "mean":
-            raise ValueError(f"{type(self).__name__}: only reduction='mean' is supported, got {reduction!r}")
-        self.reduction = reduction
-        self._cache = None
+        self.reduction = reduction_arg(size_average, reduce, reduction, type(self).__name__)
 
-    def backward(self, grad_output=1.0):
-        """d loss / d pred for the last call, times ``grad_output`` (default 1)."""
-        grad = self._grad(*self._saved(self._cache, "backward"))
-        if grad_output != 1.0:
-            grad *= grad_output
-        return grad
+    def _config(self):
+        return {"reduction": self.reduction}
 
-    def _pred_target(self, pred, target):
-        name = type(self).__name__
-        pred = as_float_array(pred, name, float_dtype_for(pred), name="input")
-        target = as_float_array(target, name, pred.dtype, name="target")
-        if target.shape != pred.shape:
-            raise ValueError(f"{name}: target shape {target.shape} does not match input shape {pred.shape}")
-        if pred.size == 0:
-            raise ValueError(f"{name}: input is empty (shape {pred.shape})")
-        return pred, target
+    def extra_repr(self):
+        return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
 
 
-class _ElementwiseLoss(_Loss):
-    """mean over elements of f(pred, target): a forward kernel writing per-chunk
-    partial sums (added here in a fixed order) and a backward kernel scaled by
-    ``grad_scale / n``."""
+class _WeightedLoss(_Loss):
+    """A loss with an optional per-class ``weight`` buffer (follows ``.double()``)."""
 
-    _forward_kernel = _backward_kernel = None
-    grad_scale = 1.0
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", _constant(weight, "weight", type(self).__name__))
 
-    def forward(self, pred, target):
-        pred, target = self._pred_target(pred, target)
-        partials = np.empty((pred.size + CHUNK - 1) // CHUNK, pred.dtype)
-        type(self)._forward_kernel(partials, pred.reshape(-1), target.reshape(-1))
-        self._cache = (pred, target)
-        return float(partials.sum(dtype=np.float64) / pred.size)
-
-    def _grad(self, pred, target):
-        dpred = np.empty_like(pred)
-        type(self)._backward_kernel(dpred.reshape(-1), pred.reshape(-1), target.reshape(-1),
-                                    self.grad_scale / pred.size)
-        return dpred
+    def _config(self):
+        return dict(super()._config(), weight=None if self.weight is None else self.weight.data.tolist())
 
 
-class MSELoss(_ElementwiseLoss):
-    """mean((pred - target)^2). Shape: pred and target the same shape."""
+class MSELoss(_Loss):
+    """Mean squared error: (input - target)^2, reduced.
 
-    _forward_kernel, _backward_kernel, grad_scale = loss_k.mse_forward, loss_k.mse_backward, 2.0
+    Args:
+        reduction: 'mean' (default), 'sum' or 'none'.
 
+    Shape: input (*), target the same shape; output () or (*) for 'none'.
 
-class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy on logits, fused and numerically stable.
-
-    Shape: logits (N, C) float, target (N,) integer class indices in [0, C).
+    Example:
+        >>> loss = nn.MSELoss()(fastnn.randn(4, 3, requires_grad=True), fastnn.randn(4, 3))
+        >>> loss.backward()
     """
 
-    def forward(self, logits, target):
-        logits = as_float_array(logits, "CrossEntropyLoss", float_dtype_for(logits), ndim=2,
-                                name="input", shape_hint=" (N, C)")
-        n, c = logits.shape
-        if n == 0 or c == 0:
-            raise ValueError(f"CrossEntropyLoss: input is empty (shape {logits.shape})")
-        target = as_index_array(target, "CrossEntropyLoss", c, ndim=1)
-        if target.shape[0] != n:
-            raise ValueError(f"CrossEntropyLoss: expected target of shape ({n},), got {target.shape}")
-        losses = np.empty(n, logits.dtype)
-        probs = np.empty_like(logits)
-        loss_k.cross_entropy_forward(losses, probs, logits, target)
-        self._cache = (probs, target)
-        return float(losses.sum(dtype=np.float64) / n)
-
-    def _grad(self, probs, target):
-        dlogits = np.empty_like(probs)
-        loss_k.cross_entropy_backward(dlogits, probs, target, 1.0 / probs.shape[0])
-        return dlogits
+    def forward(self, input, target):  # noqa: A002 (PyTorch's names)
+        return F.mse_loss(input, target, reduction=self.reduction)
 
 
-class BCEWithLogitsLoss(_ElementwiseLoss):
-    """Sigmoid + binary cross-entropy on logits, stable. Targets in [0, 1], same shape."""
+class CrossEntropyLoss(_WeightedLoss):
+    """Softmax cross-entropy on logits (fused, numerically stable).
 
-    _forward_kernel, _backward_kernel = loss_k.bce_logits_forward, loss_k.bce_logits_backward
+    Args:
+        weight: per-class weights (C,) or None.
+        ignore_index: targets equal to it contribute nothing (class-index targets).
+        reduction: 'mean' (default; divides by the summed weights of the counted
+            targets), 'sum' or 'none'.
+        label_smoothing: in [0, 1]; mixes the target with the uniform distribution.
+
+    Shape: input (N, C), (C,) or (N, C, d1, ...); target class indices (N,), () or
+    (N, d1, ...), or class probabilities of the input's shape; output () or, for
+    'none', the target's (index) shape.
+
+    Example:
+        >>> criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
+        >>> loss = criterion(fastnn.randn(8, 10, requires_grad=True), fastnn.randint(0, 10, (8,)))
+        >>> loss.backward()
+    """
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = index_arg(ignore_index, "CrossEntropyLoss")
+        self.label_smoothing = smoothing_arg(label_smoothing, "CrossEntropyLoss")
+
+    def forward(self, input, target):  # noqa: A002
+        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+    def _config(self):
+        return dict(super()._config(), ignore_index=self.ignore_index, label_smoothing=self.label_smoothing)
+
+    def extra_repr(self):
+        extra = [f"ignore_index={self.ignore_index}" if self.ignore_index != -100 else "",
+                 f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""]
+        return ", ".join(filter(None, [super().extra_repr()] + extra))
+
+
+class NLLLoss(_WeightedLoss):
+    """Negative log-likelihood of log-probabilities (e.g. after ``LogSoftmax``).
+
+    Args:
+        weight: per-class weights (C,) or None.
+        ignore_index: targets equal to it contribute nothing.
+        reduction: 'mean' (default; divides by the summed weights of the counted
+            targets), 'sum' or 'none'.
+
+    Shape: input (N, C), (C,) or (N, C, d1, ...); target (N,), () or (N, d1, ...).
+
+    Example:
+        >>> logp = F.log_softmax(fastnn.randn(8, 10, requires_grad=True), dim=1)
+        >>> nn.NLLLoss()(logp, fastnn.randint(0, 10, (8,))).backward()
+    """
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = index_arg(ignore_index, "NLLLoss")
+
+    def forward(self, input, target):  # noqa: A002
+        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                          reduction=self.reduction)
+
+    def _config(self):
+        return dict(super()._config(), ignore_index=self.ignore_index)
+
+    def extra_repr(self):
+        extra = f"ignore_index={self.ignore_index}" if self.ignore_index != -100 else ""
+        return ", ".join(filter(None, [super().extra_repr(), extra]))
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Sigmoid + binary cross-entropy on logits, numerically stable.
+
+    Args:
+        weight: rescales each element's loss; broadcasts to the input.
+        reduction: 'mean' (default), 'sum' or 'none'.
+        pos_weight: weight of positive examples, broadcast along the last dim (C,).
+
+    Shape: input (*), target the same shape with values in [0, 1]; output () or (*).
+
+    Example:
+        >>> criterion = nn.BCEWithLogitsLoss(pos_weight=fastnn.ones(3) * 2)
+        >>> criterion(fastnn.randn(4, 3, requires_grad=True), fastnn.rand(4, 3)).backward()
+    """
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None):
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", _constant(weight, "weight", "BCEWithLogitsLoss"))
+        self.register_buffer("pos_weight", _constant(pos_weight, "pos_weight", "BCEWithLogitsLoss"))
+
+    def forward(self, input, target):  # noqa: A002
+        return F.binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)
+
+    def _config(self):
+        lists = {name: None if b is None else b.data.tolist()
+                 for name, b in (("weight", self.weight), ("pos_weight", self.pos_weight))}
+        return dict(super()._config(), **lists)
