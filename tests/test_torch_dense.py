@@ -75,3 +75,32 @@ def test_bce_and_softmax_match_pytorch(rng):
     assert value.item() == pytest.approx(ref.item(), rel=1e-12)
     np.testing.assert_allclose(xf.grad, xt.grad.numpy(), rtol=1e-10)
     np.testing.assert_allclose(nn.Softmax(dim=0)(x), torch.softmax(torch.tensor(x), 0).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name,args", [("ReLU", ()), ("LeakyReLU", (0.2,)), ("Sigmoid", ()), ("Tanh", ()),
+                                       ("GELU", ()), ("Softmax", (1,)), ("LogSoftmax", (0,)), ("Flatten", ()),
+                                       ("Identity", ())])
+def test_activation_layers_forward_and_input_gradient_match_pytorch(name, args, rng):
+    x = rng.standard_normal((4, 3, 5)) * 2
+    upstream = rng.standard_normal(getattr(torch.nn, name)(*args)(torch.tensor(x)).shape)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = getattr(torch.nn, name)(*args)(xt)
+    yt.backward(torch.tensor(upstream))
+    xf = fastnn.tensor(x, requires_grad=True)
+    yf = getattr(nn, name)(*args)(xf)
+    yf.backward(upstream)
+    np.testing.assert_allclose(yf.detach().numpy(), yt.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(xf.grad, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_linear_without_bias_and_leading_dims_matches_pytorch(rng):
+    torch.manual_seed(1)
+    t = torch.nn.Linear(5, 3, bias=False).double()
+    f = nn.Linear(5, 3, bias=False).double()
+    f.load_state_dict({k: v.numpy() for k, v in t.state_dict().items()})
+    x = rng.standard_normal((2, 4, 5))
+    xt, xf = torch.tensor(x, requires_grad=True), fastnn.tensor(x, requires_grad=True)
+    t(xt).pow(2).sum().backward()
+    f(xf).pow(2).sum().backward()
+    np.testing.assert_allclose(xf.grad, xt.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(f.weight.grad, t.weight.grad.numpy(), rtol=1e-12)

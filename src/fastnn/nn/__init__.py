@@ -1,6 +1,6 @@
 """fastnn.nn: layers, containers, losses and initialisation, with PyTorch's names."""
 from . import functional, init, utils  # noqa: F401
-from .activation import GELU, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
+from .activation import GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh  # noqa: F401
 from .containers import ModuleDict, ModuleList, Residual, Sequential  # noqa: F401
 from .conv import Conv2d  # noqa: F401
 from .dropout import Dropout, Dropout1d, Dropout2d  # noqa: F401
