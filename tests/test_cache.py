@@ -42,9 +42,10 @@ STEP = textwrap.dedent("""
         else:
             opt = optim.SGD(model.parameters(), lr=0.1)
             loss = nn.MSELoss()
-            value = loss(model(np.array([[0], [3], [4], [3]])), np.ones((4, 1, 2), np.float32))
-            model.backward(loss.backward())
+            loss_value = loss(model(np.array([[0], [3], [4], [3]])), np.ones((4, 1, 2), np.float32))
+            loss_value.backward()
             opt.step()
+            value = loss_value.item()
     stats = [k.stats for k in all_kernels().values() if len(k.overloads)]
     print(json.dumps({"cache": _jit.CACHE, "dir": _jit.CACHE_DIR, "loss": value,
                       "weight": model[0].weight.data.tolist(),

@@ -81,3 +81,86 @@ def test_fit_input_errors():
         fastnn.fit(model, np.zeros((3, 2)), np.zeros(2, int), nn.CrossEntropyLoss(), opt)
     with pytest.raises(ValueError, match="batch_size"):
         fastnn.fit(model, np.zeros((3, 2)), np.zeros(3, int), nn.CrossEntropyLoss(), opt, batch_size=0)
+
+
+def test_fit_with_a_functional_loss_and_tensor_data():
+    """Any callable returning a 0-d Tensor is a loss; F.cross_entropy still reports accuracy."""
+    import fastnn.nn.functional as F
+
+    x, y = datasets.load_digits("train", flatten=True)
+    xt, yt = datasets.load_digits("test", flatten=True)
+    model = digits_mlp()
+    history = fastnn.fit(model, fastnn.tensor(x[:512]), fastnn.tensor(y[:512]), F.cross_entropy,
+                         optim.SGD(model.parameters(), lr=0.1, momentum=0.9), epochs=3, seed=0, progress=False,
+                         validation_data=(xt, yt))
+    assert history["loss"][-1] < history["loss"][0]
+    assert 0.5 < history["accuracy"][-1] <= 1.0
+    result = fastnn.evaluate(model, xt, yt, F.cross_entropy)
+    assert result["accuracy"] == pytest.approx(history["val_accuracy"][-1])
+    pred = fastnn.predict(model, xt)
+    assert type(pred) is np.ndarray and pred.shape == (len(xt), 10) and pred.dtype == np.float32
+    assert np.mean(pred.argmax(axis=1) == yt) == pytest.approx(result["accuracy"])
+
+    def mse_of_logits(out, target):  # a plain function of Tensors: no accuracy
+        onehot = np.eye(10, dtype=np.float32)[target.numpy()]
+        return ((out - onehot) ** 2).mean()
+
+    history = fastnn.fit(model, x[:256], y[:256], mse_of_logits, optim.SGD(model.parameters(), lr=0.01),
+                         epochs=1, seed=0, progress=False)
+    assert "accuracy" not in history.history and np.isfinite(history["loss"][0])
+
+
+def test_fit_trains_a_pytorch_style_module_on_tensor_batches():
+    class TwoLayer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hidden = nn.Linear(3, 8)
+            self.out = nn.Linear(8, 1)
+
+        def forward(self, x):
+            assert isinstance(x, fastnn.Tensor) and x.dtype == np.float32  # batches arrive as Tensors
+            return self.out(fastnn.relu(self.hidden(x)))
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((128, 3))  # float64 data: converted to the model's dtype
+    y = np.abs(x[:, :1]) + 0.5 * x[:, 1:2]
+    fastnn.manual_seed(0)
+    model = TwoLayer()
+    history = fastnn.fit(model, x, y, nn.MSELoss(), optim.Adam(model.parameters(), lr=1e-2), epochs=30,
+                         batch_size=16, seed=0, progress=False)
+    assert history["loss"][-1] < 0.1 * history["loss"][0]
+    assert all(p.dtype == np.float32 for p in model.parameters())
+
+
+def test_evaluate_and_predict_record_no_graph_and_take_tuple_outputs():
+    class WithExtra(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 3)
+            self.seen = []
+
+        def forward(self, x):
+            out = self.linear(x)
+            self.seen.append((self.training, fastnn.is_grad_enabled(), out.requires_grad))
+            return out, out * 2
+
+    model = WithExtra()
+    x = np.random.default_rng(2).standard_normal((10, 4)).astype(np.float32)
+    pred = fastnn.predict(model, x, batch_size=4)
+    assert model.seen == [(False, False, False)] * 3 and model.training
+    with fastnn.no_grad():
+        np.testing.assert_allclose(pred, model.linear(x).numpy(), rtol=1e-6)
+    model.seen.clear()
+    first = lambda out, target: nn.MSELoss()(out[0], target)  # noqa: E731
+    result = fastnn.evaluate(model, x, np.zeros((10, 3), np.float32), first, batch_size=4)
+    assert model.seen == [(False, False, False)] * 3 and model.training
+    assert result["loss"] == pytest.approx(float(np.mean(pred ** 2)), rel=1e-5)
+
+
+def test_fit_rejects_a_loss_that_is_not_one_value():
+    model = nn.Sequential(nn.Linear(2, 1))
+    x, y = np.zeros((4, 2), np.float32), np.zeros((4, 1), np.float32)
+    with pytest.raises(ValueError, match="fit: the loss must return one value"):
+        fastnn.fit(model, x, y, nn.MSELoss(reduction="none"), optim.SGD(model.parameters(), lr=0.1), progress=False)
+    with pytest.raises(TypeError, match="fit: the loss must return a Tensor"):
+        fastnn.fit(model, x, y, lambda out, t: 0.5, optim.SGD(model.parameters(), lr=0.1), progress=False)

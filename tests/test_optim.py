@@ -1,5 +1,6 @@
-"""Optimizers, schedulers and clip_grad_norm_ against NumPy references of PyTorch's
-formulas, against PyTorch itself (when installed), and across thread counts."""
+"""Optimizers, schedulers and the gradient utilities against NumPy references of
+PyTorch's formulas, against PyTorch itself (when installed), and across thread
+counts. Gradients are Tensors (``p.grad``), parameters are updated in ``p.data``."""
 import math
 
 import numba
@@ -7,14 +8,20 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
+import fastnn
 from fastnn.kernels._jit import SERIAL_BELOW
 from fastnn.kernels.optim import sum_of_squares
 from fastnn.nn.module import Parameter
-from fastnn.nn.utils import clip_grad_norm_, parameters_to_vector, vector_to_parameters
+from fastnn.nn.utils import clip_grad_norm_, clip_grad_value_, parameters_to_vector, vector_to_parameters
 from fastnn.optim import SGD, Adam, AdamW, Optimizer, RMSprop, lr_scheduler
 
 SHAPES = [(3, 4), (5,), (SERIAL_BELOW + 7,)]  # the last one runs the parallel path
 STEPS = 5
+
+
+def grad(array):
+    """A gradient Tensor sharing ``array`` (its dtype, shape and layout)."""
+    return fastnn.from_numpy(array)
 
 
 # ------------------------------------------------------------------ references
@@ -96,7 +103,7 @@ def run_fastnn(cls, kwargs, p0s, grad_seqs, dtype):
     opt = cls(params, **kwargs)
     for step_grads in grad_seqs:
         for p, g in zip(params, step_grads):
-            p.grad = g.astype(dtype)
+            p.grad = grad(g.astype(dtype))
         opt.step()
     return params, opt
 
@@ -147,7 +154,7 @@ def test_param_groups_use_their_own_lr():
     opt = SGD([{"params": [a]}, {"params": [b], "lr": 0.01}], lr=0.1, momentum=0.9)
     assert opt.param_groups[1]["momentum"] == 0.9
     for g, h in zip(grads, qgrads):
-        a.grad, b.grad = g.copy(), h.copy()
+        a.grad, b.grad = grad(g.copy()), grad(h.copy())
         opt.step()
     assert_allclose(a.data, ref_sgd(p0, grads, 0.1, momentum=0.9), rtol=1e-12)
     assert_allclose(b.data, ref_sgd(q0, qgrads, 0.01, momentum=0.9), rtol=1e-12)
@@ -156,8 +163,8 @@ def test_param_groups_use_their_own_lr():
 def test_parameters_without_grad_or_requires_grad_are_skipped():
     a, b, c = Parameter(np.ones(3)), Parameter(np.ones(3)), Parameter(np.ones(3), requires_grad=False)
     opt = Adam([a, b, c], lr=0.1)
-    a.grad = np.full(3, 0.5)
-    c.grad = np.full(3, 0.5)
+    a.grad = grad(np.full(3, 0.5))
+    c.grad = grad(np.full(3, 0.5))
     opt.step()
     assert_array_equal(b.data, np.ones(3))
     assert_array_equal(c.data, np.ones(3))
@@ -168,11 +175,57 @@ def test_parameters_without_grad_or_requires_grad_are_skipped():
 def test_zero_grad():
     a = Parameter(np.ones(3))
     opt = SGD([a], lr=0.1)
-    a.grad = np.ones(3)
+    a.grad = grad(np.ones(3))
     opt.zero_grad(set_to_none=False)
-    assert_array_equal(a.grad, np.zeros(3))
+    assert_array_equal(a.grad.data, np.zeros(3))
     opt.zero_grad()
     assert a.grad is None
+    # a plain leaf Tensor that requires grad is optimized too
+    t = fastnn.tensor(np.ones(2), requires_grad=True)
+    opt = SGD([t], lr=0.5)
+    t.grad = grad(np.ones(2))
+    opt.step()
+    assert_array_equal(t.data, np.full(2, 0.5))
+    opt.zero_grad()
+    assert t.grad is None
+
+
+def test_zero_grad_none_then_backward_and_step():
+    """The PyTorch loop: zero_grad(set_to_none=True), loss.backward(), step()."""
+    w = Parameter(np.array([1.0, -2.0, 3.0]))
+    opt = SGD([w], lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        assert w.grad is None
+        (w * w).sum().backward()  # d/dw = 2w
+        before = w.data.copy()
+        opt.step()
+        assert_allclose(w.data, before - 0.1 * 2 * before, rtol=1e-15)
+
+
+def test_step_with_closure_records_gradients():
+    w = Parameter(np.array([3.0]))
+    opt = SGD([w], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        return loss
+
+    with fastnn.no_grad():  # step(closure) enables grad for the closure, like PyTorch
+        loss = opt.step(closure)
+    assert loss.item() == 9.0
+    assert_array_equal(w.data, [3.0 - 0.25 * 6.0])
+
+
+def test_step_bumps_the_version_of_updated_parameters():
+    w = Parameter(np.ones(2))
+    opt = SGD([w], lr=0.1)
+    w.grad = grad(np.ones(2))
+    before = w._version
+    opt.step()
+    assert w._version == before + 1
 
 
 def test_noncontiguous_grad_and_scalar_parameter():
@@ -181,8 +234,8 @@ def test_noncontiguous_grad_and_scalar_parameter():
     s = Parameter(np.array(2.0))
     opt = SGD([a, s], lr=0.1, momentum=0.9)
     for g in grads:
-        a.grad = np.asfortranarray(g)
-        s.grad = np.array(1.0)
+        a.grad = grad(np.asfortranarray(g))
+        s.grad = grad(np.array(1.0))
         opt.step()
     assert_allclose(a.data, ref_sgd(p0, grads, 0.1, momentum=0.9), rtol=1e-12)
     assert_allclose(s.data, ref_sgd(np.array(2.0), [np.array(1.0)] * STEPS, 0.1, momentum=0.9))
@@ -191,8 +244,11 @@ def test_noncontiguous_grad_and_scalar_parameter():
 def test_gradient_with_wrong_shape_raises():
     a = Parameter(np.ones(3))
     opt = Adam([a])
-    a.grad = np.ones(4)
+    a.grad = grad(np.ones(4))
     with pytest.raises(ValueError, match="Adam.step"):
+        opt.step()
+    a.grad = np.ones(3)  # an array is no gradient Tensor
+    with pytest.raises(TypeError, match="Adam.step.*Tensor"):
         opt.step()
 
 
@@ -227,6 +283,10 @@ def test_bad_params_raise_type_error():
         Adam([np.ones(2)])
     with pytest.raises(TypeError, match="Adam"):
         Adam([Parameter(np.ones(2))], lr="0.1")
+    with pytest.raises(TypeError, match="SGD"):
+        SGD(fastnn.tensor(np.ones(2), requires_grad=True), lr=0.1)
+    with pytest.raises(ValueError, match="SGD.*non-leaf"):
+        SGD([fastnn.tensor(np.ones(2), requires_grad=True) * 2], lr=0.1)
 
 
 # ------------------------------------------------------------------ state_dict
@@ -243,7 +303,7 @@ def test_state_dict_round_trip(cls, ref, kwargs):
     resumed.load_state_dict(saved)
     for step_grads in grads[3:]:
         for a, b, g in zip(params, resumed_params, step_grads):
-            a.grad, b.grad = g.copy(), g.copy()
+            a.grad, b.grad = grad(g.copy()), grad(g.copy())
         opt.step()
         resumed.step()
     for a, b in zip(params, resumed_params):
@@ -252,12 +312,27 @@ def test_state_dict_round_trip(cls, ref, kwargs):
     assert all(state["step"] == 3 for state in saved["state"].values() if "step" in state)
 
 
+def test_load_state_dict_accepts_fastnn_tensors():
+    p0s = [make_problem((3, 4), seed=3)[0]]
+    grads = [[make_problem((3, 4), seed=s)[0]] for s in range(4)]
+    params, opt = run_fastnn(Adam, {}, p0s, grads[:2], np.float64)
+    saved = opt.state_dict()
+    as_tensors = {"param_groups": saved["param_groups"],
+                  "state": {k: {n: fastnn.tensor(v) for n, v in st.items()} for k, st in saved["state"].items()}}
+    resumed = Adam([Parameter(params[0].data)])
+    resumed.load_state_dict(as_tensors)
+    state = resumed.state[resumed.param_groups[0]["params"][0]]
+    assert state["step"] == 2 and isinstance(state["step"], int)
+    assert type(state["exp_avg"]) is np.ndarray
+    assert_array_equal(state["exp_avg"], saved["state"][0]["exp_avg"])
+
+
 def test_state_dict_layout_and_group_hyperparameters():
     a, b, c = (Parameter(np.ones(2)) for _ in range(3))
     opt = Adam([{"params": [a, b]}, {"params": [c], "lr": 0.5}], lr=0.1)
     assert isinstance(opt, Optimizer) and "Parameter Group 1" in repr(opt)
     for p in (a, c):
-        p.grad = np.ones(2)
+        p.grad = grad(np.ones(2))
     opt.step()
     sd = opt.state_dict()
     assert [g["params"] for g in sd["param_groups"]] == [[0, 1], [2]]
@@ -281,9 +356,9 @@ def test_one_and_two_threads_agree():
         results = [run_fastnn(cls, kw, [p0], [[g] for g in grads], dt)[0][0].data
                    for cls, _, kw in CASES for dt in (np.float32, np.float64)]
         param = Parameter(p0)
-        param.grad = grads[0] * 10
-        results.append(np.array([clip_grad_norm_([param], 1.0)]))
-        return results + [param.grad]
+        param.grad = grad(grads[0] * 10)
+        results.append(np.array([clip_grad_norm_([param], 1.0).item()]))
+        return results + [param.grad.data]
 
     previous = numba.get_num_threads()
     try:
@@ -357,27 +432,30 @@ def test_clip_grad_norm(dtype, norm_type, max_norm):
     params = [Parameter(np.zeros(s, dtype)) for s in [(3, 4), (SERIAL_BELOW + 5,), (7,)]]
     grads = [rng.standard_normal(p.shape).astype(dtype) for p in params]
     for p, g in zip(params, grads):
-        p.grad = g.copy()
+        p.grad = grad(g.copy())
     params.append(Parameter(np.zeros(2, dtype)))  # grad None: skipped
     total = clip_grad_norm_(params, max_norm, norm_type=norm_type)
     flat = np.concatenate([g.reshape(-1) for g in grads]).astype(np.float64)
     expected = np.linalg.norm(flat, ord=norm_type)
-    assert isinstance(total, float)
-    assert total == pytest.approx(expected, rel=1e-12)
+    # a 0-d Tensor of the gradients' dtype, like PyTorch; computed in float64 and rounded once
+    assert isinstance(total, fastnn.Tensor) and total.shape == () and total.dtype == dtype
+    assert total.item() == pytest.approx(float(dtype(expected)), rel=1e-12)
+    assert float(dtype(expected)) == pytest.approx(expected, rel=1e-12 if dtype == np.float64 else 1e-7)
     coef = min(1.0, max_norm / (expected + 1e-6))
     rtol = 1e-12 if dtype == np.float64 else 1e-6
     for p, g in zip(params, grads):
         assert p.grad.dtype == dtype
-        assert_allclose(p.grad, g.astype(np.float64) * coef, rtol=rtol)
+        assert_allclose(p.grad.data, g.astype(np.float64) * coef, rtol=rtol)
     assert params[-1].grad is None
 
 
 def test_clip_grad_norm_edge_cases():
-    assert clip_grad_norm_([Parameter(np.ones(2))], 1.0) == 0.0
+    none = clip_grad_norm_([Parameter(np.ones(2))], 1.0)
+    assert isinstance(none, fastnn.Tensor) and none.shape == () and none.item() == 0.0
     p = Parameter(np.ones(3))
-    p.grad = np.array([3.0, 4.0, 0.0])
-    assert clip_grad_norm_(p, 1.0, norm_type="inf") == 4.0
-    p.grad = np.array([1.0, np.inf, 0.0])
+    p.grad = grad(np.array([3.0, 4.0, 0.0]))
+    assert clip_grad_norm_(p, 1.0, norm_type="inf").item() == 4.0
+    p.grad = grad(np.array([1.0, np.inf, 0.0]))
     with pytest.raises(RuntimeError, match="non-finite"):
         clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
     with pytest.raises(ValueError, match="norm_type"):
@@ -395,11 +473,48 @@ def test_sum_of_squares_kernel():
 def test_parameters_vector_round_trip():
     params = [Parameter(np.arange(6.0).reshape(2, 3)), Parameter(np.ones(2))]
     vec = parameters_to_vector(params)
-    assert_array_equal(vec, [0, 1, 2, 3, 4, 5, 1, 1])
-    vector_to_parameters(vec * 2, params)
+    assert isinstance(vec, fastnn.Tensor) and vec.dtype == np.float64
+    assert_array_equal(vec.data, [0, 1, 2, 3, 4, 5, 1, 1])
+    vec.data[0] = 99.0  # a new array, not a view of the parameters
+    assert params[0].data[0, 0] == 0.0
+    vec.data[0] = 0.0
+    vector_to_parameters(vec.detach() * 2, params)  # a Tensor
     assert_array_equal(params[0].data, np.arange(6.0).reshape(2, 3) * 2)
+    vector_to_parameters(np.arange(8.0), params)  # or an array
+    assert_array_equal(params[1].data, [6.0, 7.0])
     with pytest.raises(ValueError):
         vector_to_parameters(np.ones(3), params)
+    with pytest.raises(TypeError):
+        vector_to_parameters([1.0] * 8, params)
+
+
+def test_parameters_to_vector_is_differentiable():
+    params = [Parameter(np.arange(6.0).reshape(2, 3)), Parameter(np.ones(2))]
+    weights = np.arange(8.0)
+    (parameters_to_vector(params) * weights).sum().backward()
+    assert_array_equal(params[0].grad.data, weights[:6].reshape(2, 3))
+    assert_array_equal(params[1].grad.data, weights[6:])
+    with fastnn.no_grad():
+        assert parameters_to_vector(params).grad_fn is None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_clip_grad_value(dtype):
+    rng = np.random.default_rng(9)
+    params = [Parameter(np.zeros(s, dtype)) for s in [(3, 4), (SERIAL_BELOW + 5,)]]
+    grads = [rng.standard_normal(p.shape).astype(dtype) * 3 for p in params]
+    for p, g in zip(params, grads):
+        p.grad = grad(g.copy())
+    params.append(Parameter(np.zeros(2, dtype)))  # grad None: skipped
+    assert clip_grad_value_(params, 0.5) is None
+    for p, g in zip(params, grads):
+        assert p.grad.dtype == dtype
+        assert_array_equal(p.grad.data, np.clip(g, dtype(-0.5), dtype(0.5)))
+    assert params[-1].grad is None
+    with pytest.raises(ValueError, match="clip_value"):
+        clip_grad_value_(params, -1.0)
+    with pytest.raises(TypeError, match="clip_grad_value_"):
+        clip_grad_value_([np.ones(2)], 1.0)
 
 
 # ------------------------------------------------------------------ PyTorch
@@ -462,9 +577,20 @@ def test_clip_grad_norm_against_pytorch(norm_type):
     params = [Parameter(np.zeros_like(g)) for g in grads]
     tparams = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64)) for g in grads]
     for p, tp, g in zip(params, tparams, grads):
-        p.grad, tp.grad = g.copy(), torch.from_numpy(g.copy())
+        p.grad, tp.grad = grad(g.copy()), torch.from_numpy(g.copy())
     total = clip_grad_norm_(params, 2.0, norm_type=norm_type)
     ttotal = torch.nn.utils.clip_grad_norm_(tparams, 2.0, norm_type=norm_type)
-    assert total == pytest.approx(float(ttotal), rel=1e-12)
+    assert total.shape == tuple(ttotal.shape) and total.dtype == np.float64
+    assert total.item() == pytest.approx(float(ttotal), rel=1e-12)
     for p, tp in zip(params, tparams):
-        assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-12)
+        assert_allclose(p.grad.data, tp.grad.numpy(), rtol=1e-12)
+
+
+def test_clip_grad_value_against_pytorch():
+    torch = pytest.importorskip("torch")
+    g = np.random.default_rng(10).standard_normal((5, 7))
+    p, tp = Parameter(np.zeros_like(g)), torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64))
+    p.grad, tp.grad = grad(g.copy()), torch.from_numpy(g.copy())
+    clip_grad_value_(p, 0.3)
+    torch.nn.utils.clip_grad_value_(tp, 0.3)
+    assert_array_equal(p.grad.data, tp.grad.numpy())

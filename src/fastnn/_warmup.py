@@ -1,8 +1,8 @@
 """``fastnn warmup``: compile every kernel into the on-disk cache ahead of time.
 
-Runs each layer forward and backward (training and eval mode), each loss and each
-optimizer update on tiny inputs, so that Numba compiles (or loads) every kernel
-for the dtypes asked for. Run it when building a container image, or in a parent
+Runs each layer forward and ``backward()`` (training and eval mode, and
+inference under ``no_grad``), each loss and each optimizer update on tiny inputs,
+so that Numba compiles (or loads) every kernel for the dtypes asked for. Run it when building a container image, or in a parent
 process before it starts workers, so that no job pays compile time.
 """
 import importlib
@@ -12,7 +12,9 @@ import time
 import numpy as np
 
 from . import kernels, nn, optim
+from .autograd.grad_mode import no_grad
 from .kernels import _threading
+from .tensor import _wrap
 
 
 def _layer_cases():
@@ -39,6 +41,7 @@ def _layer_cases():
         ("Conv2d+ReLU", lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), floats(2, 1, 6, 6)),
         ("Conv2d(one image)", lambda: nn.Conv2d(2, 4, 3, padding=1), floats(1, 2, 6, 6)),  # the serial path
         ("MaxPool2d", lambda: nn.MaxPool2d(2), floats(2, 2, 6, 6)),
+        ("MaxPool2d(3, stride 1)", lambda: nn.MaxPool2d(3, stride=1, padding=1), floats(2, 2, 6, 6)),  # serial
         ("AvgPool2d", lambda: nn.AvgPool2d(2, stride=1, padding=1), floats(2, 2, 6, 6)),
         ("AdaptiveAvgPool2d", lambda: nn.AdaptiveAvgPool2d(1), floats(2, 2, 6, 6)),
         ("large pooling", lambda: nn.Sequential(nn.MaxPool2d(3, 1), nn.MaxPool2d(2), nn.AvgPool2d(2, 1)),  # parallel
@@ -54,32 +57,96 @@ def _layer_cases():
     if hasattr(nn, "LastStep"):
         cases.append(("LSTM+LastStep", lambda: nn.Sequential(nn.LSTM(4, 5, batch_first=True), nn.LastStep(),
                                                              nn.Linear(5, 3)), floats(2, 3, 4)))
+    return cases + _optional_cases(floats)
+
+
+def _optional_cases(floats):
+    """Cases for the layers of API version 2, where this build has them."""
+    def indices(rng, dtype):
+        return rng.integers(0, 10, (3, 5))
+
+    wanted = [
+        ("Conv1d", (2, 4, 3), dict(padding=1), floats(2, 2, 9)),
+        ("ConvTranspose1d", (2, 3, 3), dict(stride=2), floats(2, 2, 7)),
+        ("ConvTranspose2d", (2, 3, 3), dict(stride=2, padding=1, output_padding=1), floats(2, 2, 5, 5)),
+        ("MaxPool1d", (2,), {}, floats(2, 2, 8)),
+        ("AvgPool1d", (3,), dict(stride=1, padding=1), floats(2, 2, 8)),
+        ("AdaptiveAvgPool1d", (3,), {}, floats(2, 2, 8)),
+        ("AdaptiveMaxPool2d", (2,), {}, floats(2, 2, 6, 6)),
+        ("LayerNorm", (8,), {}, floats(4, 8)),
+        ("GroupNorm", (2, 4), {}, floats(2, 4, 3, 3)),
+        ("InstanceNorm2d", (2,), dict(affine=True), floats(2, 2, 4, 4)),
+        ("Dropout2d", (0.5,), {}, floats(2, 3, 4, 4)),
+        ("EmbeddingBag", (10, 4), dict(mode="mean"), indices),
+        ("RNNCell", (4, 5), {}, floats(2, 4)),
+        ("LSTMCell", (4, 5), {}, floats(2, 4)),
+        ("GRUCell", (4, 5), {}, floats(2, 4)),
+        ("LSTM", (4, 6), dict(bidirectional=True, proj_size=3), floats(3, 2, 4)),
+        ("GRU", (4, 5), dict(num_layers=2, bidirectional=True), floats(3, 2, 4)),
+    ]
+    cases = []
+    for name, args, kwargs, make_input in wanted:
+        cls = getattr(nn, name, None)
+        if cls is not None:
+            label = f"{name}({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})"
+            cases.append((label, lambda cls=cls, args=args, kwargs=kwargs: cls(*args, **kwargs), make_input))
     return cases
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _forward_backward(model, x):
+    """One forward and ``backward()`` (the input's gradient too, when it is float)."""
+    x = _wrap(x)
+    if x.dtype.kind == "f":
+        x.requires_grad_(True)
+    out = _first(model(x))
+    out.backward(np.ones(out.shape, out.dtype))
 
 
 def _run_layer(factory, make_input, rng, dtype):
     model = factory().to(dtype)
     x = make_input(rng, dtype)
-    out = model(x)
-    if isinstance(out, tuple):
-        out = out[0]
-    model.backward(np.ones_like(out))
+    _forward_backward(model, x)  # training mode
     model.eval()
-    model(x)
+    _forward_backward(model, x)  # eval mode: gradients flow (frozen BatchNorm)
+    with no_grad():  # inference: nothing recorded
+        model(_wrap(x))
+
+
+def _loss_cases():
+    """``(loss, target maker)``: each loss and each of its kernel paths (hard and
+    soft targets, class weights / label smoothing)."""
+    def labels(rng, n, c, dtype):
+        return rng.integers(0, c, n)
+
+    def probabilities(rng, n, c, dtype):
+        p = rng.random((n, c)).astype(dtype)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def floats(rng, n, c, dtype):
+        return rng.standard_normal((n, c)).astype(dtype)
+
+    def bits(rng, n, c, dtype):
+        return (rng.random((n, c)) > 0.5).astype(dtype)
+
+    cases = [(nn.CrossEntropyLoss(), labels), (nn.CrossEntropyLoss(label_smoothing=0.1), labels),
+             (nn.CrossEntropyLoss(), probabilities), (nn.MSELoss(), floats), (nn.BCEWithLogitsLoss(), bits)]
+    if hasattr(nn, "NLLLoss"):
+        cases.append((nn.NLLLoss(), labels))
+    return cases
 
 
 def _run_losses(rng, dtype):
-    logits = rng.standard_normal((6, 5)).astype(dtype)
-    cases = [(nn.CrossEntropyLoss(), logits, rng.integers(0, 5, 6)),
-             (nn.MSELoss(), logits, rng.standard_normal((6, 5)).astype(dtype)),
-             (nn.BCEWithLogitsLoss(), logits, (rng.random((6, 5)) > 0.5).astype(dtype))]
-    for loss, pred, target in cases:
-        loss(pred, target)
-        loss.backward()
-        big = rng.standard_normal((64, 1000)).astype(dtype)  # the chunked, parallel reduction path
-        big_target = rng.integers(0, 1000, 64) if isinstance(loss, nn.CrossEntropyLoss) else np.zeros_like(big)
-        loss(big, big_target)
-        loss.backward()
+    for loss, make_target in _loss_cases():
+        for n, c in ((6, 5), (64, 1000)):  # small, and the chunked, parallel reduction path
+            pred = rng.standard_normal((n, c)).astype(dtype)
+            target = make_target(rng, n, c, dtype)
+            loss(_wrap(pred).requires_grad_(), target).backward()
+            with no_grad():
+                loss(pred, target)
 
 
 def _run_optimizers(rng, dtype):
@@ -96,7 +163,7 @@ def _run_optimizers(rng, dtype):
             for _ in range(2):
                 opt.zero_grad()
                 out = model(rng.standard_normal((2, size)).astype(dtype))
-                model.backward(np.ones_like(out))
+                out.backward(np.ones(out.shape, out.dtype))
                 nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
 
@@ -135,6 +202,8 @@ def warmup(dtypes=(np.float32,), out=print):
         for label, factory, make_input in _layer_cases():
             try:
                 _run_layer(factory, make_input, rng, dtype)
+            except NotImplementedError:  # a layer option this build does not have: nothing to compile
+                pass
             except Exception as err:  # report and go on: warmup must not stop at one layer
                 failed.append(f"{label} ({name}): {type(err).__name__}: {err}")
         for label, step in (("losses", _run_losses), ("optimizers", _run_optimizers)):

@@ -26,6 +26,7 @@ from .nn.module import Module
 from .serialization import (
     HEADER, _FileError, _fastnn_version, describe_model, open_archive, read_array, read_header, rebuild_model, write_archive,
 )
+from .tensor import Tensor
 
 FORMAT = "fastnn-checkpoint"
 VERSION = 1
@@ -56,6 +57,8 @@ class Checkpoint:
 # ----------------------------------------------------------- JSON with arrays
 def _pack(value, key, arrays):
     """``value`` as JSON data; arrays go to ``arrays`` (named ``key``) and are referenced."""
+    if isinstance(value, Tensor):
+        value = value.data
     if isinstance(value, np.ndarray):
         arrays[key] = value
         return {"__array__": key}

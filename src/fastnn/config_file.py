@@ -209,7 +209,7 @@ def build_sequential(specs, where="layers"):
 def build_loss(spec, where="loss"):
     kwargs = {k: v for k, v in spec.items() if k != "type"}
     cls = _layer_class(spec["type"], where)
-    if not hasattr(cls, "_grad"):
+    if not cls.__name__.endswith("Loss"):
         raise ConfigError(f"{where}: {spec['type']!r} is not a loss (e.g. CrossEntropyLoss, MSELoss, BCEWithLogitsLoss)")
     try:
         return cls(**kwargs)

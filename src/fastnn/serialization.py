@@ -100,7 +100,7 @@ def _description_mismatch(want, got, where):
 def _layout(model):
     """``(module paths, [(state key, shape)])``: what a rebuilt model must reproduce."""
     slots = [
-        (key, np.shape(owner._parameters[name].data if kind == "param" else owner._buffers[name]))
+        (key, (owner._parameters[name] if kind == "param" else owner._buffers[name]).data.shape)
         for key, (owner, name, kind) in model._state_slots().items()
     ]
     return [name for name, _ in model.named_modules()], slots

@@ -1,8 +1,11 @@
 """Training and inference loops: ``fit``, ``evaluate``, ``predict``.
 
-Plain Python around the layers' kernels: mini-batches, shuffling from a seed,
-epochs, validation, a progress bar, and per-epoch metrics in a ``History``.
+Plain Python around the model: mini-batches, shuffling from a seed, epochs,
+validation, a progress bar, and per-epoch metrics in a ``History``. Each step is
+PyTorch's loop (``zero_grad``, forward, loss, ``loss.backward()``, ``step``);
+evaluation and prediction run in eval mode under ``fastnn.no_grad()``.
 """
+import contextlib
 import math
 import os
 import time
@@ -10,9 +13,10 @@ import time
 import numpy as np
 
 from . import _config
+from .autograd.grad_mode import no_grad
 from .nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
-backward_with = None  # (being ported)
 from .progress import progress_bar
+from .tensor import Tensor, _wrap
 
 
 class History:
@@ -40,13 +44,15 @@ class History:
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
-def _check_data(x, y, where):
+def _check_data(x, y, batch_size, where):
+    """``(x, y, n, batch_size)`` checked; Tensors given as data become their arrays."""
+    x, y = (x.data if isinstance(x, Tensor) else x), (y.data if isinstance(y, Tensor) else y)
     n = len(x)
     if y is not None and len(y) != n:
         raise ValueError(f"{where}: x has {n} samples but y has {len(y)}")
     if n == 0:
         raise ValueError(f"{where}: no samples")
-    return n
+    return x, y, n, _check_batch_size(batch_size, where)
 
 
 def _check_batch_size(batch_size, where):
@@ -55,13 +61,66 @@ def _check_batch_size(batch_size, where):
     return int(batch_size)
 
 
-def _correct(loss, out, target):
-    """Number of correct predictions for classification losses, else None."""
+@contextlib.contextmanager
+def _inference(model):
+    """Eval mode and ``no_grad`` in the block (yields the model's dtype); the mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            yield np.dtype(model.dtype)
+    finally:
+        model.train(was_training)
+
+
+def _batch(rows, dtype):
+    """A batch as a Tensor; float data in the model's dtype."""
+    rows = np.asarray(rows)
+    if rows.dtype.kind == "f" and rows.dtype != dtype:
+        rows = rows.astype(dtype)
+    return _wrap(rows)
+
+
+def _accuracy_kind(loss):
+    """'class' for cross-entropy, 'binary' for BCE with logits, None for other losses."""
     if isinstance(loss, CrossEntropyLoss):
-        return int(np.count_nonzero(np.argmax(out, axis=1) == np.asarray(target)))
+        return "class"
     if isinstance(loss, BCEWithLogitsLoss):
-        return int(np.count_nonzero((np.asarray(out) > 0) == (np.asarray(target) > 0.5)))
+        return "binary"
+    from .nn import functional
+
+    if loss is getattr(functional, "cross_entropy", None):
+        return "class"
+    if loss is getattr(functional, "binary_cross_entropy_with_logits", None):
+        return "binary"
     return None
+
+
+def _correct(kind, out, target):
+    """Correct predictions in a batch, per sample (the mean over a sample's positions), or None."""
+    if kind is None or isinstance(out, tuple):
+        return None
+    out = out.data if isinstance(out, Tensor) else np.asarray(out)
+    target = target.data if isinstance(target, Tensor) else np.asarray(target)
+    if kind == "binary":
+        hits = (out > 0) == (target > 0.5)
+    elif target.ndim == out.ndim:  # class probabilities
+        hits = np.argmax(out, axis=1) == np.argmax(target, axis=1)
+    else:
+        hits = np.argmax(out, axis=1) == target
+    correct = int(np.count_nonzero(hits))
+    n = len(target) if target.ndim else 1
+    return correct if hits.size == n else correct * n / hits.size
+
+
+def _loss_item(value, where):
+    """The float of a loss value (a one-element Tensor)."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{where}: the loss must return a Tensor, got {type(value).__name__}")
+    if value.data.size != 1:
+        raise ValueError(f"{where}: the loss must return one value (reduction 'mean' or 'sum'), "
+                         f"got a Tensor of shape {value.shape}")
+    return float(value.item())
 
 
 def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
@@ -71,9 +130,13 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
 
     Args:
         model: a fastnn Module.
-        x, y: training inputs and targets (first axis = samples; NumPy arrays or
-            memory-mapped arrays).
-        loss: a loss module (``CrossEntropyLoss()``, ``MSELoss()``, ...).
+        x, y: training inputs and targets (first axis = samples; NumPy arrays,
+            memory-mapped arrays or Tensors). Each batch reaches the model and the
+            loss as a Tensor; float inputs are converted to the model's dtype.
+        loss: a loss module (``CrossEntropyLoss()``, ``MSELoss()``, ...) or any
+            callable ``loss(output, target)`` returning a 0-d Tensor (e.g.
+            ``F.cross_entropy``). Accuracy is reported for cross-entropy and
+            BCE-with-logits losses.
         optimizer: a ``fastnn.optim`` optimizer over ``model.parameters()``.
         epochs: passes over the data.
         batch_size: samples per step (the last batch may be smaller).
@@ -111,8 +174,7 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
                                validation_data=validation_data, seed=seed, progress=progress, scheduler=scheduler,
                                callbacks=callbacks, checkpoint_dir=checkpoint_dir, keep_checkpoints=keep_checkpoints,
                                resume=resume, deterministic=deterministic)
-    _check_data(x, y, "fit")
-    batch_size = _check_batch_size(batch_size, "fit")
+    x, y, _, batch_size = _check_data(x, y, batch_size, "fit")
     if int(epochs) < 0:
         raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
     if keep_checkpoints is not None and (isinstance(keep_checkpoints, bool) or int(keep_checkpoints) < 1):
@@ -148,6 +210,8 @@ def _fit_epochs(model, x, y, loss, optimizer, epoch_range, epochs, batch_size, s
     n = len(x)
     steps = math.ceil(n / batch_size)
     checked = False
+    kind = _accuracy_kind(loss)
+    dtype = np.dtype(model.dtype)
     for epoch in epoch_range:
         model.train()
         order = rng.permutation(n) if shuffle else None
@@ -162,15 +226,18 @@ def _fit_epochs(model, x, y, loss, optimizer, epoch_range, epochs, batch_size, s
                 idx = np.sort(order[lo:hi]) if isinstance(x, np.memmap) else order[lo:hi]
                 xb, yb = x[idx], y[idx]
             optimizer.zero_grad()
-            out = model(xb)
-            value = loss(out, yb)
+            out = model(_batch(xb, dtype))
+            loss_value = loss(out, _batch(yb, out.dtype if isinstance(out, Tensor) else dtype))
+            value = _loss_item(loss_value, "fit")
             if not math.isfinite(value):
                 bar.close()
                 raise FloatingPointError(f"fit: loss became {value} at epoch {epoch + 1}, batch {b + 1} of {steps}")
-            backward_with(model, loss.backward(), needs_input_grad=False)  # d/d data is never read
+            loss_value.backward()
             optimizer.step()
+            loss_value = None  # the graph is freed; drop the last reference before the next batch
             total_loss += value * (hi - lo)
-            correct = _correct(loss, out, yb)
+            correct = _correct(kind, out, yb)
+            out = None
             if correct is None:
                 has_acc = False
             else:
@@ -202,27 +269,25 @@ def _fit_epochs(model, x, y, loss, optimizer, epoch_range, epochs, batch_size, s
 
 
 def evaluate(model, x, y, loss, batch_size=256):
-    """Mean loss (and accuracy for classification losses) over ``(x, y)`` in eval mode.
+    """Mean loss (and accuracy for classification losses) over ``(x, y)`` in eval
+    mode, without recording gradients (``fastnn.no_grad()``).
 
     Returns a dict ``{"loss": ..., "accuracy": ...}``; the model's mode is restored.
     """
-    n = _check_data(x, y, "evaluate")
-    batch_size = _check_batch_size(batch_size, "evaluate")
-    was_training = model.training
-    model.eval()
-    try:
-        total_loss, total_correct, has_acc = 0.0, 0, True
+    x, y, n, batch_size = _check_data(x, y, batch_size, "evaluate")
+    kind = _accuracy_kind(loss)
+    total_loss, total_correct, has_acc = 0.0, 0, True
+    with _inference(model) as dtype:
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
-            out = model(x[lo:hi])
-            total_loss += loss(out, y[lo:hi]) * (hi - lo)
-            correct = _correct(loss, out, y[lo:hi])
+            out = model(_batch(x[lo:hi], dtype))
+            yb = _batch(y[lo:hi], out.dtype if isinstance(out, Tensor) else dtype)
+            total_loss += _loss_item(loss(out, yb), "evaluate") * (hi - lo)
+            correct = _correct(kind, out, yb)
             if correct is None:
                 has_acc = False
             else:
                 total_correct += correct
-    finally:
-        model.train(was_training)
     result = {"loss": total_loss / n}
     if has_acc:
         result["accuracy"] = total_correct / n
@@ -230,30 +295,30 @@ def evaluate(model, x, y, loss, batch_size=256):
 
 
 def predict(model, x, batch_size=256, out=None, progress=False):
-    """Model outputs for ``x`` in eval mode, computed ``batch_size`` rows at a time.
+    """Model outputs for ``x`` as a NumPy array, in eval mode and without recording
+    gradients, computed ``batch_size`` rows at a time.
 
     Memory stays bounded by one batch plus the result: ``x`` may be a memory-mapped
     array larger than RAM, and ``out`` may be a preallocated (or memory-mapped)
-    array to write into. Returns the outputs; the model's mode is restored.
+    array to write into. A model returning a tuple gives its first element.
+    Returns the outputs; the model's mode is restored.
     """
-    n = _check_data(x, None, "predict")
-    batch_size = _check_batch_size(batch_size, "predict")
-    was_training = model.training
-    model.eval()
+    x, _, n, batch_size = _check_data(x, None, batch_size, "predict")
     bar = progress_bar(total=n, desc="predict", enabled=progress, unit="sample")
     try:
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
-            y = model(np.asarray(x[lo:hi]))
-            if isinstance(y, tuple):
-                y = y[0]
-            if out is None:
-                out = np.empty((n,) + y.shape[1:], y.dtype)
-            elif lo == 0 and (out.shape[0] != n or out.shape[1:] != y.shape[1:]):
-                raise ValueError(f"predict: out has shape {out.shape}, expected {(n,) + y.shape[1:]}")
-            out[lo:hi] = y
-            bar.update(hi - lo)
+        with _inference(model) as dtype:
+            for lo in range(0, n, batch_size):
+                hi = min(lo + batch_size, n)
+                y = model(_batch(x[lo:hi], dtype))
+                if isinstance(y, tuple):
+                    y = y[0]
+                y = y.data if isinstance(y, Tensor) else np.asarray(y)
+                if out is None:
+                    out = np.empty((n,) + y.shape[1:], y.dtype)
+                elif lo == 0 and (out.shape[0] != n or out.shape[1:] != y.shape[1:]):
+                    raise ValueError(f"predict: out has shape {out.shape}, expected {(n,) + y.shape[1:]}")
+                out[lo:hi] = y
+                bar.update(hi - lo)
     finally:
         bar.close()
-        model.train(was_training)
     return out

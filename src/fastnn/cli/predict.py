@@ -9,8 +9,10 @@ from ._common import _say, _threads
 
 def _predict(args):
     from .._arrayfile import InputError, open_rows, write_rows
+    from ..autograd.grad_mode import no_grad
     from ..checkpoint import load_model
     from ..progress import progress_bar
+    from ..tensor import Tensor, _wrap
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -34,8 +36,10 @@ def _predict(args):
             chunk = np.asarray(chunk)
             if chunk.dtype.kind == "f" and chunk.dtype != dtype:
                 chunk = chunk.astype(dtype)
-            out = model(chunk)
-            return out[0] if isinstance(out, tuple) else out
+            with no_grad():
+                out = model(_wrap(chunk))
+            out = out[0] if isinstance(out, tuple) else out
+            return out.data if isinstance(out, Tensor) else np.asarray(out)
 
         first = next(chunks)
         try:

@@ -9,24 +9,27 @@ from ._common import _say, _threads
 
 def _check_fits(model, loss, x, y, what):
     """Run one sample through the model and the loss; a clear error if they do not fit."""
+    from ..autograd.grad_mode import no_grad
     from ..config_file import ConfigError
 
     model.eval()
     try:
-        out = model(x[:1])
-    except (ValueError, TypeError) as err:
+        with no_grad():
+            out = model(x[:1])
+    except (ValueError, TypeError, IndexError, RuntimeError) as err:
         raise ConfigError(f"the model does not fit the {what} inputs (x has shape {x.shape}): {err}") from None
     finally:
         model.train()
     out = out[0] if isinstance(out, tuple) else out
-    try:
-        loss(out, y[:1])
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"the model's output (shape {out.shape[1:]} per sample) does not fit the {what} targets "
-                          f"(y has shape {y.shape}) for {type(loss).__name__}: {err}") from None
     if type(loss).__name__ == "CrossEntropyLoss" and out.ndim == 2 and len(y) and (y.min() < 0 or y.max() >= out.shape[1]):
         raise ConfigError(f"the {what} labels run from {y.min()} to {y.max()} but the model outputs "
                           f"{out.shape[1]} classes")
+    try:
+        with no_grad():
+            loss(out, y[:1])
+    except (ValueError, TypeError, IndexError, RuntimeError) as err:
+        raise ConfigError(f"the model's output (shape {tuple(out.shape[1:])} per sample) does not fit the {what} "
+                          f"targets (y has shape {y.shape}) for {type(loss).__name__}: {err}") from None
 
 
 def _resume_path(resume, checkpoint_dir):
@@ -93,7 +96,7 @@ def _train(args):
     if validation is not None:
         _check_fits(model, loss, *validation, "validation")
     resume = _resume_path(args.resume, cfg.checkpoint_dir)
-    n_params = sum(p.size for p in model.parameters())
+    n_params = sum(p.numel() for p in model.parameters())
     say(f"fastnn train: {os.path.basename(cfg.path)}: {len(x)} samples"
         + (f" (+{len(validation[0])} validation)" if validation is not None else "")
         + f", {n_params:,} parameters, {epochs} epochs, batch size {cfg.batch_size}")

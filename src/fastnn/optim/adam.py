@@ -22,7 +22,7 @@ class Adam(Optimizer):
 
     Example:
         >>> opt = fastnn.optim.Adam(model.parameters(), lr=1e-3)
-        >>> opt.zero_grad(); model.backward(loss_fn.backward()); opt.step()
+        >>> opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
     """
 
     decoupled = False
@@ -77,7 +77,7 @@ class AdamW(Adam):
 
     Example:
         >>> opt = fastnn.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-        >>> opt.zero_grad(); model.backward(loss_fn.backward()); opt.step()
+        >>> opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
     """
 
     decoupled = True

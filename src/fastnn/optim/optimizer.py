@@ -2,16 +2,19 @@
 
 Subclasses validate their hyperparameters in ``_check_group`` and write only the
 per-parameter update in ``_update``; the loop over groups and parameters, the
-checks on gradients, ``zero_grad`` and ``state_dict`` live here. State is kept as
-plain numpy arrays, numbers and bools so checkpoints need no pickle.
+checks on gradients, ``zero_grad`` and ``state_dict`` live here. Updates write
+``p.data`` in place (Numba kernels, no autograd) from ``p.grad.data``. State is
+kept as plain numpy arrays, numbers and bools so checkpoints need no pickle.
 """
 import copy
 import numbers
 
 import numpy as np
 
+from ..autograd.grad_mode import enable_grad
 from ..nn._validate import FLOAT_DTYPES
-from ..nn.module import Parameter
+from ..nn.parameter import Parameter
+from ..tensor import Tensor
 
 _EMPTY = {dt: np.empty(0, dtype=dt) for dt in FLOAT_DTYPES}
 
@@ -34,8 +37,8 @@ class Optimizer:
     """Base class of all optimizers (PyTorch's ``torch.optim.Optimizer`` layout).
 
     Args:
-        params: an iterable of ``Parameter`` s, or of dicts with a ``'params'`` list
-            and per-group hyperparameters that override ``defaults``.
+        params: an iterable of ``Parameter`` s (or leaf Tensors), or of dicts with a
+            ``'params'`` list and per-group hyperparameters that override ``defaults``.
         defaults: the hyperparameters every group starts from.
 
     Attributes:
@@ -47,7 +50,7 @@ class Optimizer:
         >>> opt = fastnn.optim.SGD([{'params': model[0].parameters()},
         ...                         {'params': model[2].parameters(), 'lr': 1e-3}],
         ...                        lr=1e-2, momentum=0.9)
-        >>> opt.zero_grad(); model.backward(loss_fn.backward()); opt.step()
+        >>> opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
     """
 
     def __init__(self, params, defaults):
@@ -55,7 +58,7 @@ class Optimizer:
         self.state = {}
         self.param_groups = []
         name = type(self).__name__
-        if isinstance(params, (Parameter, np.ndarray)):
+        if isinstance(params, (Tensor, np.ndarray)):
             raise TypeError(f"{name}: params must be an iterable of Parameters or dicts, "
                             f"got a single {type(params).__name__}; wrap it in a list")
         try:
@@ -94,10 +97,12 @@ class Optimizer:
             raise TypeError(f"{name}: a parameter group must be a dict with a 'params' entry")
         group = dict(param_group)
         params = group["params"]
-        params = [params] if isinstance(params, Parameter) else list(params)
+        params = [params] if isinstance(params, Tensor) else list(params)
         for p in params:
-            if not isinstance(p, Parameter):
-                raise TypeError(f"{name}: can only optimize Parameters, got {type(p).__name__}")
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name}: can only optimize Parameters (Tensors), got {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError(f"{name}: can't optimize a non-leaf Tensor (one made by an operation)")
             if p.data.dtype not in FLOAT_DTYPES:
                 raise TypeError(f"{name}: parameters must be float32 or float64, got {p.data.dtype}")
         if len({id(p) for p in params}) != len(params):
@@ -116,21 +121,32 @@ class Optimizer:
         """Reset the gradients of all parameters (to None by default, like PyTorch)."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.zero_grad(set_to_none)
+                if isinstance(p, Parameter):
+                    p.zero_grad(set_to_none)
+                elif p.grad is not None:
+                    if set_to_none:
+                        p.grad = None
+                    else:
+                        p.grad.data.fill(0)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient and ``requires_grad``.
 
-        ``closure``, if given, is called first (it should recompute the loss and the
-        gradients) and its return value is returned.
+        ``closure``, if given, is called first with grad enabled (it should zero the
+        gradients, recompute the loss and call ``backward``); its return value is
+        returned.
         """
-        loss = closure() if closure is not None else None
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None or not p.requires_grad:
                     continue
                 data, grad = self._flat_views(p)
                 self._update(p, data, grad, self.state.setdefault(p, {}), group)
+                p._version += 1  # an in-place write: a graph that saved p must not backward through it
         return loss
 
     def _update(self, param, data, grad, state, group):
@@ -141,6 +157,9 @@ class Optimizer:
         """Flat views of ``p.data`` (updated in place) and of its gradient, checked."""
         name = type(self).__name__
         data, grad = p.data, p.grad
+        if not isinstance(grad, Tensor):
+            raise TypeError(f"{name}.step: a parameter's .grad must be a Tensor or None, got {type(grad).__name__}")
+        grad = grad.data
         if data.dtype not in FLOAT_DTYPES or not data.flags.c_contiguous or not data.flags.writeable:
             raise ValueError(f"{name}.step: parameter data must be a writeable C-contiguous float32/"
                              f"float64 array, got dtype {data.dtype} with flags {data.flags}")
@@ -183,7 +202,8 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict):
-        """Load a ``state_dict()`` (this optimizer's or PyTorch's, arrays or tensors).
+        """Load a ``state_dict()`` (this optimizer's or PyTorch's: arrays, fastnn Tensors
+        or torch tensors).
 
         Groups must match in number and size. Arrays are copied and cast to each
         parameter's dtype; hyperparameters come from the saved groups.
@@ -217,7 +237,9 @@ class Optimizer:
 
     def _loaded_value(self, p, key, value):
         """A saved state entry, converted: arrays to ``p``'s dtype and shape, 'step' to int."""
-        if hasattr(value, "detach"):  # a torch tensor
+        if isinstance(value, Tensor):
+            value = value.data
+        elif hasattr(value, "detach"):  # a torch tensor
             value = value.detach().cpu().numpy()
         if key == "step":
             return int(np.asarray(value).item())

@@ -27,7 +27,7 @@ class RMSprop(Optimizer):
 
     Example:
         >>> opt = fastnn.optim.RMSprop(model.parameters(), lr=1e-3, momentum=0.9)
-        >>> opt.zero_grad(); model.backward(loss_fn.backward()); opt.step()
+        >>> opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
     """
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,

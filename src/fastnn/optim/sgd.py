@@ -23,7 +23,7 @@ class SGD(Optimizer):
 
     Example:
         >>> opt = fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        >>> opt.zero_grad(); model.backward(loss_fn.backward()); opt.step()
+        >>> opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
     """
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False):
