@@ -171,22 +171,3 @@ def softmax_row(out, x):
     for c in range(x.shape[0]):
         out[c] *= inv
     return math.log(s) + m
-
-
-@kernel
-def softmax_forward(out, x):
-    """out[r, :] = softmax(x[r, :]) over the last axis (overwrites). x, out (R, C)."""
-    for r in prange(x.shape[0]):
-        softmax_row(out[r], x[r])
-
-
-@kernel
-def softmax_backward(dx, dout, y):
-    """dx[r] = y[r] * (dout[r] - <dout[r], y[r]>) (overwrites). All (R, C)."""
-    R, C = y.shape
-    for r in prange(R):
-        dot = y.dtype.type(0)
-        for c in range(C):
-            dot += dout[r, c] * y[r, c]
-        for c in range(C):
-            dx[r, c] = y[r, c] * (dout[r, c] - dot)
