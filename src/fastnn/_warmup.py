@@ -34,7 +34,7 @@ def _layer_cases():
         ("Residual", lambda: nn.Residual(nn.Sequential(nn.Linear(8, 8), nn.ReLU())), floats(4, 8)),
         ("Flatten", lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 4)), floats(2, 1, 4, 4)),
         ("large elementwise", lambda: nn.Sequential(nn.ReLU(), nn.Dropout(0.1), nn.Residual(nn.Tanh())),
-         floats(4, 20000)),
+         floats(8, 20000)),  # past SERIAL_BELOW: the parallel add
         ("Conv2d", lambda: nn.Conv2d(2, 4, 3, padding=1), floats(2, 2, 6, 6)),
         ("Conv2d(stride, groups, no bias)", lambda: nn.Conv2d(4, 4, 3, stride=2, groups=2, bias=False),
          floats(2, 4, 7, 7)),
