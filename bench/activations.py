@@ -1,4 +1,4 @@
-"""Pointwise activations, softmax and the losses, forward and backward."""
+"""Pointwise activations, softmax and the losses, forward and backward (``loss.backward()``)."""
 from .common import (
     LOGITS_SHAPE,
     POINTWISE_SHAPE,
@@ -38,20 +38,12 @@ class Loss(LayerBenchmark):
         return _Bound(loss_fn, target), logits
 
 
-class _Bound:
+class _Bound(fastnn.nn.Module):
     """A loss with its target fixed, so it looks like a one-input module."""
 
     def __init__(self, loss_fn, target):
-        self.loss_fn, self.target = loss_fn, target
+        super().__init__()
+        self.loss_fn, self.target = loss_fn, fastnn.from_numpy(target)
 
-    def __call__(self, x):
+    def forward(self, x):
         return self.loss_fn(x, self.target)
-
-    def backward(self, grad_output):
-        return self.loss_fn.backward()
-
-    def train(self):
-        return self
-
-    def zero_grad(self):
-        pass

@@ -12,8 +12,10 @@ Timing rules:
   part is memoised per process (:func:`memo`) and only per-sample state (a
   fresh forward pass before a timed ``backward``) is redone.
 * ``time_*`` time one call; ``track_*`` time the call themselves
-  (``workloads.seconds_per_call``, the timer ``compare_torch.py`` uses too) and
+  (``timing.seconds_per_call``, the timer ``compare_torch.py`` uses too) and
   report a rate with its ``unit``.
+* Training passes run PyTorch-style: a recording forward, then ``backward`` of
+  its output (or of a loss); inference runs in eval mode under ``fastnn.no_grad()``.
 * Sizes stay modest: CI runs every benchmark and parameter set once
   (``--quick``), each in a process forked from asv's server, where
   ``warm_kernels.py`` has loaded the kernels once for all of them.
@@ -25,7 +27,8 @@ import time
 import numba
 import numpy as np
 
-from .workloads import import_fastnn, seconds_per_call  # noqa: F401 (re-exported)
+from .timing import seconds_per_call  # noqa: F401 (re-exported)
+from .workloads import import_fastnn
 
 fastnn = import_fastnn()
 
@@ -108,16 +111,34 @@ def train_module(module):
     return module
 
 
+def as_input(x):
+    """``x`` as a fastnn Tensor; floating inputs require grad, so a backward also
+    computes the input gradient (as a layer inside a model does)."""
+    t = fastnn.from_numpy(x)
+    return t.requires_grad_() if x.dtype.kind == "f" else t
+
+
+def first(out):
+    """The output a benchmark back-propagates: recurrent layers return (output, state)."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+def fresh_forward(module, x):
+    """A training-mode forward with zeroed gradients, ready for one ``backward``."""
+    module.zero_grad()
+    x.grad = None
+    return first(module(x))
+
+
 def seconds_per_backward(module, x, dout, min_time=0.3):
-    """Median seconds of one ``module.backward(dout)``, each after an untimed
-    training-mode forward of ``x`` (a backward frees what its forward saved)."""
+    """Median seconds of one ``out.backward(dout)``, each after an untimed
+    training-mode forward of ``x`` (a backward frees the graph its forward recorded)."""
     times = []
     deadline = time.perf_counter() + min_time
     while len(times) < 3 or time.perf_counter() < deadline:
-        module.zero_grad()
-        module(x)
+        out = fresh_forward(module, x)
         start = time.perf_counter()
-        module.backward(dout)
+        out.backward(dout)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -126,35 +147,46 @@ class LayerBenchmark(Benchmark, abc.ABC):
     """Forward and backward of one module, timed separately.
 
     Subclasses set ``params``/``param_names`` (thread count last) and implement
-    ``make(*params) -> (module, x)``. ``setup`` builds once per process, warms
-    up both passes, then before every sample runs a fresh training-mode forward
-    with zeroed gradients, so ``time_backward`` times exactly one backward as a
-    training step runs it (gradients overwritten, not accumulated).
+    ``make(*params) -> (module, x)`` (``x`` an ndarray). ``setup`` builds once per
+    process, warms up both passes, then before every sample runs a fresh
+    training-mode forward (grad recorded; a float input requires grad) with zeroed
+    gradients, so ``time_backward`` times exactly one ``out.backward(dout)`` as a
+    training step runs it (gradients written, not accumulated). ``time_forward``
+    is that recording forward; ``time_inference`` an eval-mode forward under
+    ``no_grad``.
     """
 
     @abc.abstractmethod
     def make(self, *params):
-        """Return ``(module, x)``: a float32 module and an input batch."""
+        """Return ``(module, x)``: a float32 module and an input batch (ndarray)."""
 
     def _build(self, params):
         module, x = self.make(*params)
+        x = as_input(x)
         train_module(module)
-        out = module(x)
-        if isinstance(out, tuple):  # recurrent layers: (output, state)
-            out = out[0]
-        out = np.asarray(out)  # losses return a float
-        dout = randn(out.shape, seed=7, dtype=out.dtype)
-        module.backward(dout)
+        out = first(module(x))
+        # a loss's 0-d output takes the implicit gradient 1, as loss.backward() does
+        dout = None if out.ndim == 0 else fastnn.from_numpy(randn(out.shape, seed=7, dtype=out.dtype))
+        out.backward(dout)
+        module.eval()
+        with fastnn.no_grad():
+            module(x)  # compile the eval-mode path too
+        module.train()
         return module, x, dout
 
     def setup(self, *params):
         set_threads(params[-1])
         self.module, self.x, self.dout = memo((type(self).__name__,) + params, lambda: self._build(params))
-        self.module.zero_grad()
-        self.module(self.x)
+        self.out = fresh_forward(self.module, self.x)
 
     def time_forward(self, *params):
         self.module(self.x)
 
     def time_backward(self, *params):
-        self.module.backward(self.dout)
+        self.out.backward(self.dout)
+
+    def time_inference(self, *params):
+        self.module.eval()
+        with fastnn.no_grad():
+            self.module(self.x)
+        self.module.train()

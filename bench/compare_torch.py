@@ -1,4 +1,4 @@
-"""fastnn against PyTorch's CPU build on the four reference workloads (workloads.py).
+"""fastnn against PyTorch's CPU build on the reference workloads (workloads.py, WORKLOADS.md).
 
     python bench/compare_torch.py                  # 2 threads, 3 rounds, all workloads
     python bench/compare_torch.py --quick          # 1 round, shorter timings
@@ -13,33 +13,44 @@ blocks of calls. The two frameworks alternate within each round and the table
 shows the median over rounds: samples/s for a training step (forward +
 CrossEntropyLoss + backward + Adam) and for inference (eval-mode forward) at the
 listed batch, the latency of one single-sample forward, the peak memory a
-training step adds, and matmul GFLOP/s against ``numpy.matmul``.
+training step adds, the per-operation autograd overhead (forward and backward of
+``a * b + c`` on 16-element tensors, in microseconds) and matmul GFLOP/s against
+``numpy.matmul``. The tables are formatted by ``torch_report.py``.
 
 PyTorch is optional: without it the fastnn columns are printed alone.
 """
 import argparse
-import datetime
 import importlib.util
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("train", "infer", "latency")
 MATMUL_N = 1024
-FRAMEWORKS = ("fastnn", "torch")
 _START_LOAD = 0.0  # the 1-minute load average when the comparison started
 
 
 # ------------------------------------------------------------------ worker side
-def _workloads():
+def _import(name):
+    """``workloads``, ``timing`` or ``torch_report``, this folder's modules, imported top-level."""
     if HERE not in sys.path:
         sys.path.insert(0, HERE)
-    import workloads
-    return workloads
+    return importlib.import_module(name)
+
+
+def _workloads():
+    return _import("workloads")
+
+
+def _timing():
+    return _import("timing")
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
 
 
 def _set_threads(framework, threads):
@@ -90,7 +101,9 @@ def _max_logit_difference(name, w):
     x, _ = w.make_batch(name, 8)
     with torch.no_grad():
         expected = reference(torch.from_numpy(x)).numpy()
-    return float(np.abs(model(x) - expected).max())
+    with w.import_fastnn().no_grad():
+        got = model(x).detach().numpy()
+    return float(np.abs(got - expected).max())
 
 
 def batch_for(name, scale):
@@ -107,19 +120,23 @@ def worker(framework, name, mode, threads, min_time, batch_scale=1.0):
     if name == "matmul":
         call, out, expected = _matmul_call(framework, MATMUL_N)
         _warm_up(call, min_time / 2)
-        seconds = w.seconds_per_call(call, min_time)
+        seconds = _timing().seconds_per_call(call, min_time)
         error = float(abs(out - expected).max() / abs(expected).max())
         if error > 1e-4:  # a fast wrong answer is no answer
             return {"error": f"{framework} matmul: relative error {error:.1e} against float64"}
         return {"gflops": 2.0 * MATMUL_N ** 3 / seconds / 1e9}
+    if mode == "overhead":
+        call = w.make_op_runner(framework, name)
+        _warm_up(call, min_time / 2)
+        return {"seconds": _timing().seconds_per_call(call, min_time)}
     if framework == "fastnn":
         w.require_fastnn(name)
     if mode == "memory":
-        return {"mib": w.train_step_peak_mib(framework, name, batch_for(name, batch_scale))}
+        return {"mib": _timing().train_step_peak_mib(framework, name, batch_for(name, batch_scale))}
     batch = 1 if mode == "latency" else batch_for(name, batch_scale)
     run = w.make_runner(framework, name, batch, "train" if mode == "train" else "infer")
     _warm_up(run, min_time / 2)
-    result = {"seconds": w.seconds_per_call(run, min_time), "batch": batch}
+    result = {"seconds": _timing().seconds_per_call(run, min_time), "batch": batch}
     if framework == "fastnn":
         import numba
         result["layer"] = numba.threading_layer()
@@ -144,11 +161,6 @@ def run_worker(framework, name, mode, args):
             return json.loads(line)
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
     return {"error": f"{framework} {name} {mode} exited {proc.returncode}: " + " | ".join(tail)}
-
-
-def _median(results, key):
-    values = [r[key] for r in results if key in r]
-    return statistics.median(values) if values else None
 
 
 def collect(args, have_torch):
@@ -177,6 +189,12 @@ def collect(args, have_torch):
                     if "error" in res:
                         log("  " + res["error"])
                     raw.setdefault((fw, name, mode), []).append(res)
+        for op in w.OPS:
+            for fw in order:
+                res = run_worker(fw, op, "overhead", args)
+                if "error" in res:
+                    log("  " + res["error"])
+                raw.setdefault((fw, op, "overhead"), []).append(res)
         matmul_fws = ["fastnn", "numpy"] + (["torch"] if have_torch else [])
         for fw in (matmul_fws if rnd % 2 == 0 else matmul_fws[::-1]):
             res = run_worker(fw, "matmul", "gflops", args)
@@ -190,48 +208,6 @@ def collect(args, have_torch):
                     continue
                 raw[(fw, name, "memory")] = [run_worker(fw, name, "memory", args)]
     return raw, available
-
-
-def log(text):
-    print(text, file=sys.stderr, flush=True)
-
-
-def _fmt_rate(value):
-    return "n/a" if value is None else f"{value:,.0f}"
-
-
-def _fmt_us(seconds):
-    return "n/a" if seconds is None else f"{seconds * 1e6:,.0f} us"
-
-
-def _fmt_ratio(a, b):
-    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
-
-
-def _fmt_float(value):
-    return "n/a" if value is None else f"{value:,.1f}"
-
-
-def _threading_layer(raw):
-    layers = {r["layer"] for results in raw.values() for r in results if "layer" in r}
-    return "/".join(sorted(layers)) or "n/a"
-
-
-def machine_line():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = (f", load average {_START_LOAD:.1f} at the start and {os.getloadavg()[0]:.1f} at "
-                "the end of the run (its own threads included)")
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}{load}"
 
 
 def versions(have_torch):
@@ -252,75 +228,13 @@ def versions(have_torch):
     return out
 
 
-def report(raw, available, args, have_torch):
-    """The Markdown tables, as a string."""
-    vers = versions(have_torch)
-    if have_torch:
-        torch_name = f"PyTorch {vers['torch']}"
-    else:
-        torch_name = "PyTorch (not measured: --no-torch)" if args.no_torch else "PyTorch (torch not installed)"
-    lines = [
-        (f"fastnn {vers['fastnn']} vs {torch_name}: {args.threads} thread(s), median of "
-         f"{args.rounds} alternating round(s), {datetime.date.today().isoformat()}"
-         + (f"; batch sizes x{args.batch_scale:g} (--batch-scale)" if args.batch_scale != 1 else "")),
-        "",
-        (f"Machine: {machine_line()}; Python {vers['python']}, numba {vers['numba']}, "
-         f"numpy {vers['numpy']}, fastnn's threading layer {_threading_layer(raw)}."),
-        "",
-    ]
-    if not have_torch and not args.no_torch:
-        lines += ["torch not installed: PyTorch columns are n/a (pip install torch to compare).", ""]
-
-    def get(fw, name, mode, key):
-        return _median(raw.get((fw, name, mode), []), key)
-
-    head = ("| workload | batch | train samples/s fastnn | PyTorch | ratio | infer samples/s fastnn "
-            "| PyTorch | ratio | batch-1 latency fastnn | PyTorch | ratio |")
-    lines += [head, "|" + "---|" * 11]
-    w = _workloads()
-    for name in args.workloads:
-        batch = batch_for(name, args.batch_scale)
-        row = [name, str(batch)]
-        for mode in ("train", "infer"):
-            rates = []
-            for fw in FRAMEWORKS:
-                s = get(fw, name, mode, "seconds")
-                rates.append(None if s is None else batch / s)
-            row += [_fmt_rate(rates[0]), _fmt_rate(rates[1]), _fmt_ratio(rates[0], rates[1])]
-        lat = [get(fw, name, "latency", "seconds") for fw in FRAMEWORKS]
-        row += [_fmt_us(lat[0]), _fmt_us(lat[1]), _fmt_ratio(lat[0], lat[1])]
-        if not available[name]:
-            row[2] = row[5] = row[8] = "n/a (layers missing)"
-        lines.append("| " + " | ".join(row) + " |")
-    lines += ["", ("ratio = fastnn / PyTorch: above 1 fastnn is faster in samples/s; "
-                   "below 1 fastnn is faster in latency."), ""]
-    if args.memory:
-        lines += ["| workload | batch | train-step peak MiB fastnn | PyTorch | ratio |", "|---|---|---|---|---|"]
-        for name in args.workloads:
-            mib = [get(fw, name, "memory", "mib") for fw in FRAMEWORKS]
-            batch = batch_for(name, args.batch_scale)
-            lines.append(f"| {name} | {batch} | {_fmt_float(mib[0])} | {_fmt_float(mib[1])} "
-                         f"| {_fmt_ratio(mib[0], mib[1])} |")
-        lines += ["", ("Peak resident memory a training step adds above the built model, its batch "
-                       "and loaded kernels (gradients and Adam's state included)."), ""]
-    gf = {fw: get(fw, "matmul", "gflops", "gflops") for fw in ("fastnn", "numpy", "torch")}
-    lines += [
-        f"| float32 matmul {MATMUL_N}x{MATMUL_N} | GFLOP/s | ratio to numpy.matmul |",
-        "|---|---|---|",
-        f"| fastnn.kernels.matmul.matmul | {_fmt_float(gf['fastnn'])} | {_fmt_ratio(gf['fastnn'], gf['numpy'])} |",
-        f"| numpy.matmul | {_fmt_float(gf['numpy'])} | 1.00x |",
-    ]
-    if have_torch:
-        lines.append(f"| torch.mm | {_fmt_float(gf['torch'])} | {_fmt_ratio(gf['torch'], gf['numpy'])} |")
-    return "\n".join(lines)
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="threads for both frameworks (default 2)")
-    p.add_argument("--workloads", default="mlp,lenet,resnet,lstm",
-                   help="comma-separated subset of mlp,lenet,resnet,lstm")
+    names = _workloads().NAMES
+    p.add_argument("--workloads", default=",".join(names),
+                   help=f"comma-separated subset of {','.join(names)}")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--min-time", type=float, default=1.0,
                    help="seconds of timed calls per measurement (default 1.0)")
@@ -343,9 +257,9 @@ def parse_args(argv):
     if not args.batch_scale > 0:
         p.error("--batch-scale must be positive")
     args.workloads = [n.strip() for n in args.workloads.split(",") if n.strip()]
-    bad = [n for n in args.workloads if n not in ("mlp", "lenet", "resnet", "lstm")]
+    bad = [n for n in args.workloads if n not in names]
     if bad:
-        p.error(f"unknown workload(s) {', '.join(bad)}; expected mlp, lenet, resnet, lstm")
+        p.error(f"unknown workload(s) {', '.join(bad)}; expected {', '.join(names)}")
     return args
 
 
@@ -371,7 +285,8 @@ def main(argv=None):
             log(f"{name}: same weights, max |logit difference| = "
                 + (f"{diff:.1e}" if diff is not None else res.get("skip") or res.get("error")))
     raw, available = collect(args, have_torch)
-    print(report(raw, available, args, have_torch))
+    print(_import("torch_report").report(raw, available, args, have_torch, versions(have_torch), batch_for,
+                                         _START_LOAD, MATMUL_N, _workloads().OPS))
     return 0
 
 

@@ -1,22 +1,19 @@
-"""End-to-end: the four reference workloads (``workloads.py``, README "Performance").
+"""End-to-end: the reference workloads (``workloads.py``, WORKLOADS.md, README "Performance").
 
-A training step is forward + CrossEntropyLoss + backward + Adam(lr=1e-3) step;
-inference is a forward pass in eval mode. Each runs at batch 1, at the
-workload's listed batch and at a large one (``workloads.batch_sizes``):
+A training step is ``opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()``
+with CrossEntropyLoss and Adam(lr=1e-3); inference is a forward pass in eval mode
+under ``fastnn.no_grad()``. Each runs at batch 1, at the workload's listed batch
+and at a large one (``workloads.batch_sizes``):
 
-    mlp 1 / 128 / 1024, lenet 1 / 64 / 512, resnet 1 / 32 / 128, lstm 1 / 64 / 512
+    mlp 1 / 128 / 1024, lenet 1 / 64 / 512, resnet 1 / 32 / 128, lstm 1 / 64 / 512,
+    transformer 1 / 32 / 128, conv1d 1 / 100 / 800
 
 ``time_inference`` at batch "1" is the single-sample latency. A workload whose
 layers fastnn does not have yet is skipped.
 """
 from .common import ALL_CORES, THREADS, Benchmark, memo, seconds_per_call, set_threads
-from .workloads import (
-    NAMES,
-    batch_sizes,
-    make_runner,
-    require_fastnn,
-    train_step_peak_mib,
-)
+from .timing import train_step_peak_mib
+from .workloads import NAMES, batch_sizes, make_runner, require_fastnn
 
 BATCHES = ["1", "listed", "large"]
 

@@ -20,7 +20,7 @@ def _optimizer(name, params_name):
     params = []
     for i, shape in enumerate(PARAM_SETS[params_name]):
         p = fastnn.nn.Parameter(randn(shape, seed=i))
-        p.grad = randn(shape, seed=100 + i)
+        p.grad = fastnn.from_numpy(randn(shape, seed=100 + i))
         params.append(p)
     opt = getattr(fastnn.optim, cls_name)(params, **kwargs)
     opt.step()  # compile, and create the state (momentum, moments) as a training loop would

@@ -21,6 +21,7 @@ import numba
 
 from . import (
     activations,
+    autograd_overhead,
     common,
     conv,
     layers,
@@ -68,6 +69,8 @@ def _calls():
     for opt in optimizers.OPTIMIZERS:
         for params in optimizers.PARAM_SETS:
             yield f"{opt} {params}", lambda o=opt, p=params: optimizers._optimizer(o, p)
+    for op in autograd_overhead.OPS:
+        yield f"autograd {op}", lambda op=op: autograd_overhead._warm(op)
 
 
 def warm_all():

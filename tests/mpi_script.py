@@ -25,14 +25,21 @@ def make_data(n, seed=0):
     return rng.standard_normal((n, 12)), rng.integers(0, 3, n)
 
 
-def manual_steps(model, batches):
-    """SGD with momentum and weight decay over ``batches`` of (x, y): the hand-written loop."""
+def manual_steps(model, batches, accumulate=False):
+    """SGD with momentum and weight decay over ``batches`` of (x, y): the hand-written loop.
+
+    ``accumulate``: each step accumulates the gradients of the two halves of its batch
+    (two forward and backward passes, each loss halved) before the update."""
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
     for xb, yb in batches:
         opt.zero_grad()
-        loss_fn(model(xb), yb)
-        model.backward(loss_fn.backward())
+        if accumulate:
+            half = len(xb) // 2
+            for part in (slice(0, half), slice(half, None)):
+                (loss_fn(model(xb[part]), yb[part]) * 0.5).backward()
+        else:
+            loss_fn(model(xb), yb).backward()
         opt.step()
 
 
@@ -49,10 +56,12 @@ def equivalence(out):
     # different weights: rank 0's are broadcast
     x, y = make_data(2 * STEPS * LOCAL_BATCH)
     x_local, y_local = dist.shard(x, y)
-    model = dist.DataParallel(build_model(seed=10 + rank))
-    manual_steps(model, [(x_local[s * LOCAL_BATCH:(s + 1) * LOCAL_BATCH], y_local[s * LOCAL_BATCH:(s + 1) * LOCAL_BATCH])
-                         for s in range(STEPS)])
-    np.savez(os.path.join(out, f"manual_{rank}.npz"), **model.state_dict())
+    local_batches = [(x_local[s * LOCAL_BATCH:(s + 1) * LOCAL_BATCH], y_local[s * LOCAL_BATCH:(s + 1) * LOCAL_BATCH])
+                     for s in range(STEPS)]
+    for name, accumulate in (("manual", False), ("accumulate", True)):
+        model = dist.DataParallel(build_model(seed=10 + rank))
+        manual_steps(model, local_batches, accumulate)
+        np.savez(os.path.join(out, f"{name}_{rank}.npz"), **model.state_dict())
     # fastnn.distributed.fit on the same data and arguments on every rank
     model = build_model(seed=20 + rank)
     x, y, kwargs = fit_arguments()

@@ -59,8 +59,9 @@ def test_two_ranks_equal_one_process_with_twice_the_batch(equivalence_run):
     batches = [(np.concatenate([x0[s * b:(s + 1) * b], x1[s * b:(s + 1) * b]]),
                 np.concatenate([y0[s * b:(s + 1) * b], y1[s * b:(s + 1) * b]])) for s in range(steps)]
     mpi_script.manual_steps(model, batches)
-    _close(equivalence_run["manual_0"], model.state_dict())
-    _close(equivalence_run["manual_1"], model.state_dict())
+    for name in ("manual", "accumulate"):  # one backward per step, or two accumulated
+        _close(equivalence_run[f"{name}_0"], model.state_dict())
+        _close(equivalence_run[f"{name}_1"], model.state_dict())
     assert not np.allclose(model.state_dict()["0.weight"], mpi_script.build_model(seed=10).state_dict()["0.weight"])
 
 

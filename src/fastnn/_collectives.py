@@ -1,11 +1,81 @@
-"""Flat-buffer MPI collectives behind ``fastnn.distributed``.
+"""MPI plumbing and flat-buffer collectives behind ``fastnn.distributed``.
+
+The communicator helpers (``get_comm``, ``rank``, ``size``, ``launched``) are
+public as ``fastnn.distributed.*``.
 
 ``broadcast_state`` copies one rank's parameters and buffers to all ranks with
 one ``Bcast``; ``GradientSum`` sums every gradient across ranks with one
 ``Allreduce``. Both pack many arrays into one contiguous buffer, so the number
 of MPI calls per step does not grow with the number of layers.
 """
+import os
+
 import numpy as np
+
+from .tensor import Tensor, _wrap
+
+_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as err:
+        raise ImportError("fastnn.distributed needs mpi4py and an MPI library: pip install 'fastnn[mpi]'") from err
+    return MPI
+
+
+def launched():
+    """True when an MPI launcher (mpirun, mpiexec, srun) started this process with more than one rank.
+
+    Reads the launcher's environment only: MPI is not initialised.
+    """
+    for name in _LAUNCHER_SIZE_VARIABLES:
+        try:
+            if int(os.environ.get(name, "1")) > 1:
+                return True
+        except ValueError:
+            pass
+    return False
+
+
+def get_comm(comm=None):
+    """``comm``, or ``MPI.COMM_WORLD`` when None."""
+    return _mpi().COMM_WORLD if comm is None else comm
+
+
+def rank(comm=None):
+    """This process's rank in ``comm`` (default ``COMM_WORLD``)."""
+    return get_comm(comm).Get_rank()
+
+
+def size(comm=None):
+    """Number of ranks in ``comm`` (default ``COMM_WORLD``)."""
+    return get_comm(comm).Get_size()
+
+
+def _share_cores(comm):
+    """Give each rank its share of this machine's cores, unless threads were chosen.
+
+    Ranks on one machine would otherwise each start a thread per core and fight
+    over them. Chosen means ``NUMBA_NUM_THREADS`` set, or ``fastnn.set_num_threads``
+    below the default. The ranks per machine come from ``MPI.COMM_TYPE_SHARED``.
+    """
+    import numba
+
+    from ._config import get_num_threads, set_num_threads
+    if comm.Get_size() == 1 or "NUMBA_NUM_THREADS" in os.environ or get_num_threads() != numba.config.NUMBA_NUM_THREADS:
+        return
+    local = comm.Split_type(_mpi().COMM_TYPE_SHARED)
+    ranks_here = local.Get_size()
+    local.Free()
+    set_num_threads(max(1, get_num_threads() // ranks_here))
+
+
+
+def _array(value):
+    """The ndarray behind a buffer (a Tensor, or an array-like left by older code)."""
+    return value.data if isinstance(value, Tensor) else np.asarray(value)
 
 
 def _state_arrays(module, params=True, buffers=True):
@@ -15,8 +85,22 @@ def _state_arrays(module, params=True, buffers=True):
         if kind == "param" and params:
             out.append((owner, name, kind, owner._parameters[name].data))
         elif kind == "buffer" and buffers:
-            out.append((owner, name, kind, np.asarray(owner._buffers[name])))
+            out.append((owner, name, kind, _array(owner._buffers[name])))
     return out
+
+
+def _set_buffer(owner, name, value):
+    """Write ``value`` into buffer ``name`` of ``owner`` (in place where it can)."""
+    buffer = owner._buffers[name]
+    array = _array(buffer)
+    if isinstance(array, np.ndarray) and array.ndim > 0 and array.flags.writeable:
+        np.copyto(array, value, casting="unsafe")
+        return
+    fresh = np.array(value, dtype=array.dtype, copy=True)  # 0-d counters (num_batches_tracked)
+    if isinstance(buffer, Tensor):
+        buffer.data = fresh
+    else:
+        owner._buffers[name] = _wrap(fresh)
 
 
 def broadcast_state(module, comm, root=0, params=True, buffers=True):
@@ -37,10 +121,8 @@ def broadcast_state(module, comm, root=0, params=True, buffers=True):
         value = flat[lo:hi].reshape(array.shape)
         if kind == "param":
             np.copyto(owner._parameters[name].data, value, casting="unsafe")
-        elif isinstance(owner._buffers[name], np.ndarray) and owner._buffers[name].ndim > 0:
-            np.copyto(owner._buffers[name], value, casting="unsafe")
-        else:  # a 0-d or scalar buffer (num_batches_tracked): replaced, as load_state_dict does
-            owner._buffers[name] = np.asarray(value, dtype=array.dtype).copy()
+        else:
+            _set_buffer(owner, name, value)
 
 
 class GradientSum:
@@ -48,9 +130,10 @@ class GradientSum:
 
     Layout: the gradients one after another, then one has-gradient count per
     parameter, so a parameter no rank computed a gradient for keeps ``grad=None``.
-    The buffer is allocated once; each parameter's reusable gradient buffer
-    (``Parameter.grad_for_write``) becomes its view into it, so backward writes
-    gradients in place and only gradients held elsewhere are copied in and out.
+    The buffer is allocated once; each parameter's reusable gradient buffer (the
+    spare that ``zero_grad`` keeps and backward's kernels write into) becomes its
+    view into it, so backward writes gradients in place and only gradients held
+    elsewhere are copied in; after the sum every ``p.grad`` holds its view.
     """
 
     def __init__(self, params):
@@ -65,30 +148,51 @@ class GradientSum:
         self.views = [self.grads[lo:hi].reshape(p.data.shape)
                       for p, lo, hi in zip(self.params, self.offsets, self.offsets[1:])]
         for p, view in zip(self.params, self.views):
-            if view.dtype == p.data.dtype:
-                if p.grad is not None:
-                    np.copyto(view, p.grad)
-                    p.grad = view
+            if view.dtype != p.data.dtype:
+                continue
+            if p.grad is not None:
+                np.copyto(view, p.grad.data)
+                p.grad.data = view
+            elif hasattr(type(p), "_spare"):  # a Parameter: backward's next gradient buffer
                 p._spare = view
 
     def matches(self, params):
         return len(params) == len(self.params) and all(
             p is q and (p.data.shape, p.data.dtype) == layout for p, q, layout in zip(params, self.params, self.layout))
 
-    def __call__(self, comm, scale):
+    def __call__(self, comm, scale=1.0, contribute=True):
+        """Sum over the ranks, times ``scale``; a rank with ``contribute`` False adds
+        nothing (then every rank ends with the contributing ranks' gradients)."""
         from mpi4py import MPI
 
         for i, (p, view) in enumerate(zip(self.params, self.views)):
-            self.counts[i] = p.grad is not None
-            if p.grad is None:
+            grad = p.grad if contribute else None
+            self.counts[i] = grad is not None
+            if grad is None:
                 view.fill(0)
-            elif p.grad is not view:
-                np.copyto(view, p.grad, casting="same_kind")
+            elif grad.data is not view:
+                np.copyto(view, grad.data, casting="same_kind")
         comm.Allreduce(MPI.IN_PLACE, self.flat, op=MPI.SUM)
         if scale != 1:
             self.grads *= scale
         for i, (p, view) in enumerate(zip(self.params, self.views)):
-            if self.counts[i] != 0:
-                grad, _ = p.grad_for_write()  # overwritten: it was None or held this rank's part
-                if grad is not view:
-                    np.copyto(grad, view, casting="same_kind")
+            self._install(p, view, self.counts[i] != 0)
+
+    @staticmethod
+    def _install(p, view, any_rank):
+        """Make ``p.grad`` the summed ``view`` (None where no rank had a gradient)."""
+        grad = p.grad
+        if not any_rank:
+            p.grad = None
+        elif view.dtype != p.data.dtype:
+            summed = view.astype(p.data.dtype)
+            if grad is None:
+                p.grad = _wrap(summed)
+            else:
+                grad.data = summed
+        elif grad is None:
+            p.grad = _wrap(view)
+            if getattr(p, "_spare", None) is view:
+                p._spare = None
+        elif grad.data is not view:
+            grad.data = view

@@ -3,7 +3,8 @@
 Every rank holds the same model (parameters and buffers broadcast from rank 0 at
 the start) and computes its own share of each batch; after backward the
 gradients of all parameters are packed into one preallocated contiguous buffer
-and summed across ranks with a single ``Allreduce``, so every rank takes the same
+and summed across ranks with a single ``Allreduce`` (queued on the autograd engine
+by the forward, run when ``loss.backward()`` ends), so every rank takes the same
 optimizer step. BatchNorm normalises with each rank's local batch statistics and
 its running statistics are broadcast from rank 0 before each forward, as
 PyTorch's ``DistributedDataParallel`` does by default.
@@ -21,53 +22,20 @@ A rank that raises ends the whole job (``comm.Abort``) after printing its error,
 instead of leaving the other ranks waiting in a collective.
 """
 import contextlib
-import os
 import sys
 import traceback
 
 import numpy as np
 
-from ._collectives import GradientSum, broadcast_state
+from ._collectives import (
+    GradientSum, _share_cores, broadcast_state, get_comm, launched, rank, size,
+)
+from .autograd.engine import attach, queue_callback, recording
+from .autograd.grad_mode import is_grad_enabled
 from .nn.module import Module
+from .tensor import Tensor, _wrap
 
-_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE")
-
-
-def _mpi():
-    try:
-        from mpi4py import MPI
-    except ImportError as err:
-        raise ImportError("fastnn.distributed needs mpi4py and an MPI library: pip install 'fastnn[mpi]'") from err
-    return MPI
-
-
-def launched():
-    """True when an MPI launcher (mpirun, mpiexec, srun) started this process with more than one rank.
-
-    Reads the launcher's environment only: MPI is not initialised.
-    """
-    for name in _LAUNCHER_SIZE_VARIABLES:
-        try:
-            if int(os.environ.get(name, "1")) > 1:
-                return True
-        except ValueError:
-            pass
-    return False
-
-
-def get_comm(comm=None):
-    """``comm``, or ``MPI.COMM_WORLD`` when None."""
-    return _mpi().COMM_WORLD if comm is None else comm
-
-
-def rank(comm=None):
-    """This process's rank in ``comm`` (default ``COMM_WORLD``)."""
-    return get_comm(comm).Get_rank()
-
-
-def size(comm=None):
-    """Number of ranks in ``comm`` (default ``COMM_WORLD``)."""
-    return get_comm(comm).Get_size()
+__all__ = ["DataParallel", "abort_on_error", "fit", "get_comm", "launched", "rank", "shard", "size"]
 
 
 def _bounds(n, ranks):
@@ -111,24 +79,6 @@ def abort_on_error(comm=None):
         raise  # only reached with a comm whose Abort returns
 
 
-def _share_cores(comm):
-    """Give each rank its share of this machine's cores, unless threads were chosen.
-
-    Ranks on one machine would otherwise each start a thread per core and fight
-    over them. Chosen means ``NUMBA_NUM_THREADS`` set, or ``fastnn.set_num_threads``
-    below the default. The ranks per machine come from ``MPI.COMM_TYPE_SHARED``.
-    """
-    import numba
-
-    from ._config import get_num_threads, set_num_threads
-    if comm.Get_size() == 1 or "NUMBA_NUM_THREADS" in os.environ or get_num_threads() != numba.config.NUMBA_NUM_THREADS:
-        return
-    local = comm.Split_type(_mpi().COMM_TYPE_SHARED)
-    ranks_here = local.Get_size()
-    local.Free()
-    set_num_threads(max(1, get_num_threads() // ranks_here))
-
-
 class DataParallel(Module):
     """Data-parallel training across MPI ranks, like ``torch.nn.parallel.DistributedDataParallel``.
 
@@ -137,10 +87,13 @@ class DataParallel(Module):
     each rank's fastnn threads are set to its share of the machine's cores.
     ``forward`` runs the wrapped module on this rank's local batch (after
     broadcasting rank 0's buffers, e.g. BatchNorm running statistics, in training
-    mode); ``backward`` runs the module's backward, then averages the gradients
-    over the ranks with one ``Allreduce`` on a flat buffer, so an optimizer over
-    ``model.parameters()`` takes the same step on every rank. Local batches of
-    equal size give the gradient of the mean loss over the union of the batches.
+    mode). With grad enabled it also queues, on the autograd engine, one averaging
+    of the gradients over the ranks (one ``Allreduce`` on a flat buffer) for the end
+    of this thread's next ``backward``: after ``loss.backward()`` every rank holds the
+    same averaged gradients, so an optimizer over ``model.parameters()`` takes the
+    same step everywhere. Local batches of equal size give the gradient of the mean
+    loss over the union of the batches. Gradients accumulated over several backward
+    passes stay right (each pass averages what is new).
 
     ``state_dict``/``load_state_dict`` are the wrapped module's (no ``module.``
     prefix), so checkpoints load in a single process unchanged; save the model
@@ -151,12 +104,14 @@ class DataParallel(Module):
         comm: an mpi4py communicator (default ``MPI.COMM_WORLD``).
         broadcast_buffers: broadcast rank 0's buffers before each training forward.
 
+    Shape:
+        Those of the wrapped module.
+
     Example:
         >>> model = fastnn.distributed.DataParallel(build_model())  # doctest: +SKIP
         >>> opt = fastnn.optim.SGD(model.parameters(), lr=0.1)  # doctest: +SKIP
         >>> x_local, y_local = fastnn.distributed.shard(x, y)  # doctest: +SKIP
-        >>> opt.zero_grad(); loss = loss_fn(model(x_local[:32]), y_local[:32])  # doctest: +SKIP
-        >>> model.backward(loss_fn.backward()); opt.step()  # doctest: +SKIP
+        >>> opt.zero_grad(); loss_fn(model(x_local[:32]), y_local[:32]).backward(); opt.step()  # doctest: +SKIP
     """
 
     def __init__(self, module, comm=None, broadcast_buffers=True):
@@ -166,10 +121,10 @@ class DataParallel(Module):
         self.module = module
         self.comm = get_comm(comm)
         self.broadcast_buffers = bool(broadcast_buffers)
-        self._module_forward, self._module_backward = module.forward, module.backward
+        self._module_forward = module.forward
         self._has_buffers = any(True for _ in module.buffers())
         self._sum = None
-        self._rows = None  # this rank's rows of the last global batch, None: replicated
+        self._key = ("fastnn.distributed.DataParallel", id(self))
         object.__setattr__(self, "training", module.training)
         _share_cores(self.comm)
         broadcast_state(module, self.comm)
@@ -185,21 +140,27 @@ class DataParallel(Module):
     # ------------------------------------------------------- local batches
     def forward(self, *inputs, **kwargs):
         self._sync_buffers()
-        return self._module_forward(*inputs, **kwargs)
+        out = self._module_forward(*inputs, **kwargs)
+        if is_grad_enabled() and self.world_size > 1:
+            queue_callback(self._key, self._average_gradients)
+        return out
 
-    def backward(self, grad_output):
-        grad_input = self._module_backward(grad_output)
+    def _average_gradients(self):
         self.allreduce_gradients(average=True)
-        return grad_input
 
-    def allreduce_gradients(self, average=True):
-        """Sum (``average``: then divide by the number of ranks) every gradient across ranks."""
+    def _root_gradients(self):
+        self.allreduce_gradients(average=False, contribute=self.rank == 0)
+
+    def allreduce_gradients(self, average=True, contribute=True):
+        """Sum (``average``: then divide by the number of ranks) every gradient across
+        ranks in one ``Allreduce``; ranks with ``contribute`` False add nothing.
+        ``backward`` calls it by itself after a forward through this wrapper."""
         if self.world_size == 1:
             return
         params = [p for p in self.module.parameters() if p.requires_grad]
         if self._sum is None or not self._sum.matches(params):
             self._sum = GradientSum(params)
-        self._sum(self.comm, 1.0 / self.world_size if average else 1.0)
+        self._sum(self.comm, 1.0 / self.world_size if average else 1.0, contribute)
 
     def _sync_buffers(self, always=False):
         if self._has_buffers and self.broadcast_buffers and (always or self.module.training) and self.world_size > 1:
@@ -210,58 +171,56 @@ class DataParallel(Module):
         """The module's output for a global batch ``x`` (the same on every rank).
 
         In training mode each rank runs its share of the rows and the outputs are
-        gathered with one ``Allgatherv``; a batch with fewer than two rows per rank
-        runs whole on every rank. In eval mode every rank runs the whole batch
-        with no communication, so a callback may predict on rank 0 alone.
+        gathered with one ``Allgatherv``; the gathered output's backward hands each
+        rank the gradient of its own rows, and the parameters' gradients are then
+        summed over the ranks (one ``Allreduce`` at the end of ``backward``). A batch
+        with fewer than two rows per rank runs whole on every rank (rank 0's
+        gradients are kept). In eval mode every rank runs the whole batch with no
+        communication, so a callback may predict on rank 0 alone.
         """
-        x = np.asarray(x)
+        if not isinstance(x, Tensor):
+            x = np.asarray(x)
         ranks = self.world_size
-        self._rows = None
         if not self.module.training:
             return self._module_forward(x)
         self._sync_buffers()
+        grad = is_grad_enabled() and ranks > 1
         if ranks == 1 or x.ndim == 0 or len(x) < 2 * ranks:  # BatchNorm needs 2 rows per rank
+            if grad:
+                queue_callback(self._key, self._root_gradients)
             return self._module_forward(x)
         bounds = _bounds(len(x), ranks)
-        self._rows = (bounds[self.rank], bounds[self.rank + 1])
-        local = self._module_forward(x[self._rows[0]:self._rows[1]])
-        if not isinstance(local, np.ndarray):
+        lo, hi = bounds[self.rank], bounds[self.rank + 1]
+        local = self._module_forward(x[lo:hi])
+        if not isinstance(local, Tensor):
             raise TypeError(f"DataParallel: the model returned {type(local).__name__}; "
-                            "distributed fit needs a model that returns one array")
-        local = np.ascontiguousarray(local)
+                            "distributed fit needs a model that returns one Tensor")
+        out = _wrap(self._allgather(np.ascontiguousarray(local.data), bounds, len(x)))
+        if grad and recording(local):
+            # every rank holds the whole batch's output gradient: each takes its rows,
+            # scaled so that the averaging Allreduce sums the ranks' shares
+            attach(out, lambda g: (g[lo:hi] * ranks,), (local,), "AllgatherBackward")
+            queue_callback(self._key, self._average_gradients)
+        return out
+
+    def _allgather(self, local, bounds, n):
         row = int(np.prod(local.shape[1:], dtype=np.int64))
-        out = np.empty((len(x),) + local.shape[1:], local.dtype)
+        out = np.empty((n,) + local.shape[1:], local.dtype)
         counts = [(hi - lo) * row for lo, hi in zip(bounds, bounds[1:])]
         self.comm.Allgatherv(local, [out, (counts, [lo * row for lo in bounds[:-1]])])
         return out
 
-    def backward_global(self, grad_output):
-        """Backward of the last ``forward_global``: ``grad_output`` is the whole batch's.
-
-        Each rank back-propagates its rows, then the gradients are summed over the
-        ranks (one ``Allreduce``); returns this rank's rows of the input gradient.
-        """
-        if self._rows is None:  # one rank, or a replicated batch: rank 0's gradient alone
-            grad_input = self._module_backward(grad_output) if self.rank == 0 else None
-            if self.rank != 0:
-                self.module.zero_grad()
-        else:
-            grad_input = self._module_backward(np.asarray(grad_output)[self._rows[0]:self._rows[1]])
-        self.allreduce_gradients(average=False)
-        return grad_input
-
     @contextlib.contextmanager
     def global_batches(self):
-        """Within the block, calling the wrapped module runs :meth:`forward_global` and
-        its ``backward`` :meth:`backward_global`: code written for one process (``fastnn.fit``)
-        then trains on the union of the ranks' work."""
+        """Within the block, calling the wrapped module runs :meth:`forward_global`:
+        code written for one process (``fastnn.fit``) then trains on the union of the
+        ranks' work, its ``loss.backward()`` summing the gradients over the ranks."""
         module = self.module
-        module.__dict__["forward"], module.__dict__["backward"] = self.forward_global, self.backward_global
+        module.__dict__["forward"] = self.forward_global
         try:
             yield module
         finally:
             module.__dict__.pop("forward", None)
-            module.__dict__.pop("backward", None)
 
     # ------------------------------------------------------- state, modes
     def state_dict(self, prefix=""):
