@@ -22,6 +22,7 @@ from ._config import (  # noqa: F401
     use_deterministic_algorithms,
 )
 from . import datasets, optim  # noqa: F401
+from . import data  # noqa: F401
 from .gradcheck import gradcheck  # noqa: F401
 from .random import manual_seed  # noqa: F401
 from .serialization import load, save  # noqa: F401

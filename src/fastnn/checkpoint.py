@@ -6,7 +6,8 @@ The header holds ``epoch`` (epochs completed), ``model`` (the model description
 of ``fastnn.save``; its arrays under ``arrays/model/``), ``optimizer`` and
 ``scheduler`` (class name and ``state_dict``, arrays under ``arrays/optimizer/``),
 ``random`` (the bit-generator states of ``fit``'s shuffling generator, of fastnn's
-default generator, which Dropout uses, and of generators held by modules),
+default generator, which Dropout uses, of generators held by modules, and of the
+generators behind a ``DataLoader``'s shuffling order),
 ``history`` and ``extra`` (anything JSON-able). Files are written with
 ``atomic_write``: a process killed mid-write leaves the previous file intact.
 
@@ -42,7 +43,8 @@ class Checkpoint:
         epoch: epochs completed when it was written.
         model: the model (the one passed to ``load_checkpoint``, or rebuilt).
         history: a ``fastnn.History`` of the epochs so far.
-        random: ``{"fit": state or None, "default": state, "modules": {...}}``.
+        random: ``{"fit": state or None, "default": state, "modules": {...},
+            "loader": DataLoader.state_dict() or None}``.
         extra: the ``extra`` dict given to ``save_checkpoint``.
     """
 
@@ -122,7 +124,7 @@ def restore_random_state(random, model=None):
 
 # ----------------------------------------------------------- save / load
 def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, history=None, fit_rng=None,
-                    extra=None, check=True):
+                    extra=None, check=True, data_loader=None):
     """Write a training checkpoint atomically (temp file in the same folder, fsync, rename).
 
     Args:
@@ -134,6 +136,8 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
         fit_rng: the ``numpy.random.Generator`` that shuffles the data (optional).
         extra: a JSON-able dict stored as is.
         check: rebuild the model from its description first (once per run is enough).
+        data_loader: a ``fastnn.data.DataLoader`` whose shuffling state is stored
+            (``load_checkpoint(..., data_loader=)`` restores it).
 
     Models whose classes cannot be rebuilt by name are stored weights-only:
     ``load_checkpoint`` then needs the ``model`` argument.
@@ -161,6 +165,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
             "fit": None if fit_rng is None else fit_rng.bit_generator.state,
             "default": fastnn_random.default_generator().bit_generator.state,
             "modules": _module_generators(model),
+            "loader": None if data_loader is None else _pack(data_loader.state_dict(), "random/loader", arrays),
         },
         "history": None if history is None else {"epoch": list(history.epoch), "history": history.history},
         "extra": _pack(extra or {}, "extra", arrays),
@@ -170,7 +175,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=0, histor
         write_archive(f, header, arrays, "fastnn.save_checkpoint")
 
 
-def load_checkpoint(path, model=None, optimizer=None, scheduler=None, restore_random=True):
+def load_checkpoint(path, model=None, optimizer=None, scheduler=None, restore_random=True, data_loader=None):
     """Read a checkpoint into ``model``/``optimizer``/``scheduler`` (or rebuild the model).
 
     Args:
@@ -181,6 +186,8 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, restore_ra
             ``model``'s parameters, as when the checkpoint was written).
         restore_random: restore fastnn's default generator and the model's
             generators (Dropout masks continue as in the uninterrupted run).
+        data_loader: a ``fastnn.data.DataLoader`` to give the saved shuffling state
+            (its next epochs are shuffled as in the uninterrupted run).
 
     Returns a ``Checkpoint``. Raises ``FileNotFoundError``, or ``ValueError``
     naming the file when it is not a checkpoint, is corrupt, or does not fit.
@@ -217,7 +224,9 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, restore_ra
                 obj.load_state_dict(_unpack(saved["state"], archive))
             except (KeyError, ValueError, TypeError) as err:
                 raise _FileError(f"the {what} state does not fit: {err}") from None
-        random = header.get("random") or {}
+        random = dict(header.get("random") or {})
+        if random.get("loader") is not None:
+            random["loader"] = _unpack(random["loader"], archive)
         extra = _unpack(header.get("extra") or {}, archive)
         history = History()
         saved_history = header.get("history")
@@ -229,6 +238,11 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, restore_ra
             raise _FileError(f"invalid epoch {epoch!r}")
     if restore_random and "default" in random:
         restore_random_state(random, model)
+    if data_loader is not None:
+        if random.get("loader") is None:
+            raise ValueError(f"fastnn.load_checkpoint: {path!r} holds no DataLoader state (it was saved "
+                             f"without data_loader)")
+        data_loader.load_state_dict(random["loader"])
     return Checkpoint(path, epoch, model, history, random, extra)
 
 

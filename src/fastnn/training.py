@@ -14,6 +14,9 @@ import numpy as np
 
 from . import _config
 from .autograd.grad_mode import no_grad
+from .data import DataLoader, Dataset, IterableDataset
+from .data.batches import ArrayBatches, LoaderBatches, Outputs, inference_loader, is_data
+from .data.collate import stack_samples
 from .nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
 from .progress import progress_bar
 from .tensor import Tensor, _wrap
@@ -43,6 +46,21 @@ class History:
         last = {k: round(v[-1], 4) for k, v in self.history.items()}
         return f"History(epochs={len(self.epoch)}, last={last})"
 
+    def plot(self, path, metrics=None):
+        """Write the training curves as a PNG at ``path``: one panel per metric
+        (default: loss, and accuracy when recorded), training and validation per epoch.
+
+        Needs matplotlib (``pip install "fastnn[plot]"``; an ``ImportError`` says so);
+        draws with the Agg canvas, never touching pyplot's global backend. Returns ``path``.
+
+        Example:
+            >>> history = fastnn.fit(model, x, y, loss, opt, epochs=5, validation_data=(xv, yv))
+            >>> history.plot("training.png")  # doctest: +SKIP
+        """
+        from .plot import plot_history
+
+        return plot_history(self, path, metrics)
+
 
 def _check_data(x, y, batch_size, where):
     """``(x, y, n, batch_size)`` checked; Tensors given as data become their arrays."""
@@ -61,6 +79,11 @@ def _check_batch_size(batch_size, where):
     return int(batch_size)
 
 
+def _check_no_targets(x, y, where):
+    if y is not None:
+        raise ValueError(f"{where}: y must be None when x is a {type(x).__name__} (its samples hold the targets)")
+
+
 @contextlib.contextmanager
 def _inference(model):
     """Eval mode and ``no_grad`` in the block (yields the model's dtype); the mode is restored."""
@@ -73,8 +96,11 @@ def _inference(model):
         model.train(was_training)
 
 
-def _batch(rows, dtype):
-    """A batch as a Tensor; float data in the model's dtype."""
+def _batch(rows, dtype, where="fit"):
+    """A batch as a Tensor; float data in the model's dtype. A list of samples (what a
+    custom ``collate_fn`` may return) is stacked; ragged samples raise naming their shapes."""
+    if isinstance(rows, (list, tuple)):
+        rows = stack_samples([np.asarray(r) for r in rows], where) if rows else np.asarray(rows)
     rows = np.asarray(rows)
     if rows.dtype.kind == "f" and rows.dtype != dtype:
         rows = rows.astype(dtype)
@@ -133,6 +159,10 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         x, y: training inputs and targets (first axis = samples; NumPy arrays,
             memory-mapped arrays or Tensors). Each batch reaches the model and the
             loss as a Tensor; float inputs are converted to the model's dtype.
+            ``x`` may instead be a ``fastnn.data.Dataset`` of ``(input, target)``
+            samples (batched by ``batch_size``, shuffled from ``seed``) or a
+            ``fastnn.data.DataLoader`` of ``(inputs, targets)`` batches (its own
+            batch size, order and workers); ``y`` is then None.
         loss: a loss module (``CrossEntropyLoss()``, ``MSELoss()``, ...) or any
             callable ``loss(output, target)`` returning a 0-d Tensor (e.g.
             ``F.cross_entropy``). Accuracy is reported for cross-entropy and
@@ -141,24 +171,25 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         epochs: passes over the data.
         batch_size: samples per step (the last batch may be smaller).
         shuffle: reshuffle every epoch, from ``seed``.
-        validation_data: optional ``(x_val, y_val)`` evaluated after each epoch.
+        validation_data: optional ``(x_val, y_val)``, ``Dataset`` or ``DataLoader``
+            evaluated after each epoch.
         seed: seed of the shuffling order (None: fresh entropy).
         progress: show a progress bar (tqdm when installed).
         scheduler: optional learning-rate scheduler stepped after each epoch.
         callbacks: callables ``f(epoch, metrics)`` run after each epoch.
         checkpoint_dir: after each epoch write ``checkpoint_dir/epoch-NNNN.ckpt``
-            (model, optimizer, scheduler, epoch, random state, history; atomically),
-            creating the folder if needed.
+            (model, optimizer, scheduler, epoch, random state, the DataLoader's
+            shuffling state, history; atomically), creating the folder if needed.
         keep_checkpoints: keep only this many newest checkpoints (default: all).
         resume: a checkpoint file, a folder (its newest checkpoint) or a loaded
             ``Checkpoint``: restore model, optimizer, scheduler and random state and
             continue after its epoch, up to ``epochs`` in all. The final weights are
             bitwise those of the uninterrupted run with the same seed.
-        deterministic: True requires a ``seed`` (or ``resume``) so that training is
-            bitwise reproducible, at any thread count; None follows
+        deterministic: True requires a ``seed`` (or ``resume``, or a DataLoader) so
+            that training is bitwise reproducible, at any thread count; None follows
             ``fastnn.use_deterministic_algorithms``, which is on during the call.
         distributed: train data-parallel over the MPI ranks this process is one of
-            (``mpirun -n N``): see ``fastnn.distributed.fit``.
+            (``mpirun -n N``; arrays only): see ``fastnn.distributed.fit``.
 
     Returns a ``History`` (with ``resume``: including the epochs before it). Raises ``FloatingPointError`` naming the epoch and the
     batch when the loss stops being finite.
@@ -166,24 +197,36 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     Example:
         >>> history = fastnn.fit(model, x, y, nn.CrossEntropyLoss(),
         ...                      optim.Adam(model.parameters()), epochs=5, seed=0)
+        >>> loader = fastnn.data.DataLoader(dataset, batch_size=64, shuffle=True, num_workers=2)
+        >>> history = fastnn.fit(model, loader, None, nn.CrossEntropyLoss(), optim.Adam(model.parameters()))
     """
     if distributed:
+        if is_data(x):
+            raise ValueError(f"fit: distributed=True takes arrays, not a {type(x).__name__}")
         from .distributed import fit as distributed_fit
 
         return distributed_fit(model, x, y, loss, optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                                validation_data=validation_data, seed=seed, progress=progress, scheduler=scheduler,
                                callbacks=callbacks, checkpoint_dir=checkpoint_dir, keep_checkpoints=keep_checkpoints,
                                resume=resume, deterministic=deterministic)
-    x, y, _, batch_size = _check_data(x, y, batch_size, "fit")
+    if is_data(x):
+        _check_no_targets(x, y, "fit")
+        batch_size = _check_batch_size(batch_size, "fit")
+    else:
+        x, y, _, batch_size = _check_data(x, y, batch_size, "fit")
     if int(epochs) < 0:
         raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
     if keep_checkpoints is not None and (isinstance(keep_checkpoints, bool) or int(keep_checkpoints) < 1):
         raise ValueError(f"fit: keep_checkpoints must be a positive int or None, got {keep_checkpoints!r}")
     deterministic = _config.are_deterministic_algorithms_enabled() if deterministic is None else bool(deterministic)
-    if deterministic and seed is None and resume is None:
+    if deterministic and seed is None and resume is None and not isinstance(x, DataLoader):
         raise ValueError("fit: deterministic=True needs a seed (the shuffling order and nothing else is random here; "
                          "seed the model's initialisation and Dropout with fastnn.manual_seed)")
     rng = np.random.default_rng(seed)
+    loader = x if isinstance(x, DataLoader) else None
+    if isinstance(x, Dataset):  # shuffled from fit's generator, so checkpoints hold its order
+        loader = DataLoader(x, batch_size=batch_size, shuffle=None if isinstance(x, IterableDataset) else shuffle,
+                            generator=rng)
     history = History()
     start = 0
     if resume is not None:
@@ -192,75 +235,82 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         checkpoint = resume if isinstance(resume, Checkpoint) else load_checkpoint(resume, model, optimizer, scheduler)
         if checkpoint.random.get("fit") is not None:
             rng.bit_generator.state = checkpoint.random["fit"]
+        if loader is not None and checkpoint.random.get("loader") is not None:
+            loader.load_state_dict(checkpoint.random["loader"])
         history, start = checkpoint.history, checkpoint.epoch
     if checkpoint_dir is not None:
         os.makedirs(checkpoint_dir, exist_ok=True)
+    batches = ArrayBatches(x, y, batch_size, shuffle, rng) if loader is None else LoaderBatches(loader, "fit")
     was_deterministic = _config.are_deterministic_algorithms_enabled()
     _config.use_deterministic_algorithms(deterministic)
     try:
-        _fit_epochs(model, x, y, loss, optimizer, range(start, int(epochs)), epochs, batch_size, shuffle,
-                    validation_data, progress, scheduler, callbacks, rng, history, checkpoint_dir, keep_checkpoints)
+        _fit_epochs(model, batches, loss, optimizer, range(start, int(epochs)), epochs, batch_size, validation_data,
+                    progress, scheduler, callbacks, rng, loader, history, checkpoint_dir, keep_checkpoints)
     finally:
         _config.use_deterministic_algorithms(was_deterministic)
     return history
 
 
-def _fit_epochs(model, x, y, loss, optimizer, epoch_range, epochs, batch_size, shuffle, validation_data, progress,
-                scheduler, callbacks, rng, history, checkpoint_dir, keep_checkpoints):
-    n = len(x)
-    steps = math.ceil(n / batch_size)
+def _fit_epochs(model, batches, loss, optimizer, epoch_range, epochs, batch_size, validation_data, progress,
+                scheduler, callbacks, rng, loader, history, checkpoint_dir, keep_checkpoints):
     checked = False
     kind = _accuracy_kind(loss)
     dtype = np.dtype(model.dtype)
+    of_steps = "" if batches.steps is None else f" of {batches.steps}"
     for epoch in epoch_range:
         model.train()
-        order = rng.permutation(n) if shuffle else None
-        total_loss, total_correct, has_acc = 0.0, 0, True
+        total_loss, total_correct, has_acc, n = 0.0, 0, True, 0
         start = time.perf_counter()
-        bar = progress_bar(total=n, desc=f"epoch {epoch + 1}/{epochs}", enabled=progress, unit="sample")
-        for b in range(steps):
-            lo, hi = b * batch_size, min((b + 1) * batch_size, n)
-            if order is None:
-                xb, yb = x[lo:hi], y[lo:hi]
-            else:
-                idx = np.sort(order[lo:hi]) if isinstance(x, np.memmap) else order[lo:hi]
-                xb, yb = x[idx], y[idx]
+        bar = progress_bar(total=batches.total, desc=f"epoch {epoch + 1}/{epochs}", enabled=progress, unit="sample")
+        for b, (xb, yb) in enumerate(batches):
             optimizer.zero_grad()
             out = model(_batch(xb, dtype))
-            loss_value = loss(out, _batch(yb, out.dtype if isinstance(out, Tensor) else dtype))
+            target = _batch(yb, out.dtype if isinstance(out, Tensor) else dtype)
+            loss_value = loss(out, target)
             value = _loss_item(loss_value, "fit")
             if not math.isfinite(value):
                 bar.close()
-                raise FloatingPointError(f"fit: loss became {value} at epoch {epoch + 1}, batch {b + 1} of {steps}")
+                raise FloatingPointError(f"fit: loss became {value} at epoch {epoch + 1}, batch {b + 1}{of_steps}")
             loss_value.backward()
             optimizer.step()
             loss_value = None  # the graph is freed; drop the last reference before the next batch
-            total_loss += value * (hi - lo)
-            correct = _correct(kind, out, yb)
+            count = len(target)
+            n += count
+            total_loss += value * count
+            correct = _correct(kind, out, yb if isinstance(yb, np.ndarray) else target)
             out = None
             if correct is None:
                 has_acc = False
             else:
                 total_correct += correct
-            bar.update(hi - lo)
+            bar.update(count)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         elapsed = time.perf_counter() - start
         bar.close()
+        if n == 0:
+            raise ValueError(f"fit: epoch {epoch + 1} had no batches (an empty dataset, or drop_last with fewer "
+                             f"samples than a batch)")
         metrics = {"loss": total_loss / n}
         if has_acc:
             metrics["accuracy"] = total_correct / n
         metrics["samples_per_sec"] = n / elapsed if elapsed > 0 else float("inf")
         if validation_data is not None:
-            val = evaluate(model, validation_data[0], validation_data[1], loss, batch_size=max(batch_size, 256))
+            vx, vy = (validation_data, None) if is_data(validation_data) else validation_data
+            val = evaluate(model, vx, vy, loss, batch_size=max(batch_size, 256))
             metrics.update({f"val_{k}": v for k, v in val.items()})
-        if scheduler is not None:
-            scheduler.step()
+        if scheduler is not None:  # ReduceLROnPlateau steps on val_loss (the training loss without validation)
+            from .optim.lr_scheduler import ReduceLROnPlateau
+
+            if isinstance(scheduler, ReduceLROnPlateau):
+                scheduler.step(metrics.get("val_loss", metrics["loss"]))
+            else:
+                scheduler.step()
         history._append(epoch, metrics)
         if checkpoint_dir is not None:
             from .checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
 
             save_checkpoint(checkpoint_path(checkpoint_dir, epoch + 1), model, optimizer, scheduler, epoch + 1,
-                            history, rng, check=not checked)
+                            history, rng, check=not checked, data_loader=loader)
             checked = True
             if keep_checkpoints is not None:
                 prune_checkpoints(checkpoint_dir, int(keep_checkpoints))
@@ -272,22 +322,31 @@ def evaluate(model, x, y, loss, batch_size=256):
     """Mean loss (and accuracy for classification losses) over ``(x, y)`` in eval
     mode, without recording gradients (``fastnn.no_grad()``).
 
-    Returns a dict ``{"loss": ..., "accuracy": ...}``; the model's mode is restored.
+    ``x`` may be a ``fastnn.data.Dataset`` of ``(input, target)`` samples or a
+    ``DataLoader`` of such batches (``y`` None). Returns a dict
+    ``{"loss": ..., "accuracy": ...}``; the model's mode is restored.
     """
-    x, y, n, batch_size = _check_data(x, y, batch_size, "evaluate")
+    if is_data(x):
+        _check_no_targets(x, y, "evaluate")
+        batches = LoaderBatches(inference_loader(x, _check_batch_size(batch_size, "evaluate")), "evaluate")
+    else:
+        x, y, _, batch_size = _check_data(x, y, batch_size, "evaluate")
+        batches = ArrayBatches(x, y, batch_size)
     kind = _accuracy_kind(loss)
-    total_loss, total_correct, has_acc = 0.0, 0, True
+    total_loss, total_correct, has_acc, n = 0.0, 0, True, 0
     with _inference(model) as dtype:
-        for lo in range(0, n, batch_size):
-            hi = min(lo + batch_size, n)
-            out = model(_batch(x[lo:hi], dtype))
-            yb = _batch(y[lo:hi], out.dtype if isinstance(out, Tensor) else dtype)
-            total_loss += _loss_item(loss(out, yb), "evaluate") * (hi - lo)
+        for xb, yb in batches:
+            out = model(_batch(xb, dtype, "evaluate"))
+            yb = _batch(yb, out.dtype if isinstance(out, Tensor) else dtype, "evaluate")
+            total_loss += _loss_item(loss(out, yb), "evaluate") * len(yb)
+            n += len(yb)
             correct = _correct(kind, out, yb)
             if correct is None:
                 has_acc = False
             else:
                 total_correct += correct
+    if n == 0:
+        raise ValueError("evaluate: no samples")
     result = {"loss": total_loss / n}
     if has_acc:
         result["accuracy"] = total_correct / n
@@ -299,26 +358,28 @@ def predict(model, x, batch_size=256, out=None, progress=False):
     gradients, computed ``batch_size`` rows at a time.
 
     Memory stays bounded by one batch plus the result: ``x`` may be a memory-mapped
-    array larger than RAM, and ``out`` may be a preallocated (or memory-mapped)
-    array to write into. A model returning a tuple gives its first element.
+    array larger than RAM (or a ``fastnn.data.Dataset``/``DataLoader`` over one,
+    whose samples are inputs or ``(input, target)`` tuples: the first element is
+    the input), and ``out`` may be a preallocated (or memory-mapped) array to
+    write into. A model returning a tuple gives its first element.
     Returns the outputs; the model's mode is restored.
     """
-    x, _, n, batch_size = _check_data(x, None, batch_size, "predict")
-    bar = progress_bar(total=n, desc="predict", enabled=progress, unit="sample")
+    if is_data(x):
+        loader = inference_loader(x, _check_batch_size(batch_size, "predict"))
+        batches = LoaderBatches(loader, "predict", inputs_only=True)
+    else:
+        x, _, _, batch_size = _check_data(x, None, batch_size, "predict")
+        batches = ArrayBatches(x, None, batch_size)
+    outputs = Outputs(batches.total, out, "predict")
+    bar = progress_bar(total=batches.total, desc="predict", enabled=progress, unit="sample")
     try:
         with _inference(model) as dtype:
-            for lo in range(0, n, batch_size):
-                hi = min(lo + batch_size, n)
-                y = model(_batch(x[lo:hi], dtype))
+            for xb, _ in batches:
+                y = model(_batch(xb, dtype, "predict"))
                 if isinstance(y, tuple):
                     y = y[0]
-                y = y.data if isinstance(y, Tensor) else np.asarray(y)
-                if out is None:
-                    out = np.empty((n,) + y.shape[1:], y.dtype)
-                elif lo == 0 and (out.shape[0] != n or out.shape[1:] != y.shape[1:]):
-                    raise ValueError(f"predict: out has shape {out.shape}, expected {(n,) + y.shape[1:]}")
-                out[lo:hi] = y
-                bar.update(hi - lo)
+                outputs.add(y.data if isinstance(y, Tensor) else np.asarray(y))
+                bar.update(len(y))
     finally:
         bar.close()
-    return out
+    return outputs.result()
