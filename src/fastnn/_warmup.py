@@ -155,6 +155,7 @@ def _run_optimizers(rng, dtype):
         (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)), (optim.Adam, dict(lr=1e-3)),
         (optim.Adam, dict(lr=1e-3, weight_decay=1e-4)), (optim.AdamW, dict(lr=1e-3)),
         (optim.RMSprop, dict(lr=1e-2)), (optim.RMSprop, dict(lr=1e-2, momentum=0.9, weight_decay=1e-4)),
+        (optim.Adam, dict(lr=1e-3, amsgrad=True)), (optim.Adagrad, dict(lr=1e-2)),
     ]
     for size in (8, 300):  # small and large parameters: serial and parallel paths
         for cls, kwargs in settings:

@@ -32,9 +32,23 @@ Example (paths are relative to the config file)::
     type = "Adam"
     lr = 0.003
 
-    [scheduler]                      # optional
+    [[optimizer.param_groups]]       # optional: groups with their own hyperparameters
+    layers = [0]                     # indices of [[layers]], and/or params = ["0.weight", ...]
+    lr = 0.0003                      # (parameter names or name prefixes); the rest: one group
+
+    [scheduler]                      # optional, stepped once per epoch
     type = "StepLR"
     step_size = 10
+
+Schedulers: any of ``fastnn.optim.lr_scheduler`` but ``LambdaLR`` (it needs a
+Python function). ``SequentialLR`` takes ``schedulers = [{type = "LinearLR", ...},
+{type = "CosineAnnealingLR", ...}]`` and ``milestones``; ``OneCycleLR`` without
+``total_steps`` spans the run's epochs; ``ReduceLROnPlateau`` is stepped on the
+validation loss (the training loss without validation data).
+
+``plot`` (default ``"<config name>-training.png"``, beside the checkpoint folder)
+is the training-curve picture ``fastnn train`` rewrites after every epoch when
+matplotlib is installed; ``plot = false`` turns it off.
 
 A layer is any ``fastnn.nn`` Module class, by name, with its constructor
 arguments; an argument that is a layer table (or a list of them: a Sequential)
@@ -51,7 +65,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from . import datasets, optim
+from . import datasets
 from .nn.module import Module
 
 _KEYS = {
@@ -59,6 +73,7 @@ _KEYS = {
     "deterministic": "bool", "dtype": "'float32' or 'float64'", "checkpoint_dir": "path",
     "keep_checkpoints": "int", "output": "path", "validation": "fraction or data", "progress": "bool",
     "data": "data", "layers": "list of layer tables", "loss": "loss", "optimizer": "table", "scheduler": "table",
+    "plot": "a file name or false",
 }
 _DATA_KEYS = {"path", "x", "y", "split", "images", "labels"}
 
@@ -113,6 +128,7 @@ class TrainConfig:
         self.loss = _named_table(raw["loss"], "loss", path)
         self.optimizer = _named_table(raw["optimizer"], "optimizer", path)
         self.scheduler = None if raw.get("scheduler") is None else _named_table(raw["scheduler"], "scheduler", path)
+        self.plot = _plot_path(self, raw.get("plot", True), stem, path)
 
     def resolve(self, relative):
         return os.path.normpath(os.path.join(self.folder, os.path.expanduser(relative)))
@@ -139,6 +155,17 @@ def _data_spec(value, key, path):
     if "path" not in value and not {"images", "labels"} <= set(value):
         raise ConfigError(f"{path}: [{key}] needs 'path' (an .npz file or an MNIST folder) or 'images' and 'labels'")
     return dict(value)
+
+
+def _plot_path(cfg, value, stem, path):
+    """The training-curve picture's path, or None (``plot = false``)."""
+    if value is True:
+        return os.path.join(os.path.dirname(cfg.checkpoint_dir), f"{stem}-training.png")
+    if value is False:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: plot must be {_KEYS['plot']}, got {value!r}")
+    return cfg.resolve(value)
 
 
 def _named_table(value, key, path):
@@ -230,14 +257,6 @@ def _build_from(namespace, base, spec, where, *args):
         raise ConfigError(f"{where} ({spec['type']}): {err}") from None
 
 
-def build_optimizer(spec, parameters):
-    return _build_from(optim, optim.Optimizer, spec, "optimizer", parameters)
-
-
-def build_scheduler(spec, optimizer):
-    return _build_from(optim.lr_scheduler, optim.lr_scheduler.LRScheduler, spec, "scheduler", optimizer)
-
-
 # ------------------------------------------------------------------ data
 def load_data(cfg, spec, where):
     """``(x, y)`` of a data spec: an .npz file (arrays ``x``/``y`` or as named), a folder
@@ -272,3 +291,6 @@ def prepare_targets(x, y, loss, dtype):
     elif y.dtype != dtype:
         y = y.astype(dtype)
     return x, y
+
+
+from ._config_optim import build_optimizer, build_scheduler  # noqa: E402  (they use the helpers above)

@@ -46,6 +46,50 @@ def _resume_path(resume, checkpoint_dir):
     return resume
 
 
+def _saved_history(resume):
+    """The ``History`` stored in the checkpoint a run resumes from (header only)."""
+    from ..checkpoint import FORMAT, VERSION, latest_checkpoint
+    from ..serialization import open_archive, read_header
+    from ..training import History
+
+    history = History()
+    if resume is None:
+        return history
+    path = latest_checkpoint(resume) if os.path.isdir(resume) else resume
+    with open_archive(path, "fastnn train", kind="fastnn checkpoint") as archive:
+        saved = read_header(archive, FORMAT, VERSION, kind="fastnn checkpoint").get("history") or {}
+    history.epoch = list(saved.get("epoch", []))
+    history.history = {k: list(v) for k, v in saved.get("history", {}).items()}
+    return history
+
+
+def _curves(path, resume, say, title):
+    """A callback ``f(epoch, metrics)`` that redraws the training curves at ``path`` after
+    every epoch, or None (no path, or no matplotlib: then a one-line note says so)."""
+    from .. import plot
+
+    if path is None:
+        return None
+    if not plot.available():
+        say(f"training curves: matplotlib is not installed, no picture ({plot.INSTALL_HINT} to get one)")
+        return None
+    history = _saved_history(resume)
+    say(f"training curves -> {os.path.relpath(path)} (after every epoch)")
+
+    def draw(epoch, metrics):
+        if history.epoch and history.epoch[-1] >= epoch:  # resumed: drop epochs that are run again
+            keep = sum(e < epoch for e in history.epoch)
+            history.epoch = history.epoch[:keep]
+            history.history = {k: v[:keep] for k, v in history.history.items()}
+        history._append(epoch, metrics)
+        try:
+            plot.plot_history(history, path, title=title)
+        except (OSError, ValueError, RuntimeError) as err:  # a picture never stops a training run
+            say(f"training curves: could not write {path}: {err}")
+
+    return draw
+
+
 def _distributed(args):
     """Whether ``train`` runs data-parallel: ``--distributed``, or started by an MPI launcher."""
     if args.distributed is None:
@@ -77,8 +121,8 @@ def _train(args):
     manual_seed(cfg.seed)
     model = cf.build_sequential(cfg.layers)
     loss = cf.build_loss(cfg.loss)
-    optimizer = cf.build_optimizer(cfg.optimizer, model.parameters())
-    scheduler = None if cfg.scheduler is None else cf.build_scheduler(cfg.scheduler, optimizer)
+    optimizer = cf.build_optimizer(cfg.optimizer, model)
+    scheduler = None if cfg.scheduler is None else cf.build_scheduler(cfg.scheduler, optimizer, epochs)
     x, y = cf.prepare_targets(*cf.load_data(cfg, cfg.data, "data"), loss, dtype)
     if len(x) != len(y):
         raise cf.ConfigError(f"data: x has {len(x)} samples but y has {len(y)}")
@@ -103,10 +147,14 @@ def _train(args):
     if resume is not None:
         say(f"resuming from {latest_checkpoint(resume) if os.path.isdir(resume) else resume}")
 
+    curves = _curves(cfg.plot if lead else None, resume, say, os.path.basename(cfg.path))
+
     def log(epoch, metrics):
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "samples_per_sec")
         say(f"epoch {epoch + 1}/{epochs}  {shown}  {metrics['samples_per_sec']:,.0f} samples/s  "
             f"-> {os.path.relpath(os.path.join(cfg.checkpoint_dir, f'epoch-{epoch + 1:04d}.ckpt'))}")
+        if curves is not None:
+            curves(epoch, metrics)
 
     start = time.perf_counter()
     fit(model, x, y, loss, optimizer, epochs=epochs, batch_size=cfg.batch_size, shuffle=cfg.shuffle,

@@ -75,9 +75,9 @@ def sgd_update(param, momentum_buffer, grad, lr, momentum, one_minus_dampening,
 
 
 @inline
-def _adam_element(param, exp_avg, exp_avg_sq, grad, i, step_size, beta1, one_minus_beta1,
-                  beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
-                  decay, decoupled):
+def _adam_element(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, i, step_size, beta1,
+                  one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
+                  weight_decay, decay, decoupled, amsgrad):
     g = grad[i]
     p = param[i]
     if weight_decay != 0:
@@ -89,38 +89,45 @@ def _adam_element(param, exp_avg, exp_avg_sq, grad, i, step_size, beta1, one_min
     v = exp_avg_sq[i] * beta2 + one_minus_beta2 * g * g
     exp_avg[i] = m
     exp_avg_sq[i] = v
+    if amsgrad:  # normalise by the largest second moment so far (torch.maximum: NaN wins)
+        v = np.maximum(max_exp_avg_sq[i], v)
+        max_exp_avg_sq[i] = v
     denom = np.sqrt(v) / bias_correction2_sqrt + eps
     param[i] = p - step_size * (m / denom)
 
 
 @inline
-def _adam_views(param, exp_avg, exp_avg_sq, grad, step_size, beta1, one_minus_beta1, beta2,
-                one_minus_beta2, bias_correction2_sqrt, eps, weight_decay, decay, decoupled):
+def _adam_views(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, step_size, beta1,
+                one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
+                weight_decay, decay, decoupled, amsgrad):
     for i in range(param.shape[0]):  # from 0 over views: vectorises
-        _adam_element(param, exp_avg, exp_avg_sq, grad, i, step_size, beta1, one_minus_beta1,
-                      beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
-                      decay, decoupled)
+        _adam_element(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, i, step_size, beta1,
+                      one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
+                      weight_decay, decay, decoupled, amsgrad)
 
 
 @kernel
-def adam_update(param, exp_avg, exp_avg_sq, grad, step_size, beta1, one_minus_beta1,
-                beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
-                decay, decoupled):
+def adam_update(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, step_size, beta1,
+                one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
+                weight_decay, decay, decoupled, amsgrad):
     """Adam/AdamW step (PyTorch): p *= decay (=1-lr*wd, AdamW) or g += wd*p (Adam);
-    m = lerp(m, g, 1-beta1); v = beta2*v + (1-beta2)*g*g;
-    p -= step_size * m / (sqrt(v)/sqrt(1-beta2^t) + eps), step_size = lr/(1-beta1^t).
-    Overwrites ``param``, ``exp_avg``, ``exp_avg_sq``; reads ``grad``. Arrays (n,).
+    m = lerp(m, g, 1-beta1); v = beta2*v + (1-beta2)*g*g; amsgrad: vmax = max(vmax, v)
+    and v = vmax below; p -= step_size * m / (sqrt(v)/sqrt(1-beta2^t) + eps),
+    step_size = lr/(1-beta1^t). Overwrites ``param``, ``exp_avg``, ``exp_avg_sq`` and
+    (``amsgrad``) ``max_exp_avg_sq`` (else it may be zero-length); reads ``grad``.
+    Arrays (n,).
     """
     n = param.shape[0]
     if n < SERIAL_BELOW:
-        _adam_views(param, exp_avg, exp_avg_sq, grad, step_size, beta1, one_minus_beta1, beta2,
-                    one_minus_beta2, bias_correction2_sqrt, eps, weight_decay, decay, decoupled)
+        _adam_views(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, step_size, beta1,
+                    one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
+                    weight_decay, decay, decoupled, amsgrad)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
             lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
-            _adam_views(param[lo:hi], exp_avg[lo:hi], exp_avg_sq[lo:hi], grad[lo:hi], step_size, beta1,
-                        one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, weight_decay,
-                        decay, decoupled)
+            _adam_views(param[lo:hi], exp_avg[lo:hi], exp_avg_sq[lo:hi], max_exp_avg_sq[lo:hi], grad[lo:hi],
+                        step_size, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                        bias_correction2_sqrt, eps, weight_decay, decay, decoupled, amsgrad)
 
 
 @unfused
@@ -211,3 +218,29 @@ def sum_of_squares(out, x):
     for c in range(SUM_CHUNKS):
         total += partials[c]
     out[0] = total
+
+
+@inline
+def _adagrad_views(param, state_sum, grad, clr, eps, weight_decay):
+    for i in range(param.shape[0]):  # from 0 over views: vectorises
+        g = grad[i]
+        if weight_decay != 0:
+            g = g + weight_decay * param[i]
+        s = state_sum[i] + g * g
+        state_sum[i] = s
+        param[i] = param[i] - clr * (g / (np.sqrt(s) + eps))
+
+
+@kernel
+def adagrad_update(param, state_sum, grad, clr, eps, weight_decay):
+    """Adagrad step (PyTorch): g += wd*p; sum += g*g; p -= clr * g / (sqrt(sum) + eps),
+    clr = lr / (1 + (t-1)*lr_decay). Overwrites ``param`` and ``state_sum``; reads
+    ``grad``. Arrays (n,); parallel over elements.
+    """
+    n = param.shape[0]
+    if n < SERIAL_BELOW:
+        _adagrad_views(param, state_sum, grad, clr, eps, weight_decay)
+    else:
+        for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
+            _adagrad_views(param[lo:hi], state_sum[lo:hi], grad[lo:hi], clr, eps, weight_decay)

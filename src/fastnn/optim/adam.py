@@ -1,14 +1,17 @@
 """Adam and AdamW (decoupled weight decay), PyTorch's update rules."""
+import numpy as np
+
 from ..kernels.optim import adam_update
-from .optimizer import Optimizer, check_number
+from .optimizer import Optimizer, check_number, unused_buffer
 
 
 class Adam(Optimizer):
-    """Adam, PyTorch's update rule (``amsgrad`` is not supported)::
+    """Adam, PyTorch's update rule::
 
         g = g + weight_decay * p                      (Adam; AdamW: p = p * (1 - lr * wd))
         m = beta1 * m + (1 - beta1) * g               (computed as lerp(m, g, 1 - beta1))
         v = beta2 * v + (1 - beta2) * g * g
+        v_max = max(v_max, v); v = v_max              (amsgrad only)
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 
     Args:
@@ -17,8 +20,11 @@ class Adam(Optimizer):
         betas (tuple): decay rates of the running averages of g and g*g, each in [0, 1).
         eps (float): added to the denominator for stability (default 1e-8).
         weight_decay (float): L2 penalty added to the gradient (default 0).
+        amsgrad (bool): use the AMSGrad variant (the maximum of the past second
+            moments in the denominator; default False).
 
-    State per parameter: ``step`` (int), ``exp_avg``, ``exp_avg_sq``.
+    State per parameter: ``step`` (int), ``exp_avg``, ``exp_avg_sq``, and
+    ``max_exp_avg_sq`` with amsgrad.
 
     Example:
         >>> opt = fastnn.optim.Adam(model.parameters(), lr=1e-3)
@@ -27,10 +33,16 @@ class Adam(Optimizer):
 
     decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False):
         defaults = dict(lr=lr, betas=tuple(betas) if isinstance(betas, list) else betas,
-                        eps=eps, weight_decay=weight_decay)
+                        eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
         super().__init__(params, defaults)
+
+    def _validate(self, group):
+        amsgrad = group.get("amsgrad", False)
+        if not isinstance(amsgrad, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}: amsgrad must be a bool, got {amsgrad!r}")
+        super()._validate({k: v for k, v in group.items() if k != "amsgrad"})
 
     def _check_group(self, group):
         name = type(self).__name__
@@ -52,14 +64,16 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         exp_avg = self._buffer(state, "exp_avg", param)
         exp_avg_sq = self._buffer(state, "exp_avg_sq", param)
+        amsgrad = bool(group.get("amsgrad", False))
+        max_exp_avg_sq = self._buffer(state, "max_exp_avg_sq", param) if amsgrad else unused_buffer(data.dtype)
         step = state["step"] = state.get("step", 0) + 1
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         step_size = lr / bias_correction1
         decay = 1 - lr * weight_decay if self.decoupled else 1.0
-        adam_update(data, exp_avg, exp_avg_sq, grad, dt(step_size), dt(beta1), dt(1 - beta1),
+        adam_update(data, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, dt(step_size), dt(beta1), dt(1 - beta1),
                     dt(beta2), dt(1 - beta2), dt(bias_correction2 ** 0.5), dt(eps),
-                    dt(weight_decay), dt(decay), self.decoupled)
+                    dt(weight_decay), dt(decay), self.decoupled, amsgrad)
 
 
 class AdamW(Adam):
@@ -74,6 +88,7 @@ class AdamW(Adam):
         betas (tuple): decay rates of the running averages of g and g*g, each in [0, 1).
         eps (float): added to the denominator for stability (default 1e-8).
         weight_decay (float): decoupled weight decay coefficient (default 1e-2).
+        amsgrad (bool): use the AMSGrad variant (default False; see :class:`Adam`).
 
     Example:
         >>> opt = fastnn.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
@@ -82,5 +97,5 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
