@@ -16,11 +16,16 @@ class RNN(RNNBase):
         nonlinearity: ``'tanh'`` (default) or ``'relu'``.
         bias: use b_ih and b_hh (default True).
         batch_first: input and output are (N, T, F) instead of (T, N, F).
+        dropout: in training mode, dropout with this probability on the output of every
+            layer but the last (fastnn's default generator, ``fastnn.manual_seed``).
+        bidirectional: also run each layer backward in time (parameters ``*_reverse``);
+            outputs concatenate the two directions' features.
 
     Shape:
         x (T, N, input_size) (or batch-first, or unbatched (T, input_size));
-        h_0 (num_layers, N, hidden_size), zeros if omitted.
-        Returns ``(output, h_n)``: output (T, N, hidden_size), h_n like h_0.
+        h_0 (D * num_layers, N, hidden_size), zeros if omitted (D = 2 if bidirectional
+        else 1, ordered (layer, direction)).
+        Returns ``(output, h_n)``: output (T, N, D * hidden_size), h_n like h_0.
         Parameters ``weight_ih_l{k}`` (H, in), ``weight_hh_l{k}`` (H, H), ``bias_*_l{k}`` (H,).
 
     Example:
@@ -53,12 +58,16 @@ class LSTM(RNNBase):
     i, f, o = sigmoid(.), g = tanh(.) of x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh;
     c_t = f c_{t-1} + i g;  h_t = o tanh(c_t).
 
-    Args: as :class:`RNN`, without ``nonlinearity``.
+    Args: as :class:`RNN`, without ``nonlinearity``, and
+        proj_size: if > 0, h_t = W_hr (o tanh(c_t)) has proj_size features
+            (``weight_hr_l{k}`` (proj_size, H)); must be smaller than hidden_size.
 
     Shape:
-        x (T, N, input_size) (or batch-first, or unbatched); ``hx = (h_0, c_0)``, each
-        (num_layers, N, hidden_size), zeros if omitted. Returns ``(output, (h_n, c_n))``.
-        ``weight_ih_l{k}`` (4H, in), ``weight_hh_l{k}`` (4H, H), biases (4H,).
+        x (T, N, input_size) (or batch-first, or unbatched); ``hx = (h_0, c_0)``,
+        h_0 (D * num_layers, N, P), c_0 (D * num_layers, N, hidden_size), zeros if
+        omitted, P = proj_size or hidden_size. Returns ``(output, (h_n, c_n))``,
+        output (T, N, D * P). ``weight_ih_l{k}`` (4H, in), ``weight_hh_l{k}`` (4H, P),
+        biases (4H,).
 
     Example:
         >>> lstm = fastnn.nn.LSTM(64, 128, batch_first=True)
@@ -69,10 +78,11 @@ class LSTM(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, dtype=None, generator=None):
-        if proj_size:
-            raise NotImplementedError(f"LSTM: proj_size is not supported (got {proj_size!r})")
         super().__init__(rk.LSTM, input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, dtype, generator)
+                         dropout, bidirectional, dtype, generator, proj_size)
+
+    def _config(self):
+        return dict(super()._config(), proj_size=self.proj_size)
 
 
 class GRU(RNNBase):

@@ -1,24 +1,21 @@
-"""Recurrent operations: a whole RNN/LSTM/GRU (every step, every layer) as ONE graph
-node, ``rnn_sequence``, and ``last_step`` (``x[:, -1]`` or ``x[-1]``).
+"""Recurrent operations: a whole RNN/LSTM/GRU (every step, every layer and
+direction, dropout between layers) as ONE graph node, ``rnn_sequence``, and
+``last_step`` (``x[:, -1]`` or ``x[-1]``).
 
 Internally everything is time-major (T, N, F): batch-first input is copied into
-that layout once, the output is returned as a transposed view. Per layer the
-forward keeps, when recording, what its backward reads (the layer input, the
-activated gates, the hidden states and LSTM's cells / GRU's W_hn h + b_hn) in
-arrays that belong to the call, so a module may run several times before one
-backward. Work arrays used only inside one forward or one backward call (packed
-weights, per-chunk products, the gate gradients) are cached per Python thread.
+that layout once, the output is returned as a transposed view. A reverse
+direction runs on its input reversed in time (see ``_rnn_run``). When recording,
+each layer-direction keeps what its backward reads (its input, the activated
+gates, the hidden states, LSTM's cells / GRU's W_hn h + b_hn) and each dropout
+its mask, in arrays that belong to the call, so a module may run several times
+before one backward.
 """
-import threading
-
 import numpy as np
 
+from .. import random as _random
 from ..kernels import recurrent as rk
-from ..kernels import recurrent_product as rp
-from ..kernels._threading import get_threads
-from ..kernels.elementwise import column_sum
-from ..kernels.matmul import matmul
-from ._util import Tensor, _wrap, attach, attach_multi, direct_grad, float_tensor, recording
+from . import _rnn_run as run
+from ._util import Tensor, _wrap, attach, attach_multi, float_tensor, recording
 
 # rnn_sequence and last_step have no torch.nn.functional name: import them by name
 __all__ = []
@@ -26,26 +23,7 @@ __all__ = []
 MODES = {"rnn_tanh": rk.RNN_TANH, "rnn_relu": rk.RNN_RELU, "lstm": rk.LSTM, "gru": rk.GRU}
 _NODE_NAMES = {rk.RNN_TANH: "RnnTanhBackward0", rk.RNN_RELU: "RnnReluBackward0", rk.LSTM: "LstmBackward0",
                rk.GRU: "GruBackward0"}
-
-
-class _Scratch(threading.local):
-    def __init__(self):
-        self.arrays = {}
-
-
-_scratch = _Scratch()
-
-
-def _work(name, shape, dtype, zero=False):
-    """This thread's work array ``name`` of ``shape``: never outlives one call's use."""
-    arrays = _scratch.arrays
-    key = (name, shape, dtype)
-    a = arrays.get(key)
-    if a is None:
-        if len(arrays) > 64:  # many shapes seen: start over rather than grow
-            arrays.clear()
-        a = arrays[key] = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
-    return a
+_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
 def _float_input(x, dt, op, what):
@@ -76,56 +54,81 @@ def _check_state(h, what, want, dt, op):
     return h
 
 
-def _check_params(params, gates, op):
-    """(dtype, G, input size, H, layers) of per-layer (w_ih, w_hh, b_ih, b_hh) after
-    checking every shape (the kernels trust them)."""
-    if not params:
-        raise ValueError(f"{op}: expected at least one layer of parameters")
-    dt = params[0][0].data.dtype
-    G, In = params[0][0].data.shape
+def _check_params(params, gates, D, op):
+    """(dtype, G, input size, H, P, layers) of per-(layer, direction) parameter tuples
+    ``(w_ih, w_hh, b_ih, b_hh[, w_hr])`` after checking every shape (the kernels trust them)."""
+    if not params or len(params) % D:
+        raise ValueError(f"{op}: expected {D} parameter tuple(s) per layer, got {len(params)}")
+    first = params[0]
+    dt = first[0].data.dtype
+    G, In = first[0].data.shape
     H = G // gates
-    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(params):
-        wants = ((w_ih, (G, In if k == 0 else H)), (w_hh, (G, H)), (b_ih, (G,)), (b_hh, (G,)))
-        for name, (p, want) in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), wants):
+    proj = len(first) > 4
+    P = first[4].data.shape[0] if proj else H
+    for i, layer in enumerate(params):
+        k, d = divmod(i, D)
+        if len(layer) != len(first):
+            raise ValueError(f"{op}: every layer needs {len(first)} parameters, layer {k} has {len(layer)}")
+        wants = [(G, In if k == 0 else D * P), (G, P), (G,), (G,), (P, H)]
+        for name, p, want in zip(_WEIGHTS, layer, wants):
             if p is not None and (p.data.shape != want or p.data.dtype != dt):
-                raise ValueError(f"{op}: expected {name}_l{k} of shape {want} and dtype {dt}, got "
-                                 f"{p.data.shape} {p.data.dtype}")
-        if (b_ih is None) != (b_hh is None):
+                raise ValueError(f"{op}: expected {name}_l{k}{'_reverse' if d else ''} of shape {want} and "
+                                 f"dtype {dt}, got {p.data.shape} {p.data.dtype}")
+        if (layer[2] is None) != (layer[3] is None):
             raise ValueError(f"{op}: layer {k} has one bias; give both b_ih and b_hh or neither")
-    if dt.kind != "f" or G != gates * H:
-        raise ValueError(f"{op}: expected float weights with {gates} * hidden_size rows, got {params[0][0].data.shape}")
-    return dt, G, In, H, len(params)
+    if dt.kind != "f" or G != gates * H or G == 0:
+        raise ValueError(f"{op}: expected float weights with {gates} * hidden_size rows, got {first[0].data.shape}")
+    return dt, G, In, H, P, len(params) // D
 
 
-def _biases(b_ih, b_hh, mode, G, H, dt):
-    """(b_ih + b_hh with GRU's b_hn left out, b_hn) for one layer."""
-    if b_ih is None:
-        return np.zeros(G, dt), np.zeros(H, dt)
-    bias = b_ih.data + b_hh.data
-    if mode == rk.GRU:
-        bias[2 * H:] = b_ih.data[2 * H:]
-        return bias, np.ascontiguousarray(b_hh.data[2 * H:])
-    return bias, bias
+def _reversed(inp, T, N, rec):
+    """The time-major (T*N, F) input reversed in time (new when recording)."""
+    F = inp.shape[1]
+    r = np.empty((T, N, F), inp.dtype) if rec else run.work("rev", (T, N, F), inp.dtype)
+    np.copyto(r, inp.reshape(T, N, F)[::-1])
+    return r.reshape(T * N, F)
 
 
-def rnn_sequence(input, h0, c0, params, mode, batch_first=False, op="RNN"):  # noqa: A002
-    """A stacked RNN/LSTM/GRU over a whole sequence, as one differentiable operation.
+def _dropout_mask(p, shape, bf, dt):
+    """Inverted-dropout mask (T, N, F) from fastnn's default generator, drawn in the
+    caller's layout (batch-first when ``bf``), so it matches ``dropout`` on that output."""
+    if p >= 1.0:
+        return np.zeros(shape, dt)
+    T, N, F = shape
+    u = _random.resolve(None).random((N, T, F) if bf else shape, dtype=dt)
+    mask = np.where(u >= p, dt.type(1 / (1 - p)), dt.type(0))
+    return np.ascontiguousarray(mask.transpose(1, 0, 2) if bf else mask)
+
+
+def rnn_sequence(input, h0, c0, params, mode, batch_first=False, op="RNN",  # noqa: A002
+                 bidirectional=False, dropout=0.0, training=False):
+    """A stacked (bidirectional) RNN/LSTM/GRU over a whole sequence, as one differentiable operation.
 
     Args:
         input: (T, N, In), (N, T, In) when ``batch_first``, or unbatched (T, In).
-        h0, c0: initial states (L, N, H) (unbatched (L, H)) or None for zeros; c0 LSTM only.
-        params: per layer ``(w_ih (G, in), w_hh (G, H), b_ih (G,) or None, b_hh)``, G = gates * H.
+        h0, c0: initial states (L*D, N, P) and (L*D, N, H) (unbatched without N) or None
+            for zeros; c0 LSTM only. D = 2 if bidirectional else 1; P = H unless projected.
+        params: per layer and direction (index layer * D + direction)
+            ``(w_ih (G, in), w_hh (G, P), b_ih (G,) or None, b_hh[, w_hr (P, H)])``, G = gates * H.
         mode: 'rnn_tanh', 'rnn_relu', 'lstm', 'gru' (or a ``kernels.recurrent`` code).
         op: the layer name errors show.
+        dropout, training: inverted dropout with probability ``dropout`` on every layer's
+            output except the last, when ``training`` (fastnn's default generator).
 
-    Returns ``(output, h_n, c_n)``: output like the input with H features, h_n and c_n
-    like h0 (c_n None unless LSTM). Gradients flow from any of the three to the input,
-    h0, c0 and every weight and bias.
+    Returns ``(output, h_n, c_n)``: output like the input with D*P features, h_n and c_n
+    like h0 and c0 (c_n None unless LSTM). Gradients flow from any of the three to the
+    input, h0, c0 and every weight and bias.
     """
     mode = MODES.get(mode, mode)
     if mode not in _NODE_NAMES:
         raise ValueError(f"{op}: mode must be one of {sorted(MODES)}, got {mode!r}")
-    dt, G, In, H, L = _check_params(params, rk.GATES[mode], op)
+    D = 2 if bidirectional else 1
+    dt, G, In, H, P, L = _check_params(params, rk.GATES[mode], D, op)
+    if len(params[0]) > 4 and mode != rk.LSTM:
+        raise ValueError(f"{op}: a projection (weight_hr) is for LSTM only")
+    dropout = float(dropout)
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"{op}: dropout should be a number in range [0, 1], got {dropout}")
     x = _float_input(input, dt, op, "input")
     xd = x.data
     layout = f"(N, T, {In}) or (T, {In})" if batch_first else f"(T, N, {In}) or (T, {In})"
@@ -137,57 +140,57 @@ def rnn_sequence(input, h0, c0, params, mode, batch_first=False, op="RNN"):  # n
         raise ValueError(f"{op}: expected a non-empty input, got shape {xd.shape}")
     unbatched = xd.ndim == 2
     T, N = (xd.shape[0], 1) if unbatched else ((xd.shape[1], xd.shape[0]) if batch_first else xd.shape[:2])
-    want = (L, H) if unbatched else (L, N, H)
-    h0 = _check_state(h0, "h_0", want, dt, op)
-    c0 = _check_state(c0, "c_0", want, dt, op) if mode == rk.LSTM else None
+    h0 = _check_state(h0, "h_0", (L * D, P) if unbatched else (L * D, N, P), dt, op)
+    c0 = _check_state(c0, "c_0", (L * D, H) if unbatched else (L * D, N, H), dt, op) if mode == rk.LSTM else None
     flat = [p for layer in params for p in layer]
     rec = recording(x, h0, c0, *flat)
+    bf = batch_first and not unbatched
     # the time-major input: kept by the graph when recording, else a work array
-    if batch_first and not unbatched:
-        x_tm = np.empty((T, N, In), dt) if rec else _work("x_tm", (T, N, In), dt)
+    if bf:
+        x_tm = np.empty((T, N, In), dt) if rec else run.work("x_tm", (T, N, In), dt)
         np.copyto(x_tm, xd.transpose(1, 0, 2))
     else:
         x_tm = np.ascontiguousarray(xd).reshape(T, N, In)
-    chunk, chunks = rp.chunking(N, get_threads())
-    nr = rp.panel_width(dt)
-    hw = _work("hw", (chunks, chunk * ((G + nr - 1) // nr * nr)), dt, zero=True)
-    ap = _work("ap", (chunks, chunk * G), dt, zero=True)
-    wp = _work("wp_fwd", rp.panel_shape(H, G, dt), dt)
-    aux_shape = (T + 1, N, H) if mode in (rk.LSTM, rk.GRU) else (1, 1, 1)
-    h_n = np.empty((L, N, H), dt)
-    c_n = np.empty((L, N, H), dt) if mode == rk.LSTM else None
-    saved_layers = []
+    h0d = None if h0 is None else np.ascontiguousarray(h0.data).reshape(L * D, N, P)
+    c0d = None if c0 is None else np.ascontiguousarray(c0.data).reshape(L * D, N, H)
+    h_n = np.empty((L * D, N, P), dt)
+    c_n = np.empty((L * D, N, H), dt) if mode == rk.LSTM else None
+    drop = dropout if training and L > 1 else 0.0
+    saved, masks = [], []
     inp = x_tm.reshape(T * N, In)
-    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(params):
+    for k in range(L):
         last = k == L - 1
-        gates = np.empty((T, N, G), dt) if rec else _work("gates", (T, N, G), dt)
-        aux = np.empty(aux_shape, dt) if rec else _work("aux", aux_shape, dt)
-        hs = np.empty((T + 1, N, H), dt) if rec or last else _work(f"hs{k % 2}", (T + 1, N, H), dt)
-        hs[0] = 0 if h0 is None else h0.data.reshape(L, N, H)[k]
-        if mode == rk.LSTM:
-            aux[0] = 0 if c0 is None else c0.data.reshape(L, N, H)[k]
-        bias, b_hn = _biases(b_ih, b_hh, mode, G, H, dt)
-        w_hh_d = np.ascontiguousarray(w_hh.data)
-        matmul(gates.reshape(T * N, G), inp, np.ascontiguousarray(w_ih.data), trans_b=True)
-        if N >= rp.MR:  # smaller batches use W_hh as it is (dot products)
-            rp.pack_panels(wp, w_hh_d, True)
-        rk.sequence_forward(hs, aux, gates, bias, b_hn, wp, w_hh_d, hw, ap, chunk, mode)
-        h_n[k] = hs[T]
-        if c_n is not None:
-            c_n[k] = aux[T]
-        if rec:
-            saved_layers.append((inp, gates, hs, aux))
-        inp = hs[1:].reshape(T * N, H)
-    out = hs[1:]
+        outs = []
+        for d in range(D):
+            i = k * D + d
+            out, aux, sv = run.forward(inp if d == 0 else _reversed(inp, T, N, rec), T, N,
+                                       None if h0d is None else h0d[i], None if c0d is None else c0d[i],
+                                       params[i], mode, rec, last and D == 1, f"{k % 2}{d}")
+            h_n[i] = out[T - 1]
+            if c_n is not None:
+                c_n[i] = aux[T]
+            saved.append(sv)
+            outs.append(out)
+        y = outs[0]
+        if D == 2:  # the reverse direction's outputs back in time order, beside the forward's
+            y = np.empty((T, N, 2 * P), dt) if rec or last else run.work(f"cat{k % 2}", (T, N, 2 * P), dt)
+            y[:, :, :P] = outs[0]
+            y[:, :, P:] = outs[1][::-1]
+        if drop and not last:
+            mask = _dropout_mask(drop, (T, N, D * P), bf, dt)
+            y = np.multiply(y, mask, out=np.empty(mask.shape, dt) if rec else run.work(f"drop{k % 2}", mask.shape, dt))
+            masks.append(mask)
+        inp = y.reshape(T * N, D * P)
+    out = y
     if unbatched:
         out, h_n = out[:, 0], h_n[:, 0]
         c_n = None if c_n is None else c_n[:, 0]
-    elif batch_first:
+    elif bf:
         out = out.transpose(1, 0, 2)
     outputs = (_wrap(out), _wrap(h_n), None if c_n is None else _wrap(c_n))
     if rec:
-        ctx = (saved_layers, params, mode, T, N, H, G, dt, batch_first and not unbatched, unbatched,
-               x.requires_grad, h0 is not None and h0.requires_grad, c0 is not None and c0.requires_grad)
+        ctx = (saved, masks, params, mode, T, N, H, P, D, dt, bf, unbatched, x.requires_grad,
+               h0 is not None and h0.requires_grad, c0 is not None and c0.requires_grad)
         attach_multi(outputs, lambda grads: _sequence_backward(grads, ctx), [x, h0, c0] + flat,
                      _NODE_NAMES[mode], saved=(x,))
     return outputs
@@ -197,109 +200,61 @@ def _grad_array(g, shape, dt):
     return np.ascontiguousarray(g, dtype=dt).reshape(shape)
 
 
+def _direction_grad(dout, bf, d, P):
+    """One direction's part of a layer's output gradient, contiguous; the reverse
+    direction's reversed in time."""
+    half = dout[..., d * P:(d + 1) * P]
+    if d:
+        half = half[:, ::-1] if bf else half[::-1]
+    return np.ascontiguousarray(half)
+
+
 def _sequence_backward(grads, ctx):
     """Backpropagation through time, top layer first; returns (dx, dh0, dc0, *dparams)."""
-    layers, params, mode, T, N, H, G, dt, dout_bf, unbatched, need_x, need_h0, need_c0 = ctx
+    saved, masks, params, mode, T, N, H, P, D, dt, dout_bf, unbatched, need_x, need_h0, need_c0 = ctx
     g_out, g_hn, g_cn = grads
-    L, batch_first = len(params), dout_bf
+    L, batch_first, per = len(params) // D, dout_bf, len(params[0])
     if g_out is None:
-        dout, dout_bf = np.zeros((T, N, H), dt), False
+        dout, dout_bf = np.zeros((T, N, D * P), dt), False
     else:
-        dout = _grad_array(g_out, (N, T, H) if dout_bf else (T, N, H), dt)
-    dh_n = np.zeros((L, N, H), dt) if g_hn is None else _grad_array(g_hn, (L, N, H), dt)
-    dc_shape = (L, N, H) if mode == rk.LSTM else (L, 1, 1)
-    dc_n = np.zeros(dc_shape, dt) if g_cn is None else _grad_array(g_cn, dc_shape, dt)
-    chunk, chunks = rp.chunking(N, get_threads())  # the thread count may have changed
-    nr = rp.panel_width(dt)
-    dh = _work("dh", (chunks, chunk * ((H + nr - 1) // nr * nr)), dt, zero=True)
-    ap = _work("ap", (chunks, chunk * G), dt, zero=True)
-    wp = _work("wp_bwd", rp.panel_shape(G, H, dt), dt)
-    dc = _work("dc", dc_shape[1:], dt)
-    dxw = _work("dxw", (T, N, G), dt)
-    dhw = _work("dhw", (T, N, G), dt) if mode == rk.GRU else dxw
-    dh0 = np.empty((L, N, H), dt) if need_h0 else None
-    dc0 = np.empty((L, N, H), dt) if need_c0 else None
-    dparams = [None] * (4 * L)
-    dx = None
+        dout = _grad_array(g_out, (N, T, D * P) if dout_bf else (T, N, D * P), dt)
+    dh_n = None if g_hn is None else _grad_array(g_hn, (L * D, N, P), dt)
+    dc_n = None if g_cn is None else _grad_array(g_cn, (L * D, N, H), dt)
+    dh0 = np.empty((L * D, N, P), dt) if need_h0 else None
+    dc0 = np.empty((L * D, N, H), dt) if need_c0 else None
+    dparams = [None] * (per * len(params))
+    dinp = None
     for k in range(L - 1, -1, -1):
-        inp, gates, hs, aux = layers[k]
-        w_ih, w_hh = params[k][0], params[k][1]
-        w_hh_d = np.ascontiguousarray(w_hh.data)
-        if N >= rp.MR:
-            rp.pack_panels(wp, w_hh_d, False)
-        # W_hh^T for the dot-product path of batches under one panel (unused otherwise)
-        w_hh_t = np.ascontiguousarray(w_hh_d.T) if N < rp.MR else w_hh_d
-        rk.sequence_backward(dxw, dhw, dh, dc, dout, dh_n[k], dc_n[k], gates, hs, aux, wp, w_hh_t, ap,
-                             chunk, mode, dout_bf)
-        if need_h0:  # dL/dh_0 = dhw[0] @ W_hh (+ GRU's direct z * dL/dh_1, left in dh)
-            if mode == rk.GRU:
-                np.copyto(dh0[k], dh.reshape(chunks * chunk, -1)[:N, :H])
-            matmul(dh0[k], dhw[0], w_hh_d, accumulate=mode == rk.GRU)
-        if need_c0:  # the kernel leaves dL/dc_0 = dL/dc_1 * f_1 in dc
-            dc0[k] = dc
-        dparams[4 * k:4 * k + 4] = _param_grads(params[k], dxw.reshape(T * N, G), dhw.reshape(T * N, G),
-                                                inp, hs[:-1].reshape(T * N, H), dhw is dxw)
-        if k == 0 and not need_x:
+        need_inp = k > 0 or need_x
+        In = params[k * D][0].data.shape[1]
+        if need_inp:
+            dinp = np.empty((T * N, In), dt) if k == 0 else run.work("dinp", (T * N, In), dt)
+        douts = [dout] if D == 1 else [_direction_grad(dout, dout_bf, d, P) for d in range(D)]
+        for d in range(D):
+            i = k * D + d
+            target = None if not need_inp else (dinp if d == 0 else run.work("dinp_r", (T * N, In), dt))
+            g_h0, g_c0, dps = run.backward(douts[d], dout_bf, None if dh_n is None else dh_n[i],
+                                           None if dc_n is None else dc_n[i], saved[i], params[i], mode,
+                                           need_h0, need_c0, target)
+            if need_h0:
+                dh0[i] = g_h0
+            if need_c0:
+                dc0[i] = g_c0
+            dparams[per * i:per * (i + 1)] = dps
+            if d == 1 and need_inp:  # the reverse direction saw its input reversed in time
+                dinp.reshape(T, N, In)[...] += target.reshape(T, N, In)[::-1]
+        if not need_inp:
             break
-        In = inp.shape[1]
-        dinp = np.empty((T * N, In), dt) if k == 0 else _work("dinp", (T * N, In), dt)
-        matmul(dinp, dxw.reshape(T * N, G), np.ascontiguousarray(w_ih.data))
         dout, dout_bf = dinp.reshape(T, N, In), False
+        if k > 0 and masks:  # through the dropout on the layer below's output
+            dout *= masks[k - 1]
+    dx = None
     if need_x:  # dout is now the input's gradient, time-major
         dx = dout[:, 0] if unbatched else (dout.transpose(1, 0, 2) if batch_first else dout)
     if unbatched:
         dh0 = None if dh0 is None else dh0[:, 0]
         dc0 = None if dc0 is None else dc0[:, 0]
     return (dx, dh0, dc0, *dparams)
-
-
-def _store(p, value):
-    """Write ``value`` (a work array) into ``p``'s gradient; returns what backward returns for p."""
-    target = direct_grad(p)
-    if target is None:
-        return value.copy()
-    buf, accumulate = target
-    if accumulate:
-        buf += value
-    else:
-        np.copyto(buf, value)
-    return None
-
-
-def _param_grads(layer, dxw, dhw, inp, h_prev, same):
-    """One layer's parameter gradients from all steps at once: dW_ih = dxw^T @ x,
-    dW_hh = dhw^T @ h_{t-1}, db_ih = sum dxw, db_hh = sum dhw (into .grad when possible)."""
-    w_ih, w_hh, b_ih, b_hh = layer
-    need = [p is not None and p.requires_grad for p in layer]
-    out = [None] * 4
-    dt = dxw.dtype
-    if same and need[0] and need[1]:
-        # one product for both: dxw^T @ [x | h_{t-1}] packs dxw^T once, not twice
-        In, H = inp.shape[1], h_prev.shape[1]
-        xh = _work("xh", (inp.shape[0], In + H), dt)
-        both = _work("dw", (dxw.shape[1], In + H), dt)
-        np.concatenate([inp, h_prev], axis=1, out=xh)
-        matmul(both, dxw, xh, trans_a=True)
-        out[0], out[1] = _store(w_ih, both[:, :In]), _store(w_hh, both[:, In:])
-    else:
-        for i, (dpre, rhs) in enumerate(((dxw, inp), (dhw, h_prev))):
-            if need[i]:
-                p = layer[i]
-                target = direct_grad(p)
-                if target is None:
-                    out[i] = np.empty(p.data.shape, dt)
-                    matmul(out[i], dpre, rhs, trans_a=True)
-                else:
-                    matmul(target[0], dpre, rhs, trans_a=True, accumulate=target[1])
-    sums_of = None  # LSTM and RNN: both biases get the same sums, computed once
-    db = _work("db", (dxw.shape[1],), dt)
-    for i, dpre in ((2, dxw), (3, dhw)):
-        if need[i]:
-            if sums_of is not dpre:
-                column_sum(db, dpre, False)
-                sums_of = dpre
-            out[i] = _store(layer[i], db)
-    return out
 
 
 def last_step(input, batch_first=False, op="LastStep"):  # noqa: A002
