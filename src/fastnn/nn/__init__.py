@@ -10,4 +10,5 @@ from .module import Module, Parameter  # noqa: F401
 from .normalization import BatchNorm1d, BatchNorm2d  # noqa: F401
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: F401
 from .recurrent import GRU, LSTM, RNN, LastStep  # noqa: F401
+from .rnn_cells import GRUCell, LSTMCell, RNNCell  # noqa: F401
 from .sparse import Embedding  # noqa: F401
