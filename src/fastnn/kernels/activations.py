@@ -3,13 +3,19 @@
 One kernel per direction covers every pointwise activation, selected by an int
 ``kind`` (the constants below): the branch is loop-invariant, so LLVM hoists it
 and each case compiles to its own vectorised loop, while CI compiles one kernel
-per dtype instead of six.
+per dtype instead of six. The further kinds (``RELU6`` and up: ELU, SELU, the tanh
+GELU, SiLU, Mish, Softplus, the hard ones, ...) run in two serial kernels of their own
+(``extra_forward_block``/``extra_backward_block``) that ``activation_forward``/
+``activation_backward`` call per block: their code is compiled once per dtype (not
+inlined into both the serial and the parallel branch, which more than doubled the
+compile time), and the layer kernels that inline ``_forward_range`` for their
+epilogue do not grow with them.
 """
 import math
 
 from numba import prange
 
-from ._jit import BLOCK, SERIAL_BELOW, inline, kernel
+from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, serial_kernel
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, GELU = 0, 1, 2, 3, 4, 5
 _INV_SQRT2 = 0.7071067811865476
@@ -104,29 +110,170 @@ def _backward_range(dx, dout, x, y, kind, slope):
             dx[i] = dout[i]
 
 
+# ------------------------------------------------------------------ the further kinds
+# RELU6 clamps to [0, slope] (ReLU6: slope 6); ELU uses slope as alpha; SOFTPLUS reads
+# beta * x and uses slope as the threshold (the caller scales by beta). The rest take
+# no parameter. Formulas follow PyTorch's CPU kernels term by term.
+RELU6, ELU, SELU, GELU_TANH, SILU, MISH, SOFTPLUS = 6, 7, 8, 9, 10, 11, 12
+HARDSIGMOID, HARDSWISH, LOGSIGMOID, SOFTSIGN, TANHSHRINK = 13, 14, 15, 16, 17
+FIRST_EXTRA = RELU6
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SELU_NEG = 1.6732632423543772848170429916717 * 1.0507009873554804934193349852946  # alpha * scale
+_GELU_BETA = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_KAPPA = 0.044715
+
+
+@inline
+def _extra_one(v, kind, p):
+    if kind == ELU:
+        return v if v > 0 else p * math.expm1(v)
+    if kind == SELU:
+        return v * _SELU_SCALE if v > 0 else _SELU_NEG * math.expm1(v)
+    if kind == GELU_TANH:
+        return 0.5 * v * (1 + math.tanh(_GELU_BETA * (v + _GELU_KAPPA * (v * v * v))))
+    if kind == SILU:
+        return v / (1 + math.exp(-v))
+    if kind == MISH:
+        return v * math.tanh(math.log1p(math.exp(v)))
+    if kind == SOFTPLUS:
+        return v if v > p else math.log1p(math.exp(v))
+    if kind == LOGSIGMOID:
+        return (v if v < 0 else 0.0) - math.log1p(math.exp(-abs(v)))
+    if kind == SOFTSIGN:
+        return v / (1 + abs(v))
+    if kind == TANHSHRINK:
+        return v - math.tanh(v)
+    return v
+
+
+@inline
+def _extra_grad(v, kind, p):
+    # d act(v) / dv for the kinds of _extra_one
+    if kind == ELU:
+        return 1.0 if v > 0 else p * math.exp(v)
+    if kind == SELU:
+        return _SELU_SCALE if v > 0 else _SELU_NEG * math.exp(v)
+    if kind == GELU_TANH:
+        v2 = v * v
+        t = math.tanh(_GELU_BETA * (v + _GELU_KAPPA * (v2 * v)))
+        return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * (_GELU_BETA * (1 + 3 * _GELU_KAPPA * v2))
+    if kind == SILU:
+        s = 1 / (1 + math.exp(-v))
+        return s * (1 + v * (1 - s))
+    if kind == MISH:
+        s = 1 / (1 + math.exp(-v))
+        t = math.tanh(math.log1p(math.exp(v)))
+        return t + v * s * (1 - t * t)
+    if kind == SOFTPLUS:
+        if v > p:
+            return 1.0
+        z = math.exp(v)
+        return z / (z + 1)
+    if kind == LOGSIGMOID:
+        z = math.exp(-abs(v))
+        return 1 - z / (1 + z) if v < 0 else z / (1 + z)
+    if kind == SOFTSIGN:
+        d = 1 + abs(v)
+        return 1 / (d * d)
+    if kind == TANHSHRINK:
+        t = math.tanh(v)
+        return t * t
+    return 1.0
+
+
+@inline
+def _extra_forward_range(out, x, kind, p):
+    # the cheap clamps get their own loops (they vectorise); the rest share one
+    if kind == RELU6:
+        for i in range(out.shape[0]):
+            v = x[i]
+            out[i] = 0.0 if v <= 0 else (p if v >= p else v)
+    elif kind == HARDSIGMOID:  # min(max(v + 3, 0), 6) / 6
+        for i in range(out.shape[0]):
+            t = x[i] + 3
+            out[i] = 0.0 if t <= 0 else (1.0 if t >= 6 else t / 6)
+    elif kind == HARDSWISH:  # v * min(max(v + 3, 0), 6) / 6
+        for i in range(out.shape[0]):
+            v = x[i]
+            t = v + 3
+            out[i] = v * (0.0 if t <= 0 else (6.0 if t >= 6 else t)) / 6
+    else:
+        for i in range(out.shape[0]):
+            out[i] = _extra_one(x[i], kind, p)
+
+
+@inline
+def _extra_backward_range(dx, dout, x, kind, p):
+    if kind == RELU6:  # as PyTorch's hardtanh: no gradient at the corners
+        for i in range(dx.shape[0]):
+            v = x[i]
+            dx[i] = dout[i] if v > 0 and v < p else 0.0
+    elif kind == HARDSIGMOID:
+        for i in range(dx.shape[0]):
+            v = x[i]
+            dx[i] = dout[i] * (1.0 / 6.0) if v > -3 and v < 3 else 0.0
+    elif kind == HARDSWISH:
+        for i in range(dx.shape[0]):
+            v = x[i]
+            dx[i] = 0.0 if v < -3 else (dout[i] * (v / 3 + 0.5) if v <= 3 else dout[i])
+    else:
+        for i in range(dx.shape[0]):
+            dx[i] = dout[i] * _extra_grad(x[i], kind, p)
+
+
+@serial_kernel
+def extra_forward_block(out, x, kind, p, lo, hi):
+    """out[lo:hi] = act(x[lo:hi]) for the further kinds (RELU6 and up). Compiled on its
+    own and called per block by activation_forward, so its code is built once."""
+    _extra_forward_range(out[lo:hi], x[lo:hi], kind, p)
+
+
+@serial_kernel
+def extra_backward_block(dx, dout, x, kind, p, lo, hi):
+    """dx[lo:hi] = dout * act'(x) on [lo, hi) for the further kinds (see extra_forward_block)."""
+    _extra_backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], kind, p)
+
+
+@inline
+def _any_forward_range(out, x, kind, slope, lo, hi):
+    if kind >= FIRST_EXTRA:
+        extra_forward_block(out, x, kind, slope, lo, hi)
+    else:
+        _forward_range(out[lo:hi], x[lo:hi], kind, slope)
+
+
+@inline
+def _any_backward_range(dx, dout, x, y, kind, slope, lo, hi):
+    if kind >= FIRST_EXTRA:  # every further kind differentiates from its input x
+        extra_backward_block(dx, dout, x, kind, slope, lo, hi)
+    else:
+        _backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], y[lo:hi], kind, slope)
+
+
 @kernel
 def activation_forward(out, x, kind, slope):
     """out[i] = act(x[i]) (overwrites out; out may be x). Parallel over elements."""
     n = x.shape[0]
     if n < SERIAL_BELOW:
-        _forward_range(out, x, kind, slope)
+        _any_forward_range(out, x, kind, slope, n - n, n)  # (n - n: a variable 0, one compile of the callee)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
             lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
-            _forward_range(out[lo:hi], x[lo:hi], kind, slope)
+            _any_forward_range(out, x, kind, slope, lo, hi)
 
 
 @kernel
 def activation_backward(dx, dout, x, y, kind, slope):
     """dx[i] = dout[i] * act'(x[i]) (overwrites dx), using x and/or y = act(x).
-    For ReLU, LeakyReLU with a slope >= 0, Sigmoid and Tanh, x may be y."""
+    For ReLU, LeakyReLU with a slope >= 0, Sigmoid and Tanh, x may be y; the
+    further kinds (RELU6 and up) need x."""
     n = dout.shape[0]
     if n < SERIAL_BELOW:
-        _backward_range(dx, dout, x, y, kind, slope)
+        _any_backward_range(dx, dout, x, y, kind, slope, n - n, n)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
             lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
-            _backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], y[lo:hi], kind, slope)
+            _any_backward_range(dx, dout, x, y, kind, slope, lo, hi)
 
 
 @inline

@@ -12,3 +12,7 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: F401
 from .recurrent import GRU, LSTM, RNN, LastStep  # noqa: F401
 from .rnn_cells import GRUCell, LSTMCell, RNNCell  # noqa: F401
 from .sparse import Embedding  # noqa: F401
+from .activation_extra import *  # noqa: F401,F403
+from .loss_extra import *  # noqa: F401,F403
+from .misc import *  # noqa: F401,F403
+from .resample import *  # noqa: F401,F403

@@ -77,16 +77,23 @@ class Tanh(_Pointwise):
 
 
 class GELU(_Pointwise):
-    """x * Phi(x) with the exact erf form (``approximate='none'``). Shape: any -> same."""
+    """x * Phi(x): the exact erf form (``approximate='none'``, default) or the tanh
+    approximation (``approximate='tanh'``). Shape: any -> same."""
 
     def __init__(self, approximate="none"):
         super().__init__()
-        if approximate != "none":
-            raise ValueError(f"GELU: only approximate='none' is supported, got {approximate!r}")
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
     def forward(self, input):  # noqa: A002
-        return F.gelu(input)
+        return F.gelu(input, self.approximate)
+
+    def _config(self):
+        return {} if self.approximate == "none" else {"approximate": self.approximate}
+
+    def extra_repr(self):
+        return "" if self.approximate == "none" else f"approximate={self.approximate!r}"
 
 
 class Softmax(Module):

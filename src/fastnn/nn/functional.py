@@ -10,6 +10,11 @@ from ..ops.activation import ACTIVATION_KINDS as _KINDS
 from ..ops.activation import activation as _activation
 from ..ops.activation import gelu, leaky_relu, relu, sigmoid, tanh  # noqa: F401
 from ..ops.conv import *  # noqa: F401,F403
+from ..ops.activation_extra import *  # noqa: F401,F403
+from ..ops.embedding_bag import *  # noqa: F401,F403
+from ..ops.loss_extra import *  # noqa: F401,F403
+from ..ops.resample import *  # noqa: F401,F403
+from ..ops.vector import *  # noqa: F401,F403
 from ..ops.dropout import *  # noqa: F401,F403
 from ..ops.embedding import *  # noqa: F401,F403
 from ..ops.loss import *  # noqa: F401,F403

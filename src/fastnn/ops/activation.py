@@ -26,8 +26,9 @@ def fused_activation_grad(grad, out, kind, slope):
     return dpre
 
 
-def activation(x, kind, slope=0.0, op="activation"):
-    """y = act(x) elementwise (``kind`` from ``kernels.activations``)."""
+def activation(x, kind, slope=0.0, op="activation", name=None):
+    """y = act(x) elementwise (``kind`` from ``kernels.activations``); ``name``: the
+    backward node's name (default: the kind's own, for the epilogue kinds)."""
     x = float_tensor(x, op)
     xd = x.data
     if not xd.flags.c_contiguous:
@@ -47,7 +48,7 @@ def activation(x, kind, slope=0.0, op="activation"):
                                       keep.reshape(-1), y.reshape(-1), kind, slope)
             return (dx,)
 
-        attach(out, backward, (x,), _NAMES[kind])
+        attach(out, backward, (x,), name or _NAMES[kind])
     return out
 
 
@@ -68,6 +69,10 @@ def tanh(x):
 
 
 def gelu(x, approximate="none"):
+    """x * Phi(x): the exact erf form (``approximate='none'``) or PyTorch's tanh form
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) (``approximate='tanh'``)."""
+    if approximate == "tanh":
+        return activation(x, act_k.GELU_TANH, 0.0, "gelu", "GeluBackward0")
     if approximate != "none":
-        raise ValueError(f"gelu: only approximate='none' is supported, got {approximate!r}")
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return activation(x, act_k.GELU, 0.0, "gelu")
