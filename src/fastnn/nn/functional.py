@@ -15,11 +15,15 @@ from ..ops.embedding_bag import *  # noqa: F401,F403
 from ..ops.loss_extra import *  # noqa: F401,F403
 from ..ops.resample import *  # noqa: F401,F403
 from ..ops.vector import *  # noqa: F401,F403
+from ..ops.conv1d import *  # noqa: F401,F403
+from ..ops.conv_transpose import *  # noqa: F401,F403
 from ..ops.dropout import *  # noqa: F401,F403
 from ..ops.embedding import *  # noqa: F401,F403
 from ..ops.loss import *  # noqa: F401,F403
 from ..ops.norm import *  # noqa: F401,F403
 from ..ops.pool import *  # noqa: F401,F403
+from ..ops.pool1d import *  # noqa: F401,F403
+from ..ops.adaptive_pool import *  # noqa: F401,F403
 from ..ops.recurrent import *  # noqa: F401,F403
 from ..ops.reduce import log_softmax, softmax  # noqa: F401
 from ..ops.shape import flatten, one_hot  # noqa: F401

@@ -7,6 +7,7 @@ from ..kernels import activations as act_k
 from ..kernels import conv as conv_k
 from ._util import Tensor, _wrap, attach, direct_grad, float_tensor, recording
 from .activation import ACTIVATION_KINDS, activation as _activation, fused_activation_grad
+from .conv_pad import pad_spatial, same_pads
 from .linear import weight_input
 
 __all__ = ["conv2d"]
@@ -99,18 +100,18 @@ def same_dtype_input(x, weight, op):
     return weight_input(x, weight, op, ())
 
 
-def _bias_of(bias, weight, OC):
+def _bias_of(bias, weight, OC, op="conv2d"):
     if bias is None:
         return None
     if isinstance(bias, Tensor) and bias.data.dtype == weight.data.dtype and bias.data.shape == (OC,):
         return bias  # the common case: a module's parameter
-    bias = float_tensor(bias, "conv2d")
+    bias = float_tensor(bias, op)
     if bias.data.shape != (OC,):
-        raise ValueError(f"conv2d: expected bias of shape ({OC},), got {bias.data.shape}")
+        raise ValueError(f"{op}: expected bias of shape ({OC},), got {bias.data.shape}")
     dt = weight.data.dtype
     if bias.data.dtype != dt:
         if bias.requires_grad:
-            raise TypeError(f"conv2d: bias dtype {bias.data.dtype} does not match the weight's {dt}")
+            raise TypeError(f"{op}: bias dtype {bias.data.dtype} does not match the weight's {dt}")
         bias = _wrap(bias.data.astype(dt))
     return bias
 
@@ -123,7 +124,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         input: (N, C, H, W) or unbatched (C, H, W).
         weight: (OC, C / groups, KH, KW); bias: (OC,) or None.
         stride, dilation: int or (h, w); padding: int, (h, w), ``'valid'`` or ``'same'``
-            (stride 1, even total padding); groups: channel groups.
+            (stride 1; an odd total padding puts the extra row/column at the end, as
+            PyTorch does); groups: channel groups.
         activation: fastnn extension: ``'relu'``, ``'leaky_relu'`` (``negative_slope``),
             ``'sigmoid'``, ``'tanh'`` or ``'gelu'`` applied to the result; the first four
             run in the kernel's epilogue, in the same pass as the bias.
@@ -136,8 +138,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     """
     weight = float_tensor(weight, "conv2d")
     w = weight.data
-    geom = _geometry(w.shape, stride, padding, dilation, groups)
     x = same_dtype_input(input, weight, "conv2d")
+    if isinstance(padding, str) and padding == "same" and len(w.shape) == 4:
+        x, padding = _same(x, w.shape[2:], stride, dilation, "conv2d")
+    geom = _geometry(w.shape, stride, padding, dilation, groups)
     xd = x.data
     if xd.ndim == 3:
         x4 = xd.reshape((1,) + xd.shape)
@@ -146,32 +150,56 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     else:
         raise ValueError(f"conv2d: expected 3-D (C, H, W) or 4-D (N, C, H, W) input, got shape {xd.shape}")
     shape = output_shape(x4.shape, w.shape, geom)
-    bias = _bias_of(bias, weight, shape[1])
+    return convolve(x, weight, bias, x4, w, geom, shape, shape[1:] if xd.ndim == 3 else shape, activation,
+                    negative_slope, "conv2d")
+
+
+def _same(x, kernel_size, stride, dilation, op):
+    """``padding='same'``: (input, symmetric padding) with the odd extra of an uneven
+    total padding added explicitly at the end of each spatial dim (PyTorch's rule)."""
+    n = len(kernel_size)
+    dilation = pair(dilation, op, "dilation") if n == 2 else dilation
+    if (pair(stride, op, "stride") if n == 2 else stride) != (1,) * n:
+        raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride}")
+    pads = same_pads(kernel_size, dilation)
+    extra = tuple((0, hi - lo) for lo, hi in pads)
+    if any(e for _, e in extra):
+        x = pad_spatial(x, extra, "zeros", op)
+    return x, tuple(lo for lo, _ in pads)
+
+
+def convolve(x, weight, bias, x4, w4, geom, shape, out_shape, activation, negative_slope, op):
+    """The forward of a validated convolution and its recording: ``x``/``weight`` the
+    input and weight Tensors, ``x4``/``w4`` their data as 4-D arrays (NCHW and (OC,
+    C/G, KH, KW) views), ``shape`` the 4-D output shape, ``out_shape`` the shape
+    returned (``conv1d`` drops the height-1 axis). Gradients come back in the
+    Tensors' own shapes."""
+    bias = _bias_of(bias, weight, shape[1], op)
     kind, slope = act_k.IDENTITY, 0.0
     if activation is not None:
-        kind, slope = _epilogue(activation, negative_slope)
+        kind, slope = _epilogue(activation, negative_slope, op)
         if kind == act_k.GELU or slope < 0:  # its derivative needs the pre-activation: run it apart
-            out = conv2d(input, weight, bias, stride, padding, dilation, groups)
+            out = convolve(x, weight, bias, x4, w4, geom, shape, out_shape, None, 0.0, op)
             return _activation(out, kind, slope, activation)
     if not x4.flags.c_contiguous:
         x4 = np.ascontiguousarray(x4)
-    if not w.flags.c_contiguous:
-        w = np.ascontiguousarray(w)
-    out4 = np.empty(shape, w.dtype)
-    conv_k.conv2d_forward(out4, x4, w, None if bias is None else bias.data, geom, kind, slope)
-    out = _wrap(out4[0] if xd.ndim == 3 else out4)
+    if not w4.flags.c_contiguous:
+        w4 = np.ascontiguousarray(w4)
+    out4 = np.empty(shape, w4.dtype)
+    conv_k.conv2d_forward(out4, x4, w4, None if bias is None else bias.data, geom, kind, slope)
+    out = _wrap(out4.reshape(out_shape))
     if recording(x, weight, bias):
         fused = out4 if kind != act_k.IDENTITY else None
-        attach(out, _backward(x, weight, bias, x4, w, shape, fused, geom, kind, slope),
+        attach(out, _backward(x, weight, bias, x4, w4, shape, fused, geom, kind, slope),
                (x, weight, bias), "ConvolutionBackward0", saved=(x,))
     return out
 
 
-def _epilogue(activation, negative_slope):
+def _epilogue(activation, negative_slope, op="conv2d"):
     try:
         kind = ACTIVATION_KINDS[activation]
     except (KeyError, TypeError):
-        raise ValueError(f"conv2d: unknown activation {activation!r}; expected one of "
+        raise ValueError(f"{op}: unknown activation {activation!r}; expected one of "
                          f"{sorted(ACTIVATION_KINDS)}") from None
     return kind, float(negative_slope) if kind == act_k.LEAKY_RELU else 0.0
 
@@ -196,7 +224,7 @@ def _backward(x, weight, bias, x4, w, shape, out4, geom, kind, slope):
         if need_w:
             target = direct_grad(weight)
             if target is None:
-                dw = dw_buf = np.empty_like(w)
+                dw = dw_buf = np.empty(weight.data.shape, w.dtype)
             else:
                 dw_buf, acc_w = target
         if need_b:

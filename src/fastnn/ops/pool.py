@@ -119,8 +119,15 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """
     x = float_tensor(input, "max_pool2d")
     x4, unbatched = _image(x, "max_pool2d")
-    out_shape, geom, serial, tiled = pool_plan("max_pool2d", x4.shape, kernel_size, stride, padding, dilation,
-                                               ceil_mode)
+    plan = pool_plan("max_pool2d", x4.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return max_pool_run(x, x4, plan, plan[0][1:] if unbatched else plan[0], return_indices,
+                        "MaxPool2DWithIndicesBackward0")
+
+
+def max_pool_run(x, x4, plan, final_shape, return_indices, name):
+    """The body of max pooling on a validated 4-D view ``x4`` of ``x``'s data, with
+    ``plan`` from :func:`pool_plan`; outputs (and indices) come back in ``final_shape``."""
+    out_shape, geom, serial, tiled = plan
     need = recording(x)
     with_index = need or bool(return_indices)
     out4 = np.empty(out_shape, x4.dtype)
@@ -134,7 +141,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         pool_k.max_pool_forward_serial(out4, argmax, x4, geom, with_index)
     else:
         pool_k.max_pool_forward(_planes(out4), _planes(argmax), _planes(x4), geom, with_index)
-    out = _wrap(out4[0] if unbatched else out4)
+    out = _wrap(out4.reshape(final_shape))
     if need:
         x_shape, in_shape, dtype = x4.shape, x.data.shape, x4.dtype
         serial_backward = x4.size < SERIAL_BELOW // 4  # a scatter: threads pay sooner
@@ -149,16 +156,16 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                 pool_k.max_pool_backward(_planes(dx), _planes(g4), _planes(argmax))
             return (dx.reshape(in_shape),)
 
-        attach(out, backward, (x,), "MaxPool2DWithIndicesBackward0")
+        attach(out, backward, (x,), name)
     if return_indices:
-        indices = argmax.astype(np.int64)
-        return out, _wrap(indices[0] if unbatched else indices)
+        return out, _wrap(argmax.astype(np.int64).reshape(final_shape))
     return out
 
 
-def _avg(x, x4, unbatched, out_shape, serial, geom, adaptive, include_pad, scale, name):
-    """The shared tail of avg_pool2d and adaptive_avg_pool2d: forward, then the
-    backward closure when recording. ``scale`` (OH, OW) or None multiplies the means."""
+def avg_pool_run(x, x4, final_shape, out_shape, serial, geom, adaptive, include_pad, scale, name):
+    """The shared tail of the average pools: forward on the 4-D view ``x4`` of ``x``'s
+    data (output returned in ``final_shape``), then the backward closure when
+    recording. ``scale`` (OH, OW) or None multiplies the means."""
     out4 = np.empty(out_shape, x4.dtype)
     if serial:  # too small to pay for a parallel launch
         pool_k.avg_pool_forward_serial(out4, x4, geom, adaptive, include_pad)
@@ -166,7 +173,7 @@ def _avg(x, x4, unbatched, out_shape, serial, geom, adaptive, include_pad, scale
         pool_k.avg_pool_forward(_planes(out4), _planes(x4), geom, adaptive, include_pad)
     if scale is not None:
         out4 *= scale
-    out = _wrap(out4[0] if unbatched else out4)
+    out = _wrap(out4.reshape(final_shape))
     if recording(x):
         x_shape, in_shape, dtype = x4.shape, x.data.shape, x4.dtype
 
@@ -219,8 +226,8 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
         counts = [_window_counts(x4.shape[2 + i], out_shape[2 + i], geom[i], geom[2 + i], geom[4 + i])
                   for i in range(2)]
         scale = (np.outer(counts[0], counts[1]) / float(divisor_override)).astype(x4.dtype)
-    return _avg(x, x4, unbatched, out_shape, serial, geom, False, include_pad, scale,
-                "AvgPool2DBackward0")
+    return avg_pool_run(x, x4, out_shape[1:] if unbatched else out_shape, out_shape, serial, geom, False,
+                        include_pad, scale, "AvgPool2DBackward0")
 
 
 def adaptive_avg_pool2d(input, output_size):  # noqa: A002
@@ -243,8 +250,8 @@ def adaptive_avg_pool2d(input, output_size):  # noqa: A002
     if N * C * H * W == 0:
         raise ValueError(f"adaptive_avg_pool2d: got an empty input of shape {x4.shape}")
     out_shape = (N, C, H if oh is None else oh, W if ow is None else ow)
-    return _avg(x, x4, unbatched, out_shape, N * C * H * W < SERIAL_BELOW, _ADAPTIVE_GEOM, True, False, None,
-                "AdaptiveAvgPool2DBackward0")
+    return avg_pool_run(x, x4, out_shape[1:] if unbatched else out_shape, out_shape, N * C * H * W < SERIAL_BELOW,
+                        _ADAPTIVE_GEOM, True, False, None, "AdaptiveAvgPool2DBackward0")
 
 
 def adaptive_size(output_size, op):

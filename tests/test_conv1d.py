@@ -1,0 +1,223 @@
+"""Conv1d / F.conv1d, and the padding modes and uneven 'same' padding of Conv1d and
+Conv2d: float64 gradient checks over odd configurations, fused epilogue, save/load,
+bad input, and PyTorch cross-checks of forward, input and parameter gradients."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn.nn import functional as F
+
+# (N, C, L, OC, kernel, stride, padding, dilation, groups, padding_mode)
+CONFIGS = [
+    (2, 3, 11, 4, 3, 1, 1, 1, 1, "zeros"),       # stride 1: the implicit GEMM
+    (3, 4, 13, 6, 5, 2, 2, 1, 2, "zeros"),       # stride 2, groups 2
+    (2, 4, 12, 8, 3, 1, 2, 2, 4, "zeros"),       # depthwise, multiplier 2, dilation 2
+    (1, 2, 9, 3, 1, 1, 0, 1, 1, "zeros"),        # pointwise
+    (2, 3, 10, 2, 4, 3, 0, 1, 1, "zeros"),       # stride 3, no padding
+    (2, 2, 9, 3, 3, 2, 2, 1, 1, "reflect"),
+    (2, 2, 8, 3, 3, 1, 3, 1, 1, "replicate"),    # padding wider than the kernel
+    (2, 2, 7, 4, 3, 1, 2, 2, 2, "circular"),
+    (2, 2, 9, 3, 4, 1, "same", 1, 1, "zeros"),   # uneven 'same': extra element at the end
+    (2, 2, 9, 3, 4, 1, "same", 1, 1, "reflect"),
+]
+IDS = [f"cfg{i}" for i in range(len(CONFIGS))]
+
+
+def make(cfg, dtype=np.float64, bias=True, seed=0):
+    N, C, L, OC, k, s, p, d, g, mode = cfg
+    conv = nn.Conv1d(C, OC, k, stride=s, padding=p, dilation=d, groups=g, bias=bias, padding_mode=mode,
+                     dtype=dtype, generator=np.random.default_rng(seed))
+    x = np.random.default_rng(seed + 1).standard_normal((N, C, L)).astype(dtype)
+    return conv, x
+
+
+def leaf(x):
+    return fastnn.tensor(x, requires_grad=True)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_gradcheck(cfg):
+    conv, x = make(cfg)
+    assert conv(x).shape == conv.output_shape(x.shape)
+    assert fastnn.gradcheck(conv, leaf(x), max_checks=40)
+
+
+@pytest.mark.parametrize("kwargs", [dict(stride=2, padding=1), dict(padding="same", dilation=2),
+                                    dict(padding="valid", groups=3), dict(stride=(3,), dilation=(2,))], ids=str)
+def test_functional_gradcheck(kwargs, rng):
+    groups = kwargs.get("groups", 1)
+    x = leaf(rng.standard_normal((2, 6, 11)))
+    w = leaf(rng.standard_normal((6, 6 // groups, 3)))
+    b = leaf(rng.standard_normal(6))
+    assert fastnn.gradcheck(lambda x, w, b: F.conv1d(x, w, b, **kwargs), (x, w, b), max_checks=40)
+
+
+def test_unbatched_non_contiguous_and_fused_gradcheck(rng):
+    w = leaf(rng.standard_normal((4, 2, 3)))
+    x = leaf(rng.standard_normal((2, 9)))  # unbatched (C, L)
+    assert F.conv1d(x, w, padding=1).shape == (4, 9)
+    assert fastnn.gradcheck(lambda x, w: F.conv1d(x, w, None, 1, 1), (x, w), max_checks=40)
+    wide = leaf(rng.standard_normal((2, 2, 20)))
+    assert fastnn.gradcheck(lambda t, w: F.conv1d(t[..., ::2], w, stride=2), (wide, w), max_checks=40)
+    assert fastnn.gradcheck(lambda t, w: F.conv1d(t, w, activation="tanh"), (wide, w), max_checks=40)
+
+
+def test_sequential_fuses_conv1d_and_relu(rng):
+    model = nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv1d(4, 3, 3, padding_mode="circular",
+                                                                           padding=1), nn.ReLU()).double()
+    assert nn.Conv1d.accepts_epilogue
+    x = rng.standard_normal((3, 2, 10))
+    expected = F.relu(model[2](F.relu(model[0](x))))
+    np.testing.assert_allclose(model(x), expected, rtol=1e-12, atol=1e-12)
+    assert fastnn.gradcheck(model, leaf(x), max_checks=40)
+
+
+def test_parameters_state_dict_and_save_load(tmp_path, rng):
+    conv = nn.Conv1d(4, 6, 3, groups=2, padding_mode="reflect", padding=1)
+    assert conv.weight.shape == (6, 2, 3) and conv.bias.shape == (6,)
+    assert list(conv.state_dict()) == ["weight", "bias"]
+    bound = 1 / np.sqrt(2 * 3)
+    assert np.abs(conv.weight.data).max() <= bound and np.abs(conv.bias.data).max() <= bound
+    assert "padding_mode=reflect" in repr(conv) and "groups=2" in repr(conv)
+    model = nn.Sequential(conv, nn.ReLU(), nn.Conv1d(6, 2, 4, padding="same", bias=False))
+    x = rng.standard_normal((2, 4, 9)).astype(np.float32)
+    fastnn.save(model, tmp_path / "m.fnn")
+    again = fastnn.load(tmp_path / "m.fnn")
+    np.testing.assert_array_equal(again(x), model(x))
+    conv2 = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="replicate"), nn.Conv2d(3, 2, 2, padding="same"))
+    fastnn.save(conv2, tmp_path / "c.fnn")
+    y = rng.standard_normal((1, 2, 5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(fastnn.load(tmp_path / "c.fnn")(y), conv2(y))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(in_channels=3, out_channels=4, kernel_size=3, groups=2), "Conv1d: in_channels.*divisible by groups"),
+    (dict(in_channels=2, out_channels=4, kernel_size=(3, 3)), "Conv1d: kernel_size"),
+    (dict(in_channels=2, out_channels=4, kernel_size=3, stride=0), "Conv1d: stride"),
+    (dict(in_channels=2, out_channels=4, kernel_size=3, padding=-1), "Conv1d: padding"),
+    (dict(in_channels=2, out_channels=4, kernel_size=3, padding="same", stride=2), "Conv1d: padding='same'.*stride"),
+    (dict(in_channels=2, out_channels=4, kernel_size=3, padding_mode="mirror"), "Conv1d: padding_mode"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nn.Conv1d(**kwargs)
+
+
+def test_bad_input(rng):
+    conv = nn.Conv1d(3, 2, 3, dilation=2)
+    with pytest.raises(ValueError, match=r"conv1d.*3-D.*\(2, 3, 4, 5\)"):
+        conv(np.zeros((2, 3, 4, 5), np.float32))
+    with pytest.raises(ValueError, match=r"conv1d.*3 channels.*\(2, 4, 9\)"):
+        conv(np.zeros((2, 4, 9), np.float32))
+    with pytest.raises(ValueError, match=r"conv1d.*\(2, 3, 4\).*smaller than the dilated kernel 5"):
+        conv(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"conv1d.*empty"):
+        conv(np.zeros((0, 3, 9), np.float32))
+    with pytest.raises(ValueError, match=r"Conv1d: reflect padding.*smaller than the input size"):
+        nn.Conv1d(3, 2, 3, padding=2, padding_mode="reflect")(np.zeros((1, 3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"conv1d.*3-D weight"):
+        F.conv1d(np.zeros((1, 3, 9)), np.zeros((2, 3, 3, 3)))
+    with pytest.raises(ValueError, match=r"conv1d.*bias of shape \(2,\)"):
+        F.conv1d(np.zeros((1, 3, 9)), np.zeros((2, 3, 3)), np.zeros(3))
+
+
+# ------------------------------------------------------------------ PyTorch
+def torch_conv(conv, torch):
+    cls = torch.nn.Conv1d if isinstance(conv, nn.Conv1d) else torch.nn.Conv2d
+    tconv = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                padding="same" if conv._same else conv.padding, dilation=conv.dilation, groups=conv.groups,
+                bias=conv.bias is not None, padding_mode=conv.padding_mode)
+    if conv.weight.data.dtype == np.float64:
+        tconv.double()
+    tconv.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in conv.state_dict().items()})
+    return tconv
+
+
+def check_against_torch(conv, x, rng, torch, tol=1e-4):
+    tconv = torch_conv(conv, torch)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    tout = tconv(tx)
+    g = rng.standard_normal(tuple(tout.shape)).astype(x.dtype)
+    tout.backward(torch.from_numpy(g))
+    xt = leaf(x)
+    out = conv(xt)
+    out.backward(g)
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(xt.grad, tx.grad.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(conv.weight.grad, tconv.weight.grad.numpy(), rtol=tol, atol=tol)
+    if conv.bias is not None:
+        np.testing.assert_allclose(conv.bias.grad, tconv.bias.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
+def test_matches_pytorch(cfg, rng):
+    torch = pytest.importorskip("torch")
+    conv, x = make(cfg, np.float32)
+    check_against_torch(conv, x, rng, torch)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("padding", [(1, 2), "same"], ids=["pad12", "same"])
+def test_conv2d_padding_modes_match_pytorch(mode, padding, rng):
+    torch = pytest.importorskip("torch")
+    conv = nn.Conv2d(2, 3, (3, 4), padding=padding, padding_mode=mode, dtype=np.float64,
+                     generator=np.random.default_rng(0))
+    x = rng.standard_normal((2, 2, 6, 7))
+    check_against_torch(conv, x, rng, torch, tol=1e-10)
+    assert conv(x).shape == conv.output_shape(x.shape)
+
+
+def test_conv2d_padding_mode_gradcheck(rng):
+    conv = nn.Conv2d(2, 2, 3, stride=2, padding=(2, 1), padding_mode="reflect", dtype=np.float64,
+                     generator=np.random.default_rng(0))
+    assert fastnn.gradcheck(conv, leaf(rng.standard_normal((1, 2, 6, 5))), max_checks=40)
+    same = nn.Conv2d(2, 2, (2, 3), padding="same", padding_mode="circular", dtype=np.float64,
+                     generator=np.random.default_rng(1))
+    assert fastnn.gradcheck(same, leaf(rng.standard_normal((2, 2, 4, 5))), max_checks=40)
+    w = leaf(rng.standard_normal((3, 2, 4, 2)))
+    assert fastnn.gradcheck(lambda x, w: F.conv2d(x, w, padding="same"), (leaf(rng.standard_normal((1, 2, 5, 5))), w),
+                            max_checks=40)
+
+
+def test_reference_workload_matches_pytorch(rng):
+    torch = pytest.importorskip("torch")
+    model = nn.Sequential(nn.Conv1d(1, 32, 5, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv1d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv1d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(160, 10))
+    tmodel = torch.nn.Sequential(torch.nn.Conv1d(1, 32, 5, stride=2, padding=1), torch.nn.ReLU(),
+                                 torch.nn.Conv1d(32, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+                                 torch.nn.Conv1d(32, 32, 3, stride=2, padding=1), torch.nn.ReLU(),
+                                 torch.nn.Flatten(), torch.nn.Linear(160, 10))
+    tmodel.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+    x = rng.standard_normal((100, 1, 40)).astype(np.float32)
+    out = model(x)
+    out.sum().backward()
+    tout = tmodel(torch.from_numpy(x))
+    tout.sum().backward()
+    np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-4, atol=1e-5)
+    for (name, p), tp in zip(model.named_parameters(), tmodel.parameters()):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("N", [17, 20])
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[2], CONFIGS[4], CONFIGS[7], CONFIGS[8]], ids=str)
+def test_packed_short_sequences_match_the_plain_path(cfg, N, monkeypatch, rng):
+    # batches of short sequences run as a few long rows (ops/conv1d_packed.py)
+    from fastnn.ops import conv1d_packed
+    conv, _ = make(cfg)
+    x = rng.standard_normal((N,) + cfg[1:3])
+    assert conv1d_packed.packs(N, conv(x).shape[2])
+    g = rng.standard_normal(conv(x).shape)
+    results = []
+    for pack in (True, False):
+        monkeypatch.setattr(conv1d_packed, "PACK_MIN_BATCH", 4 if pack else 10**9)
+        conv.zero_grad()
+        xt = leaf(x)
+        out = conv.forward_fused(xt, "tanh")
+        out.backward(g)
+        results.append((out.data, xt.grad.data, conv.weight.grad.data.copy(), conv.bias.grad.data.copy()))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(conv1d_packed, "PACK_MIN_BATCH", 4)
+    assert fastnn.gradcheck(lambda t: conv.forward_fused(t, "relu"), leaf(x), max_checks=30)
