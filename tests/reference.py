@@ -278,3 +278,65 @@ def softmax_grad(y, g, log=False):
             jac = np.diag(rows_s[r]) - np.outer(rows_s[r], rows_s[r])
         dx[r] = rows_g[r] @ jac
     return dx.reshape(y.shape)
+
+
+# ------------------------------------------------- layer, group and instance norm
+def row_norm(x, rows, eps=1e-5):
+    """x viewed as ``rows`` rows, each as (x - mean) / sqrt(var + eps) (biased var),
+    float64, by two plain passes. Returns (xhat of x's shape, mean (rows,), rstd (rows,))."""
+    x2 = np.asarray(x, np.float64).reshape(rows, -1)
+    mean = x2.mean(axis=1)
+    var = ((x2 - mean[:, None]) ** 2).mean(axis=1)
+    rstd = 1.0 / np.sqrt(var + eps)
+    return ((x2 - mean[:, None]) * rstd[:, None]).reshape(np.shape(x)), mean, rstd
+
+
+def row_norm_grad(x, dxhat, rows, eps=1e-5):
+    """dL/dx of xhat = row_norm(x) from dL/dxhat, by each row's explicit Jacobian
+    J = rstd * (I - 1/L) - rstd^3 / L * outer(x - mean, x - mean) (symmetric)."""
+    x2 = np.asarray(x, np.float64).reshape(rows, -1)
+    g2 = np.asarray(dxhat, np.float64).reshape(rows, -1)
+    L = x2.shape[1]
+    dx = np.empty_like(x2)
+    for r in range(rows):
+        d = x2[r] - x2[r].mean()
+        rstd = 1.0 / np.sqrt((d * d).mean() + eps)
+        jac = rstd * (np.eye(L) - 1.0 / L) - rstd ** 3 / L * np.outer(d, d)
+        dx[r] = jac @ g2[r]
+    return dx.reshape(np.shape(x))
+
+
+def _channel_view(a, C, ndim):
+    return np.reshape(a, (1, C) + (1,) * (ndim - 2))
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """PyTorch's layer_norm: normalise over the trailing ``normalized_shape`` dims."""
+    x = np.asarray(x, np.float64)
+    rows = x.size // int(np.prod(normalized_shape))
+    out = row_norm(x, rows, eps)[0]
+    if weight is not None:
+        out = out * weight
+    return out if bias is None else out + bias
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """PyTorch's group_norm on (N, C, *): each (sample, group of C / G channels) alone."""
+    x = np.asarray(x, np.float64)
+    out = row_norm(x, x.shape[0] * num_groups, eps)[0]
+    if weight is not None:
+        out = out * _channel_view(weight, x.shape[1], x.ndim)
+    return out if bias is None else out + _channel_view(bias, x.shape[1], x.ndim)
+
+
+def norm_backward(x, g, rows, channel_of, weight=None, eps=1e-5):
+    """(dx, dweight, dbias) of out = row_norm(x) * w + b with w, b indexed by
+    ``channel_of`` (an int array of x's shape: the parameter index of each element)."""
+    x = np.asarray(x, np.float64)
+    g = np.asarray(g, np.float64)
+    w = np.ones(channel_of.max() + 1) if weight is None else np.asarray(weight, np.float64).reshape(-1)
+    xhat = row_norm(x, rows, eps)[0]
+    dx = row_norm_grad(x, g * w[channel_of], rows, eps)
+    dweight = np.bincount(channel_of.reshape(-1), (g * xhat).reshape(-1), minlength=w.size)
+    dbias = np.bincount(channel_of.reshape(-1), g.reshape(-1), minlength=w.size)
+    return dx, dweight, dbias

@@ -21,6 +21,7 @@ from ..ops.dropout import *  # noqa: F401,F403
 from ..ops.embedding import *  # noqa: F401,F403
 from ..ops.loss import *  # noqa: F401,F403
 from ..ops.norm import *  # noqa: F401,F403
+from ..ops.layer_norm import *  # noqa: F401,F403
 from ..ops.pool import *  # noqa: F401,F403
 from ..ops.pool1d import *  # noqa: F401,F403
 from ..ops.adaptive_pool import *  # noqa: F401,F403
