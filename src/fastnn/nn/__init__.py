@@ -15,6 +15,7 @@ from .pooling_extra import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AdaptiveMaxPool
 from .recurrent import GRU, LSTM, RNN, LastStep  # noqa: F401
 from .rnn_cells import GRUCell, LSTMCell, RNNCell  # noqa: F401
 from .sparse import Embedding  # noqa: F401
+from .transformer import *  # noqa: F401,F403 (MultiheadAttention, TransformerEncoder(Layer), TransformerDecoder(Layer))
 from .activation_extra import *  # noqa: F401,F403
 from .loss_extra import *  # noqa: F401,F403
 from .misc import *  # noqa: F401,F403

@@ -9,6 +9,7 @@ from ..ops.linear import linear as _linear
 from ..ops.activation import ACTIVATION_KINDS as _KINDS
 from ..ops.activation import activation as _activation
 from ..ops.activation import gelu, leaky_relu, relu, sigmoid, tanh  # noqa: F401
+from ..ops.attention import *  # noqa: F401,F403
 from ..ops.conv import *  # noqa: F401,F403
 from ..ops.activation_extra import *  # noqa: F401,F403
 from ..ops.embedding_bag import *  # noqa: F401,F403
