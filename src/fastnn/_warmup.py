@@ -83,6 +83,8 @@ def _optional_cases(floats):
         ("GRUCell", (4, 5), {}, floats(2, 4)),
         ("LSTM", (4, 6), dict(bidirectional=True, proj_size=3), floats(3, 2, 4)),
         ("GRU", (4, 5), dict(num_layers=2, bidirectional=True), floats(3, 2, 4)),
+        # attention: the fused kernels (eval mode; training mode's dropout runs unfused)
+        ("TransformerEncoderLayer", (8, 2), dict(dim_feedforward=16, batch_first=True), floats(2, 5, 8)),
     ]
     cases = []
     for name, args, kwargs, make_input in wanted:
@@ -136,6 +138,10 @@ def _loss_cases():
              (nn.CrossEntropyLoss(), probabilities), (nn.MSELoss(), floats), (nn.BCEWithLogitsLoss(), bits)]
     if hasattr(nn, "NLLLoss"):
         cases.append((nn.NLLLoss(), labels))
+    # the shared kernels of the other elementwise losses (one kind each)
+    for name in ("L1Loss", "SmoothL1Loss", "HuberLoss"):
+        if hasattr(nn, name):
+            cases.append((getattr(nn, name)(), floats))
     return cases
 
 
