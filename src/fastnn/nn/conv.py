@@ -11,7 +11,7 @@ from ._validate import check_positive_int
 from .module import Module, Parameter
 
 
-class _ConvNd(Module):
+class ConvNd(Module):
     """Shared by Conv1d and Conv2d (``_dims`` spatial dims): argument checks,
     parameters, the explicit padding of ``padding_mode`` and uneven ``'same'``,
     serialisation and printing."""
@@ -123,7 +123,7 @@ class _ConvNd(Module):
         return s
 
 
-class Conv2d(_ConvNd):
+class Conv2d(ConvNd):
     """2-D convolution over NCHW images, like ``torch.nn.Conv2d``.
 
     Args:

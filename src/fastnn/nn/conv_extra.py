@@ -7,11 +7,11 @@ from ..ops.conv1d import conv1d, single
 from ..ops.conv_transpose import check_output_padding, conv_transpose1d, conv_transpose2d, transposed_output_size
 from . import init
 from ._validate import check_positive_int
-from .conv import _ConvNd
+from .conv import ConvNd
 from .module import Module, Parameter
 
 
-class Conv1d(_ConvNd):
+class Conv1d(ConvNd):
     """1-D convolution over (N, C, L) sequences, like ``torch.nn.Conv1d``; runs on the
     2-D convolution kernels (a sequence is an image of height 1).
 

@@ -11,7 +11,7 @@ from .module import Module
 __all__ = ["MSELoss", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss"]
 
 
-def _constant(value, name, owner):
+def loss_constant(value, name, owner):
     """A weight for a buffer: a Tensor stays as it is (shared); anything else becomes
     ``np.asarray(value)`` (so a list of floats is float64, and the list that
     ``_config()`` writes rebuilds the same values), integers the default dtype. The
@@ -24,7 +24,7 @@ def _constant(value, name, owner):
     return array if array.dtype.kind == "f" else array.astype(_config.get_default_dtype())
 
 
-class _Loss(Module):
+class LossBase(Module):
     """Base of the loss modules: ``reduction`` ('mean', 'sum' or 'none'; PyTorch's
     legacy ``size_average``/``reduce`` are translated into it), checked here."""
 
@@ -39,18 +39,18 @@ class _Loss(Module):
         return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
 
 
-class _WeightedLoss(_Loss):
+class _WeightedLoss(LossBase):
     """A loss with an optional per-class ``weight`` buffer (follows ``.double()``)."""
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
         super().__init__(size_average, reduce, reduction)
-        self.register_buffer("weight", _constant(weight, "weight", type(self).__name__))
+        self.register_buffer("weight", loss_constant(weight, "weight", type(self).__name__))
 
     def _config(self):
         return dict(super()._config(), weight=None if self.weight is None else self.weight.data.tolist())
 
 
-class MSELoss(_Loss):
+class MSELoss(LossBase):
     """Mean squared error: (input - target)^2, reduced.
 
     Args:
@@ -138,7 +138,7 @@ class NLLLoss(_WeightedLoss):
         return ", ".join(filter(None, [super().extra_repr(), extra]))
 
 
-class BCEWithLogitsLoss(_Loss):
+class BCEWithLogitsLoss(LossBase):
     """Sigmoid + binary cross-entropy on logits, numerically stable.
 
     Args:
@@ -155,8 +155,8 @@ class BCEWithLogitsLoss(_Loss):
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None):
         super().__init__(size_average, reduce, reduction)
-        self.register_buffer("weight", _constant(weight, "weight", "BCEWithLogitsLoss"))
-        self.register_buffer("pos_weight", _constant(pos_weight, "pos_weight", "BCEWithLogitsLoss"))
+        self.register_buffer("weight", loss_constant(weight, "weight", "BCEWithLogitsLoss"))
+        self.register_buffer("pos_weight", loss_constant(pos_weight, "pos_weight", "BCEWithLogitsLoss"))
 
     def forward(self, input, target):  # noqa: A002
         return F.binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,

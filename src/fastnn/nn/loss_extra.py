@@ -2,13 +2,13 @@
 forward-only wrappers of ``fastnn.nn.functional``'s losses with PyTorch's constructor
 arguments; ``reduction`` is checked here, at construction."""
 from . import functional as F
-from .loss import _constant, _Loss
+from .loss import LossBase, loss_constant
 
 __all__ = ["L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss", "KLDivLoss", "CosineEmbeddingLoss",
            "MarginRankingLoss"]
 
 
-class L1Loss(_Loss):
+class L1Loss(LossBase):
     """Mean absolute error: |input - target|, reduced.
 
     Args:
@@ -24,7 +24,7 @@ class L1Loss(_Loss):
         return F.l1_loss(input, target, reduction=self.reduction)
 
 
-class SmoothL1Loss(_Loss):
+class SmoothL1Loss(LossBase):
     """0.5 z^2 / beta for z = |input - target| < beta, else z - 0.5 beta; reduced.
 
     Args:
@@ -50,7 +50,7 @@ class SmoothL1Loss(_Loss):
         return dict(super()._config(), beta=self.beta)
 
 
-class HuberLoss(_Loss):
+class HuberLoss(LossBase):
     """0.5 z^2 for z = |input - target| < delta, else delta (z - 0.5 delta); reduced.
 
     Args:
@@ -76,7 +76,7 @@ class HuberLoss(_Loss):
         return dict(super()._config(), delta=self.delta)
 
 
-class BCELoss(_Loss):
+class BCELoss(LossBase):
     """Binary cross-entropy on probabilities: -w [t log x + (1 - t) log(1 - x)], each
     log clamped at -100 as in PyTorch (use ``BCEWithLogitsLoss`` on logits).
 
@@ -93,7 +93,7 @@ class BCELoss(_Loss):
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
         super().__init__(size_average, reduce, reduction)
-        self.register_buffer("weight", _constant(weight, "weight", "BCELoss"))
+        self.register_buffer("weight", loss_constant(weight, "weight", "BCELoss"))
 
     def forward(self, input, target):  # noqa: A002
         return F.binary_cross_entropy(input, target, self.weight, reduction=self.reduction)
@@ -102,7 +102,7 @@ class BCELoss(_Loss):
         return dict(super()._config(), weight=None if self.weight is None else self.weight.data.tolist())
 
 
-class KLDivLoss(_Loss):
+class KLDivLoss(LossBase):
     """Kullback-Leibler divergence: target (log target - input) for log-probability
     inputs; with ``log_target`` the target is given as log-probabilities too.
 
@@ -133,7 +133,7 @@ class KLDivLoss(_Loss):
         return dict(super()._config(), log_target=self.log_target)
 
 
-class _MarginLoss(_Loss):
+class _MarginLoss(LossBase):
     def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
         super().__init__(size_average, reduce, reduction)
         self.margin = float(margin)

@@ -62,19 +62,25 @@ def _parse_geometry(wshape, stride, padding, dilation, groups):
     return tuple(wshape[2:]) + stride + padding + dilation + (int(groups),)
 
 
-def _geometry(wshape, stride, padding, dilation, groups):
-    """The kernels' geometry tuple, parsed once per distinct argument set."""
+def cached_geometry(cache, parse, wshape, stride, padding, dilation, groups):
+    """``parse(...)``'s geometry tuple, kept in ``cache`` per distinct argument set
+    (conv2d and conv1d each pass their own cache and parser)."""
     key = (wshape, stride, padding, dilation, groups)
     try:
-        geom = _GEOMETRIES.get(key)
+        geom = cache.get(key)
     except TypeError:  # list arguments: not hashable, parse every time
-        return _parse_geometry(wshape, stride, padding, dilation, groups)
+        return parse(wshape, stride, padding, dilation, groups)
     if geom is None:
-        geom = _parse_geometry(wshape, stride, padding, dilation, groups)
-        if len(_GEOMETRIES) >= _CACHE_LIMIT:
-            _GEOMETRIES.clear()
-        _GEOMETRIES[key] = geom
+        geom = parse(wshape, stride, padding, dilation, groups)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = geom
     return geom
+
+
+def _geometry(wshape, stride, padding, dilation, groups):
+    """The kernels' geometry tuple, parsed once per distinct argument set."""
+    return cached_geometry(_GEOMETRIES, _parse_geometry, wshape, stride, padding, dilation, groups)
 
 
 def output_shape(shape, wshape, geom):
@@ -100,7 +106,7 @@ def same_dtype_input(x, weight, op):
     return weight_input(x, weight, op, ())
 
 
-def _bias_of(bias, weight, OC, op="conv2d"):
+def conv_bias(bias, weight, OC, op="conv2d"):
     if bias is None:
         return None
     if isinstance(bias, Tensor) and bias.data.dtype == weight.data.dtype and bias.data.shape == (OC,):
@@ -140,7 +146,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     w = weight.data
     x = same_dtype_input(input, weight, "conv2d")
     if isinstance(padding, str) and padding == "same" and len(w.shape) == 4:
-        x, padding = _same(x, w.shape[2:], stride, dilation, "conv2d")
+        x, padding = same_padding(x, w.shape[2:], stride, dilation, "conv2d")
     geom = _geometry(w.shape, stride, padding, dilation, groups)
     xd = x.data
     if xd.ndim == 3:
@@ -154,7 +160,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                     negative_slope, "conv2d")
 
 
-def _same(x, kernel_size, stride, dilation, op):
+def same_padding(x, kernel_size, stride, dilation, op):
     """``padding='same'``: (input, symmetric padding) with the odd extra of an uneven
     total padding added explicitly at the end of each spatial dim (PyTorch's rule)."""
     n = len(kernel_size)
@@ -174,10 +180,10 @@ def convolve(x, weight, bias, x4, w4, geom, shape, out_shape, activation, negati
     C/G, KH, KW) views), ``shape`` the 4-D output shape, ``out_shape`` the shape
     returned (``conv1d`` drops the height-1 axis). Gradients come back in the
     Tensors' own shapes."""
-    bias = _bias_of(bias, weight, shape[1], op)
+    bias = conv_bias(bias, weight, shape[1], op)
     kind, slope = act_k.IDENTITY, 0.0
     if activation is not None:
-        kind, slope = _epilogue(activation, negative_slope, op)
+        kind, slope = epilogue_of(activation, negative_slope, op)
         if kind == act_k.GELU or slope < 0:  # its derivative needs the pre-activation: run it apart
             out = convolve(x, weight, bias, x4, w4, geom, shape, out_shape, None, 0.0, op)
             return _activation(out, kind, slope, activation)
@@ -195,7 +201,7 @@ def convolve(x, weight, bias, x4, w4, geom, shape, out_shape, activation, negati
     return out
 
 
-def _epilogue(activation, negative_slope, op="conv2d"):
+def epilogue_of(activation, negative_slope, op="conv2d"):
     try:
         kind = ACTIVATION_KINDS[activation]
     except (KeyError, TypeError):

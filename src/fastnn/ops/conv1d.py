@@ -5,13 +5,12 @@ and output row is one contiguous run of the sequence."""
 import numpy as np
 
 from ._util import float_tensor
-from .conv import _bias_of, _epilogue, _same, convolve, same_dtype_input
+from .conv import cached_geometry, convolve, same_dtype_input, conv_bias, epilogue_of, same_padding
 from .conv1d_packed import conv1d_packed, packs
 
 __all__ = ["conv1d"]
 
 _GEOMETRIES = {}  # (weight shape, stride, padding, dilation, groups) -> geometry tuple
-_CACHE_LIMIT = 512
 
 
 def single(value, op, name, minimum=1):
@@ -44,17 +43,7 @@ def _parse_geometry(wshape, stride, padding, dilation, groups):
 
 def _geometry(wshape, stride, padding, dilation, groups):
     """The 2-D kernels' geometry tuple, parsed once per distinct argument set."""
-    key = (wshape, stride, padding, dilation, groups)
-    try:
-        geom = _GEOMETRIES.get(key)
-    except TypeError:  # list arguments: not hashable, parse every time
-        return _parse_geometry(wshape, stride, padding, dilation, groups)
-    if geom is None:
-        geom = _parse_geometry(wshape, stride, padding, dilation, groups)
-        if len(_GEOMETRIES) >= _CACHE_LIMIT:
-            _GEOMETRIES.clear()
-        _GEOMETRIES[key] = geom
-    return geom
+    return cached_geometry(_GEOMETRIES, _parse_geometry, wshape, stride, padding, dilation, groups)
 
 
 def output_shape1d(shape, wshape, geom, op="conv1d"):
@@ -96,7 +85,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x = same_dtype_input(input, weight, "conv1d")
     if isinstance(padding, str) and padding == "same" and w.ndim == 3:
         s = single(stride, "conv1d", "stride")
-        x, padding = _same(x, w.shape[2:], s, single(dilation, "conv1d", "dilation"), "conv1d")
+        x, padding = same_padding(x, w.shape[2:], s, single(dilation, "conv1d", "dilation"), "conv1d")
         padding = padding[0]
     geom = _geometry(w.shape, stride, padding, dilation, groups)
     xd = x.data
@@ -110,7 +99,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x4 = x3.reshape(x3.shape[0], x3.shape[1], 1, x3.shape[2])
     w4 = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
     if packs(shape[0], shape[3]):  # a batch of short sequences: a few long rows
-        kind, slope = _epilogue(activation, negative_slope, "conv1d") if activation is not None else (0, 0.0)
-        return conv1d_packed(x, weight, _bias_of(bias, weight, shape[1], "conv1d"), x3,
+        kind, slope = epilogue_of(activation, negative_slope, "conv1d") if activation is not None else (0, 0.0)
+        return conv1d_packed(x, weight, conv_bias(bias, weight, shape[1], "conv1d"), x3,
                              np.ascontiguousarray(w4), geom, out_shape, kind, slope, activation)
     return convolve(x, weight, bias, x4, w4, geom, shape, out_shape, activation, negative_slope, "conv1d")

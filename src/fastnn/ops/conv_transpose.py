@@ -17,7 +17,7 @@ import numpy as np
 
 from ..kernels import conv as conv_k
 from ._util import _wrap, attach, direct_grad, float_tensor, recording
-from .conv import _bias_of, pair, same_dtype_input
+from .conv import conv_bias, pair, same_dtype_input
 from .conv1d import single
 
 __all__ = ["conv_transpose1d", "conv_transpose2d"]
@@ -80,7 +80,7 @@ def _transposed(x, weight, bias, xn, op, dims, stride, padding, output_padding, 
     w = weight.data
     x4 = xn.reshape(xn.shape[:2] + (1,) + xn.shape[2:]) if dims == 1 else xn
     shape, geom, extra = _plan(op, x4.shape, w.shape, stride, padding, output_padding, groups, dilation, dims)
-    bias = _bias_of(bias, weight, shape[1], op)
+    bias = conv_bias(bias, weight, shape[1], op)
     w4 = np.ascontiguousarray(w.reshape(w.shape[:2] + (1,) + w.shape[2:]) if dims == 1 else w)
     dout = np.pad(x4, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1]))) if any(extra) else x4
     dout = np.ascontiguousarray(dout)
