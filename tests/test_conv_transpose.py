@@ -172,3 +172,14 @@ def test_1d_matches_pytorch(kwargs, rng):
     torch = pytest.importorskip("torch")
     conv = nn.ConvTranspose1d(4, 6, 3, generator=np.random.default_rng(0), **kwargs)
     check_against_torch(conv, rng.standard_normal((3, 4, 7)).astype(np.float32), rng, torch)
+
+
+@pytest.mark.parametrize("cls,shape", [("ConvTranspose1d", (2, 2, 7)), ("ConvTranspose2d", (2, 2, 5, 5))])
+def test_parameter_gradients_accumulate_over_two_backward_passes(cls, shape):
+    layer = getattr(fastnn.nn, cls)(2, 3, 3, stride=2).double()
+    x = np.random.default_rng(0).standard_normal(shape)
+    layer(x).sum().backward()
+    first = {k: p.grad.numpy().copy() for k, p in layer.named_parameters()}
+    layer(x).sum().backward()
+    for k, p in layer.named_parameters():
+        np.testing.assert_allclose(p.grad, 2 * first[k], rtol=1e-12, err_msg=k)

@@ -129,7 +129,7 @@ def _backward(x, weight, bias, dout, w4, shape, geom, x4_shape):
             if target is None:
                 db = sums
             elif target[1]:
-                target[0] += sums
+                np.add(target[0], sums, out=target[0])
             else:
                 target[0][...] = sums
         return dx, dw, db
