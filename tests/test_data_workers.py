@@ -132,6 +132,9 @@ class _Slow(Dataset):
 
 
 def test_keyboard_interrupt_stops_the_workers():
+    # a process started in the background by a non-interactive shell inherits SIGINT
+    # ignored (as CI may start this suite): Ctrl-C's handler is installed for the test
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     iterator = iter(DataLoader(_Slow(), batch_size=4, num_workers=2))
     pids = [w.pid for w in iterator.workers]
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
@@ -142,6 +145,7 @@ def test_keyboard_interrupt_stops_the_workers():
                 pass
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert iterator.closed and not any(_alive(p) for p in pids)
 
 
