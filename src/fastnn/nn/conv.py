@@ -1,14 +1,14 @@
 """Convolution layers: Conv2d (NCHW), the base shared with Conv1d, and fuse_conv_bn_eval."""
 import numpy as np
 
-from .. import _config
 from ..ops.conv import conv2d, pair, same_dtype_input
 from ..ops.conv import output_shape as conv_output_shape
 from ..ops.conv1d import output_shape1d, single
 from ..ops.conv_pad import check_padding_mode, pad_spatial, same_pads
 from . import init
 from ._validate import check_positive_int
-from .module import Module, Parameter
+from .module import Module
+from .parameter import add_weight_and_bias
 
 
 class ConvNd(Module):
@@ -53,13 +53,8 @@ class ConvNd(Module):
             self._explicit, self._conv_padding = tuple((0, hi - lo) for lo, hi in pads), self.padding
         else:
             self._explicit, self._conv_padding = None, self.padding
-        dt = dtype or _config.get_default_dtype()
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
-        self.weight = Parameter(np.empty(shape, dt))
-        if bias:
-            self.bias = Parameter(np.empty(self.out_channels, dt))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, shape, self.out_channels, bias, dtype)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator=None):

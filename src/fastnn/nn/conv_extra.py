@@ -1,14 +1,14 @@
 """More convolution layers: Conv1d, ConvTranspose1d and ConvTranspose2d."""
 import numpy as np
 
-from .. import _config
 from ..ops.conv import pair
 from ..ops.conv1d import conv1d, single
 from ..ops.conv_transpose import check_output_padding, conv_transpose1d, conv_transpose2d, transposed_output_size
 from . import init
 from ._validate import check_positive_int
 from .conv import ConvNd
-from .module import Module, Parameter
+from .module import Module
+from .parameter import add_weight_and_bias
 
 
 class Conv1d(ConvNd):
@@ -68,13 +68,8 @@ class _ConvTransposeNd(Module):
         self.output_padding = tup(output_padding, name, "output_padding", minimum=0)
         self.dilation = tup(dilation, name, "dilation")
         check_output_padding(self.output_padding, self.stride, self.dilation, name)
-        dt = dtype or _config.get_default_dtype()
         shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
-        self.weight = Parameter(np.empty(shape, dt))
-        if bias:
-            self.bias = Parameter(np.empty(self.out_channels, dt))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, shape, self.out_channels, bias, dtype)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator=None):

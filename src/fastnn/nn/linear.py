@@ -1,11 +1,10 @@
 """Dense layers: Linear, Identity, Flatten."""
-import numpy as np
 
-from .. import _config
 from . import functional as F
 from . import init
 from ._validate import check_positive_int
-from .module import Module, Parameter
+from .module import Module
+from .parameter import add_weight_and_bias
 
 
 class Linear(Module):
@@ -34,12 +33,7 @@ class Linear(Module):
         super().__init__()
         self.in_features = check_positive_int(in_features, "Linear", "in_features")
         self.out_features = check_positive_int(out_features, "Linear", "out_features")
-        dt = dtype or _config.get_default_dtype()
-        self.weight = Parameter(np.empty((self.out_features, self.in_features), dt))
-        if bias:
-            self.bias = Parameter(np.empty(self.out_features, dt))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, (self.out_features, self.in_features), self.out_features, bias, dtype)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator=None):

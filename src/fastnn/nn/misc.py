@@ -12,6 +12,7 @@ from . import functional as F
 from . import init
 from ._validate import check_positive_int
 from .module import Module, Parameter
+from .parameter import add_weight_and_bias
 
 __all__ = ["Bilinear", "Unflatten", "EmbeddingBag"]
 
@@ -40,12 +41,8 @@ class Bilinear(Module):
         self.in1_features = check_positive_int(in1_features, "Bilinear", "in1_features")
         self.in2_features = check_positive_int(in2_features, "Bilinear", "in2_features")
         self.out_features = check_positive_int(out_features, "Bilinear", "out_features")
-        dt = dtype or _config.get_default_dtype()
-        self.weight = Parameter(np.empty((self.out_features, self.in1_features, self.in2_features), dt))
-        if bias:
-            self.bias = Parameter(np.empty(self.out_features, dt))
-        else:
-            self.register_parameter("bias", None)
+        add_weight_and_bias(self, (self.out_features, self.in1_features, self.in2_features), self.out_features,
+                            bias, dtype)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator=None):

@@ -57,3 +57,15 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
+
+
+def add_weight_and_bias(module, weight_shape, bias_size, bias, dtype=None):
+    """Register ``module.weight`` (uninitialised, ``weight_shape``) and ``module.bias``
+    (``bias_size``, or None when ``bias`` is False) in ``dtype`` (default: the default
+    dtype), the parameters of Linear, Bilinear and the convolutions."""
+    dt = dtype or _config.get_default_dtype()
+    module.weight = Parameter(np.empty(weight_shape, dt))
+    if bias:
+        module.bias = Parameter(np.empty(bias_size, dt))
+    else:
+        module.register_parameter("bias", None)
