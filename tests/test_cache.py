@@ -1,5 +1,7 @@
 """The kernel cache is never fatal: read-only package, unwritable cache folders, no
-home, and several processes compiling into one empty cache at once.
+home, several processes compiling into one empty cache at once, corrupted index and
+data files, a cache folder that turns unusable mid-run (never stale:
+test_cache_key.py).
 
 Each case runs a fresh interpreter that compiles cold: one training step of a tiny
 Embedding model (its layer, MSE and SGD kernels; Linear's matmul would cost three
@@ -170,3 +172,64 @@ def test_bounds_checked_runs_do_not_reuse_unchecked_cached_kernels():
     assert plain.returncode == 0 and checked.returncode == 0, plain.stderr + checked.stderr
     assert plain.stdout.strip() == "unchecked"
     assert checked.stdout.strip() == "checked"
+
+
+KERNELS = textwrap.dedent("""
+    import json, warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import numpy as np
+        from fastnn.kernels import elementwise
+        a = np.arange(3, dtype=np.float32)
+        elementwise.add(a, a, a)
+        elementwise.multiply(a, a, a)
+    print(json.dumps({"a": a.tolist(), "warnings": [str(w.message) for w in caught if "fastnn" in str(w.message)],
+                      "misses": {k.__name__: sum(k.stats.cache_misses.values())
+                                 for k in (elementwise.add, elementwise.multiply)}}))
+""")
+
+
+def _run_kernels(env, before=""):
+    proc = subprocess.run([sys.executable, "-c", before + KERNELS], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_corrupted_cache_warns_once_recompiles_and_is_repaired(tmp_path):
+    cache = tmp_path / "cache"
+    env = _env(NUMBA_CACHE_DIR=cache)
+    first = _run_kernels(env)
+    assert not first["warnings"]
+    files = [os.path.join(folder, name) for folder, _, names in os.walk(cache) for name in names]
+    index = [f for f in files if ".add-" in os.path.basename(f) and f.endswith(".nbi")]
+    data = [f for f in files if ".multiply-" in os.path.basename(f) and f.endswith(".nbc")]
+    assert index and data
+    for path in index:  # a truncated index file
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+    for path in data:  # a data file full of garbage
+        with open(path, "wb") as f:
+            f.write(os.urandom(256))
+
+    broken = _run_kernels(env)
+    assert broken["a"] == first["a"] == [0, 4, 16]
+    assert broken["misses"]["add"] > 0 and broken["misses"]["multiply"] > 0
+    assert len(broken["warnings"]) == 1, broken["warnings"]
+    assert "recompil" in broken["warnings"][0] and str(cache) in broken["warnings"][0]
+
+    repaired = _run_kernels(env)  # the recompiled kernels replaced the broken files
+    assert repaired["a"] == first["a"] and not repaired["warnings"]
+    assert sum(repaired["misses"].values()) == 0
+
+
+def test_a_cache_folder_that_turns_unusable_mid_run_warns_once(tmp_path):
+    """The kernels' cache folder is replaced by a file after import (root ignores
+    permissions; a file blocks everyone): nothing can be read or saved, yet the
+    kernels compile, run and warn once."""
+    block = ("import os, shutil\nfrom fastnn.kernels import elementwise\n"
+             "folder = elementwise.add._cache.cache_path\nos.makedirs(folder, exist_ok=True)\n"
+             "shutil.rmtree(folder)\nopen(folder, 'w').close()\n")
+    result = _run_kernels(_env(NUMBA_CACHE_DIR=tmp_path / "cache"), block)
+    assert result["a"] == [0, 4, 16] and result["misses"]["add"] > 0
+    assert len(result["warnings"]) == 1 and str(tmp_path / "cache") in result["warnings"][0], result["warnings"]

@@ -18,7 +18,7 @@ from .data import DataLoader, Dataset, IterableDataset
 from .data.batches import ArrayBatches, LoaderBatches, Outputs, inference_loader, is_data
 from .data.collate import stack_samples
 from .nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
-from .progress import progress_bar
+from .progress import CompileNotice, progress_bar
 from .tensor import Tensor, _wrap
 
 
@@ -262,29 +262,30 @@ def _fit_epochs(model, batches, loss, optimizer, epoch_range, epochs, batch_size
         total_loss, total_correct, has_acc, n = 0.0, 0, True, 0
         start = time.perf_counter()
         bar = progress_bar(total=batches.total, desc=f"epoch {epoch + 1}/{epochs}", enabled=progress, unit="sample")
-        for b, (xb, yb) in enumerate(batches):
-            optimizer.zero_grad()
-            out = model(_batch(xb, dtype))
-            target = _batch(yb, out.dtype if isinstance(out, Tensor) else dtype)
-            loss_value = loss(out, target)
-            value = _loss_item(loss_value, "fit")
-            if not math.isfinite(value):
-                bar.close()
-                raise FloatingPointError(f"fit: loss became {value} at epoch {epoch + 1}, batch {b + 1}{of_steps}")
-            loss_value.backward()
-            optimizer.step()
-            loss_value = None  # the graph is freed; drop the last reference before the next batch
-            count = len(target)
-            n += count
-            total_loss += value * count
-            correct = _correct(kind, out, yb if isinstance(yb, np.ndarray) else target)
-            out = None
-            if correct is None:
-                has_acc = False
-            else:
-                total_correct += correct
-            bar.update(count)
-            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        with CompileNotice(bar) as notice:  # a first run says it compiles; the rate starts after
+            for b, (xb, yb) in enumerate(batches):
+                optimizer.zero_grad()
+                out = model(_batch(xb, dtype))
+                target = _batch(yb, out.dtype if isinstance(out, Tensor) else dtype)
+                loss_value = loss(out, target)
+                value = _loss_item(loss_value, "fit")
+                if not math.isfinite(value):
+                    bar.close()
+                    raise FloatingPointError(f"fit: loss became {value} at epoch {epoch + 1}, batch {b + 1}{of_steps}")
+                loss_value.backward()
+                optimizer.step()
+                loss_value = None  # the graph is freed; drop the last reference before the next batch
+                count = len(target)
+                n += count
+                total_loss += value * count
+                correct = _correct(kind, out, yb if isinstance(yb, np.ndarray) else target)
+                out = None
+                if correct is None:
+                    has_acc = False
+                else:
+                    total_correct += correct
+                notice.update(count)
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         elapsed = time.perf_counter() - start
         bar.close()
         if n == 0:

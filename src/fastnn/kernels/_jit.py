@@ -13,7 +13,12 @@ Choices made here, once:
 * ``error_model="numpy"``: division by zero gives inf/NaN instead of raising,
   which keeps the hot loops free of Python exception checks;
 * caching that is never fatal: if neither the package folder nor a user cache
-  folder is writable, kernels are compiled without a cache and a warning says so.
+  folder is writable, kernels are compiled without a cache and a warning says so;
+  an unreadable, corrupted or unwritable cache warns once and recompiles
+  (``_cache.KernelCache``, which also keys each kernel on the sources of the
+  kernel files it imports, so an edited callee in another file never runs stale);
+* an honest first run: a compile (a cache miss) tells the progress bar of
+  ``fit``, or prints one line on a terminal (``_cache.compiling``);
 * ``nogil=True`` so kernels can run from several Python threads at once;
 * the threading layer (``workqueue``, fork-safe) and the guards it needs are set in
   ``_threading`` before any kernel runs: :func:`kernel` returns a
@@ -25,6 +30,7 @@ import warnings
 
 import numba
 
+from ._cache import with_kernel_cache
 from ._threading import ParallelKernel
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -127,7 +133,13 @@ def _apart_if_bounds_checked(folder, on, reason):
 
 CACHE_DIR, CACHE, CACHE_REASON = _apart_if_bounds_checked(*_choose_cache())
 
-_OPTIONS = dict(cache=CACHE, fastmath=set(FASTMATH), nogil=True, error_model="numpy")
+_OPTIONS = dict(fastmath=set(FASTMATH), nogil=True, error_model="numpy")
+
+
+def _jit(func, **options):
+    """``numba.njit`` with ``_OPTIONS`` and, when caching is on, fastnn's ``KernelCache``."""
+    dispatcher = numba.njit(**{**_OPTIONS, **options})(func)
+    return with_kernel_cache(dispatcher) if CACHE else dispatcher
 
 
 def kernel(func):
@@ -136,12 +148,12 @@ def kernel(func):
     Returns a ``ParallelKernel``: the Numba dispatcher behind the threading-layer
     guard (see ``_threading``); its attributes are the dispatcher's.
     """
-    return ParallelKernel(numba.njit(parallel=True, **_OPTIONS)(func))
+    return ParallelKernel(_jit(func, parallel=True))
 
 
 def serial_kernel(func):
     """Compile ``func`` as a serial kernel, for work that never pays for threads."""
-    return numba.njit(parallel=False, **_OPTIONS)(func)
+    return _jit(func, parallel=False)
 
 
 def unfused(func):
@@ -150,10 +162,9 @@ def unfused(func):
     that cancel (e.g. a variance ``E[g^2] - E[g]^2``), where a fused multiply-add
     would drift from PyTorch's float32 results. Flags are per LLVM instruction, so
     this holds even after LLVM inlines the call."""
-    return numba.njit(cache=CACHE, fastmath=set(FASTMATH) - {"contract"}, nogil=True,
-                      error_model="numpy")(func)
+    return _jit(func, fastmath=set(FASTMATH) - {"contract"})
 
 
 def inline(func):
     """A small helper that is inlined into the kernels that call it."""
-    return numba.njit(inline="always", **_OPTIONS)(func)
+    return _jit(func, inline="always")

@@ -1,0 +1,194 @@
+"""The kernel cache fastnn trusts, and the notice shown while kernels compile.
+
+Numba keys a cached kernel on its own bytecode and invalidates a file's cache when
+that file changes, but a kernel's machine code also holds the helpers it calls and
+the constants it imports from *other* kernel files (``microkernel.micro``,
+``activations.softmax_row``, ``_jit.BLOCK``...): edit one of those and Numba would
+load the stale code. :class:`KernelCache` therefore stamps each cache index with a
+digest of the kernel's file *and every kernel file it imports, transitively*
+(``from .x import``, ``from . import x``): an edit recompiles exactly the kernels
+whose sources it changes (editing ``elementwise.py`` leaves ``conv.py``'s kernels
+cached; editing ``_jit.py``, imported by all, recompiles all). The digest is
+computed at the first cache lookup, once per file per process: importing fastnn
+costs nothing more.
+
+The cache is never fatal: an index or data file that cannot be read (truncated,
+garbage, another user's unreadable file) or written (a folder that became
+read-only) gives one ``RuntimeWarning`` per process, and the kernel is compiled;
+a broken index is replaced by the next save.
+
+Compiling notice: Numba fires its ``numba:compile`` event only on a cache miss.
+While :func:`compiling` is active (``fit``'s progress bar) its callback runs when
+a fastnn kernel starts compiling; otherwise the first compile of the process
+prints one line, if stderr is a terminal (pipes and logs, which programs parse,
+stay unchanged) and the process is no multiprocessing worker. ``compiling(lambda:
+None)`` silences it (a tool that shows its own "compiling" bar).
+"""
+import contextlib
+import hashlib
+import os
+import re
+import sys
+import warnings
+
+from numba.core import event
+from numba.core.caching import FunctionCache, IndexDataCacheFile
+
+_file_facts = {}  # path -> (sha256 of its bytes, paths of the kernel files it imports)
+_digests = {}  # path -> digest of the file and everything it imports
+
+
+# ``from .x import ...`` / ``from . import x, y``. A match inside a string or comment
+# only adds a file to the digest: more recompiles, never a stale kernel. (A regex:
+# ``ast.parse`` of the kernel files costs ~100 ms, this ~1 ms.)
+_IMPORT = re.compile(rb"^[ \t]*from[ \t]+\.([\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.M)
+
+
+def _facts(path):
+    """The hash of one kernel file and the sibling kernel files it imports."""
+    facts = _file_facts.get(path)
+    if facts is None:
+        try:
+            with open(path, "rb") as f:
+                source = f.read()
+        except OSError:
+            _file_facts[path] = facts = ("unreadable", ())
+            return facts
+        names = set()
+        for module, imported in _IMPORT.findall(source):
+            if module:
+                names.add(module.split(b".")[0].decode())
+            else:  # from . import a, b as c
+                listed = re.sub(rb"#[^\n]*", b"", imported).strip(b"() \t\r\n")
+                names.update(part.split()[0].decode() for part in listed.split(b",") if part.split())
+        folder = os.path.dirname(path)
+        imports = tuple(p for p in (os.path.join(folder, n + ".py") for n in sorted(names)) if os.path.isfile(p))
+        _file_facts[path] = facts = (hashlib.sha256(source).hexdigest(), imports)
+    return facts
+
+
+def sources_digest(path):
+    """A digest of the kernel file ``path`` and of every kernel file it imports, transitively."""
+    digest = _digests.get(path)
+    if digest is None:
+        seen, todo = {}, [path]
+        while todo:
+            current = todo.pop()
+            if current not in seen:
+                seen[current], imports = _facts(current)
+                todo.extend(imports)
+        text = "\n".join(f"{os.path.basename(p)} {h}" for p, h in sorted(seen.items()))
+        _digests[path] = digest = hashlib.sha256(text.encode()).hexdigest()
+    return digest
+
+
+_warned = False
+
+
+def _cache_problem(folder, what, exc):
+    global _warned
+    if not _warned:
+        _warned = True
+        then = ("the kernels it cannot load are recompiled" if what == "read" else
+                "kernels compiled in this process are not saved for later runs")
+        warnings.warn(f"fastnn: the kernel cache in {folder} could not be {what} ({type(exc).__name__}: {exc}); "
+                      f"{then} (this warning is shown once per process)", RuntimeWarning)
+
+
+class _IndexFile(IndexDataCacheFile):
+    """Numba's index file, stamped with the sources digest; an unreadable index reads as empty
+    (so the next save replaces it)."""
+
+    def __init__(self, cache_path, filename_base, source_stamp, source_file):
+        self._source_file = source_file
+        super().__init__(cache_path, filename_base, source_stamp)
+
+    @property
+    def _source_stamp(self):  # read when the index is loaded or saved: the digest is lazy
+        return self._file_stamp, sources_digest(self._source_file)
+
+    @_source_stamp.setter
+    def _source_stamp(self, stamp):  # Numba's (mtime, size) of the kernel's own file
+        self._file_stamp = stamp
+
+    def _load_index(self):
+        try:
+            return super()._load_index()
+        except Exception as exc:  # truncated, garbage, unreadable: any error means "no usable index"
+            _cache_problem(self._cache_path, "read", exc)
+            return {}
+
+
+class KernelCache(FunctionCache):
+    """Numba's per-function cache, keyed on the sources of the kernel files a kernel
+    imports, and never fatal (see the module docstring)."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        plain = self._cache_file
+        self._cache_file = _IndexFile(plain._cache_path, self._impl.filename_base, plain._source_stamp,
+                                      os.path.abspath(py_func.__code__.co_filename))
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception as exc:  # a data file that does not unpickle or rebuild
+            _cache_problem(self._cache_path, "read", exc)
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception as exc:  # e.g. the folder became read-only
+            _cache_problem(self._cache_path, "written", exc)
+
+
+def with_kernel_cache(dispatcher):
+    """Give a Numba dispatcher a :class:`KernelCache` (what ``cache=True`` would do, trusted)."""
+    dispatcher._cache = KernelCache(dispatcher.py_func)
+    return dispatcher
+
+
+_callbacks = []  # the active ``compiling`` callbacks, innermost last
+_announced = False
+
+
+@contextlib.contextmanager
+def compiling(callback):
+    """While active, ``callback()`` runs each time a fastnn kernel starts compiling
+    (a cache miss), in place of the one-line terminal notice."""
+    _callbacks.append(callback)
+    try:
+        yield
+    finally:
+        _callbacks.remove(callback)
+
+
+def _announce():
+    global _announced
+    _announced = True
+    import multiprocessing
+
+    # workers (DataLoader, warmup's pool) share their parent's terminal: the parent speaks
+    if getattr(sys.stderr, "isatty", lambda: False)() and multiprocessing.parent_process() is None:
+        from ._jit import CACHE
+
+        later = "cached for later runs" if CACHE else "the kernel cache is off: every run compiles"
+        print(f"fastnn: compiling kernels on first use ({later})", file=sys.stderr, flush=True)
+
+
+class _CompileListener(event.Listener):
+    def on_start(self, ev):
+        func = getattr(ev.data.get("dispatcher"), "py_func", None)
+        if not (getattr(func, "__module__", None) or "").startswith(__package__ + "."):
+            return  # not a fastnn kernel
+        if _callbacks:
+            _callbacks[-1]()
+        elif not _announced:
+            _announce()
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", _CompileListener())
