@@ -1,11 +1,12 @@
-"""fastnn.datasets: the bundled digits data set and the MNIST IDX reader/writer."""
+"""fastnn.datasets: the bundled digits, the generated 1-D signals and the MNIST IDX
+reader/writer."""
 import gzip
 import os
 
 import numpy as np
 import pytest
 
-from fastnn.datasets import load_digits, load_mnist, read_idx, write_idx
+from fastnn.datasets import load_digits, load_mnist, load_signals, make_signals, read_idx, write_idx
 from fastnn.datasets import idx as idx_module
 
 # ------------------------------------------------------------------ digits
@@ -227,3 +228,73 @@ def test_idx_large_chunked_io(tmp_path, monkeypatch):
     for name in ("a", "a.gz"):
         write_idx(tmp_path / name, array)
         np.testing.assert_array_equal(read_idx(tmp_path / name), array)
+
+
+# ------------------------------------------------------------------ generated 1-D signals
+
+
+@pytest.mark.parametrize("split, n", [("train", 4000), ("test", 1000)])
+def test_signals_splits_shapes_dtypes(split, n):
+    x, y = load_signals(split)
+    assert x.shape == (n, 1, 40) and x.dtype == np.float32
+    assert y.shape == (n,) and y.dtype == np.int64
+    assert np.all(np.isfinite(x)) and set(np.unique(y)) == set(range(10))
+    assert np.array_equal(np.bincount(y), np.full(10, n // 10))
+
+
+def test_signals_splits_differ():
+    train, test = load_signals("train")[0], load_signals("test")[0]
+    rows = {row.tobytes() for row in train[:, 0]}
+    assert not any(row.tobytes() in rows for row in test[:, 0])
+
+
+def test_make_signals_deterministic_for_a_seed():
+    x1, y1 = make_signals(50, seed=3)
+    x2, y2 = make_signals(50, seed=3)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    x3, _ = make_signals(50, seed=4)
+    assert not np.allclose(x1, x3)
+
+
+@pytest.mark.parametrize("n", [1, 9, 23, 100])
+def test_make_signals_classes_balanced(n):
+    counts = np.bincount(make_signals(n, length=24)[1], minlength=10)
+    assert counts.sum() == n and counts.max() - counts.min() <= 1
+
+
+def test_make_signals_length_dtype_options():
+    x, y = make_signals(12, length=64, dtype=np.float64)
+    assert x.shape == (12, 1, 64) and x.dtype == np.float64 and y.dtype == np.int64
+    np.testing.assert_allclose(make_signals(12, length=64)[0], x, rtol=1e-6, atol=1e-6)
+
+
+def test_make_signals_noise_is_smooth_and_of_the_asked_level():
+    clean, y_clean = make_signals(2000, noise=0.0, seed=5, dtype=np.float64)
+    noisy, y_noisy = make_signals(2000, noise=0.4, seed=5, dtype=np.float64)
+    np.testing.assert_array_equal(y_clean, y_noisy)
+    residual = (noisy - clean)[:, 0]
+    assert abs(residual.std() - 0.4 * np.sqrt(1.25)) < 0.05 * 0.4  # smooth std 0.4 + white std 0.2
+    lag1 = np.corrcoef(residual[:, :-1].ravel(), residual[:, 1:].ravel())[0, 1]
+    assert lag1 > 0.6  # correlated noise, not white
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(n=0), ValueError, "n must be an int >= 1"),
+    (dict(n=2.5), ValueError, "n must be an int"),
+    (dict(n=True), ValueError, "n must be an int"),
+    (dict(n=10, length=23), ValueError, "length must be an int >= 24"),
+    (dict(n=10, noise=-0.1), ValueError, "noise must be a finite number >= 0"),
+    (dict(n=10, noise=float("nan")), ValueError, "noise must be a finite number"),
+    (dict(n=10, noise="0.5"), ValueError, "noise must be a finite number"),
+    (dict(n=10, seed=1.5), TypeError, "seed must be an int"),
+    (dict(n=10, dtype=np.int32), TypeError, "dtype must be a float dtype"),
+])
+def test_make_signals_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match="make_signals: " + match):
+        make_signals(**kwargs)
+
+
+def test_load_signals_bad_split():
+    with pytest.raises(ValueError, match="load_signals: split must be 'train' or 'test'"):
+        load_signals("validation")

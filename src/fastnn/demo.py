@@ -1,4 +1,5 @@
-"""``fastnn demo``: train a small model on the bundled digits and report accuracy."""
+"""``fastnn demo``: train a small model on the bundled digits (or, for ``conv1d``, the
+generated 1-D signals of ``datasets.load_signals``) and report accuracy."""
 import time
 
 import numpy as np
@@ -59,7 +60,60 @@ def _lstm():
     return model, lambda x: x.reshape(len(x), 8, 8), dict(lr=1e-2, epochs=15, batch_size=32, cosine=True)
 
 
-DEMOS = {"mlp": _mlp, "cnn": _cnn, "lstm": _lstm}
+class DigitsTransformer(nn.Module):
+    """Each 8x8 image read as a sequence of 8 rows of 8 pixels: a Linear embedding
+    plus a learned positional embedding, a ``TransformerEncoder``, the mean over
+    the rows, a Linear classifier; written PyTorch's way (``forward`` only).
+
+    Args:
+        d_model (int): embedding width. nhead (int): attention heads.
+        dim_feedforward (int): hidden width of each feed-forward block.
+        num_layers (int): encoder layers. dropout (float): dropout in the layers.
+
+    Shape: (N, 8, 8) -> (N, 10) logits.
+
+    Example:
+        >>> model = DigitsTransformer()
+        >>> model(fastnn.randn(2, 8, 8)).shape
+        (2, 10)
+    """
+
+    def __init__(self, d_model=32, nhead=4, dim_feedforward=64, num_layers=2, dropout=0.0):
+        super().__init__()
+        self._args = dict(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward, num_layers=num_layers,
+                         dropout=float(dropout))
+        self.embed = nn.Linear(8, d_model)
+        self.pos = nn.Parameter(np.zeros((1, 8, d_model), self.embed.weight.dtype))  # one vector per row
+        nn.init.normal_(self.pos, std=0.1)
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers)
+        self.head = nn.Linear(d_model, 10)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x) + self.pos).mean(1))
+
+    def _config(self):
+        return dict(self._args)
+
+
+def _transformer():
+    """Each image as 8 rows of 8 pixels, a 2-layer Transformer encoder (d_model 32, 4 heads)."""
+    return DigitsTransformer(), lambda x: x.reshape(len(x), 8, 8), dict(lr=3e-3, epochs=12, batch_size=32,
+                                                                        cosine=True)
+
+
+def _conv1d():
+    """The MNIST-1D CNN on ``datasets.load_signals``: three strided Conv1d-ReLU, Linear."""
+    model = nn.Sequential(nn.Conv1d(1, 32, 5, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv1d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv1d(32, 32, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(32 * 5, 10))
+    return model, lambda x: x, dict(lr=3e-3, epochs=10, batch_size=32, data="signals")
+
+
+DEMOS = {"mlp": _mlp, "cnn": _cnn, "lstm": _lstm, "transformer": _transformer, "conv1d": _conv1d}
+_DATA = {"digits": (datasets.load_digits, "the bundled digits"),
+         "signals": (datasets.load_signals, "the generated 1-D signals")}
 
 
 def run_demo(model_name="mlp", epochs=None, seed=0, progress=True, out=print):
@@ -68,14 +122,15 @@ def run_demo(model_name="mlp", epochs=None, seed=0, progress=True, out=print):
 
     manual_seed(seed)
     model, shape, hp = DEMOS[model_name]()
-    x_train, y_train = datasets.load_digits("train")
-    x_test, y_test = datasets.load_digits("test")
+    load, data_name = _DATA[hp.get("data", "digits")]
+    x_train, y_train = load("train")
+    x_test, y_test = load("test")
     x_train, x_test = shape(x_train), shape(x_test)
     epochs = hp["epochs"] if epochs is None else epochs
     optimizer = optim.Adam(model.parameters(), lr=hp["lr"])
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1)) if hp.get("cosine") else None
     loss = nn.CrossEntropyLoss()
-    out(f"fastnn demo: {model_name} on the bundled digits ({len(x_train)} train / {len(x_test)} test), "
+    out(f"fastnn demo: {model_name} on {data_name} ({len(x_train)} train / {len(x_test)} test), "
         f"{epochs} epochs")
     start = time.perf_counter()
     history = fit(model, x_train, y_train, loss, optimizer, epochs=epochs, batch_size=hp["batch_size"],

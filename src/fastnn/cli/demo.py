@@ -1,4 +1,4 @@
-"""``fastnn demo``: train a small model on the bundled digits."""
+"""``fastnn demo``: train a small model on a bundled data set."""
 from ._common import _threads
 
 

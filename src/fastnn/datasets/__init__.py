@@ -3,6 +3,8 @@
 ``load_digits`` returns the UCI Optical Recognition of Handwritten Digits data set
 (Alpaydin & Kaynak, UCI Machine Learning Repository, CC BY 4.0), shipped with
 fastnn: 1,797 8x8 grey-level images of the digits 0-9 in a fixed train/test split.
+``make_signals``/``load_signals`` generate a 1-D data set like MNIST-1D (10 classes
+of shifted, noisy template signals, length 40), deterministically and offline.
 ``read_idx``/``write_idx``/``load_mnist`` handle the MNIST IDX files.
 """
 import functools
@@ -12,8 +14,9 @@ import numpy as np
 
 from .. import _config
 from .idx import load_mnist, read_idx, write_idx
+from .signals import load_signals, make_signals
 
-__all__ = ["load_digits", "load_mnist", "read_idx", "write_idx"]
+__all__ = ["load_digits", "load_mnist", "load_signals", "make_signals", "read_idx", "write_idx"]
 
 
 @functools.lru_cache(maxsize=1)
