@@ -200,24 +200,95 @@ def test_reference_workload_matches_pytorch(rng):
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=name)
 
 
-@pytest.mark.parametrize("N", [17, 20])
+@pytest.mark.parametrize("N", [1, 17, 20])
 @pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[2], CONFIGS[4], CONFIGS[7], CONFIGS[8]], ids=str)
 def test_packed_short_sequences_match_the_plain_path(cfg, N, monkeypatch, rng):
-    # batches of short sequences run as a few long rows (ops/conv1d_packed.py)
+    # short sequences run on the direct 1-D kernels (ops/conv1d_packed.py, kernels/conv1d.py)
+    from fastnn.kernels import conv1d as conv1d_k
     from fastnn.ops import conv1d_packed
     conv, _ = make(cfg)
     x = rng.standard_normal((N,) + cfg[1:3])
     assert conv1d_packed.packs(N, conv(x).shape[2])
     g = rng.standard_normal(conv(x).shape)
     results = []
-    for pack in (True, False):
-        monkeypatch.setattr(conv1d_packed, "PACK_MIN_BATCH", 4 if pack else 10**9)
+    default = conv1d_k.SLOT_MACS
+    for pack, slot_macs in ((True, default), (True, 1), (False, default)):  # 1: a slot per sample
+        monkeypatch.setattr(conv1d_packed, "PACK_BELOW", 64 if pack else 0)
+        monkeypatch.setattr(conv1d_k, "SLOT_MACS", slot_macs)
         conv.zero_grad()
         xt = leaf(x)
         out = conv.forward_fused(xt, "tanh")
         out.backward(g)
         results.append((out.data, xt.grad.data, conv.weight.grad.data.copy(), conv.bias.grad.data.copy()))
-    for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    monkeypatch.setattr(conv1d_packed, "PACK_MIN_BATCH", 4)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    monkeypatch.setattr(conv1d_packed, "PACK_BELOW", 64)
     assert fastnn.gradcheck(lambda t: conv.forward_fused(t, "relu"), leaf(x), max_checks=30)
+
+
+def _reference(x, w, b, gout, S, P, D, G):
+    # NumPy conv1d: (out, dx, dw, db) for upstream gradient gout, in float64
+    N, C, L = x.shape
+    OC, Cg, K = w.shape
+    OCg = OC // G
+    OL = (L + 2 * P - D * (K - 1) - 1) // S + 1
+    xp = np.zeros((N, C, L + 2 * P))
+    xp[:, :, P:P + L] = x
+    out = np.zeros((N, OC, OL)) + b[None, :, None]
+    dxp, dw = np.zeros_like(xp), np.zeros(w.shape)
+    for g in range(G):
+        cs, os_ = slice(g * Cg, (g + 1) * Cg), slice(g * OCg, (g + 1) * OCg)
+        for kw in range(K):
+            win = slice(kw * D, kw * D + S * (OL - 1) + 1, S)
+            out[:, os_] += np.einsum("oc,ncl->nol", w[os_, :, kw], xp[:, cs, win])
+            dw[os_, :, kw] = np.einsum("nol,ncl->oc", gout[:, os_], xp[:, cs, win])
+            dxp[:, cs, win] += np.einsum("oc,nol->ncl", w[os_, :, kw], gout[:, os_])
+    return out, dxp[:, :, P:P + L], dw, gout.sum(axis=(0, 2))
+
+
+# (N, C, L, OC, K, stride, padding, dilation, groups): K blocks (C*K > 256, OC > 256), edges
+KERNEL_CASES = [(3, 4, 13, 6, 5, 2, 2, 1, 2), (2, 3, 10, 2, 4, 3, 0, 1, 1), (5, 4, 12, 8, 3, 1, 5, 2, 4),
+                (4, 100, 7, 9, 3, 2, 1, 1, 1), (3, 5, 6, 260, 2, 1, 1, 3, 1), (1, 1, 40, 32, 5, 2, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("slot_macs", [None, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", KERNEL_CASES, ids=str)
+def test_direct_kernels_match_numpy(case, dtype, slot_macs, monkeypatch, rng):
+    from fastnn.kernels import conv1d as conv1d_k
+    if slot_macs:
+        monkeypatch.setattr(conv1d_k, "SLOT_MACS", slot_macs)  # the parallel path, a slot per sample
+    N, C, L, OC, K, S, P, D, G = case
+    x, w = rng.standard_normal((N, C, L)), rng.standard_normal((OC, C // G, K))
+    b = rng.standard_normal(OC)
+    OL = (L + 2 * P - D * (K - 1) - 1) // S + 1
+    gout = rng.standard_normal((N, OC, OL))
+    expected = _reference(x, w, b, gout, S, P, D, G)
+    x, w, b, gout = (a.astype(dtype) for a in (x, w, b, gout))
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    out = np.empty((N, OC, OL), dtype)
+    conv1d_k.conv1d_forward(out, x, w, b, (S, P, D, G))
+    np.testing.assert_allclose(out, expected[0], rtol=tol, atol=tol)
+    conv1d_k.conv1d_forward(out, x, w, None, (S, P, D, G), kind=1)  # ReLU, no bias
+    np.testing.assert_allclose(out, np.maximum(expected[0] - b.reshape(-1, 1), 0), rtol=tol, atol=tol)
+    dx, dw, db = np.full(x.shape, np.nan, dtype), np.ones(w.shape, dtype), np.ones(OC, dtype)
+    conv1d_k.conv1d_backward(dx, dw, db, gout, x, w, (S, P, D, G), accumulate_w=True, accumulate_b=True)
+    for got, want in zip((dx, dw - 1, db - 1), expected[1:]):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 10)
+    conv1d_k.conv1d_backward(None, dw, None, gout, x, w, (S, P, D, G))  # overwritten, dx and db skipped
+    np.testing.assert_allclose(dw, expected[2], rtol=tol, atol=tol * 10)
+
+
+@pytest.mark.parametrize("slot_macs", [None, 1])
+def test_direct_kernels_float64_gradcheck(slot_macs, monkeypatch, rng):
+    # odd shapes through the op: stride 3, dilation 2, groups, fused LeakyReLU; 1: a slot per sample
+    from fastnn.kernels import conv1d as conv1d_k
+    if slot_macs:
+        monkeypatch.setattr(conv1d_k, "SLOT_MACS", slot_macs)
+    x = leaf(rng.standard_normal((5, 4, 11)))
+    w = leaf(rng.standard_normal((6, 2, 3)))
+    b = leaf(rng.standard_normal(6))
+    assert fastnn.gradcheck(lambda x, w, b: F.conv1d(x, w, b, stride=3, padding=2, dilation=2, groups=2,
+                                                     activation="leaky_relu", negative_slope=0.1),
+                            (x, w, b), max_checks=40)

@@ -1,4 +1,6 @@
-"""``conv1d``: PyTorch's 1-D cross-correlation (N, C, L) on the 2-D convolution
+"""``conv1d``: PyTorch's 1-D cross-correlation (N, C, L). Short sequences (fewer
+than ``conv1d_packed.PACK_BELOW`` outputs) run on the direct 1-D kernels
+(``kernels.conv1d``, through ``conv1d_packed``); longer ones on the 2-D convolution
 kernels, the sequence viewed as an image of height 1 (no copy): the kernels'
 geometry then has KH = SH = DH = 1 and PH = 0, so every im2col row, padded image
 and output row is one contiguous run of the sequence."""
@@ -98,8 +100,9 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     out_shape = (shape[1], shape[3]) if xd.ndim == 2 else (shape[0], shape[1], shape[3])
     x4 = x3.reshape(x3.shape[0], x3.shape[1], 1, x3.shape[2])
     w4 = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
-    if packs(shape[0], shape[3]):  # a batch of short sequences: a few long rows
+    if packs(shape[0], shape[3]):  # short sequences: the direct 1-D kernels
         kind, slope = epilogue_of(activation, negative_slope, "conv1d") if activation is not None else (0, 0.0)
         return conv1d_packed(x, weight, conv_bias(bias, weight, shape[1], "conv1d"), x3,
-                             np.ascontiguousarray(w4), geom, out_shape, kind, slope, activation)
+                             w if w.flags.c_contiguous else np.ascontiguousarray(w), geom, out_shape, kind, slope,
+                             activation)
     return convolve(x, weight, bias, x4, w4, geom, shape, out_shape, activation, negative_slope, "conv1d")

@@ -1,0 +1,342 @@
+"""Direct 1-D convolution (N, C, L) for short sequences: GEMMs over a whole batch.
+
+``conv`` handles a sequence as an image of height 1 and pays a fixed cost per
+sample and row (views, a product per sample group, im2col setup); for the short
+sequences of small 1-D CNNs (tens of outputs each) that cost dominates. Here a run
+of samples is laid out "wide": the padded input split by stride phase,
+xw[c, ph, n*Lq + m] = x[n, c, m*S + ph - P] (Lq = ceil((L + 2P) / S)), so row
+(c, kw) of the im2col matrix, over all samples at once, is the contiguous run
+xw[c, kw*D % S, kw*D // S:] at wide column j = n*Lq + m. Columns with m >= OL are
+no output (dropped in the forward, zero gradient in backward). ``geom`` is the int
+tuple (stride, padding, dilation, groups); for channel group g, Kg = C/G * K rows
+k = (c, kw) and OCg = OC/G:
+
+    forward  out (OCg, j) = act(w[g] (OCg, Kg) @ col (Kg, j) + bias)
+    dinput   dcol (Kg, j) = w[g]^T @ dout (OCg, j);   dx = dcol added back into xw's layout
+    dweight  dw[g]^T (Kg, OCg) (+)= col (Kg, j) @ dout^T (j, OCg)
+
+The products run on the GEMM micro-kernel (``microkernel.micro``), K blocked as in
+``matmul``, on NR-column panels packed by contiguous copies. The batch is split
+into slots of samples (a prange iteration each); one slot runs serially with no
+parallel launch. The backward's slots are a function of the shapes only (its
+weight-gradient sums depend on the split), so results are bitwise the same at any
+thread count; the forward's results do not depend on the split, so it takes one
+slot per thread.
+"""
+import numpy as np
+from numba import prange
+
+from . import activations as act_k
+from ._jit import inline, kernel, serial_kernel
+from ._threading import get_threads
+from .conv import sum_slots
+from .conv_plan import workspace
+from .microkernel import KC, MR, NV, micro, pack_a
+
+FORWARD, NEED_DX, NEED_DW, NEED_DB, HAS_BIAS, ACC_W, ACC_B = 1, 2, 4, 8, 16, 32, 64
+SLOT_MACS = 1 << 19  # multiply-adds per slot (a prange iteration): at least this many
+MAX_SLOTS = 16
+
+
+@inline
+def _blocks(K):
+    # K split into equal blocks of at most KC (as in matmul): the block size
+    nk = (K + KC - 1) // KC
+    return (K + nk - 1) // nk
+
+
+@inline
+def _copy(dst, src):
+    for q in range(dst.shape[0]):
+        dst[q] = src[q]
+
+
+@inline
+def _wide_input(xw, x, n0, nb, Lq, S, P):
+    # xw[c, ph, n*Lq + m] = x[n0 + n, c, m*S + ph - P] for n < nb, zero outside x and past
+    # the last sample: row (c, kw) of the wide im2col matrix is xw[c, kw*D % S, kw*D // S:]
+    L = x.shape[2]
+    flat = xw.reshape(-1)
+    for i in range(flat.shape[0]):
+        flat[i] = 0
+    for c in range(xw.shape[0]):
+        for ph in range(S):
+            dst = xw[c, ph]
+            lo = min(Lq, (P - ph + S - 1) // S)  # m from lo to hi read x
+            hi = max(lo, min(Lq, (L - 1 + P - ph) // S + 1))
+            for n in range(nb):
+                src, seg = x[n0 + n, c, ph - P + lo * S:], dst[n * Lq + lo:n * Lq + hi]
+                for m in range(seg.shape[0]):
+                    seg[m] = src[m * S]
+
+
+@inline
+def _store(dst, src, v0, kind, slope):
+    # dst = act(src + v0)
+    if kind == act_k.IDENTITY:
+        for q in range(dst.shape[0]):
+            dst[q] = src[q] + v0
+    elif kind == act_k.RELU:  # branch-free: a select, vectorised
+        zero = dst.dtype.type(0)
+        for q in range(dst.shape[0]):
+            v = src[q] + v0
+            dst[q] = v if v > 0 else v * zero
+    else:
+        for q in range(dst.shape[0]):
+            dst[q] = act_k._forward_one(src[q] + v0, kind, slope)
+
+
+@inline
+def _geometry(L, K, S, P, D, nb):
+    # (Lq, wide columns, row length of the wide arrays: a tail for the kernel offsets and
+    # for whole NR-column panels)
+    Lq = (L + 2 * P + S - 1) // S
+    return Lq, nb * Lq, nb * Lq + (K - 1) * D // S + 2 * NV * 16
+
+
+@inline
+def _row_offsets(offs, K, D, S, row_len):
+    # offs[kk] = where row kk = (c, kw) of a group's wide im2col matrix starts in the flat
+    # (C/G, S, row_len) wide input: (c*S + kw*D % S)*row_len + kw*D // S (no division later)
+    for kk in range(offs.shape[0]):
+        e = kk % K * D
+        offs[kk] = (kk // K * S + e % S) * row_len + e // S
+
+
+@serial_kernel
+def _forward(out, x, w2, bias, n0, n1, geom, flags, kind, slope):
+    # out[n0:n1] = act(conv1d(x, w) + bias); w2 (OC, Kg)
+    S, P, D, G = geom
+    OL, K = out.shape[2], w2.shape[1] * G // x.shape[1]
+    OCg, Kg = w2.shape[0] // G, w2.shape[1]
+    Cg = Kg // K
+    NR = NV * (64 // out.itemsize)
+    kcb, rows = _blocks(Kg), (OCg + MR - 1) // MR * MR
+    Lq, npw, row_len = _geometry(x.shape[2], K, S, P, D, n1 - n0)
+    xw = np.empty((x.shape[1], S, row_len), out.dtype)
+    _wide_input(xw, x, n0, n1 - n0, Lq, S, P)
+    offs = np.empty(Kg, np.int64)
+    _row_offsets(offs, K, D, S, row_len)
+    ap = np.empty(rows * Kg, out.dtype)
+    bp = np.empty(kcb * NR, out.dtype)
+    tmp = np.empty(rows * NR, out.dtype)
+    for g in range(G):
+        for k0 in range(0, Kg, kcb):  # all of w[g], K block by K block: rows x kc at ap[k0*rows]
+            pack_a(ap[k0 * rows:], w2[g * OCg:(g + 1) * OCg], False, 0, OCg, k0, min(kcb, Kg - k0))
+        for j0 in range(0, npw, NR):  # wide column j = n*Lq + m: output m of sample n0 + n if m < OL
+            cols = min(NR, npw - j0)
+            for k0 in range(0, Kg, kcb):
+                kc = min(kcb, Kg - k0)
+                xg = xw[g * Cg:(g + 1) * Cg].reshape(-1)
+                for k in range(kc):
+                    _copy(bp[k * NR:(k + 1) * NR], xg[offs[k0 + k] + j0:])
+                for i in range(0, OCg, MR):
+                    micro(tmp, i * NR, NR, ap, k0 * rows + i * kc, bp, 0, kc, k0 > 0)
+            first, last = j0 // Lq, (j0 + cols - 1) // Lq
+            for o in range(OCg):
+                oc = g * OCg + o
+                t = tmp[o * NR:o * NR + cols]
+                v0 = bias[oc] if flags & HAS_BIAS else out.dtype.type(0)
+                for n in range(first, last + 1):  # the valid outputs, sample by sample
+                    lo, hi = max(j0, n * Lq), min(j0 + cols, n * Lq + OL)
+                    if lo < hi:
+                        _store(out[n0 + n, oc, lo - n * Lq:hi - n * Lq], t[lo - j0:hi - j0], v0, kind, slope)
+
+
+@inline
+def _wide_grad(gw, dout, n0, nb, Lq):
+    # gw[oc, n*Lq + m] = dout[n0 + n, oc, m] for m < OL, zero elsewhere
+    OL = dout.shape[2]
+    flat = gw.reshape(-1)
+    for i in range(flat.shape[0]):
+        flat[i] = 0
+    for oc in range(gw.shape[0]):
+        dst = gw[oc]
+        for n in range(nb):
+            _copy(dst[n * Lq:n * Lq + OL], dout[n0 + n, oc])
+
+
+@serial_kernel
+def _dinput(dx, gw, w2, n0, n1, geom):
+    # dx[n0:n1] = the input gradient (overwritten) from gw, dout in _wide_grad's layout
+    S, P, D, G = geom
+    L = dx.shape[2]
+    OCg, Kg = w2.shape[0] // G, w2.shape[1]
+    Cg = dx.shape[1] // G
+    K = Kg // Cg
+    NR = NV * (64 // dx.itemsize)
+    kcb, rows = _blocks(OCg), (Kg + MR - 1) // MR * MR
+    Lq, npw, row_len = _geometry(L, K, S, P, D, n1 - n0)
+    dxw = np.zeros((dx.shape[1], S, row_len), dx.dtype)  # dx in _wide_input's layout
+    offs = np.empty(Kg, np.int64)
+    _row_offsets(offs, K, D, S, row_len)
+    ap = np.empty(rows * OCg, dx.dtype)
+    bp = np.empty(kcb * NR, dx.dtype)
+    tmp = np.empty(rows * NR, dx.dtype)
+    for g in range(G):
+        for k0 in range(0, OCg, kcb):  # w[g]^T (Kg, OCg), K block by K block
+            pack_a(ap[k0 * rows:], w2[g * OCg:(g + 1) * OCg], True, 0, Kg, k0, min(kcb, OCg - k0))
+        for j0 in range(0, npw, NR):
+            cols = min(NR, npw - j0)
+            for k0 in range(0, OCg, kcb):
+                kc = min(kcb, OCg - k0)
+                for k in range(kc):
+                    _copy(bp[k * NR:(k + 1) * NR], gw[g * OCg + k0 + k, j0:])
+                for i in range(0, Kg, MR):
+                    micro(tmp, i * NR, NR, ap, k0 * rows + i * kc, bp, 0, kc, k0 > 0)
+            dg = dxw[g * Cg:(g + 1) * Cg].reshape(-1)
+            for kk in range(Kg):  # col2im: add each column back where it was read
+                dst = dg[offs[kk] + j0:]
+                src = tmp[kk * NR:kk * NR + cols]
+                for jj in range(cols):
+                    dst[jj] += src[jj]
+    for c in range(dx.shape[1]):  # the inverse of _wide_input
+        for ph in range(S):
+            lo = min(Lq, (P - ph + S - 1) // S)
+            hi = max(lo, min(Lq, (L - 1 + P - ph) // S + 1))
+            src = dxw[c, ph]
+            for n in range(n1 - n0):
+                dst, seg = dx[n0 + n, c], src[n * Lq:(n + 1) * Lq]
+                for m in range(lo, hi):
+                    dst[m * S + ph - P] = seg[m]
+
+
+@serial_kernel
+def _dweight(dw2, db, gw, dout, x, n0, n1, geom, flags):
+    # dw2 (OC, Kg), db (OC,): the sums over samples n0:n1, overwritten (added to with ACC_W/ACC_B);
+    # gw: dout in _wide_grad's layout
+    S, P, D, G = geom
+    OL = dout.shape[2]
+    OCg, Kg = dw2.shape[0] // G, dw2.shape[1]
+    Cg = x.shape[1] // G
+    K = Kg // Cg
+    NR = NV * (64 // dw2.itemsize)
+    Lq, npw, row_len = _geometry(x.shape[2], K, S, P, D, n1 - n0)
+    rows, ncol = (Kg + MR - 1) // MR * MR, (OCg + NR - 1) // NR * NR
+    kcb = _blocks(npw)
+    xw = np.empty((x.shape[1] if flags & NEED_DW else 0, S, row_len), dw2.dtype)
+    _wide_input(xw, x, n0, n1 - n0, Lq, S, P)
+    offs = np.empty(Kg, np.int64)
+    _row_offsets(offs, K, D, S, row_len)
+    valid = np.empty(npw, dw2.dtype)  # 1 for the wide columns that are outputs, else 0
+    for n in range(n1 - n0):
+        for m in range(Lq):
+            valid[n * Lq + m] = 1 if m < OL else 0
+    ap = np.empty(rows * kcb, dw2.dtype)
+    bp = np.empty(kcb * ncol, dw2.dtype)
+    acc = np.empty(rows * ncol, dw2.dtype)
+    for g in range(G if flags & NEED_DW else 0):
+        for k0 in range(0, npw, kcb):
+            kc = min(kcb, npw - k0)
+            v = valid[k0:k0 + kc]
+            for kk in range(rows):  # A: the wide im2col rows, MR-row panels, k-major
+                panel = ap[kk // MR * MR * kc + kk % MR:]
+                if kk >= Kg:
+                    for p in range(kc):
+                        panel[p * MR] = 0
+                    continue
+                src = xw[g * Cg:(g + 1) * Cg].reshape(-1)[offs[kk] + k0:]
+                for p in range(kc):  # columns that are no output: 0 (not x * 0, which may be NaN)
+                    panel[p * MR] = src[p] if v[p] != 0 else v[p]
+            for j0 in range(0, ncol, NR):  # B: dout^T columns j0..j0+NR, k-major
+                panel = bp[j0 * kc:(j0 + NR) * kc]
+                for jj in range(NR):
+                    o = j0 + jj
+                    if o >= OCg:
+                        for p in range(kc):
+                            panel[p * NR + jj] = 0
+                        continue
+                    src = gw[g * OCg + o, k0:]
+                    for p in range(kc):
+                        panel[p * NR + jj] = src[p]
+                for i in range(0, rows, MR):
+                    micro(acc, i * ncol + j0, ncol, ap, i * kc, panel, 0, kc, k0 > 0)
+        for o in range(OCg):
+            dst = dw2[g * OCg + o]
+            for kk in range(Kg):
+                a = acc[kk * ncol + o]
+                dst[kk] = dst[kk] + a if flags & ACC_W else a
+    for oc in range(dw2.shape[0] if flags & NEED_DB else 0):
+        s = dw2.dtype.type(0)
+        for n in range(n0, n1):
+            row = dout[n, oc]
+            for p in range(OL):
+                s += row[p]
+        db[oc] = db[oc] + s if flags & ACC_B else s
+
+
+@serial_kernel
+def _backward(dout, dx, dw2, db, x, w2, n0, n1, geom, flags):
+    # one slot of the backward: dout in the wide layout, then dx, dw and db from it
+    S, P, D, G = geom
+    Lq, npw, row_len = _geometry(x.shape[2], w2.shape[1] * G // x.shape[1], S, P, D, n1 - n0)
+    gw = np.empty((dout.shape[1], row_len), dout.dtype)
+    _wide_grad(gw, dout, n0, n1 - n0, Lq)
+    if flags & NEED_DX:
+        _dinput(dx, gw, w2, n0, n1, geom)
+    if flags & (NEED_DW | NEED_DB):
+        _dweight(dw2, db, gw, dout, x, n0, n1, geom, flags)
+
+
+@kernel
+def conv1d_slots(y, dx, dw_parts, db_parts, x, w2, bias, geom, flags, kind, slope):
+    """Every slot, in parallel: the forward (FORWARD: y = out) or the backward (y =
+    dout); slot s covers samples s*N//S to (s+1)*N//S (S = dw_parts.shape[0]) and
+    writes its own dw_parts[s], db_parts[s]."""
+    N, S = x.shape[0], dw_parts.shape[0]
+    for s in prange(S):
+        if flags & FORWARD:
+            _forward(y, x, w2, bias, s * N // S, (s + 1) * N // S, geom, flags, kind, slope)
+        else:
+            _backward(y, dx, dw_parts[s], db_parts[s], x, w2, s * N // S, (s + 1) * N // S, geom, flags)
+
+
+def slots(N, OL, OC, Kg, threads=MAX_SLOTS):
+    """Slots for N samples: a function of the shapes only, unless ``threads`` says
+    otherwise (the forward's results do not depend on the split, the sums of the
+    weight gradient do)."""
+    return max(1, min(N, MAX_SLOTS, threads, N * OL * OC * Kg // SLOT_MACS))
+
+
+def conv1d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
+    """out (N, OC, OL) = act(conv1d(x, weight) + bias), overwritten.
+
+    x (N, C, L), weight (OC, C/G, K), bias (OC,) or None: C-contiguous, one dtype;
+    ``geom`` (stride, padding, dilation, groups); ``kind``/``slope`` a fused
+    activation (``activations``).
+    """
+    N, OC, OL = out.shape
+    w2 = weight.reshape(OC, -1)
+    flags = FORWARD + HAS_BIAS * (bias is not None)
+    bias = w2[0] if bias is None else bias
+    S = slots(N, OL, OC, w2.shape[1], get_threads())
+    if S == 1:
+        _forward(out, x, w2, bias, 0, N, geom, flags, kind, float(slope))
+    else:  # dw_parts/db_parts: unused, their first axis the slot count
+        work = workspace()
+        conv1d_slots(out, x, work.view("conv1d_no_dw", (S, 1, 1), x.dtype), work.view("conv1d_no_db", (S, 1), x.dtype),
+                     x, w2, bias, geom, flags, kind, float(slope))
+
+
+def conv1d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False):
+    """Gradients of conv1d: dx overwritten; dweight, dbias overwritten or added to
+    (``accumulate_*``); any may be None to skip it. dout (N, OC, OL) C-contiguous,
+    shapes as in :func:`conv1d_forward`."""
+    N, OC, OL = dout.shape
+    w2 = weight.reshape(OC, -1)
+    flags = NEED_DX * (dx is not None) + NEED_DW * (dweight is not None) + NEED_DB * (dbias is not None)
+    S = slots(N, OL, OC, w2.shape[1])
+    dxa = x if dx is None else dx
+    if S == 1:
+        flags += ACC_W * accumulate_w + ACC_B * accumulate_b
+        dw2 = w2 if dweight is None else dweight.reshape(OC, -1)
+        _backward(dout, dxa, dw2, w2[0] if dbias is None else dbias, x, w2, 0, N, geom, flags)
+        return
+    work = workspace()
+    dw_parts = work.view("conv1d_dw", (S,) + w2.shape, x.dtype)
+    db_parts = work.view("conv1d_db", (S, OC), x.dtype)
+    conv1d_slots(dout, dxa, dw_parts, db_parts, x, w2, w2[0], geom, flags, 0, 0.0)
+    if dweight is not None:
+        sum_slots(dweight.reshape(-1), dw_parts.reshape(S, -1), accumulate_w)
+    if dbias is not None:
+        sum_slots(dbias, db_parts, accumulate_b)
