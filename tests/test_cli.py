@@ -181,10 +181,28 @@ def test_predict_errors_and_debug(tmp_path, capsys):
 
 
 def test_warmup_compiles_every_parallel_kernel():
-    # in a fresh process: kernels other tests ran here must not count as reached
-    done = subprocess.run([sys.executable, "-m", "fastnn", "warmup"], capture_output=True, text=True, timeout=600)
+    # in a fresh process: kernels other tests ran here must not count as reached; two
+    # worker processes compile, then the parent loads and counts
+    done = subprocess.run([sys.executable, "-m", "fastnn", "warmup", "--jobs", "2"], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr
     assert "kernels ready" in done.stdout and "not reached" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "compiled in 2 processes" in done.stdout, done.stdout
+
+
+def test_warmup_runs_every_case_once_with_same_layers_apart():
+    from fastnn._warmup import _cases, _spread
+
+    labels = [label for label, _ in _cases()]
+    order = _spread(labels)
+    assert sorted(order) == list(range(len(labels)))
+    first = [labels[i].split("(")[0] for i in order[:3]]
+    assert len(set(first)) == 3, first  # three different layers first
+
+
+def test_warmup_jobs_must_be_positive(capsys):
+    assert cli.main(["warmup", "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_info_and_module_entry_point():

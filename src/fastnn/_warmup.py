@@ -2,10 +2,13 @@
 
 Runs each layer forward and ``backward()`` (training and eval mode, and
 inference under ``no_grad``), each loss and each optimizer update on tiny inputs,
-so that Numba compiles (or loads) every kernel for the dtypes asked for. Run it when building a container image, or in a parent
-process before it starts workers, so that no job pays compile time.
+so that Numba compiles (or loads) every kernel for the dtypes asked for. Run it
+when building a container image, or in a parent process before it starts
+workers, so that no job pays compile time. The cases can run in several worker
+processes at once, which share what they compile through the on-disk cache.
 """
 import importlib
+import os
 import pkgutil
 import time
 
@@ -13,7 +16,7 @@ import numpy as np
 
 from . import kernels, nn, optim
 from .autograd.grad_mode import no_grad
-from .kernels import _threading
+from .kernels import _jit, _threading
 from .tensor import _wrap
 
 
@@ -67,6 +70,7 @@ def _optional_cases(floats):
 
     wanted = [
         ("Conv1d", (2, 4, 3), dict(padding=1), floats(2, 2, 9)),
+        ("Conv1d", (32, 32, 3), dict(stride=2, padding=1), floats(100, 32, 19)),  # the parallel 1-D kernel
         ("ConvTranspose1d", (2, 3, 3), dict(stride=2), floats(2, 2, 7)),
         ("ConvTranspose2d", (2, 3, 3), dict(stride=2, padding=1, output_padding=1), floats(2, 2, 5, 5)),
         ("MaxPool1d", (2,), {}, floats(2, 2, 8)),
@@ -194,31 +198,111 @@ def all_kernels():
     return found
 
 
-def warmup(dtypes=(np.float32,), out=print):
+def _cases():
+    """``(label, run(rng, dtype))`` for every case: the layers, then the losses and optimizers."""
+    cases = [(label, lambda rng, dtype, f=factory, m=make_input: _run_layer(f, m, rng, dtype))
+             for label, factory, make_input in _layer_cases()]
+    return cases + [("losses", _run_losses), ("optimizers", _run_optimizers)]
+
+
+def run_case(index, dtype):
+    """Run case ``index`` of :func:`_cases` for ``dtype`` (a name); returns an error
+    line (``"case (dtype): error"``) or None. Importable by worker processes."""
+    label, run = _cases()[index]
+    try:
+        run(np.random.default_rng(index), np.dtype(dtype).type)
+    except NotImplementedError:  # a layer option this build does not have: nothing to compile
+        pass
+    except Exception as err:  # report and go on: warmup must not stop at one case
+        return f"{label} ({dtype}): {type(err).__name__}: {err}"
+    return None
+
+
+# the costliest cases to compile (measured by bench/compile_times.py), started first
+# so that parallel workers do not end on them one by one
+_COSTLY = ("TransformerEncoderLayer", "Conv2d", "LSTM", "losses", "pooling", "optimizers", "GRU", "Linear")
+
+
+def _spread(labels):
+    """Case indices in the order to run them: the costly kinds first, and layers of one
+    kind (``Linear``, ``Linear(bias=False)``...) apart, so that parallel workers start
+    on different kernels instead of compiling one twice."""
+    rank, seen, families = {}, {}, {}
+    for i, label in enumerate(labels):
+        families[i] = family = label.split("(")[0].split("+")[0].replace("large ", "")
+        rank[i] = seen[family] = seen.get(family, -1) + 1
+    costly = {family: n for n, family in enumerate(_COSTLY)}
+    return sorted(range(len(labels)), key=lambda i: (rank[i], costly.get(families[i], len(_COSTLY)), i))
+
+
+def usable_cpus():
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _compile_in_workers(units, jobs, bar, out):
+    """Run ``units`` (``(index, dtype)``) in ``jobs`` spawned processes that compile into
+    the shared on-disk cache (their errors show again in the final pass, which also
+    compiles whatever a worker that died left undone)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn: a fresh interpreter, whatever threading layer or pool this process has
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for future in as_completed([pool.submit(run_case, i, dtype) for i, dtype in units]):
+            future.result()
+            bar.update()
+    except BrokenProcessPool as err:
+        out(f"  a worker process died ({err}); compiling the rest here")
+    finally:  # on Ctrl-C too: drop the cases not started instead of waiting for them
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def warmup(dtypes=(np.float32,), out=print, jobs=1, progress=False):
     """Compile (or load from the cache) every kernel for ``dtypes``; returns a report dict.
 
-    ``report``: ``seconds``, ``kernels`` (how many have machine code now),
+    ``jobs`` > 1 compiles the cases in that many worker processes into the shared
+    cache first; this process then runs every case once more, loading what they
+    compiled, so that the report counts its own kernels. ``progress``: a progress
+    bar over the cases.
+
+    ``report``: ``seconds``, ``kernels`` (how many have machine code in this process:
+    after ``jobs`` > 1, not the serial kernels that only other kernels call, whose
+    code was loaded inside their callers'),
     ``signatures``, ``unused`` (parallel kernels no case reached) and ``failed``
     (cases that raised, as ``"case: error"``).
     """
+    from .progress import progress_bar
+
     start = time.perf_counter()
+    names = [np.dtype(d).name for d in dtypes]
+    order = _spread([label for label, _ in _cases()])
+    parallel = jobs > 1 and _jit.CACHE  # workers share their work through the cache only
+    if parallel:
+        bar = progress_bar(len(order) * len(names), f"warmup: compiling in {jobs} processes", progress, "case")
+        try:
+            _compile_in_workers([(i, name) for name in names for i in order], jobs, bar, out)
+        finally:
+            bar.close()
+        out(f"  compiled in {jobs} processes after {time.perf_counter() - start:.1f} s")
     failed = []
-    rng = np.random.default_rng(0)
-    for dtype in dtypes:
-        name = np.dtype(dtype).name
-        for label, factory, make_input in _layer_cases():
-            try:
-                _run_layer(factory, make_input, rng, dtype)
-            except NotImplementedError:  # a layer option this build does not have: nothing to compile
-                pass
-            except Exception as err:  # report and go on: warmup must not stop at one layer
-                failed.append(f"{label} ({name}): {type(err).__name__}: {err}")
-        for label, step in (("losses", _run_losses), ("optimizers", _run_optimizers)):
-            try:
-                step(rng, dtype)
-            except Exception as err:
-                failed.append(f"{label} ({name}): {type(err).__name__}: {err}")
-        out(f"  {name}: done after {time.perf_counter() - start:.1f} s")
+    bar = progress_bar(len(order) * len(names), "warmup: loading" if parallel else "warmup: compiling", progress,
+                       "case")
+    try:
+        for name in names:
+            for i in order:
+                error = run_case(i, name)
+                if error:
+                    failed.append(error)
+                bar.update()
+            out(f"  {name}: done after {time.perf_counter() - start:.1f} s")
+    finally:
+        bar.close()
     found = all_kernels()
     compiled = {k: v for k, v in found.items() if len(v.overloads)}
     unused = sorted(k for k, v in found.items()

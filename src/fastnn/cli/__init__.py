@@ -59,17 +59,19 @@ def build_parser():
     predict.add_argument("--output-key", default="y", help="array name in an .npz OUTPUT (default: y)")
     predict.set_defaults(func=_predict)
 
-    warm = sub.add_parser("warmup", parents=[common], help="compile every kernel into the cache",
+    warm = sub.add_parser("warmup", parents=[common, progress], help="compile every kernel into the cache",
                           description="Compile every kernel into the on-disk cache (for container images, and "
                                       "before forking workers) and report the time taken.")
     warm.add_argument("--float64", action="store_true", help="float64 kernels too")
+    warm.add_argument("--jobs", type=int, default=None, metavar="N",
+                      help="compile in N worker processes into the shared cache (default: the CPUs allowed)")
     warm.set_defaults(func=_warmup)
 
     info = sub.add_parser("info", parents=[common], help="versions, CPU, threads, threading layer, cache")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=_info)
 
-    demo = sub.add_parser("demo", parents=[common, threads, progress], help="train a small model on the bundled digits")
+    demo = sub.add_parser("demo", parents=[common, threads, progress], help="train a small model on bundled data")
     demo.add_argument("--model", choices=sorted(DEMOS), default="mlp")
     demo.add_argument("--epochs", type=int, default=None)
     demo.add_argument("--seed", type=int, default=0)

@@ -7,14 +7,17 @@ from ._common import _say
 
 
 def _warmup(args):
-    from .._warmup import warmup
+    from .._warmup import usable_cpus, warmup
     from ..kernels import _jit, _threading
 
     dtypes = (np.float32, np.float64) if args.float64 else (np.float32,)
+    jobs = usable_cpus() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
     where = _jit.CACHE_DIR if _jit.CACHE else f"nowhere: the cache is {_jit.CACHE_REASON}"
     _say(f"fastnn warmup: compiling kernels for {', '.join(np.dtype(d).name for d in dtypes)} into {where} "
-         f"(threading layer {_threading.configured_layer()})")
-    report = warmup(dtypes, out=_say)
+         f"(threading layer {_threading.configured_layer()}, {jobs} process{'es' if jobs > 1 else ''})")
+    report = warmup(dtypes, out=_say, jobs=jobs, progress=not args.no_progress)
     _say(f"fastnn warmup: {report['kernels']} kernels ready ({report['signatures']} signatures) "
          f"in {report['seconds']:.1f} s")
     if report["unused"]:

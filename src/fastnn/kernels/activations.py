@@ -4,15 +4,16 @@ One kernel per direction covers every pointwise activation, selected by an int
 ``kind`` (the constants below): the branch is loop-invariant, so LLVM hoists it
 and each case compiles to its own vectorised loop, while CI compiles one kernel
 per dtype instead of six. The further kinds (``RELU6`` and up: ELU, SELU, the tanh
-GELU, SiLU, Mish, Softplus, the hard ones, ...) run in two serial kernels of their own
-(``extra_forward_block``/``extra_backward_block``) that ``activation_forward``/
-``activation_backward`` call per block: their code is compiled once per dtype (not
-inlined into both the serial and the parallel branch, which more than doubled the
-compile time), and the layer kernels that inline ``_forward_range`` for their
-epilogue do not grow with them.
+GELU, SiLU, Mish, Softplus, the hard ones, ...) have loops of their own. Every kind
+runs in two serial kernels (``forward_block``/``backward_block``) that
+``activation_forward``/``activation_backward`` call per block: their code is
+compiled once per dtype (not inlined into both the serial and the parallel branch,
+which more than doubled the compile time), and the layer kernels that inline
+``_forward_range`` for their epilogue do not grow with the further kinds.
 """
 import math
 
+import numpy as np
 from numba import prange
 
 from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, serial_kernel
@@ -222,30 +223,22 @@ def _extra_backward_range(dx, dout, x, kind, p):
 
 
 @serial_kernel
-def extra_forward_block(out, x, kind, p, lo, hi):
-    """out[lo:hi] = act(x[lo:hi]) for the further kinds (RELU6 and up). Compiled on its
-    own and called per block by activation_forward, so its code is built once."""
-    _extra_forward_range(out[lo:hi], x[lo:hi], kind, p)
-
-
-@serial_kernel
-def extra_backward_block(dx, dout, x, kind, p, lo, hi):
-    """dx[lo:hi] = dout * act'(x) on [lo, hi) for the further kinds (see extra_forward_block)."""
-    _extra_backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], kind, p)
-
-
-@inline
-def _any_forward_range(out, x, kind, slope, lo, hi):
+def forward_block(out, x, kind, slope, lo, hi):
+    """out[lo:hi] = act(x[lo:hi]) for every kind. A kernel of its own, called by both
+    branches of activation_forward (and per block in its parallel loop), so the code
+    of every kind is compiled once per dtype instead of once per branch."""
     if kind >= FIRST_EXTRA:
-        extra_forward_block(out, x, kind, slope, lo, hi)
+        _extra_forward_range(out[lo:hi], x[lo:hi], kind, slope)
     else:
         _forward_range(out[lo:hi], x[lo:hi], kind, slope)
 
 
-@inline
-def _any_backward_range(dx, dout, x, y, kind, slope, lo, hi):
-    if kind >= FIRST_EXTRA:  # every further kind differentiates from its input x
-        extra_backward_block(dx, dout, x, kind, slope, lo, hi)
+@serial_kernel
+def backward_block(dx, dout, x, y, kind, slope, lo, hi):
+    """dx[lo:hi] = dout * act'(x) on [lo, hi) (see forward_block). Every further kind
+    (RELU6 and up) differentiates from its input x."""
+    if kind >= FIRST_EXTRA:
+        _extra_backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], kind, slope)
     else:
         _backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], y[lo:hi], kind, slope)
 
@@ -255,11 +248,10 @@ def activation_forward(out, x, kind, slope):
     """out[i] = act(x[i]) (overwrites out; out may be x). Parallel over elements."""
     n = x.shape[0]
     if n < SERIAL_BELOW:
-        _any_forward_range(out, x, kind, slope, n - n, n)  # (n - n: a variable 0, one compile of the callee)
+        forward_block(out, x, kind, slope, n - n, n)  # (n - n: a variable 0, one compile of the callee)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
-            _any_forward_range(out, x, kind, slope, lo, hi)
+            forward_block(out, x, kind, slope, blk * BLOCK, min(n, (blk + 1) * BLOCK))
 
 
 @kernel
@@ -269,11 +261,10 @@ def activation_backward(dx, dout, x, y, kind, slope):
     further kinds (RELU6 and up) need x."""
     n = dout.shape[0]
     if n < SERIAL_BELOW:
-        _any_backward_range(dx, dout, x, y, kind, slope, n - n, n)
+        backward_block(dx, dout, x, y, kind, slope, n - n, n)
     else:
         for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
-            lo, hi = blk * BLOCK, min(n, (blk + 1) * BLOCK)
-            _any_backward_range(dx, dout, x, y, kind, slope, lo, hi)
+            backward_block(dx, dout, x, y, kind, slope, blk * BLOCK, min(n, (blk + 1) * BLOCK))
 
 
 @inline
@@ -286,6 +277,13 @@ def bias_activation_row(row, bias, kind, slope, has_bias):
         _forward_range(row, row, kind, slope)
 
 
+@serial_kernel
+def _bias_activation_rows(out, bias, kind, slope, has_bias, r0, r1):
+    # rows r0..r1 of bias_activation_forward: one compiled body for both of its branches
+    for i in range(r0, r1):
+        bias_activation_row(out[i], bias, kind, slope, has_bias)
+
+
 @kernel
 def bias_activation_forward(out, bias, kind, slope, has_bias):
     """out[i, j] = act(out[i, j] + bias[j]) in place: the epilogue of Linear.
@@ -294,11 +292,11 @@ def bias_activation_forward(out, bias, kind, slope, has_bias):
     """
     M, N = out.shape
     if M * N < SERIAL_BELOW:
-        for i in range(M):
-            bias_activation_row(out[i], bias, kind, slope, has_bias)
+        _bias_activation_rows(out, bias, kind, slope, has_bias, M - M, M)
     else:
-        for i in prange(M):
-            bias_activation_row(out[i], bias, kind, slope, has_bias)
+        for r in prange(M):
+            i = np.int64(r)  # (the prange index is unsigned: one compile of the callee)
+            _bias_activation_rows(out, bias, kind, slope, has_bias, i, i + 1)
 
 
 @inline

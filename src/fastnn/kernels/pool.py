@@ -26,10 +26,11 @@ def _ranges(KW, DW, PW, SW, W, OW):
     return los, his
 
 
-@inline
+@serial_kernel
 def _max_plane(out, argmax, xf, H, W, geom, los, his, with_index):
     # one plane: out (OH, OW) = window maxima of xf (the flat H*W input plane); with
-    # with_index, argmax (OH, OW) = their flat indices (see max_pool_forward)
+    # with_index, argmax (OH, OW) = their flat indices (see max_pool_forward). A
+    # kernel of its own (not inlined): compiled once for both max_pool_forward variants
     KH, KW, SH, SW, PH, PW, DH, DW = geom
     OH, OW = out.shape
     for oh in range(OH):
@@ -134,9 +135,10 @@ def _window(o, size, out_size, k, s, pad, adaptive):
     return max(start, 0), min(end, size), span
 
 
-@inline
+@serial_kernel
 def _avg_plane(out, x, geom, adaptive, include_pad, los, his):
-    # one plane: out (OH, OW) = window means of x (H, W); see avg_pool_forward
+    # one plane: out (OH, OW) = window means of x (H, W); see avg_pool_forward. A
+    # kernel of its own (not inlined): compiled once for both avg_pool_forward variants
     KH, KW, SH, SW, PH, PW = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
     H, W = x.shape
     OH, OW = out.shape

@@ -7,9 +7,10 @@ over rows (each thread owns its rows), serial below ``SERIAL_BELOW`` elements.
 """
 import math
 
+import numpy as np
 from numba import prange
 
-from ._jit import SERIAL_BELOW, inline, kernel
+from ._jit import SERIAL_BELOW, inline, kernel, serial_kernel
 from .activations import softmax_row
 
 
@@ -55,6 +56,20 @@ def _backward_row(dx, dout, y, log):
             dx[c] = y[c] * (dout[c] - acc)
 
 
+@serial_kernel
+def _forward_rows(out, x, log, r0, r1):
+    # rows r0..r1 of softmax_rows_forward: one compiled body for both of its branches
+    for r in range(r0, r1):
+        _forward_row(out[r], x[r], log)
+
+
+@serial_kernel
+def _backward_rows(dx, dout, y, log, r0, r1):
+    # rows r0..r1 of softmax_rows_backward (see _forward_rows)
+    for r in range(r0, r1):
+        _backward_row(dx[r], dout[r], y[r], log)
+
+
 @kernel
 def softmax_rows_forward(out, x, log):
     """out[r] = softmax(x[r]), or log_softmax(x[r]) if ``log`` (overwrites out).
@@ -62,11 +77,11 @@ def softmax_rows_forward(out, x, log):
     x, out (R, C) C-contiguous, C >= 1. Parallel over rows."""
     R, C = x.shape
     if R * C < SERIAL_BELOW:
-        for r in range(R):
-            _forward_row(out[r], x[r], log)
+        _forward_rows(out, x, log, R - R, R)
     else:
         for r in prange(R):
-            _forward_row(out[r], x[r], log)
+            i = np.int64(r)  # (the prange index is unsigned: one compile of the callee)
+            _forward_rows(out, x, log, i, i + 1)
 
 
 @kernel
@@ -75,8 +90,8 @@ def softmax_rows_backward(dx, dout, y, log):
     if ``log``); overwrites dx. All (R, C) C-contiguous. Parallel over rows."""
     R, C = y.shape
     if R * C < SERIAL_BELOW:
-        for r in range(R):
-            _backward_row(dx[r], dout[r], y[r], log)
+        _backward_rows(dx, dout, y, log, R - R, R)
     else:
         for r in prange(R):
-            _backward_row(dx[r], dout[r], y[r], log)
+            i = np.int64(r)
+            _backward_rows(dx, dout, y, log, i, i + 1)
