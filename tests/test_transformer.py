@@ -173,6 +173,34 @@ def test_encoder_matches_torch_with_causal_mask():
     run_both(torch, mine, theirs, [data((3, 9, 16), 1)], dict(mask=mask))
 
 
+@pytest.mark.parametrize("kw", [dict(batch_first=True), dict(norm_first=True, activation="gelu")])
+def test_encoder_eval_fast_path_matches_training_path_and_torch(kw, monkeypatch):
+    # eval under no_grad without masks takes _fast_forward: it must equal the normal
+    # path (training mode, dropout 0) and PyTorch's eval (its own fast path)
+    torch = pytest.importorskip("torch")
+    layer = torch_layer(torch, "TransformerEncoderLayer", **kw)
+    theirs = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    mine_layer = nn.TransformerEncoderLayer(16, 4, 24, dropout=0.0, dtype=np.float64, **kw)
+    mine = from_torch(nn.TransformerEncoder(mine_layer, 2), theirs)
+    x = data((3, 9, 16), 1)
+    reference = mine(fastnn.tensor(x)).data  # training mode: the normal path
+    calls = []
+    fast = nn.TransformerEncoderLayer._fast_forward
+    monkeypatch.setattr(nn.TransformerEncoderLayer, "_fast_forward", lambda self, t: calls.append(1) or fast(self, t))
+    mine.eval()
+    with fastnn.no_grad():
+        out = mine(fastnn.tensor(x)).data
+    assert len(calls) == 2
+    np.testing.assert_allclose(out, reference, rtol=1e-12, atol=1e-12)
+    with torch.inference_mode():
+        np.testing.assert_allclose(out, theirs(torch.tensor(x)).numpy(), rtol=1e-7, atol=1e-9)
+    mine(fastnn.tensor(x))  # grad enabled: the normal path
+    with fastnn.no_grad():
+        n = 9 if kw.get("batch_first") else 3
+        mine(fastnn.tensor(x), mask=np.triu(np.full((n, n), -np.inf), 1))  # a mask: the normal path
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("kw", [dict(), dict(norm_first=True, batch_first=True)])
 def test_decoder_matches_torch(kw):
     torch = pytest.importorskip("torch")

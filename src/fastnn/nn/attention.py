@@ -199,6 +199,27 @@ class MultiheadAttention(Module):
             weights = None if weights is None else squeeze(weights, 0)
         return out, weights
 
+    def _fast_ok(self, x):
+        """Whether ``_fast_self_attention`` computes this module's self-attention of ``x``."""
+        return (self._qkv_same_embed_dim and self.bias_k is None and not self.add_zero_attn
+                and x.data.ndim == 3 and x.data.shape[-1] == self.embed_dim
+                and x.data.dtype == self.in_proj_weight.data.dtype)
+
+    def _fast_self_attention(self, x):
+        """Self-attention of the 3-D Tensor ``x`` without masks, weights or autograd (eval
+        under no_grad): one in-projection, the heads split and merged as array views."""
+        H, Dh = self.num_heads, self.head_dim
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias).data
+        if self.batch_first:  # (N, L, E): heads (N, H, L, Dh) by views
+            N, L, E = x.data.shape
+            qkv = qkv.reshape(N, L, 3, H, Dh).transpose(2, 0, 3, 1, 4)
+        else:  # (L, N, E)
+            L, N, E = x.data.shape
+            qkv = qkv.reshape(L, N, 3, H, Dh).transpose(2, 1, 3, 0, 4)
+        out = scaled_dot_product_attention(_wrap(qkv[0]), _wrap(qkv[1]), _wrap(qkv[2])).data
+        out = out.transpose(0, 2, 1, 3) if self.batch_first else out.transpose(2, 0, 1, 3)
+        return self.out_proj(_wrap(np.ascontiguousarray(out).reshape(x.data.shape)))
+
     def _check_shapes(self, qs, ks, vs):
         if qs[-1] != self.embed_dim:
             raise ValueError(f"{_NAME}: expected query with embedding dimension {self.embed_dim}, got shape {qs}")

@@ -5,8 +5,10 @@ import copy
 
 import numpy as np
 
+from ..autograd import is_grad_enabled
 from ..ops import add
 from ..ops._util import as_tensor
+from ..tensor import Tensor
 from . import functional as F
 from .attention import MultiheadAttention
 from .containers import ModuleList
@@ -71,10 +73,13 @@ class _Layer(Module):
                       "batch_first": bool(batch_first), "norm_first": bool(norm_first), "bias": bool(bias)}
 
     def _ff_block(self, x, drop):
+        """The feed-forward block; ``drop`` None: no dropout (the eval fast path)."""
         if self._activation_name == "relu":  # the activation in linear1's epilogue
             h = self.linear1.forward_fused(x, "relu")
         else:
             h = self.activation(self.linear1(x))
+        if drop is None:
+            return self.linear2(h)
         return drop(self.linear2(self.dropout(h)))
 
     def _config(self):
@@ -118,11 +123,23 @@ class TransformerEncoderLayer(_Layer):
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         x = src
+        if (src_mask is None and src_key_padding_mask is None and not is_causal and not self.training
+                and not is_grad_enabled() and isinstance(x, Tensor) and self.self_attn._fast_ok(x)):
+            return self._fast_forward(x)
         if self.norm_first:
             x = add(x, self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal))
             return add(x, self._ff_block(self.norm2(x), self.dropout2))
         x = self.norm1(add(x, self._sa_block(x, src_mask, src_key_padding_mask, is_causal)))
         return self.norm2(add(x, self._ff_block(x, self.dropout2)))
+
+    def _fast_forward(self, x):
+        # eval under no_grad, no masks: no dropout calls, one in-projection, heads as views
+        sa, ff = self.self_attn._fast_self_attention, self._ff_block
+        if self.norm_first:
+            x = add(x, sa(self.norm1(x)))
+            return add(x, ff(self.norm2(x), None))
+        x = self.norm1(add(x, sa(x)))
+        return self.norm2(add(x, ff(x, None)))
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
         x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
