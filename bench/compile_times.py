@@ -136,7 +136,7 @@ def demos():
     """Markdown: wall seconds of a cold ``demo --epochs 1`` per model (empty cache; the
     whole process, so import + compile + one epoch), and of ``import fastnn`` warm."""
     lines = ["| run | cold s | warm s |", "|---|---|---|"]
-    for model in ("mlp", "cnn", "lstm", "transformer"):
+    for model in ("mlp", "cnn", "lstm", "transformer", "conv1d"):
         with tempfile.TemporaryDirectory(prefix="fastnn-cold-demo-") as cache:
             args = ["demo", "--model", model, "--epochs", "1", "--no-progress"]
             try:
