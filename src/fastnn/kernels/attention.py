@@ -29,8 +29,11 @@ from .microkernel import MR, micro, pack_a
 BQ = 64  # queries per block (a multiple of MR)
 BK = 64  # keys per block (a multiple of NR: 32 float32, 16 float64)
 A_ROWS, B_COLS, B_ROWS = 0, 1, 2  # packing layouts (see the module docstring)
-_ADD = np.bool_(True)
-_SET = np.bool_(False)
+# Flags and offsets passed to helpers as typed globals, not literals: a literal
+# True/False/0 argument makes Numba compile the helper once per literal value.
+_ADD = _TRANS = np.bool_(True)
+_SET = _PLAIN = np.bool_(False)
+_ZERO = np.int64(0)
 
 
 # ---------------------------------------------------------------- exp
@@ -70,6 +73,31 @@ def _exp_typed(x):
 
 
 # ---------------------------------------------------------------- packing
+@serial_kernel
+def _pack_head(out, src, layout, NR, rows_pad):
+    # one head of ``pack_heads``
+    R, D = src.shape
+    if layout == A_ROWS:
+        pack_a(out, src, _PLAIN, _ZERO, R, _ZERO, D)
+    elif layout == B_COLS:
+        out[R // NR * NR * D:] = 0  # the last, partial panel
+        for i in range(R):
+            base = i // NR * NR * D + i % NR
+            for d in range(D):
+                out[base + d * NR] = src[i, d]
+    else:
+        npan = (D + NR - 1) // NR
+        if D % NR:  # the last panel's columns past D
+            out[:] = 0
+        for q in range(npan):
+            cols = min(NR, D - q * NR)
+            for i in range(R):
+                o = out[q * rows_pad * NR + i * NR:]
+                s = src[i, q * NR:]
+                for j in range(cols):
+                    o[j] = s[j]
+
+
 @kernel
 def pack_heads(dst, x, layout, NR, rows_pad):
     """dst[bh] = x[bh] (rows, D) packed in ``layout`` (overwrites dst); rows padded
@@ -78,29 +106,8 @@ def pack_heads(dst, x, layout, NR, rows_pad):
     A_ROWS: dst[p*MR*D + d*MR + r] = x[p*MR + r, d]
     B_COLS: dst[p*NR*D + d*NR + j] = x[p*NR + j, d]
     B_ROWS: dst[q*rows_pad*NR + i*NR + j] = x[i, q*NR + j] (zero past D)"""
-    BH, R, D = x.shape
-    for bh in prange(BH):
-        out = dst[bh]
-        src = x[bh]
-        if layout == A_ROWS:
-            pack_a(out, src, False, 0, R, 0, D)
-        elif layout == B_COLS:
-            out[R // NR * NR * D:] = 0  # the last, partial panel
-            for i in range(R):
-                base = i // NR * NR * D + i % NR
-                for d in range(D):
-                    out[base + d * NR] = src[i, d]
-        else:
-            npan = (D + NR - 1) // NR
-            if D % NR:  # the last panel's columns past D
-                out[:] = 0
-            for q in range(npan):
-                cols = min(NR, D - q * NR)
-                for i in range(R):
-                    o = out[q * rows_pad * NR + i * NR:]
-                    s = src[i, q * NR:]
-                    for j in range(cols):
-                        o[j] = s[j]
+    for bh in prange(x.shape[0]):
+        _pack_head(dst[bh], x[bh], layout, NR, rows_pad)
 
 
 # ---------------------------------------------------------------- forward
@@ -122,6 +129,14 @@ def _times_rows(acc, acc_row0, ap, rows, brows, b_off, kc, Dp, NR, rows_pad):
         for q in range(Dp // NR):
             micro(acc, (acc_row0 + g * MR) * Dp + q * NR, Dp, ap, g * MR * kc, brows,
                   q * rows_pad * NR + b_off * NR, kc, _ADD)
+
+
+@serial_kernel
+def _unit(u, nb):
+    # (head, block) of work unit u of a head's nb blocks, ordered so that each thread
+    # gets as many short as long causal blocks: 0, nb-1, 1, nb-2, ...
+    k = u % nb
+    return u // nb, (k // 2 if k % 2 == 0 else nb - 1 - k // 2)
 
 
 @serial_kernel
@@ -150,10 +165,11 @@ def _softmax_rows(s, mask, midx, mrows, has_mask, scale, causal, bh, i0, bq, j0,
 
 
 @serial_kernel
-def _forward_block(out, lse, qa, kcols, vrows, mask, midx, mrows, has_mask, scale, causal, bh, qb, S, D, NR, Sp):
-    # One query block of one head: online softmax over its key blocks; writes
-    # out[bh, i0:i0+bq] and lse[bh, i0:i0+bq].
+def _forward_block(out, lse, qa, kcols, vrows, mask, midx, mrows, has_mask, scale, causal, u, S, D, NR, Sp):
+    # Unit u = (head bh, query block qb): online softmax over the block's keys;
+    # writes out[bh, i0:i0+bq] and lse[bh, i0:i0+bq].
     L, Dv = out.shape[1], out.shape[2]
+    bh, qb = _unit(u, (L + BQ - 1) // BQ)
     Dvp = (Dv + NR - 1) // NR * NR
     i0 = qb * BQ
     bq = min(BQ, L - i0)
@@ -191,8 +207,8 @@ def _forward_block(out, lse, qa, kcols, vrows, mask, midx, mrows, has_mask, scal
                 orow = o[r]
                 for d in range(Dvp):
                     orow[d] *= alpha
-        pack_a(pp, s, False, 0, bq, 0, bk)  # O += P V_j
-        _times_rows(o, 0, pp, bq, vrows[bh], j0, bk, Dvp, NR, Sp)
+        pack_a(pp, s, _PLAIN, _ZERO, bq, _ZERO, bk)  # O += P V_j
+        _times_rows(o, _ZERO, pp, bq, vrows[bh], j0, bk, Dvp, NR, Sp)
     for r in range(bq):
         i = i0 + r
         dest = out[bh, i]
@@ -213,12 +229,9 @@ def attention_forward(out, lse, qa, kcols, vrows, mask, midx, mrows, has_mask, s
     (B_COLS of k (BH, S, D)), vrows (B_ROWS of v, Sp rows). Parallel over (bh, query
     block), ordered so that each thread gets as many short as long causal blocks."""
     BH, L = lse.shape
-    nqb = (L + BQ - 1) // BQ
-    for u in prange(BH * nqb):
-        k = u % nqb
-        qb = k // 2 if k % 2 == 0 else nqb - 1 - k // 2
+    for u in prange(BH * ((L + BQ - 1) // BQ)):
         _forward_block(out, lse, qa, kcols, vrows, mask, midx, mrows, has_mask, scale, causal,
-                       u // nqb, qb, S, D, NR, Sp)
+                       np.int64(u), S, D, NR, Sp)
 
 
 # ---------------------------------------------------------------- backward
@@ -261,12 +274,12 @@ def _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, 
         bq = min(BQ, L - i0)
         _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
               bh, i0, bq, j0, bk, D, Dv, NR)
-        pack_a(pt, s, True, 0, bk, 0, bq)  # dV_j += P^T dO_i
-        _times_rows(dvacc, 0, pt, bk, dorows[bh], i0, bq, Dvp, NR, Lp)
-        pack_a(pt, dp, True, 0, bk, 0, bq)  # dK_j += dS^T Q_i
-        _times_rows(dkacc, 0, pt, bk, qrows[bh], i0, bq, Dp, NR, Lp)
+        pack_a(pt, s, _TRANS, _ZERO, bk, _ZERO, bq)  # dV_j += P^T dO_i
+        _times_rows(dvacc, _ZERO, pt, bk, dorows[bh], i0, bq, Dvp, NR, Lp)
+        pack_a(pt, dp, _TRANS, _ZERO, bk, _ZERO, bq)  # dK_j += dS^T Q_i
+        _times_rows(dkacc, _ZERO, pt, bk, qrows[bh], i0, bq, Dp, NR, Lp)
         if with_dq:  # dQ_i += dS K_j
-            pack_a(pt, dp, False, 0, bq, 0, bk)
+            pack_a(pt, dp, _PLAIN, _ZERO, bq, _ZERO, bk)
             _times_rows(dqacc, i0, pt, bq, krows[bh], j0, bk, Dp, NR, Sp)
     dk[bh, j0:j0 + bk] = dkacc[:bk, :D]
     dv[bh, j0:j0 + bk] = dvacc[:bk, :Dv]
@@ -288,9 +301,32 @@ def _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows
         bk = min(BK, S - j0)
         _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
               bh, i0, bq, j0, bk, D, Dv, NR)
-        pack_a(pt, dp, False, 0, bq, 0, bk)
-        _times_rows(dqacc, 0, pt, bq, krows[bh], j0, bk, Dp, NR, Sp)
+        pack_a(pt, dp, _PLAIN, _ZERO, bq, _ZERO, bk)
+        _times_rows(dqacc, _ZERO, pt, bq, krows[bh], j0, bk, Dp, NR, Sp)
     dq[bh, i0:i0 + bq] = dqacc[:bq, :D]
+
+
+@serial_kernel
+def _backward_unit(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
+                   has_mask, scale, causal, phase, u, NR, Lp, Sp):
+    # Work unit u of ``attention_backward``'s phase: 0, dK/dV of one (head, key block);
+    # 1, dQ of one (head, query block); 2, dQ, dK, dV of head u.
+    BH, L, D = dq.shape
+    S = dk.shape[1]
+    if phase == 0:
+        bh, jb = _unit(u, (S + BK - 1) // BK)
+        _key_block(dk, dv, np.zeros((1, 1), dq.dtype), qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta,
+                   mask, midx, mrows, has_mask, scale, causal, bh, jb, phase == 2, D, NR, Lp, Sp)
+    elif phase == 1:
+        bh, qb = _unit(u, (L + BQ - 1) // BQ)
+        _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows, has_mask, scale, causal,
+                     bh, qb, S, dv.shape[2], NR, Sp)
+    else:
+        dqacc = np.zeros(((L + BQ - 1) // BQ * BQ, (D + NR - 1) // NR * NR), dq.dtype)
+        for jb in range((S + BK - 1) // BK):
+            _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
+                       mrows, has_mask, scale, causal, u, jb, phase == 2, D, NR, Lp, Sp)
+        dq[u] = dqacc[:L, :D]
 
 
 @kernel
@@ -301,26 +337,12 @@ def attention_backward(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, 
     dO (doa A_ROWS, dorows B_ROWS), the forward's lse and delta = rowsum(dO * out).
     ``split`` False: parallel over heads, each owning its dq, dk, dv (5 block products
     per block pair). True (fewer heads than threads): dK/dV parallel over (head, key
-    block), then dQ over (head, query block), recomputing P (7 products)."""
-    BH, L, D = dq.shape
-    S = dk.shape[1]
-    nqb, nkb = (L + BQ - 1) // BQ, (S + BK - 1) // BK
-    Dp = (D + NR - 1) // NR * NR
-    if split:
-        for u in prange(BH * nkb):
-            k = u % nkb
-            jb = k // 2 if k % 2 == 0 else nkb - 1 - k // 2
-            _key_block(dk, dv, np.zeros((1, 1), dq.dtype), qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta,
-                       mask, midx, mrows, has_mask, scale, causal, u // nkb, jb, False, D, NR, Lp, Sp)
-        for u in prange(BH * nqb):
-            k = u % nqb
-            qb = k // 2 if k % 2 == 0 else nqb - 1 - k // 2
-            _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows, has_mask, scale, causal,
-                         u // nqb, qb, S, dv.shape[2], NR, Sp)
-    else:
-        for bh in prange(BH):
-            dqacc = np.zeros((nqb * BQ, Dp), dq.dtype)
-            for jb in range(nkb):
-                _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
-                           mrows, has_mask, scale, causal, bh, jb, True, D, NR, Lp, Sp)
-            dq[bh] = dqacc[:L, :D]
+    block), then dQ over (head, query block), recomputing P (7 products).
+    A thin parallel shell: each unit is one call of the serial ``_backward_unit``."""
+    BH, L = lse.shape
+    nqb, nkb = (L + BQ - 1) // BQ, (dk.shape[1] + BK - 1) // BK
+    units = (BH * nkb, BH * nqb, BH)  # per phase
+    for phase in range(0 if split else 2, 2 if split else 3):
+        for u in prange(units[phase]):
+            _backward_unit(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
+                           mrows, has_mask, scale, causal, phase, np.int64(u), NR, Lp, Sp)

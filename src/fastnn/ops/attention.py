@@ -144,9 +144,11 @@ def _kernel_mask(mask, lead, L, S, dt):
         return np.zeros((1, 1, 1), dt), np.zeros(BH, np.int64), 1, False
     full = (1,) * (len(lead) + 2 - mask.ndim) + mask.shape
     batch, rows = full[:-2], full[-2]
-    masks = np.ascontiguousarray(np.broadcast_to(mask.reshape(full), batch + (rows, S)), dtype=dt)
+    # writable copies where broadcast_to gave read-only views: a read-only array is
+    # another Numba type, which would compile the kernels once more
+    masks = np.require(np.broadcast_to(mask.reshape(full), batch + (rows, S)), dt, ("C", "W"))
     index = np.broadcast_to(np.arange(int(np.prod(batch, dtype=np.int64))).reshape(batch), lead)
-    return masks.reshape(-1, rows, S), np.ascontiguousarray(index, dtype=np.int64).reshape(BH), rows, True
+    return masks.reshape(-1, rows, S), np.require(index, np.int64, ("C", "W")).reshape(BH), rows, True
 
 
 def _fused(q, k, v, mask, causal, scale):
