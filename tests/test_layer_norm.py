@@ -189,6 +189,18 @@ def test_used_twice_adds_gradients():
     np.testing.assert_allclose(ln.weight.grad, once, rtol=1e-12)
 
 
+
+def test_leaf_input_gradient_accumulates_like_a_computed_one():
+    # a leaf input's gradient is written straight into .grad: it must add up as the engine's does
+    ln = randomize(nn.LayerNorm(4, dtype=np.float64))
+    x, y = leaf(data((3, 4))), leaf(data((3, 4)))
+    for _ in range(2):
+        (ln(x) * ln(x * 2) + x).sum().backward()
+        (ln(y * 1) * ln(y * 2) + y).sum().backward()
+    np.testing.assert_allclose(x.grad.data, y.grad.data, rtol=1e-12, atol=1e-12)
+    assert np.abs(x.grad.data).max() > 0
+
+
 def test_one_and_many_threads_agree_bitwise(threads):
     x, g = data((300, 512), np.float32), data((300, 512), np.float32, seed=1)  # past the serial size
     images, gi = data((4, 8, 64, 64), np.float32), data((4, 8, 64, 64), np.float32, seed=2)

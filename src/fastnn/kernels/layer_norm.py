@@ -81,11 +81,12 @@ def norm_rows_forward(out, mean, rstd, x, weight, bias, groups, spatial, eps, af
     Parallel over blocks of rows."""
     R, L = x.shape
     if R * L < SERIAL_BELOW:
-        _forward_rows(out, mean, rstd, x, weight, bias, 0, R, groups, spatial, eps, affine, per_column)
+        _forward_rows(out, mean, rstd, x, weight, bias, np.int64(0), R, groups, spatial, eps, affine, per_column)
     else:
         blocks = min(R, ROW_BLOCKS)
         for blk in prange(blocks):
-            _forward_rows(out, mean, rstd, x, weight, bias, blk * R // blocks, (blk + 1) * R // blocks, groups,
+            b = np.int64(blk)  # int64 bounds: the serial path's signature, compiled once
+            _forward_rows(out, mean, rstd, x, weight, bias, b * R // blocks, (b + 1) * R // blocks, groups,
                           spatial, eps, affine, per_column)
 
 
@@ -139,8 +140,16 @@ def _row_sums(pw, pb, gr, xr, weight, mu, rstd, c0, S, affine, per_column, need_
 
 
 @inline
-def _dx_row(dxr, gr, xr, weight, mu, rstd, s1, s2, c0, S, affine, per_column):
-    # dx = rstd * dxhat - rstd^3 * s2 / L * (x - mu) - rstd * s1 / L
+def _put(target, i, value, accumulate):
+    if accumulate:
+        target[i] += value
+    else:
+        target[i] = value
+
+
+@inline
+def _dx_row(dxr, gr, xr, weight, mu, rstd, s1, s2, c0, S, affine, per_column, accumulate):
+    # dx (+)= rstd * dxhat - rstd^3 * s2 / L * (x - mu) - rstd * s1 / L
     # (the forward: xhat = (x - mu) * rstd, out = xhat * w + b, with mu and rstd of x)
     L = xr.shape[0]
     mu_t = xr.dtype.type(mu)
@@ -149,17 +158,17 @@ def _dx_row(dxr, gr, xr, weight, mu, rstd, s1, s2, c0, S, affine, per_column):
     if per_column:
         r_t = xr.dtype.type(rstd)
         for j in range(L):
-            dxr[j] = r_t * weight[j] * gr[j] + b * (xr[j] - mu_t) + c
+            _put(dxr, j, r_t * weight[j] * gr[j] + b * (xr[j] - mu_t) + c, accumulate)
     else:
         for k in range(L // S):
             a = xr.dtype.type(rstd * weight[c0 + k] if affine else rstd)
             for j in range(k * S, k * S + S):
-                dxr[j] = a * gr[j] + b * (xr[j] - mu_t) + c
+                _put(dxr, j, a * gr[j] + b * (xr[j] - mu_t) + c, accumulate)
 
 
 @serial_kernel
 def _backward_chunk(dx, partial, dout, x, mean, rstd, weight, ch, chunks, G, S, affine, per_column,
-                    need_dx, need_params):
+                    need_dx, need_params, accumulate_x):
     # rows of chunk ch: their dx, and their parameter-gradient terms into partial[ch]
     R, L = x.shape
     pw = partial[ch, 0]
@@ -169,25 +178,23 @@ def _backward_chunk(dx, partial, dout, x, mean, rstd, weight, ch, chunks, G, S, 
         s1, s2 = _row_sums(pw, pb, dout[r], x[r], weight, mean[r], rstd[r], c0, S, affine, per_column,
                            need_params)
         if need_dx:
-            _dx_row(dx[r], dout[r], x[r], weight, mean[r], rstd[r], s1, s2, c0, S, affine, per_column)
+            _dx_row(dx[r], dout[r], x[r], weight, mean[r], rstd[r], s1, s2, c0, S, affine, per_column,
+                    accumulate_x)
 
 
 @inline
 def _store(target, values, accumulate):
     for p in range(values.shape[0]):
-        if accumulate:
-            target[p] += values[p]
-        else:
-            target[p] = values[p]
+        _put(target, p, values[p], accumulate)
 
 
 @kernel
 def norm_rows_backward(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, spatial, affine,
-                       per_column, need_dx, need_params, accumulate_w, accumulate_b):
+                       per_column, need_dx, need_params, accumulate_x, accumulate_w, accumulate_b):
     """Backward of ``norm_rows_forward`` from the saved mean and rstd (R,):
 
         dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dout * w
-            (overwritten, if need_dx; all (R, L) C-contiguous)
+            (if need_dx; accumulated if accumulate_x; all (R, L) C-contiguous)
         dweight (+)= sum dout * xhat; dbias (+)= sum dout, per column or per channel
             (if affine and need_params; accumulated if accumulate_w / accumulate_b)
 
@@ -201,11 +208,11 @@ def norm_rows_backward(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, 
     if R * L < SERIAL_BELOW:
         for ch in range(chunks):
             _backward_chunk(dx, partial, dout, x, mean, rstd, weight, ch, chunks, groups, spatial, affine,
-                            per_column, need_dx, need_params)
+                            per_column, need_dx, need_params, accumulate_x)
     else:
-        for ch in prange(chunks):
-            _backward_chunk(dx, partial, dout, x, mean, rstd, weight, ch, chunks, groups, spatial, affine,
-                            per_column, need_dx, need_params)
+        for ch in prange(chunks):  # an int64 index: the serial path's signature, compiled once
+            _backward_chunk(dx, partial, dout, x, mean, rstd, weight, np.int64(ch), chunks, groups, spatial,
+                            affine, per_column, need_dx, need_params, accumulate_x)
     if P > 0:
         total = np.zeros((2, P), np.float64)
         for ch in range(chunks):

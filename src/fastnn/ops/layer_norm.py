@@ -2,8 +2,8 @@
 viewed as (R, L) by the row's own mean and biased variance, then an affine per
 column (layer_norm) or per channel (group/instance norm). One pair of fused kernels
 (``kernels.layer_norm``) serves all three; the backward recomputes the normalised
-input from the saved per-row mean and rstd and writes parameter gradients straight
-into their ``.grad`` buffers."""
+input from the saved per-row mean and rstd and writes the gradients of leaves (the
+parameters, a leaf input) straight into their ``.grad`` buffers."""
 import math
 
 import numpy as np
@@ -107,10 +107,10 @@ def _backward(x, weight, bias, x2, w, mean, rstd, groups, spatial, per_column, a
         g2 = np.ascontiguousarray(g.reshape(x2.shape), dtype=dt)
         dw, acc_w, dw_out = _grad_target(weight, need_w, size, dt)
         db, acc_b, db_out = _grad_target(bias, need_b, size, dt)
-        dx = np.empty(x2.shape, dt) if need_x else g2
-        ln_k.norm_rows_backward(dx, dw, db, g2, x2, mean, rstd, w, groups, spatial, affine, per_column,
-                                need_x, need_w or need_b, acc_w, acc_b)
-        return (dx.reshape(shape) if need_x else None), dw_out, db_out
+        dx, acc_x, dx_out = _grad_target(x, need_x, x2.size, dt) if need_x else (g2, False, None)
+        ln_k.norm_rows_backward(dx.reshape(x2.shape), dw, db, g2, x2, mean, rstd, w, groups, spatial, affine,
+                                per_column, need_x, need_w or need_b, acc_x, acc_w, acc_b)
+        return dx_out, dw_out, db_out
 
     return backward
 
