@@ -14,7 +14,7 @@ from numba import prange
 from ._jit import kernel, serial_kernel
 from ._threading import get_threads
 from .activations import IDENTITY, bias_activation_row
-from .microkernel import KC, MR, NV, copy8, micro, pack_a, typed
+from .microkernel import KC, MR, NV, copy8, micro, pack_a
 
 MC = 128  # most rows per tile: the tile's packed a block (MC x KC) stays in L2
 NC = 2048  # most columns of out per column block
@@ -25,7 +25,6 @@ GEMV_SPLIT_FLOPS = 1 << 18  # unpacked products (M < 4) this big split columns o
 DIRECT_COLS = 64  # column block of that split (fixed: results never depend on threads)
 
 
-@typed
 @serial_kernel
 def _pack_b(bp, b, trans_b, u0, u1, g0, g1, j0, ncols, kcb, NR):
     # Panels u0..u1 of op(b)[g0:g1, j0:j0+ncols]. Panel u (K block u // npan of
@@ -50,7 +49,6 @@ def _pack_b(bp, b, trans_b, u0, u1, g0, g1, j0, ncols, kcb, NR):
                 dst[j] = src[j]
 
 
-@typed
 @serial_kernel
 def _tiles(out, a, bp, trans_a, accumulate, swap, t0, t1, mc, per, g0, g1, j0, ncols, kcb, NR):
     # Tiles t0..t1 of C[:, j0:j0+ncols] = op(a) @ (b packed in bp) for the K range
@@ -92,40 +90,38 @@ def _tiles(out, a, bp, trans_a, accumulate, swap, t0, t1, mc, per, g0, g1, j0, n
                             orow[c] = orow[c] + trow[c] if add else trow[c]
 
 
-@typed
 @serial_kernel
 def _direct(out, a, b, trans_a, trans_b, accumulate, j0, j1):
     # Unpacked serial out[:, j0:j1] (+)= op(a) @ op(b)[:, j0:j1] for tiny products and
     # M < 4 rows: row axpys over contiguous rows of b, or dot products with rows of
     # b^T, four at a time so each load of a feeds four sums. Every element's sum runs
-    # over k in order, so a column split gives the same bits. (Loops index views from
-    # 0, so LLVM sees non-negative indices and vectorises whatever j0 is.)
+    # over k in order, so a column split gives the same bits.
     M = out.shape[0]
     K = a.shape[0] if trans_a else a.shape[1]
-    n = j1 - j0
     for i in range(M):
-        orow = out[i, j0:j1]
+        orow = out[i]
         if not accumulate:
-            orow[:] = 0
+            for j in range(j0, j1):
+                orow[j] = 0
+        for k in range(K if not trans_b else 0):
+            aik = a[k, i] if trans_a else a[i, k]
+            brow = b[k]
+            for j in range(j0, j1):
+                orow[j] += aik * brow[j]
         if not trans_b:
-            for k in range(K):
-                aik = a[k, i] if trans_a else a[i, k]
-                brow = b[k, j0:j1]
-                for j in range(n):
-                    orow[j] += aik * brow[j]
             continue
         if trans_a:
-            for j in range(n):
-                brow = b[j0 + j]
+            for j in range(j0, j1):
+                brow = b[j]
                 s = out.dtype.type(0)
                 for k in range(K):
                     s += a[k, i] * brow[k]
                 orow[j] += s
             continue
         arow = a[i]
-        n4 = n // 4 * 4
-        for j in range(0, n4, 4):
-            b0, b1, b2, b3 = b[j0 + j], b[j0 + j + 1], b[j0 + j + 2], b[j0 + j + 3]
+        j4 = j0 + (j1 - j0) // 4 * 4
+        for j in range(j0, j4, 4):
+            b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
             s0 = s1 = s2 = s3 = out.dtype.type(0)
             for k in range(K):
                 ak = arow[k]
@@ -137,15 +133,14 @@ def _direct(out, a, b, trans_a, trans_b, accumulate, j0, j1):
             orow[j + 1] += s1
             orow[j + 2] += s2
             orow[j + 3] += s3
-        for j in range(n4, n):
-            brow = b[j0 + j]
+        for j in range(j4, j1):
+            brow = b[j]
             s = out.dtype.type(0)
             for k in range(K):
                 s += arow[k] * brow[k]
             orow[j] += s
 
 
-@typed
 @serial_kernel
 def _plan(out, a, b, trans_a, trans_b, threads):
     # Blocking of C = op(a) @ op(b) = out, or C = op(b)^T @ op(a)^T = out^T when out
@@ -167,7 +162,6 @@ def _plan(out, a, b, trans_a, trans_b, threads):
     return a, b, trans_a, trans_b, swap, R, Q, K, NR, kcb, kg, mc, (R + mc - 1) // mc
 
 
-@typed
 @serial_kernel
 def gemm_serial(out, a, b, trans_a, trans_b, accumulate):
     """out[M,N] = op(a) @ op(b), or ``+=`` when ``accumulate``, on the calling thread.
@@ -235,7 +229,6 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
                        (c + 1) * ntiles // threads, mc, per, g0, g1, j0, ncols, kcb, NR)
 
 
-@typed
 @serial_kernel
 def linear_serial(out, x, w, bias, kind, slope, has_bias):
     """out = act(x @ w.T + bias) on the calling thread: a small Linear forward in one call.

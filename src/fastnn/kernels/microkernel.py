@@ -5,7 +5,7 @@ K over an A panel (MR rows, k-major) and a B panel (NR columns, k-major); NR is 
 64-byte vectors: 32 float32 or 16 float64 columns. ``matmul``, the convolutions'
 implicit GEMMs (``conv_gemm``) and the recurrent products (``recurrent_product``)
 pack their operands in these layouts and call it; K blocks of at most KC keep a B
-panel in L1. :func:`typed` makes the shared kernels compile once per argument type.
+panel in L1.
 """
 from llvmlite import ir
 from numba import types
@@ -17,24 +17,6 @@ from ._jit import serial_kernel
 MR = 8  # micro-tile rows
 NV = 2  # micro-tile width in 64-byte vectors: NR = 32 float32 or 16 float64 columns
 KC = 256  # depth of a packed block: a KC x NR panel of b stays in L1
-
-
-def typed(dispatcher):
-    """Make jitted callers call ``dispatcher`` with plain argument types, not literals.
-
-    Numba types a constant argument (``False``, ``0``, a global such as ``MR``) as a
-    literal and compiles one specialisation per value: ``gemm_serial(out, a, b, False,
-    True, False)`` and ``(..., True, False, False)`` were two full compiles of the whole
-    GEMM. The flags and offsets of these kernels only pick loops outside the hot
-    paths, so one compile per dtype and layout serves every caller as fast.
-    """
-    resolve = dispatcher.get_call_template
-
-    def get_call_template(args, kws):
-        return resolve(tuple(map(types.unliteral, args)), {k: types.unliteral(v) for k, v in kws.items()})
-
-    dispatcher.get_call_template = get_call_template
-    return dispatcher
 
 
 @intrinsic
@@ -116,7 +98,6 @@ def copy8(dst, ld, src, rows, kc):
             d[k * ld] = src[r, k]
 
 
-@typed
 @serial_kernel
 def pack_a(ap, a, trans_a, i0, rows, k0, kc):
     # ap[p*MR*kc + k*MR + r] = op(a)[i0 + p*MR + r, k0 + k], zero rows past ``rows``.
