@@ -27,7 +27,7 @@ SDPA_MEMORY_T = (512, 1024, 2048, 4096)
 LN_SHAPE = (8192, 512)
 
 
-def _inputs(op, size, dtype_of):
+def _inputs(op, size):
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -38,49 +38,31 @@ def _inputs(op, size, dtype_of):
 
 
 def _step(framework, op, size):
-    """A closure running one forward + backward, inputs and module built outside it."""
-    arrays = _inputs(op, size, None)
+    """A closure running one forward + backward, inputs and module built outside it.
+    Both frameworks spell the operations alike; only the leaf tensors differ."""
     if framework == "torch":
-        import torch
+        import torch as lib
 
-        leaves = [torch.from_numpy(a).requires_grad_() for a in arrays]
-        if op == "sdpa":
-            def run():
-                out = torch.nn.functional.scaled_dot_product_attention(*leaves, is_causal=True)
-                out.sum().backward()
-        else:
-            norm = torch.nn.LayerNorm(LN_SHAPE[1])
+        leaves = [lib.from_numpy(a).requires_grad_() for a in _inputs(op, size)]
+    else:
+        import fastnn as lib
 
-            def run():
-                norm(leaves[0]).sum().backward()
-        return run
-    import fastnn
-
-    leaves = [fastnn.tensor(a, requires_grad=True) for a in arrays]
+        leaves = [lib.tensor(a, requires_grad=True) for a in _inputs(op, size)]
     if op == "sdpa":
         def run():
-            out = fastnn.nn.functional.scaled_dot_product_attention(*leaves, is_causal=True)
-            out.sum().backward()
+            lib.nn.functional.scaled_dot_product_attention(*leaves, is_causal=True).sum().backward()
     else:
-        norm = fastnn.nn.LayerNorm(LN_SHAPE[1])
+        norm = lib.nn.LayerNorm(LN_SHAPE[1])
 
         def run():
             norm(leaves[0]).sum().backward()
     return run
 
 
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise OSError(field)
-
-
 def worker(framework, op, size, mode, threads, min_time):
     """One measurement in this process: ``{"seconds": s}`` or ``{"mib": peak}``."""
     sys.path.insert(0, HERE)
-    from timing import seconds_per_call
+    from timing import _status_kib, seconds_per_call
 
     if framework == "torch":
         import torch
@@ -91,7 +73,7 @@ def worker(framework, op, size, mode, threads, min_time):
 
         fastnn.set_num_threads(threads)
     if mode == "memory":
-        _step(framework, op, 64 if op == "sdpa" else size)()  # kernels loaded at a small size
+        _step(framework, op, 64)()  # kernels loaded at a small size (memory is measured for sdpa)
         run = _step(framework, op, size)
         baseline = _status_kib("VmRSS")
         with open("/proc/self/clear_refs", "w") as f:
