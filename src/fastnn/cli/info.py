@@ -25,7 +25,9 @@ def collect_info():
         cpu_features = [f for f in wanted if features.get(f)]
     except RuntimeError:
         cpu_features = []
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from .._warmup import usable_cpus
+
+    affinity = usable_cpus()
     env_threads = os.environ.get("NUMBA_NUM_THREADS")
     user_layer = _threading._user_layer
     cache_dir = _jit.CACHE_DIR
