@@ -11,20 +11,9 @@ import numpy as np
 from ..kernels import layer_norm as ln_k
 from ._util import Tensor, _wrap, attach, direct_grad, float_tensor, recording
 from .conv import same_dtype_input
-from .norm import batch_norm
+from .norm import batch_norm, unused
 
 __all__ = ["layer_norm", "group_norm", "instance_norm"]
-
-_UNUSED = {}
-
-
-def _unused(dtype):
-    """An empty array standing for weight/bias that a kernel never reads."""
-    a = _UNUSED.get(dtype)
-    if a is None:
-        a = _UNUSED[dtype] = np.empty(0, dtype)
-    return a
-
 
 def _input(input, weight, bias, op):  # noqa: A002
     """``input`` as a float Tensor, of the parameters' dtype when there are any."""
@@ -84,8 +73,8 @@ def _normalize(x, weight, bias, rows, length, size, groups, spatial, per_column,
     dt = xd.dtype
     x2 = (xd if xd.flags.c_contiguous else np.ascontiguousarray(xd)).reshape(rows, length)
     affine = weight is not None or bias is not None
-    w = _flat(weight, size, dt, 1) if affine else _unused(dt)
-    b = _flat(bias, size, dt, 0) if affine else _unused(dt)
+    w = _flat(weight, size, dt, 1) if affine else unused(dt)
+    b = _flat(bias, size, dt, 0) if affine else unused(dt)
     out2 = np.empty((rows, length), dt)
     mean = np.empty(rows, np.float64)
     rstd = np.empty(rows, np.float64)
@@ -98,7 +87,7 @@ def _normalize(x, weight, bias, rows, length, size, groups, spatial, per_column,
 
 
 def _backward(x, weight, bias, x2, w, mean, rstd, groups, spatial, per_column, affine):
-    need_x, shape, dt, size = x.requires_grad, x.data.shape, x2.dtype, w.shape[0]
+    need_x, dt, size = x.requires_grad, x2.dtype, w.shape[0]
     need_w = weight is not None and weight.requires_grad
     need_b = bias is not None and bias.requires_grad
 

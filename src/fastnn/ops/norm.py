@@ -39,8 +39,9 @@ def _stat(s, name, C):
 _UNUSED = {}
 
 
-def _unused(dtype):
-    """An empty array standing for weight/bias that a kernel never reads (no affine)."""
+def unused(dtype):
+    """An empty array standing for weight/bias that a kernel never reads (no affine);
+    one per dtype, shared by the batch and layer/group/instance norms."""
     a = _UNUSED.get(dtype)
     if a is None:
         a = _UNUSED[dtype] = np.empty(0, dtype)
@@ -89,7 +90,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     running_var = _stat(running_var, "running_var", C)
     x3 = xd.reshape(N, C, -1) if xd.flags.c_contiguous else np.ascontiguousarray(xd).reshape(N, C, -1)
     affine = weight is not None or bias is not None
-    w = weight.data if weight is not None else np.ones(C, dt) if affine else _unused(dt)
+    w = weight.data if weight is not None else np.ones(C, dt) if affine else unused(dt)
     b = bias.data if bias is not None else np.zeros(C, dt) if affine else w
     out3 = np.empty(x3.shape, dt)
     if training:
