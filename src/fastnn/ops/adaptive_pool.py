@@ -5,11 +5,10 @@ height 1). Averages run on ``kernels.pool``'s adaptive windows; maxima on
 import numpy as np
 
 from ..kernels import adaptive_pool as adaptive_k
-from ..kernels import pool as pool_k
 from ..kernels._jit import SERIAL_BELOW
-from ._util import _wrap, attach, float_tensor, recording
+from ._util import float_tensor, recording
 from .conv1d import single
-from .pool import _ADAPTIVE_GEOM, _grad4, _image, _planes, adaptive_size, avg_pool_run
+from .pool import _ADAPTIVE_GEOM, _image, _planes, adaptive_size, avg_pool_run, max_pool_result
 from .pool1d import sequence
 
 __all__ = ["adaptive_avg_pool1d", "adaptive_max_pool1d", "adaptive_max_pool2d"]
@@ -32,25 +31,7 @@ def _adaptive_max(x, x4, out_shape, final_shape, return_indices):
     argmax = np.empty(out_shape, np.int32) if with_index else _NO_INDEX
     adaptive_k.adaptive_max_forward(_planes(out4), _planes(argmax) if with_index else argmax, _planes(x4),
                                     with_index)
-    out = _wrap(out4.reshape(final_shape))
-    if need:
-        x_shape, in_shape, dtype = x4.shape, x.data.shape, x4.dtype
-        serial_backward = x4.size < SERIAL_BELOW // 4
-
-        def backward(g):
-            # forward: out[p, o] = x[p, argmax[p, o]]
-            g4 = _grad4(g, out_shape, dtype)
-            dx = np.empty(x_shape, dtype)
-            if serial_backward:
-                pool_k.max_pool_backward_serial(dx, g4, argmax)
-            else:
-                pool_k.max_pool_backward(_planes(dx), _planes(g4), _planes(argmax))
-            return (dx.reshape(in_shape),)
-
-        attach(out, backward, (x,), "AdaptiveMaxPool2DBackward0")
-    if return_indices:
-        return out, _wrap(argmax.astype(np.int64).reshape(final_shape))
-    return out
+    return max_pool_result(x, x4, out4, argmax, final_shape, need, return_indices, "AdaptiveMaxPool2DBackward0")
 
 
 def adaptive_max_pool2d(input, output_size, return_indices=False):  # noqa: A002

@@ -141,9 +141,17 @@ def max_pool_run(x, x4, plan, final_shape, return_indices, name):
         pool_k.max_pool_forward_serial(out4, argmax, x4, geom, with_index)
     else:
         pool_k.max_pool_forward(_planes(out4), _planes(argmax), _planes(x4), geom, with_index)
+    return max_pool_result(x, x4, out4, argmax, final_shape, need, return_indices, name)
+
+
+def max_pool_result(x, x4, out4, argmax, final_shape, need, return_indices, name):
+    """What max pooling of any kind returns once its forward has filled ``out4`` (and
+    ``argmax``, the flat index of each maximum in its input plane, when ``need`` or
+    ``return_indices``): the output in ``final_shape``, recorded when ``need`` with the
+    scatter of ``kernels.pool`` as its backward, and the indices as int64 if asked."""
     out = _wrap(out4.reshape(final_shape))
     if need:
-        x_shape, in_shape, dtype = x4.shape, x.data.shape, x4.dtype
+        out_shape, x_shape, in_shape, dtype = out4.shape, x4.shape, x.data.shape, x4.dtype
         serial_backward = x4.size < SERIAL_BELOW // 4  # a scatter: threads pay sooner
 
         def backward(g):
