@@ -2,13 +2,15 @@
 
 A training step is ``opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()``
 with CrossEntropyLoss and Adam(lr=1e-3); inference is a forward pass in eval mode
-under ``fastnn.no_grad()``. Each runs at batch 1, at the workload's listed batch
-and at a large one (``workloads.batch_sizes``):
+under ``fastnn.no_grad()`` on the model's inference plan (``fastnn.compile``, what
+``predict`` uses), and eager inference the same forward with the model called
+directly. Each runs at batch 1, at the workload's listed batch and at a large one
+(``workloads.batch_sizes``):
 
     mlp 1 / 128 / 1024, lenet 1 / 64 / 512, resnet 1 / 32 / 128, lstm 1 / 64 / 512,
     transformer 1 / 32 / 128, conv1d 1 / 100 / 800
 
-``time_inference`` at batch "1" is the single-sample latency. A workload whose
+``time_inference`` at batch "1" is the single-sample latency (on the plan). A workload whose
 layers fastnn does not have yet is skipped.
 """
 from .common import ALL_CORES, THREADS, Benchmark, memo, seconds_per_call, set_threads
@@ -69,6 +71,20 @@ class Inference(_Workload):
         return self._samples_per_sec(workload, batch)
 
     track_infer_samples_per_sec.unit = "samples/s"
+
+
+class EagerInference(_Workload):
+    """One eval-mode forward pass with the model called directly (no inference plan)."""
+
+    mode = "eager"
+
+    def time_eager_inference(self, workload, batch, threads):
+        self.run()
+
+    def track_eager_samples_per_sec(self, workload, batch, threads):
+        return self._samples_per_sec(workload, batch)
+
+    track_eager_samples_per_sec.unit = "samples/s"
 
 
 class TrainStepMemory(Benchmark):

@@ -229,15 +229,17 @@ def make_runner(framework, name, batch, mode, seed=0):
         framework: "fastnn" or "torch".
         name: one of ``NAMES``.
         batch: batch size.
-        mode: "train" (forward + CrossEntropyLoss + backward + Adam step) or
-            "infer" (forward in eval mode, no grad).
+        mode: "train" (forward + CrossEntropyLoss + backward + Adam step),
+            "infer" (forward in eval mode, no grad; fastnn's on its inference plan,
+            ``fastnn.compile``, as ``predict`` runs) or "eager" (the same, with
+            fastnn's model called directly: its layers one by one).
 
     The callable keeps the model, optimizer and batch alive; ``runner.model`` is
     the model. Nothing is compiled or run here: call it once to warm up. The
     inputs are tensors that do not require grad, as in PyTorch.
     """
-    if mode not in ("train", "infer"):
-        raise ValueError(f"mode must be 'train' or 'infer', got {mode!r}")
+    if mode not in ("train", "infer", "eager"):
+        raise ValueError(f"mode must be 'train', 'infer' or 'eager', got {mode!r}")
     if framework == "fastnn":
         require_fastnn(name)
     lib, from_numpy, infer = _framework(framework)
@@ -251,9 +253,10 @@ def make_runner(framework, name, batch, mode, seed=0):
             return train_step(model, loss_fn, opt, x, y)
     else:
         model.eval()
+        planned = lib.compile(model) if framework == "fastnn" and mode == "infer" else model
 
         def run():
-            return infer(model, x)
+            return infer(planned, x)
     run.model = model
     return run
 

@@ -28,6 +28,7 @@ from .random import manual_seed  # noqa: F401
 from .serialization import load, save  # noqa: F401
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
 from .training import History, evaluate, fit, predict  # noqa: F401
+from .inference import CompiledModule, compile  # noqa: F401,A001
 
 # dtypes, PyTorch's names for NumPy's
 float32 = float = _np.float32  # noqa: A001

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import kernels, nn, optim
 from .autograd.grad_mode import no_grad
+from .inference import run as run_planned
 from .kernels import _jit, _threading
 from .tensor import _wrap
 
@@ -118,8 +119,9 @@ def _run_layer(factory, make_input, rng, dtype):
     _forward_backward(model, x)  # training mode
     model.eval()
     _forward_backward(model, x)  # eval mode: gradients flow (frozen BatchNorm)
-    with no_grad():  # inference: nothing recorded
-        model(_wrap(x))
+    with no_grad():  # inference: nothing recorded; the first call traces the plan, the second runs it
+        for _ in range(2):
+            run_planned(model, (_wrap(x),))
 
 
 def _loss_cases():

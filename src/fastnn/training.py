@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from . import _config
+from . import inference
 from .autograd.grad_mode import no_grad
 from .data import DataLoader, Dataset, IterableDataset
 from .data.batches import ArrayBatches, LoaderBatches, Outputs, inference_loader, is_data
@@ -337,7 +338,7 @@ def evaluate(model, x, y, loss, batch_size=256):
     total_loss, total_correct, has_acc, n = 0.0, 0, True, 0
     with _inference(model) as dtype:
         for xb, yb in batches:
-            out = model(_batch(xb, dtype, "evaluate"))
+            out = inference.run(model, (_batch(xb, dtype, "evaluate"),), copy=False)
             yb = _batch(yb, out.dtype if isinstance(out, Tensor) else dtype, "evaluate")
             total_loss += _loss_item(loss(out, yb), "evaluate") * len(yb)
             n += len(yb)
@@ -376,7 +377,7 @@ def predict(model, x, batch_size=256, out=None, progress=False):
     try:
         with _inference(model) as dtype:
             for xb, _ in batches:
-                y = model(_batch(xb, dtype, "predict"))
+                y = inference.run(model, (_batch(xb, dtype, "predict"),), copy=False)
                 if isinstance(y, tuple):
                     y = y[0]
                 outputs.add(y.data if isinstance(y, Tensor) else np.asarray(y))

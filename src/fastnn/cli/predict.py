@@ -11,6 +11,7 @@ def _predict(args):
     from .._arrayfile import InputError, open_rows, write_rows
     from ..autograd.grad_mode import no_grad
     from ..checkpoint import load_model
+    from ..inference import run as run_planned
     from ..progress import progress_bar
     from ..tensor import Tensor, _wrap
 
@@ -37,7 +38,7 @@ def _predict(args):
             if chunk.dtype.kind == "f" and chunk.dtype != dtype:
                 chunk = chunk.astype(dtype)
             with no_grad():
-                out = model(_wrap(chunk))
+                out = run_planned(model, (_wrap(chunk),))
             out = out[0] if isinstance(out, tuple) else out
             return out.data if isinstance(out, Tensor) else np.asarray(out)
 

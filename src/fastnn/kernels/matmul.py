@@ -50,17 +50,16 @@ def _pack_b(bp, b, trans_b, u0, u1, g0, g1, j0, ncols, kcb, NR):
 
 
 @serial_kernel
-def _tiles(out, a, bp, trans_a, accumulate, swap, t0, t1, mc, per, g0, g1, j0, ncols, kcb, NR):
+def _tiles(out, a, bp, ap, tmp, trans_a, accumulate, swap, t0, t1, mc, per, g0, g1, j0, ncols, kcb, NR):
     # Tiles t0..t1 of C[:, j0:j0+ncols] = op(a) @ (b packed in bp) for the K range
     # g0..g1, C = out (or out^T when ``swap``); tile t has rows (t // ntn)*mc + [0, mc)
     # and NR-panels (t % ntn)*per + [0, per). Per K block: pack the tile's rows of
-    # op(a), then MR x NR micro-tiles (edge and swapped ones through ``tmp``).
+    # op(a) into ``ap`` ((mc + MR) * kcb elements at least), then MR x NR micro-tiles
+    # (edge and swapped ones through ``tmp``, MR * NR elements).
     M, N = out.shape
     rows = N if swap else M
     npan = (ncols + NR - 1) // NR
     ntn = (npan + per - 1) // per
-    ap = np.empty((mc + MR) * kcb, out.dtype)
-    tmp = np.empty(MR * NR, out.dtype)
     for t in range(t0, t1):
         i0 = t // ntn * mc
         i1 = min(i0 + mc, rows)
@@ -176,13 +175,15 @@ def gemm_serial(out, a, b, trans_a, trans_b, accumulate):
         return
     a, b, ta, tb, swap, R, Q, K, NR, kcb, kg, mc, ntm = _plan(out, a, b, trans_a, trans_b, 1)
     bp = np.empty(min(kg, K) * (min(Q, NC) + NR), out.dtype)
+    ap = np.empty((mc + MR) * kcb, out.dtype)
+    tmp = np.empty(MR * NR, out.dtype)
     for j0 in range(0, Q, NC):
         ncols = min(NC, Q - j0)
         npan = (ncols + NR - 1) // NR
         for g0 in range(0, K, kg):
             g1 = min(g0 + kg, K)
             _pack_b(bp, b, tb, 0, npan * ((g1 - g0 + kcb - 1) // kcb), g0, g1, j0, ncols, kcb, NR)
-            _tiles(out, a, bp, ta, accumulate, swap, 0, ntm, mc, npan, g0, g1, j0, ncols, kcb, NR)
+            _tiles(out, a, bp, ap, tmp, ta, accumulate, swap, 0, ntm, mc, npan, g0, g1, j0, ncols, kcb, NR)
 
 
 @kernel
@@ -219,14 +220,16 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
             npack = npan * ((g1 - g0 + kcb - 1) // kcb)
             if threads == 1:
                 _pack_b(bp, b, tb, 0, npack, g0, g1, j0, ncols, kcb, NR)
-                _tiles(out, a, bp, ta, accumulate, swap, 0, ntiles, mc, per, g0, g1, j0, ncols, kcb, NR)
+                _tiles(out, a, bp, np.empty((mc + MR) * kcb, out.dtype), np.empty(MR * NR, out.dtype), ta,
+                       accumulate, swap, 0, ntiles, mc, per, g0, g1, j0, ncols, kcb, NR)
                 continue
             for c in prange(threads):
                 _pack_b(bp, b, tb, c * npack // threads, (c + 1) * npack // threads,
                         g0, g1, j0, ncols, kcb, NR)
             for c in prange(threads):
-                _tiles(out, a, bp, ta, accumulate, swap, c * ntiles // threads,
-                       (c + 1) * ntiles // threads, mc, per, g0, g1, j0, ncols, kcb, NR)
+                _tiles(out, a, bp, np.empty((mc + MR) * kcb, out.dtype), np.empty(MR * NR, out.dtype), ta,
+                       accumulate, swap, c * ntiles // threads, (c + 1) * ntiles // threads, mc, per, g0, g1, j0,
+                       ncols, kcb, NR)
 
 
 @serial_kernel

@@ -77,12 +77,10 @@ class StateDict:
                 )
             staged.append((owner, name, kind, value))
         for owner, name, kind, value in staged:
-            if kind == "param":
-                np.copyto(owner._parameters[name].data, value, casting="unsafe")
+            tensor = owner._parameters[name] if kind == "param" else owner._buffers[name]
+            if kind == "param" or tensor.data.ndim > 0:
+                np.copyto(tensor.data, value, casting="unsafe")
             else:
-                target = owner._buffers[name].data
-                if target.ndim > 0:
-                    np.copyto(target, value, casting="unsafe")
-                else:
-                    owner._buffers[name].data = np.asarray(value, dtype=target.dtype).copy()
+                tensor.data = np.asarray(value, dtype=tensor.data.dtype).copy()
+            tensor._version += 1  # an in-place write: inference plans built on the old values rebuild
         return IncompatibleKeys(missing, unexpected)

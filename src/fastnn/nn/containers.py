@@ -3,7 +3,7 @@ from collections import OrderedDict
 
 from ..ops import add as _add
 from . import functional as F
-from .module import Module
+from .module import Module, plan_state
 
 # how Sequential.forward runs a step
 _FORWARD, _CALL, _FUSED = 0, 1, 2
@@ -12,6 +12,10 @@ _FORWARD, _CALL, _FUSED = 0, 1, 2
 def _apply_activation(x, act):
     """The activation ``act = (name, negative_slope)`` that a fused step applies."""
     return getattr(F, act[0])(x, act[1]) if act[0] == "leaky_relu" else getattr(F, act[0])(x)
+
+
+def _first(x):
+    return x[0] if isinstance(x, tuple) else x  # recurrent layers return (output, state)
 
 
 class Sequential(Module):
@@ -71,6 +75,14 @@ class Sequential(Module):
 
     def forward(self, input):  # noqa: A002
         x = input
+        if plan_state.plan is not None:  # an inference plan fuses on its own: call every layer,
+            # passing each output on with no name bound to it (the plan's tracer counts the
+            # references to a layer's input to see that nothing else reads it)
+            box = [x]
+            del x, input
+            for layer in self._modules.values():
+                box.append(_first(layer(box.pop())))
+            return box.pop()
         key = (self.fuse, *self._modules.values())
         d = self.__dict__
         steps = d["_steps_list"] if d.get("_steps_key") == key else self._build_steps(key)

@@ -5,6 +5,7 @@ Modules hold parameters, buffers and submodules and write ``forward`` only: the
 operations they call record what backward needs on the autograd graph, never on
 the module, so one module may run any number of times in one forward pass.
 """
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -19,6 +20,21 @@ from .parameter import Parameter  # noqa: F401 (re-exported: layers import it fr
 _PLAIN_TYPES = frozenset({np.ndarray, tuple, list, dict, type(None), bool, int, float, str,
                           np.float32, np.float64, np.int32, np.int64, np.bool_})
 _object_setattr = object.__setattr__
+
+
+class _PlanState(threading.local):
+    # the inference plan running (or being traced) on this thread: while one is set,
+    # every module call goes through its ``module_call`` (see ``fastnn.inference``)
+    plan = None
+
+
+plan_state = _PlanState()
+_mode_changes = [0]  # bumped when train()/eval() changes a module's mode: plans built before are stale
+
+
+def mode_generation():
+    """A number that changes whenever any module's training mode changes."""
+    return _mode_changes[0]
 
 
 class Module(StateDict):
@@ -130,6 +146,9 @@ class Module(StateDict):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def __call__(self, *inputs, **kwargs):
+        plan = plan_state.plan
+        if plan is not None:
+            return plan.module_call(self, inputs, kwargs)
         return self.forward(*inputs, **kwargs)
 
     def get_submodule(self, target):
@@ -211,8 +230,11 @@ class Module(StateDict):
 
     # ------------------------------------------------------------ modes, dtype
     def train(self, mode=True):
+        mode = bool(mode)
         for m in self.modules():
-            object.__setattr__(m, "training", bool(mode))
+            if m.training != mode:
+                object.__setattr__(m, "training", mode)
+                _mode_changes[0] += 1
         return self
 
     def eval(self):

@@ -54,6 +54,20 @@ def weight_input(x, weight, op, trailing):
     return x
 
 
+def linear_into(out2, x2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
+    """out2 (M, N) = act(x2 @ w.T + b) for validated C-contiguous arrays of one dtype
+    (x2 (M, K), w (N, K), b (N,) or None)."""
+    has_bias = b is not None
+    if not has_bias:
+        b = w[0]
+    if out2.shape[0] * out2.shape[1] * x2.shape[1] < GEMV_SPLIT_FLOPS:  # what matmul runs serially: one call
+        linear_serial(out2, x2, w, b, act_kind, act_slope, has_bias)
+    else:
+        matmul(out2, x2, w, trans_b=True)
+        if has_bias or act_kind != act_k.IDENTITY:
+            act_k.bias_activation_forward(out2, b, act_kind, act_slope, has_bias)
+
+
 def linear(x, weight, bias=None, act_kind=act_k.IDENTITY, act_slope=0.0):
     """y = act(x @ weight.T + bias) (``act_kind`` from ``kernels.activations``; identity
     by default). x (*, K), weight (N, K), bias (N,) or None -> (*, N)."""
@@ -70,13 +84,7 @@ def linear(x, weight, bias=None, act_kind=act_k.IDENTITY, act_slope=0.0):
     M = x2.shape[0]
     out2 = np.empty((M, N), w.dtype)
     has_bias = bias is not None
-    b = bias.data if has_bias else w[0]
-    if M * N * K < GEMV_SPLIT_FLOPS:  # what matmul runs serially: one call
-        linear_serial(out2, x2, w, b, act_kind, act_slope, has_bias)
-    else:
-        matmul(out2, x2, w, trans_b=True)
-        if has_bias or act_kind != act_k.IDENTITY:
-            act_k.bias_activation_forward(out2, b, act_kind, act_slope, has_bias)
+    linear_into(out2, x2, w, bias.data if has_bias else None, act_kind, act_slope)
     out = _wrap(out2 if len(lead) == 1 else out2.reshape(lead + (N,)))
     if recording(x, weight, bias):
         fused = act_kind != act_k.IDENTITY

@@ -127,11 +127,19 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 def max_pool_run(x, x4, plan, final_shape, return_indices, name):
     """The body of max pooling on a validated 4-D view ``x4`` of ``x``'s data, with
     ``plan`` from :func:`pool_plan`; outputs (and indices) come back in ``final_shape``."""
-    out_shape, geom, serial, tiled = plan
+    out_shape = plan[0]
     need = recording(x)
     with_index = need or bool(return_indices)
     out4 = np.empty(out_shape, x4.dtype)
     argmax = np.empty(out_shape, np.int32) if with_index else _NO_INDEX
+    max_pool_into(out4, argmax, x4, plan, with_index)
+    return max_pool_result(x, x4, out4, argmax, final_shape, need, return_indices, name)
+
+
+def max_pool_into(out4, argmax, x4, plan, with_index=False):
+    """Max pooling of the C-contiguous 4-D ``x4`` into ``out4`` (and the flat index of
+    each maximum into ``argmax`` when ``with_index``), ``plan`` from :func:`pool_plan`."""
+    _, geom, serial, tiled = plan
     if tiled:  # kernel == stride, no padding: the vectorised kernels (same results)
         if serial:
             pool_k.max_pool_tiled_forward_serial(out4, argmax, x4, geom[0], geom[1], with_index)
@@ -141,7 +149,6 @@ def max_pool_run(x, x4, plan, final_shape, return_indices, name):
         pool_k.max_pool_forward_serial(out4, argmax, x4, geom, with_index)
     else:
         pool_k.max_pool_forward(_planes(out4), _planes(argmax), _planes(x4), geom, with_index)
-    return max_pool_result(x, x4, out4, argmax, final_shape, need, return_indices, name)
 
 
 def max_pool_result(x, x4, out4, argmax, final_shape, need, return_indices, name):
@@ -175,10 +182,7 @@ def avg_pool_run(x, x4, final_shape, out_shape, serial, geom, adaptive, include_
     data (output returned in ``final_shape``), then the backward closure when
     recording. ``scale`` (OH, OW) or None multiplies the means."""
     out4 = np.empty(out_shape, x4.dtype)
-    if serial:  # too small to pay for a parallel launch
-        pool_k.avg_pool_forward_serial(out4, x4, geom, adaptive, include_pad)
-    else:
-        pool_k.avg_pool_forward(_planes(out4), _planes(x4), geom, adaptive, include_pad)
+    avg_pool_into(out4, x4, serial, geom, adaptive, include_pad)
     if scale is not None:
         out4 *= scale
     out = _wrap(out4.reshape(final_shape))
@@ -196,6 +200,22 @@ def avg_pool_run(x, x4, final_shape, out_shape, serial, geom, adaptive, include_
 
         attach(out, backward, (x,), name)
     return out
+
+
+def avg_pool_into(out4, x4, serial, geom, adaptive, include_pad):
+    """Average (or adaptive average) pooling of the C-contiguous 4-D ``x4`` into ``out4``."""
+    if serial:  # too small to pay for a parallel launch
+        pool_k.avg_pool_forward_serial(out4, x4, geom, adaptive, include_pad)
+    else:
+        pool_k.avg_pool_forward(_planes(out4), _planes(x4), geom, adaptive, include_pad)
+
+
+def adaptive_avg_plan(x_shape, output_size):
+    """``(output shape, serial, geometry)`` of adaptive average pooling of a 4-D shape."""
+    N, C, H, W = x_shape
+    oh, ow = adaptive_size(output_size, "adaptive_avg_pool2d")
+    out_shape = (N, C, H if oh is None else oh, W if ow is None else ow)
+    return out_shape, N * C * H * W < SERIAL_BELOW, _ADAPTIVE_GEOM
 
 
 def _window_counts(size, out_size, k, s, p):
@@ -253,13 +273,11 @@ def adaptive_avg_pool2d(input, output_size):  # noqa: A002
     """
     x = float_tensor(input, "adaptive_avg_pool2d")
     x4, unbatched = _image(x, "adaptive_avg_pool2d")
-    N, C, H, W = x4.shape
-    oh, ow = adaptive_size(output_size, "adaptive_avg_pool2d")
-    if N * C * H * W == 0:
+    if x4.size == 0:
         raise ValueError(f"adaptive_avg_pool2d: got an empty input of shape {x4.shape}")
-    out_shape = (N, C, H if oh is None else oh, W if ow is None else ow)
-    return avg_pool_run(x, x4, out_shape[1:] if unbatched else out_shape, out_shape, N * C * H * W < SERIAL_BELOW,
-                        _ADAPTIVE_GEOM, True, False, None, "AdaptiveAvgPool2DBackward0")
+    out_shape, serial, geom = adaptive_avg_plan(x4.shape, output_size)
+    return avg_pool_run(x, x4, out_shape[1:] if unbatched else out_shape, out_shape, serial,
+                        geom, True, False, None, "AdaptiveAvgPool2DBackward0")
 
 
 def adaptive_size(output_size, op):

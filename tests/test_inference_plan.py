@@ -1,0 +1,277 @@
+"""Inference plans (``fastnn.compile``, ``predict``): equal to the eager eval forward
+for every layer kind, rebuilt on weight and mode changes, eager where they must be,
+and allocating no layer outputs on a repeated call."""
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import inference, nn
+from fastnn.nn import functional as F
+
+
+def _randomise_norms(model, rng):
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            C = m.num_features
+            m.running_mean.data[...] = rng.standard_normal(C)
+            m.running_var.data[...] = rng.uniform(0.5, 2.0, C)
+            if m.affine:
+                m.weight.data[...] = rng.standard_normal(C)
+                m.bias.data[...] = rng.standard_normal(C)
+    return model
+
+
+def _steps(model):
+    plans = inference._PLANS.get(model)
+    plan = list(plans.values())[-1]
+    return [type(s).__name__ for s in plan.steps] if isinstance(plan, inference.Plan) else plan
+
+
+class Block(nn.Module):
+    """A residual block with a custom forward (functional relu and a skip add)."""
+
+    def __init__(self, c, dtype=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False, dtype=dtype)
+        self.bn1 = nn.BatchNorm2d(c, dtype=dtype)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False, dtype=dtype)
+        self.bn2 = nn.BatchNorm2d(c, dtype=dtype)
+
+    def forward(self, x):
+        return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+class Shared(nn.Module):
+    """A convolution whose output feeds its BatchNorm and also the result (no fold)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        y = self.conv(x)
+        return self.act(self.bn(y)) + y
+
+
+class Branchy(nn.Module):
+    """Calls different layers depending on the data: the plan must notice."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 3)
+        self.b = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.a(x) if float(x.sum()) > 0 else self.b(x)
+
+
+def _models(dtype):
+    d = {"dtype": dtype}
+    return {
+        "mlp": (nn.Sequential(nn.Linear(12, 16, **d), nn.ReLU(), nn.Linear(16, 8, **d), nn.BatchNorm1d(8, **d),
+                              nn.LeakyReLU(0.1), nn.Linear(8, 5, **d), nn.Sigmoid()), (6, 12)),
+        "packed": (nn.Sequential(nn.Linear(64, 48, **d), nn.ReLU(), nn.Linear(48, 40, bias=False, **d)), (9, 64)),
+        "packed_parallel": (nn.Sequential(nn.Linear(64, 48, **d), nn.GELU(), nn.Linear(48, 2100, **d)), (300, 64)),
+        "linear3d": (nn.Sequential(nn.Linear(7, 9, **d), nn.Tanh(), nn.Linear(9, 3, **d)), (2, 5, 7)),
+        "cnn": (nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, **d), nn.BatchNorm2d(8, **d), nn.ReLU(),
+                              nn.MaxPool2d(2), nn.Conv2d(8, 6, 3, stride=2, dilation=1, groups=2, **d),
+                              nn.BatchNorm2d(6, affine=False, **d), nn.GELU(), nn.AvgPool2d(2, ceil_mode=True),
+                              nn.Flatten(), nn.Dropout(0.5), nn.Linear(6, 4, **d)), (3, 3, 12, 12)),
+        "resnet": (nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False, **d), nn.BatchNorm2d(8, **d),
+                                 nn.ReLU(), Block(8, dtype), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(8, 3, **d)), (2, 3, 8, 8)),
+        "conv1d": (nn.Sequential(nn.Conv1d(2, 6, 5, stride=2, padding=1, **d), nn.BatchNorm1d(6, **d), nn.ReLU(),
+                                 nn.Conv1d(6, 4, 3, **d), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 29, 3, **d)),
+                   (3, 2, 64)),
+        "conv1d_long": (nn.Sequential(nn.Conv1d(2, 5, 3, padding=1, **d), nn.BatchNorm1d(5, **d), nn.Sigmoid()),
+                        (2, 2, 80)),
+        "standalone": (nn.Sequential(nn.BatchNorm2d(3, **d), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1),
+                                     nn.BatchNorm2d(3, **d), nn.Sigmoid()), (2, 3, 9, 9)),
+        "lstm": (nn.Sequential(nn.LSTM(5, 7, batch_first=True, dtype=dtype), nn.Linear(7, 2, **d)), (3, 4, 5)),
+        "attention": (nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
+                                                               dtype=dtype), nn.Linear(8, 2, **d)), (2, 5, 8)),
+        "shared": (Shared().to(dtype), (2, 3, 6, 6)),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(_models(np.float32)))
+def test_plan_equals_eager_eval_forward(name, dtype):
+    rng = np.random.default_rng(0)
+    fastnn.manual_seed(0)
+    model, shape = _models(dtype)[name]
+    model = _randomise_norms(model, rng).eval()
+    x = fastnn.from_numpy(rng.standard_normal(shape).astype(dtype))
+    compiled = fastnn.compile(model)
+    with fastnn.no_grad():
+        want = model(x).data
+        traced = compiled(x).data  # the first call at a shape runs eagerly, recording the layers
+        first = compiled(x).data  # then the plan
+        second = compiled(x).data
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_array_equal(traced, want)
+    np.testing.assert_allclose(first, want, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(second, first)
+    assert first is not second  # results are the caller's, not the plan's buffers
+    assert isinstance(inference._PLANS[model][next(iter(inference._PLANS[model]))], inference.Plan)
+
+
+def test_folding_and_fusion_are_planned():
+    model, _ = _models(np.float32)["resnet"]
+    model.eval()
+    with fastnn.no_grad():
+        fastnn.compile(model)(np.ones((2, 3, 8, 8), np.float32))
+    # conv+bn+relu, then the block's two conv+bn (its relus are functional), pool, flatten, linear
+    assert _steps(model) == ["LayerStep", "Passed", "Passed", "LayerStep", "Passed", "LayerStep", "Passed",
+                             "PoolStep", "LayerStep"]
+    packed, shape = _models(np.float32)["packed"]
+    with fastnn.no_grad():
+        for _ in range(2):
+            fastnn.compile(packed.eval())(np.ones(shape, np.float32))
+    plan = list(inference._PLANS[packed].values())[0]
+    assert [hasattr(s, "packed") for s in plan.steps] == [True, False, True]  # both weights pre-packed
+    shared = Shared().eval()
+    with fastnn.no_grad():
+        fastnn.compile(shared)(np.ones((1, 3, 6, 6), np.float32))
+    assert _steps(shared) == ["LayerStep", "NormStep", "ActivationStep"]  # conv's output used twice: no fold
+
+
+def test_plan_rebuilds_after_weight_and_mode_changes():
+    rng = np.random.default_rng(1)
+    model, shape = _models(np.float32)["cnn"]
+    model = _randomise_norms(model, rng).eval()
+    compiled = fastnn.compile(model)
+    x = rng.standard_normal(shape).astype(np.float32)
+
+    def check():
+        with fastnn.no_grad():
+            np.testing.assert_allclose(compiled(x).data, model(x).data, rtol=2e-5, atol=2e-5)
+
+    check()
+    opt = fastnn.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    F.mse_loss(model(x), fastnn.zeros(shape[0], 4)).backward()
+    opt.step()  # updates weights and (in training) the running statistics
+    model.eval()
+    check()
+    state = {k: v * 0.5 for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    check()
+    with fastnn.no_grad():
+        model[0].weight.mul_(2.0)  # an in-place op
+    check()
+    model[0].weight.data = model[0].weight.data * 3  # a new array
+    check()
+
+
+def test_plan_is_not_used_in_training_mode_or_with_grad():
+    model, shape = _models(np.float32)["mlp"]
+    compiled = fastnn.compile(model)
+    x = fastnn.randn(*shape)
+    out = compiled(x)  # training mode: the model itself, recording
+    assert out.requires_grad
+    out.sum().backward()
+    assert model[0].weight.grad is not None
+    compiled.eval()
+    assert not model.training
+    y = compiled(x)  # eval, grad enabled: eager, recording
+    assert y.requires_grad and model not in inference._PLANS
+    with fastnn.no_grad():
+        assert not compiled(x).requires_grad
+    assert model in inference._PLANS
+
+
+def test_data_dependent_forward_falls_back_to_eager():
+    model = Branchy().eval()
+    compiled = fastnn.compile(model)
+    pos, neg = fastnn.ones(2, 4), -fastnn.ones(2, 4)
+    with fastnn.no_grad():
+        np.testing.assert_allclose(compiled(pos).data, model(pos).data)
+        np.testing.assert_allclose(compiled(neg).data, model(neg).data)  # another layer than traced
+        np.testing.assert_allclose(compiled(pos).data, model(pos).data)
+    assert isinstance(inference._PLANS[model][next(iter(inference._PLANS[model]))], inference._Dynamic)
+
+
+def test_compile_api():
+    model = nn.Sequential(nn.Linear(3, 2))
+    assert fastnn.compile(model, disable=True) is model
+    compiled = fastnn.compile(model, mode="max-autotune", dynamic=False, fullgraph=True)
+    assert list(compiled.state_dict()) == ["_orig_mod.0.weight", "_orig_mod.0.bias"]
+    assert compiled._orig_mod is model and compiled.fuse is model.fuse  # attribute reads fall through
+    with pytest.raises(TypeError, match="fastnn.compile: expected a fastnn.nn.Module"):
+        fastnn.compile(lambda x: x)
+
+
+def test_predict_runs_on_a_plan_and_threads_fall_back():
+    rng = np.random.default_rng(2)
+    model, shape = _models(np.float32)["cnn"]
+    model = _randomise_norms(model, rng).eval()
+    x = rng.standard_normal((10,) + shape[1:]).astype(np.float32)
+    with fastnn.no_grad():
+        want = model(x).data
+    np.testing.assert_allclose(fastnn.predict(model, x, batch_size=4), want, rtol=2e-5, atol=2e-5)
+    assert len(inference._PLANS[model]) == 2  # batches of 4 and the last of 2
+    compiled = fastnn.compile(model)
+    results, errors = [], []
+
+    def work():
+        try:
+            with fastnn.no_grad():
+                for _ in range(5):
+                    results.append(compiled(x).data)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        np.testing.assert_allclose(r, want, rtol=2e-5, atol=2e-5)
+
+
+def _peak_bytes(fn, x):
+    tracemalloc.start()
+    try:
+        fn(x)  # (a compiled model: the traced call, then the first on its plan)
+        fn(x)
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        fn(x)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_repeated_call_allocates_no_layer_outputs():
+    """Measured with tracemalloc, which sees NumPy's arrays and the kernels' own
+    allocations: eager inference allocates every layer's output; on the plan, a
+    convolution net allocates only its result and the packing room of the
+    convolution's matrix products (about 32 KB here), and Linear layers, whose
+    weights the plan packs once, nothing at all."""
+    rng = np.random.default_rng(3)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(16), nn.Sigmoid(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))
+    model = _randomise_norms(model, rng).eval()
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    compiled = fastnn.compile(model)
+    with fastnn.no_grad():
+        eager = _peak_bytes(model, x)
+        planned = _peak_bytes(compiled, x)
+    assert eager > 2 * 16 * 32 * 32 * 4  # at least the first layer's output
+    assert planned < 48 * 1024, (planned, eager)
+
+    mlp = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 16)).eval()
+    x = rng.standard_normal((8, 64)).astype(np.float32)
+    compiled = fastnn.compile(mlp)
+    with fastnn.no_grad():
+        planned = _peak_bytes(compiled, x)
+    assert planned < 8 * 16 * 4 + 2048, planned  # the copied-out result and a few Python objects
