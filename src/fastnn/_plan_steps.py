@@ -16,8 +16,10 @@ from .kernels import norm as norm_k
 from .kernels._threading import get_threads
 from .nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .nn.conv import Conv2d
+from .nn.containers import Sequential
 from .nn.conv_extra import Conv1d
-from .nn.linear import Linear
+from .nn.dropout import Dropout, Dropout1d, Dropout2d
+from .nn.linear import Flatten, Identity, Linear
 from .nn.normalization import BatchNorm1d, BatchNorm2d
 from .nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from .ops.activation import ACTIVATION_KINDS
@@ -30,6 +32,8 @@ _ACTIVATIONS = (ReLU, LeakyReLU, Sigmoid, Tanh, GELU)
 _LAYERS = (Linear, Conv1d, Conv2d)
 _NORMS = (BatchNorm1d, BatchNorm2d)
 PLANNABLE = frozenset(_ACTIVATIONS + _LAYERS + _NORMS + (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d))
+_VIEWS = frozenset((Flatten, Identity))  # layers that return a view of their input (no arithmetic)
+_DROPOUTS = frozenset((Dropout, Dropout1d, Dropout2d))  # the input itself, in eval mode
 
 
 class Diverged(Exception):
@@ -297,3 +301,25 @@ def make_steps(calls, links, exclusive):
         for j in folded:
             steps[j] = Passed(calls[j][0], steps[i])
     return steps
+
+
+def flat_chain(model, steps):
+    """The calls that replace ``model``'s forward when it is a ``Sequential`` whose
+    children are each a step (in order) or a view or eval-mode dropout: its steps (the
+    folded ones left out) and the views' ``forward``, one after another. None otherwise."""
+    if type(model) is not Sequential or "forward" in model.__dict__:
+        return None
+    chain, k = [], 0
+    for child in model._modules.values():
+        if "forward" in child.__dict__:
+            return None
+        if k < len(steps) and steps[k].module is child:
+            if not isinstance(steps[k], Passed):
+                chain.append(steps[k])
+            k += 1
+        elif type(child) in _VIEWS:
+            chain.append(child.forward)
+        elif type(child) not in _DROPOUTS or child.training:
+            return None
+    return chain if k == len(steps) else None
+

@@ -116,6 +116,7 @@ class Plan:
         self.buffers = {id(b) for s in steps for b in s.owned()}
         self.lock = threading.Lock()
         self.pos = 0
+        self.chain = steps_mod.flat_chain(model, steps)
 
     def valid(self):
         if self.generation != _module.mode_generation():
@@ -138,6 +139,11 @@ class Plan:
         return module.forward(*inputs, **kwargs)
 
     def run(self, args, copy):
+        if self.chain is not None and len(args) == 1:  # a plain Sequential: the steps one after another
+            x = args[0]
+            for call in self.chain:
+                x = call(x)
+            return _own(x, self.buffers) if copy else x
         self.pos = 0
         state = _module.plan_state
         state.plan = self
