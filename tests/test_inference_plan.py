@@ -1,6 +1,7 @@
 """Inference plans (``fastnn.compile``, ``predict``): equal to the eager eval forward
 for every layer kind, rebuilt on weight and mode changes, eager where they must be,
 and allocating no layer outputs on a repeated call."""
+import copy
 import threading
 import tracemalloc
 
@@ -205,6 +206,17 @@ def test_compile_api():
     assert compiled._orig_mod is model and compiled.fuse is model.fuse  # attribute reads fall through
     with pytest.raises(TypeError, match="fastnn.compile: expected a fastnn.nn.Module"):
         fastnn.compile(lambda x: x)
+    copied = copy.deepcopy(compiled)
+    assert type(copied) is inference.CompiledModule and copied._orig_mod is not model
+
+
+def test_compiled_module_saves_and_loads(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 2))
+    fastnn.save(fastnn.compile(model), tmp_path / "m.fnn")
+    loaded = fastnn.load(tmp_path / "m.fnn")
+    assert type(loaded) is inference.CompiledModule
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()["_orig_mod." + k].data, v.data)
 
 
 def test_predict_runs_on_a_plan_and_threads_fall_back():

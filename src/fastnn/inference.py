@@ -270,6 +270,10 @@ class CompiledModule(Module):
         self._orig_mod = model
         object.__setattr__(self, "training", model.training)
 
+    @classmethod
+    def _from_config(cls, config, children):  # fastnn.save/load: the wrapped model is the child
+        return cls(children["_orig_mod"])
+
     def forward(self, *args, **kwargs):
         if kwargs:
             return self._orig_mod(*args, **kwargs)
@@ -279,7 +283,10 @@ class CompiledModule(Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            return getattr(self.__dict__["_modules"]["_orig_mod"], name)
+            modules = self.__dict__.get("_modules")
+            if not modules or "_orig_mod" not in modules:  # (mid-unpickling, say)
+                raise
+            return getattr(modules["_orig_mod"], name)
 
 
 def compile(model, *, fullgraph=False, dynamic=None, backend=None, mode=None, options=None,  # noqa: A001
