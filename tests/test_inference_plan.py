@@ -127,9 +127,10 @@ def test_folding_and_fusion_are_planned():
     model.eval()
     with fastnn.no_grad():
         fastnn.compile(model)(np.ones((2, 3, 8, 8), np.float32))
-    # conv+bn+relu, then the block's two conv+bn (its relus are functional), pool, flatten, linear
-    assert _steps(model) == ["LayerStep", "Passed", "Passed", "LayerStep", "Passed", "LayerStep", "Passed",
-                             "PoolStep", "LayerStep"]
+    # conv+bn+relu; in the block conv1+bn1+F.relu, then conv2+bn2 with the residual add and
+    # the F.relu after it; pool, (flatten,) linear
+    assert _steps(model) == ["LayerStep", "Passed", "Passed", "LayerStep", "Passed", "Passed", "LayerStep",
+                             "Passed", "ResidualStep", "Passed", "PoolStep", "LayerStep"]
     packed, shape = _models(np.float32)["packed"]
     with fastnn.no_grad():
         for _ in range(2):
@@ -139,7 +140,7 @@ def test_folding_and_fusion_are_planned():
     shared = Shared().eval()
     with fastnn.no_grad():
         fastnn.compile(shared)(np.ones((1, 3, 6, 6), np.float32))
-    assert _steps(shared) == ["LayerStep", "NormStep", "ActivationStep"]  # conv's output used twice: no fold
+    assert _steps(shared) == ["LayerStep", "NormStep", "ActivationStep", "Step"]  # conv output used twice: no fold
 
 
 def test_plan_rebuilds_after_weight_and_mode_changes():

@@ -13,6 +13,7 @@ from .kernels import conv as conv_k
 from .kernels import conv1d as conv1d_k
 from .kernels import matmul_packed as packed_k
 from .kernels import norm as norm_k
+from .kernels.elementwise import add as add_kernel
 from .kernels._threading import get_threads
 from .nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .nn.conv import Conv2d
@@ -22,7 +23,9 @@ from .nn.dropout import Dropout, Dropout1d, Dropout2d
 from .nn.linear import Flatten, Identity, Linear
 from .nn.normalization import BatchNorm1d, BatchNorm2d
 from .nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
-from .ops.activation import ACTIVATION_KINDS
+from ._planstate import plan_state
+from .ops.activation import ACTIVATION_KINDS, RELU, relu
+from .ops.arith import ADD, add
 from .ops.conv1d_packed import packs
 from .ops.linear import linear_into
 from .ops.pool import _NO_INDEX, adaptive_avg_plan, avg_pool_into, max_pool_into, pool_plan
@@ -41,23 +44,31 @@ class Diverged(Exception):
 
 
 class Step:
-    """A layer run as it is (its forward allocates); the base of the planned steps."""
+    """A call run as it is (a layer's forward, or an operation; it allocates its
+    result), with no plan set meanwhile. The base of the planned steps: ``key`` is
+    the module, or the operation's name, that the trace recorded."""
 
-    def __init__(self, module):
-        self.module = module
+    def __init__(self, key, fn=None):
+        self.key = key
+        self.fn = key.forward if fn is None else fn
 
     def owned(self):
         return ()
 
-    def __call__(self, x):
-        return self.module.forward(x)
+    def __call__(self, *args):
+        state = plan_state
+        plan, state.plan = state.plan, None
+        try:
+            return self.fn(*args)
+        finally:
+            state.plan = plan
 
 
 class _Buffered(Step):
     """A step computing into ``self.out`` from an input of the traced shape and dtype."""
 
-    def __init__(self, module, x, out_shape):
-        super().__init__(module)
+    def __init__(self, key, x, out_shape):
+        self.key = key
         self.shape, self.dtype = x.data.shape, x.data.dtype
         self.out = np.empty(out_shape, self.dtype)
         self.result = _wrap(self.out)
@@ -81,16 +92,41 @@ class _Buffered(Step):
 
 
 class Passed(Step):
-    """A layer folded into the step before it: passes that step's result through."""
+    """A call folded into the step before it: passes that step's result through."""
 
-    def __init__(self, module, source):
-        super().__init__(module)
+    def __init__(self, key, source):
+        self.key = key
         self.source = source
 
-    def __call__(self, x):
-        if x is not self.source.result:
+    def __call__(self, *args):
+        if len(args) != 1 or args[0] is not self.source.result:
             raise Diverged()
-        return x
+        return args[0]
+
+
+class ResidualStep(Step):
+    """``source + other`` (a residual add), then an activation, in place in the buffer
+    of the layer step ``source`` whose result came straight into the add as argument
+    ``index``."""
+
+    def __init__(self, source, index, act):
+        self.key = ADD
+        self.source, self.index = source, index
+        self.kind, self.slope = act
+        self.flat = source.out.reshape(-1)
+
+    def __call__(self, *args):
+        if len(args) != 2 or args[self.index] is not self.source.result:
+            raise Diverged()
+        other = getattr(args[1 - self.index], "data", None)
+        flat = self.flat
+        if type(other) is not np.ndarray or other.shape != self.source.out.shape or other.dtype != flat.dtype \
+                or not other.flags.c_contiguous:
+            raise Diverged()
+        add_kernel(flat, flat, other.reshape(-1))
+        if self.kind != act_k.IDENTITY:
+            act_k.activation_forward(flat, flat, self.kind, self.slope)
+        return self.source.result
 
 
 def _bn_affine(bn):
@@ -176,7 +212,7 @@ class NormStep(_Buffered):
         self.args = (module.weight.data, module.bias.data) if module.affine else (module.running_mean.data,) * 2
 
     def compute(self, xd):
-        bn = self.module
+        bn = self.key
         norm_k.batch_norm_eval_forward(self.out3, xd.reshape(self.in3), bn.running_mean.data, bn.running_var.data,
                                        *self.args, bn.eps, self.affine)
 
@@ -232,7 +268,7 @@ def _plain(module, x, out, rank=None):
     xd = getattr(x, "data", None)
     if type(xd) is not np.ndarray or xd.dtype.kind != "f" or type(getattr(out, "data", None)) is not np.ndarray:
         return False
-    if "forward" in module.__dict__ or (rank is not None and xd.ndim != rank):
+    if (module is not None and "forward" in module.__dict__) or (rank is not None and xd.ndim != rank):
         return False
     w = getattr(module, "weight", None)
     return w is None or w.data.dtype == xd.dtype
@@ -254,52 +290,78 @@ def _layer_ok(module, x, out):
     return _plain(module, x, out, module._dims + 2) and module._explicit is None
 
 
-def _single(module, x, out):
-    """The step of a layer that absorbs nothing."""
-    if isinstance(module, _NORMS):
-        ok = _plain(module, x, out) and not module.training and module.track_running_stats and x.data.ndim >= 2
-        return NormStep(module, x) if ok else Step(module)
-    if isinstance(module, _ACTIVATIONS):
-        act = _epilogue(module)
-        if act is None and isinstance(module, GELU) and module.approximate == "none":
+def _single(call):
+    """The step of a call that absorbs nothing."""
+    key, x, out = call.key, call.inputs[0] if call.inputs else None, call.out
+    if key is RELU:
+        ok = x is not None and _plain(None, x, out)
+        return ActivationStep(key, x, act_k.RELU, 0.0) if ok else Step(key, relu)
+    if key is ADD:
+        return Step(key, add)
+    if x is None:
+        return Step(key)
+    if isinstance(key, _NORMS):
+        ok = _plain(key, x, out) and not key.training and key.track_running_stats and x.data.ndim >= 2
+        return NormStep(key, x) if ok else Step(key)
+    if isinstance(key, _ACTIVATIONS):
+        act = _epilogue(key)
+        if act is None and isinstance(key, GELU) and key.approximate == "none":
             act = (ACTIVATION_KINDS["gelu"], 0.0)
-        return ActivationStep(module, x, *act) if act is not None and _plain(module, x, out) else Step(module)
-    if isinstance(module, (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d)):
-        ok = _plain(module, x, out, 4) and not getattr(module, "return_indices", False) \
-            and getattr(module, "divisor_override", None) is None
-        return PoolStep(module, x, out) if ok else Step(module)
-    return Step(module)
+        return ActivationStep(key, x, *act) if act is not None and _plain(key, x, out) else Step(key)
+    if isinstance(key, (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d)):
+        ok = _plain(key, x, out, 4) and not getattr(key, "return_indices", False) \
+            and getattr(key, "divisor_override", None) is None
+        return PoolStep(key, x, out) if ok else Step(key)
+    return Step(key)
 
 
-def make_steps(calls, links, exclusive):
-    """Steps for the traced ``calls`` [(module, input, output, _)]: ``links[j]`` the
-    call whose output call j consumed (or None), ``exclusive[i]`` whether call i's
-    output feeds nothing but its one consumer."""
+def _act_of(call):
+    """(kind, slope) when ``call`` is an activation a preceding step can apply, or None."""
+    if call.key is RELU:
+        return (act_k.RELU, 0.0)
+    return _epilogue(call.key) if "forward" not in getattr(call.key, "__dict__", {}) else None
+
+
+def make_steps(calls):
+    """Steps for the traced ``calls``: a Linear or convolution takes in the BatchNorm,
+    the activation and the residual add (and the activation after it) that its result
+    goes into, each as a temporary; every other call gets a step of its own."""
     n = len(calls)
-    consumer = [None] * n
-    for j in range(n):
-        i = links[j]
-        if i is not None and consumer[i] is None:
-            consumer[i] = j
+    producer = {id(c.out): i for i, c in enumerate(calls)}
+    consumer = [None] * n  # (call, argument index) that took call i's output as a temporary
+    for j, c in enumerate(calls):
+        for k, (a, temporary) in enumerate(zip(c.inputs or (), c.temporary or ())):
+            i = producer.get(id(a))
+            if temporary and i is not None and i < j and calls[i].out is a:
+                consumer[i] = (j, k)
     steps, workspaces = [None] * n, {}
-    for i, (module, x, out, _) in enumerate(calls):
+    for i, c in enumerate(calls):
         if steps[i] is not None:
             continue
-        if not isinstance(module, _LAYERS) or not _layer_ok(module, x, out):
-            steps[i] = _single(module, x, out) if x is not None else Step(module)
+        module, x = c.key, c.inputs[0] if c.inputs else None
+        if not isinstance(module, _LAYERS) or x is None or not _layer_ok(module, x, c.out):
+            steps[i] = _single(c)
             continue
         bn, act, folded, last = None, (act_k.IDENTITY, 0.0), [], i
-        j = consumer[i] if exclusive[i] else None
-        if j is not None and _folds(calls[j][0], module, out.data.ndim):
-            bn, last = calls[j][0], j
-            folded.append(j)
-        j = consumer[last] if exclusive[last] else None
-        if j is not None and _epilogue(calls[j][0]) is not None and "forward" not in calls[j][0].__dict__:
-            act = _epilogue(calls[j][0])
-            folded.append(j)
-        steps[i] = LayerStep(module, x, out, bn, act, workspaces)
+        j = consumer[i]
+        if j is not None and _folds(calls[j[0]].key, module, c.out.data.ndim):
+            bn, last = calls[j[0]].key, j[0]
+            folded.append(last)
+        j = consumer[last]
+        if j is not None and _act_of(calls[j[0]]) is not None:
+            act, last = _act_of(calls[j[0]]), j[0]
+            folded.append(last)
+        steps[i] = LayerStep(module, x, c.out, bn, act, workspaces)
         for j in folded:
-            steps[j] = Passed(calls[j][0], steps[i])
+            steps[j] = Passed(calls[j].key, steps[i])
+        j = consumer[last]
+        if j is not None and calls[j[0]].key is ADD and calls[j[0]].out.data.shape == c.out.data.shape:
+            add_at, index = j
+            after = consumer[add_at]
+            act2 = _act_of(calls[after[0]]) if after is not None else None
+            steps[add_at] = ResidualStep(steps[i], index, act2 or (act_k.IDENTITY, 0.0))
+            if act2 is not None:
+                steps[after[0]] = Passed(calls[after[0]].key, steps[i])
     return steps
 
 
@@ -313,7 +375,7 @@ def flat_chain(model, steps):
     for child in model._modules.values():
         if "forward" in child.__dict__:
             return None
-        if k < len(steps) and steps[k].module is child:
+        if k < len(steps) and steps[k].key is child:
             if not isinstance(steps[k], Passed):
                 chain.append(steps[k])
             k += 1

@@ -37,9 +37,14 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _plan_steps as steps_mod
+from . import _planstate
 from .autograd.grad_mode import _state as _grad_state
 from .nn import module as _module
 from .nn.module import Module
+from .ops.activation import RELU
+from .ops.activation import relu as _ops_relu
+from .ops.arith import ADD
+from .ops.arith import add as _ops_add
 from .tensor import Tensor, _wrap
 
 
@@ -50,22 +55,67 @@ _PLANS = weakref.WeakKeyDictionary()  # model -> OrderedDict(signature -> Plan o
 _LOCK = threading.Lock()
 
 
-class _Tracer:
-    """Records each call of a plannable layer as (module, input Tensor or None, output,
-    references to the input when called). The first call at a shape runs eagerly
-    through it: its result is the caller's, and the forward runs only once."""
+class Call:
+    """One traced call: ``key`` (the module, or an operation's name), its Tensor
+    inputs (None for a call a plan cannot take over), its output, and for each input
+    whether it came as a temporary (no name held it, so nothing else can read it)."""
 
-    def __init__(self):
+    __slots__ = ("key", "inputs", "out", "temporary")
+
+    def __init__(self, key, inputs, out, temporary):
+        self.key, self.inputs, self.out, self.temporary = key, inputs, out, temporary
+
+
+class _Tracer:
+    """Runs the first call at a shape eagerly, recording the calls of plannable layers
+    and of the operations a plan may fuse. A plannable layer's own forward runs with
+    no plan set, in the trace as in the plan, so what it calls inside is not recorded."""
+
+    def __init__(self, baselines=None):
         self.calls = []
-        self.refs = 0
+        self.baselines = baselines  # path -> references of a temporary argument (None: calibrating)
+        self.refs = ()
+
+    def _temporaries(self, args, path):
+        """Per argument: True when it came as a temporary (its references, counted the
+        same way on every path, equal the calibrated ones)."""
+        self.refs = refs = tuple(sys.getrefcount(a) for a in args)
+        if self.baselines is None:
+            return None
+        base = self.baselines.get(path)
+        recorded = {id(c.out) for c in self.calls}
+        # a temporary's references, plus this tracer's record of it when a recorded call made it
+        return tuple(base is not None and r == base + (id(a) in recorded) for a, r in zip(args, refs))
 
     def module_call(self, module, inputs, kwargs):
-        x = inputs[0] if len(inputs) == 1 and not kwargs else None
-        self.refs = sys.getrefcount(x)
-        out = module.forward(*inputs, **kwargs)
-        if type(module) in steps_mod.PLANNABLE:
-            self.calls.append((module, x, out, self.refs))
+        single = len(inputs) == 1 and not kwargs and isinstance(inputs[0], Tensor)
+        temporary = self._temporaries(inputs, "module") if single else None
+        if type(module) not in steps_mod.PLANNABLE:
+            return module.forward(*inputs, **kwargs)
+        state = _planstate.plan_state
+        state.plan = None
+        try:
+            out = module.forward(*inputs, **kwargs)
+        finally:
+            state.plan = self
+        self.calls.append(Call(module, inputs if single else None, out, temporary))
         return out
+
+    def op_call(self, key, fn, args):
+        method = sys._getframe(2).f_code in _METHOD_CODES  # x + y (Tensor.__add__), not add(x, y)
+        tensors = all(isinstance(a, Tensor) for a in args)
+        temporary = self._temporaries(args, (key, method)) if tensors else None
+        state = _planstate.plan_state
+        state.plan = None
+        try:
+            out = fn(*args)
+        finally:
+            state.plan = self
+        self.calls.append(Call(key, args if tensors else None, out, temporary))
+        return out
+
+
+_METHOD_CODES = frozenset((Tensor.__add__.__code__,))
 
 
 class _Probe(Module):
@@ -73,36 +123,28 @@ class _Probe(Module):
         return x
 
 
-def _temporary_refs():
-    """The references a tracer sees to a Tensor passed straight from one call into
-    another (``bn(conv(x))``, or ``Sequential``'s plan-mode loop): no name holds it."""
-    tracer, state = _Tracer(), _module.plan_state
+def _calibrate():
+    """The references a tracer sees to a temporary argument on each path: a layer call
+    (``bn(conv(x))``, or ``Sequential``'s plan-mode loop), ``add(a, b)``, ``a + b`` and
+    ``relu(x)``."""
+    tracer, state = _Tracer(), _planstate.plan_state
+    found = {}
     state.plan = tracer
     try:
-        _Probe()(_wrap(np.empty(0)))
+        _Probe()(_wrap(np.zeros(1)))
+        found["module"] = tracer.refs[0]
+        _ops_add(_wrap(np.zeros(1)), _wrap(np.zeros(1)))
+        found[(ADD, False)] = tracer.refs[0]
+        _wrap(np.zeros(1)) + _wrap(np.zeros(1))
+        found[(ADD, True)] = tracer.refs[0]
+        _ops_relu(_wrap(np.zeros(1)))
+        found[(RELU, False)] = tracer.refs[0]
     finally:
         state.plan = None
-    return tracer.refs
+    return found
 
 
-_TEMPORARY = []
-
-
-def _links(calls):
-    """For each call, the earlier call whose output it took (or None), and whether
-    each call's output went on as a temporary into its one consumer (so nothing else
-    can read it: a layer may fold into the one before it)."""
-    if not _TEMPORARY:
-        _TEMPORARY.append(_temporary_refs())
-    producer = {id(out): i for i, (_, _, out, _) in enumerate(calls)}
-    links, exclusive = [None] * len(calls), [False] * len(calls)
-    for j, (_, x, _, refs) in enumerate(calls):
-        i = producer.get(id(x)) if x is not None else None
-        if i is not None and i < j and calls[i][2] is x:
-            links[j] = i
-            # a temporary's references, plus this tracer's own record of it as an output
-            exclusive[i] = refs == _TEMPORARY[0] + 1 and links.count(i) == 1
-    return links, exclusive
+_BASELINES = []
 
 
 class Plan:
@@ -126,17 +168,24 @@ class Plan:
                 return False
         return True
 
-    def module_call(self, module, inputs, kwargs):
+    def _next(self, key):
         i = self.pos
         steps = self.steps
-        if i < len(steps) and steps[i].module is module:
+        if i < len(steps) and steps[i].key is key:
             self.pos = i + 1
-            if len(inputs) != 1 or kwargs:
-                raise steps_mod.Diverged()
-            return steps[i](inputs[0])
-        if type(module) in steps_mod.PLANNABLE:
+            return steps[i]
+        raise steps_mod.Diverged()
+
+    def module_call(self, module, inputs, kwargs):
+        if type(module) not in steps_mod.PLANNABLE:
+            return module.forward(*inputs, **kwargs)
+        step = self._next(module)
+        if kwargs:
             raise steps_mod.Diverged()
-        return module.forward(*inputs, **kwargs)
+        return step(*inputs)
+
+    def op_call(self, key, fn, args):
+        return self._next(key)(*args)
 
     def run(self, args, copy):
         if self.chain is not None and len(args) == 1:  # a plain Sequential: the steps one after another
@@ -145,7 +194,7 @@ class Plan:
                 x = call(x)
             return _own(x, self.buffers) if copy else x
         self.pos = 0
-        state = _module.plan_state
+        state = _planstate.plan_state
         state.plan = self
         try:
             out = self.model(*args)
@@ -198,17 +247,18 @@ def trace(model, args):
     """Run ``model(*args)`` eagerly (it is the caller's result) and build the Plan
     (or _Dynamic, when no layer is plannable) for its input signature."""
     generation = _module.mode_generation()
-    tracer, state = _Tracer(), _module.plan_state
+    if not _BASELINES:
+        _BASELINES.append(_calibrate())
+    tracer, state = _Tracer(_BASELINES[0]), _planstate.plan_state
     state.plan = tracer
     try:
         out = model(*args)
     finally:
         state.plan = None
     calls = tracer.calls
-    if not calls:
+    if not any(isinstance(c.key, Module) for c in calls):
         return _Dynamic(generation), out
-    links, exclusive = _links(calls)
-    return Plan(model, steps_mod.make_steps(calls, links, exclusive), generation), out
+    return Plan(model, steps_mod.make_steps(calls), generation), out
 
 
 class _Dynamic:
@@ -221,7 +271,7 @@ class _Dynamic:
 def run(model, args, copy=True):
     """``model(*args)``, on its plan when eval mode and grad-disabled allow one.
     ``copy=False``: the result may be a plan buffer, overwritten by the next call."""
-    if _grad_state.enabled or model.training or _module.plan_state.plan is not None:
+    if _grad_state.enabled or model.training or _planstate.plan_state.plan is not None:
         return model(*args)
     sig = _signature(args)
     if sig is None:

@@ -5,12 +5,12 @@ Modules hold parameters, buffers and submodules and write ``forward`` only: the
 operations they call record what backward needs on the autograd graph, never on
 the module, so one module may run any number of times in one forward pass.
 """
-import threading
 from collections import OrderedDict
 
 import numpy as np
 
 from .. import _config
+from .._planstate import plan_state  # noqa: F401 (containers import it from here)
 from ..tensor import Tensor, _wrap
 from ._state_dict import StateDict
 from .parameter import Parameter  # noqa: F401 (re-exported: layers import it from here)
@@ -22,13 +22,6 @@ _PLAIN_TYPES = frozenset({np.ndarray, tuple, list, dict, type(None), bool, int, 
 _object_setattr = object.__setattr__
 
 
-class _PlanState(threading.local):
-    # the inference plan running (or being traced) on this thread: while one is set,
-    # every module call goes through its ``module_call`` (see ``fastnn.inference``)
-    plan = None
-
-
-plan_state = _PlanState()
 _mode_changes = [0]  # bumped when train()/eval() changes a module's mode: plans built before are stale
 
 

@@ -2,6 +2,7 @@
 and the fused backward that Linear/Conv2d use for an activation in their epilogue."""
 import numpy as np
 
+from .._planstate import plan_state
 from ..kernels import activations as act_k
 from ._util import _wrap, attach, float_tensor, recording
 
@@ -52,7 +53,13 @@ def activation(x, kind, slope=0.0, op="activation", name=None):
     return out
 
 
+RELU = "relu"  # the name an inference plan records a call of ``relu`` under
+
+
 def relu(x):
+    plan = plan_state.plan
+    if plan is not None:  # an inference plan may fuse it (fastnn.inference)
+        return plan.op_call(RELU, relu, (x,))
     return activation(x, act_k.RELU, 0.0, "relu")
 
 

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from .._planstate import plan_state
 from ..kernels._jit import SERIAL_BELOW
 from ..kernels.elementwise import add as add_kernel
 from . import compare, products
@@ -59,8 +60,14 @@ def _large_same_shape(ad, bd):
             and ad.flags.c_contiguous and bd.flags.c_contiguous)
 
 
+ADD = "add"  # the name an inference plan records a call of ``add`` under
+
+
 def add(input, other, alpha=1):  # noqa: A002 (PyTorch's names)
     """input + alpha * other, broadcasting."""
+    plan = plan_state.plan
+    if plan is not None and alpha == 1:  # an inference plan may fuse it (fastnn.inference)
+        return plan.op_call(ADD, add, (input, other))
     if alpha != 1:
         other = other * alpha if isinstance(other, (int, float)) else mul(other, alpha)
     a, b, ad, bd = operands(input, other)

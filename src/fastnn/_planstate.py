@@ -1,0 +1,14 @@
+"""The inference plan running (or being traced) on this thread, if any.
+
+Below the operations and the modules, which both consult it: while a plan is set,
+``Module.__call__`` and the few operations a plan can fuse (``add``, ``relu``) go
+through its ``module_call``/``op_call`` (see ``fastnn.inference``).
+"""
+import threading
+
+
+class _PlanState(threading.local):
+    plan = None
+
+
+plan_state = _PlanState()
