@@ -28,6 +28,7 @@ import numpy as np
 from numba import prange
 
 from . import activations as act_k
+from ._fnptr import call, handle
 from ._jit import kernel, serial_kernel
 from ._threading import get_threads
 from .conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, wide_offsets
@@ -170,27 +171,38 @@ def _backward_group(dx, dw_part, db_part, dout, x, w3, cols, tmp, xpf, n0, nb, g
 
 
 @kernel
-def conv2d_slots(y, dx, dw_parts, vecs, x, w3, cols, tmps, xps, geom, per_gemm, flags, kind, slope, OH, pitch):
+def conv2d_slots(y, dx, dw_parts, vecs, x, w3, cols, tmps, xps, geom, per_gemm, flags, kind, slope, OH, pitch, fn):
     """Forward (flags without BACKWARD): y = out (N, OC, P) = act(conv2d(x, w) + vecs[0]),
     overwritten (vecs[0] = bias, read if HAS_BIAS). Backward: y = dout; dx (N, C, H, W)
     overwritten (NEED_DX); dw_parts (S, G, OCg, Kg) and vecs = db_parts (S, OC)
     overwritten with each slot's sums (NEED_DW, NEED_DB). w3 (G, OCg, Kg); per slot s:
     cols[s], tmps[s] flat scratch, xps[s] the flat padded-input scratch of ``gather``;
-    ``pitch``: the im2col layout (see ``im2col``). Parallel over slots. (One kernel
-    for both directions: every function calling gemm_serial re-optimises its code,
-    which dominates compile time.)"""
+    ``pitch``: the im2col layout (see ``im2col``). Parallel over slots, each group of
+    samples a call of ``fn``, the handle of ``_backward_group`` or ``_forward_group``
+    (``_group_handle``): called through its address, their bodies compile once, serially,
+    and never again inside this shell (``_fnptr``: 13.1 -> 1.2 compile CPU s)."""
     N = x.shape[0]
     S = cols.shape[0]
-    for s in prange(S):
+    for p in prange(S):
+        s = np.int64(p)
         n1 = (s + 1) * N // S
         for n0 in range(s * N // S, n1, per_gemm):
             nb = min(per_gemm, n1 - n0)
             if flags & BACKWARD:
-                _backward_group(dx, dw_parts[s], vecs[s], y, x, w3, cols[s], tmps[s], xps[s], n0, nb, geom, flags,
-                                n0 == s * N // S, OH, pitch)
+                call(fn, (dx, dw_parts[s], vecs[s], y, x, w3, cols[s], tmps[s], xps[s], n0, nb, geom, flags,
+                          n0 == s * N // S, OH, pitch))
             else:
-                _forward_group(y, x, w3, vecs[0], cols[s], tmps[s], xps[s], n0, nb, geom, flags, kind, slope, OH,
-                               pitch)
+                call(fn, (y, x, w3, vecs[0], cols[s], tmps[s], xps[s], n0, nb, geom, flags, kind, slope, OH, pitch))
+
+
+def _group_handle(y, dx, dw_parts, vecs, x, w3, cols, tmps, xps, geom, flags, kind, slope, OH, pitch):
+    """The ``fn`` argument of conv2d_slots (whose arguments these are): the handle of the
+    group kernel for the arguments of the shell's call (same slicing)."""
+    if flags & BACKWARD:
+        return handle(_backward_group, (dx, dw_parts[0], vecs[0], y, x, w3, cols[0], tmps[0], xps[0], 0, 0, geom,
+                                        flags, True, OH, pitch))
+    return handle(_forward_group, (y, x, w3, vecs[0], cols[0], tmps[0], xps[0], 0, 0, geom, flags, kind, slope, OH,
+                                   pitch))
 
 
 @kernel
@@ -249,8 +261,9 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
         return
     if not few:
         no_parts = workspace().view("no_parts", (1, 1, 1, 1), x.dtype)
-        conv2d_slots(out3, x, no_parts, bias.reshape(1, -1), x, w3, cols, tmps, xps, geom, per_gemm, flags, kind,
-                     slope, OH, pitch)
+        args = (out3, x, no_parts, bias.reshape(1, -1), x, w3, cols, tmps, xps, geom)
+        fn = _group_handle(*args, flags, kind, slope, OH, pitch)
+        conv2d_slots(*args, per_gemm, flags, kind, slope, OH, pitch, fn)
         return
     for s, n0, nb in _groups(N, slots, per_gemm):  # few, large: _forward_group's steps, parallel inside each product
         col = cols[s, :Kg * nb * Pc].reshape(-1, nb * Pc)
@@ -288,8 +301,8 @@ def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=Fals
     db_parts = workspace().view("db_parts", (slots, OC), x.dtype)
     flags = (BACKWARD + POINTWISE * (geom[:6] == (1, 1, 1, 1, 0, 0)) + NEED_DX * (dx is not None)
              + NEED_DW * (dweight is not None) + NEED_DB * (dbias is not None))
-    conv2d_slots(dout.reshape(N, OC, P), x if dx is None else dx, dw_parts, db_parts, x, w3, cols, tmps, xps, geom,
-                 per_gemm, flags, 0, 0.0, OH, pitch)
+    args = (dout.reshape(N, OC, P), x if dx is None else dx, dw_parts, db_parts, x, w3, cols, tmps, xps, geom)
+    conv2d_slots(*args, per_gemm, flags, 0, 0.0, OH, pitch, _group_handle(*args, flags, 0, 0.0, OH, pitch))
     if dweight is not None:
         sum_slots(dweight.reshape(-1), dw_parts.reshape(slots, -1), accumulate_w)
     if dbias is not None:

@@ -27,6 +27,7 @@ import numpy as np
 from numba import prange
 
 from . import activations as act_k
+from ._fnptr import call, handle
 from ._jit import inline, kernel, serial_kernel
 from ._threading import get_threads
 from .conv import sum_slots
@@ -279,16 +280,28 @@ def _backward(dout, dx, dw2, db, x, w2, n0, n1, geom, flags):
 
 
 @kernel
-def conv1d_slots(y, dx, dw_parts, db_parts, x, w2, bias, geom, flags, kind, slope):
+def conv1d_slots(y, dx, dw_parts, db_parts, x, w2, bias, geom, flags, kind, slope, fn):
     """Every slot, in parallel: the forward (FORWARD: y = out) or the backward (y =
     dout); slot s covers samples s*N//S to (s+1)*N//S (S = dw_parts.shape[0]) and
-    writes its own dw_parts[s], db_parts[s]."""
+    writes its own dw_parts[s], db_parts[s]. Each slot is a call of ``fn``, the handle
+    of ``_forward`` or ``_backward`` (``_slot_handle``): called through its address,
+    their bodies compile once, serially, never again inside this shell (``_fnptr``: 6.8 -> 0.9
+    compile CPU s)."""
     N, S = x.shape[0], dw_parts.shape[0]
-    for s in prange(S):
+    for p in prange(S):
+        s = np.int64(p)
         if flags & FORWARD:
-            _forward(y, x, w2, bias, s * N // S, (s + 1) * N // S, geom, flags, kind, slope)
+            call(fn, (y, x, w2, bias, s * N // S, (s + 1) * N // S, geom, flags, kind, slope))
         else:
-            _backward(y, dx, dw_parts[s], db_parts[s], x, w2, s * N // S, (s + 1) * N // S, geom, flags)
+            call(fn, (y, dx, dw_parts[s], db_parts[s], x, w2, s * N // S, (s + 1) * N // S, geom, flags))
+
+
+def _slot_handle(y, dx, dw_parts, db_parts, x, w2, bias, geom, flags, kind, slope):
+    """The ``fn`` argument of conv1d_slots (whose arguments these are): the handle of
+    the slot kernel for the arguments of the shell's call (same slicing)."""
+    if flags & FORWARD:
+        return handle(_forward, (y, x, w2, bias, 0, 0, geom, flags, kind, slope))
+    return handle(_backward, (y, dx, dw_parts[0], db_parts[0], x, w2, 0, 0, geom, flags))
 
 
 def slots(N, OL, OC, Kg, threads=MAX_SLOTS):
@@ -314,8 +327,9 @@ def conv1d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
         _forward(out, x, w2, bias, 0, N, geom, flags, kind, float(slope))
     else:  # dw_parts/db_parts: unused, their first axis the slot count
         work = workspace()
-        conv1d_slots(out, x, work.view("conv1d_no_dw", (S, 1, 1), x.dtype), work.view("conv1d_no_db", (S, 1), x.dtype),
-                     x, w2, bias, geom, flags, kind, float(slope))
+        args = (out, x, work.view("conv1d_no_dw", (S, 1, 1), x.dtype), work.view("conv1d_no_db", (S, 1), x.dtype),
+                x, w2, bias, geom, flags, kind, float(slope))
+        conv1d_slots(*args, _slot_handle(*args))
 
 
 def conv1d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False):
@@ -335,7 +349,8 @@ def conv1d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=Fals
     work = workspace()
     dw_parts = work.view("conv1d_dw", (S,) + w2.shape, x.dtype)
     db_parts = work.view("conv1d_db", (S, OC), x.dtype)
-    conv1d_slots(dout, dxa, dw_parts, db_parts, x, w2, w2[0], geom, flags, 0, 0.0)
+    args = (dout, dxa, dw_parts, db_parts, x, w2, w2[0], geom, flags, 0, 0.0)
+    conv1d_slots(*args, _slot_handle(*args))
     if dweight is not None:
         sum_slots(dweight.reshape(-1), dw_parts.reshape(S, -1), accumulate_w)
     if dbias is not None:
