@@ -288,3 +288,19 @@ def test_repeated_call_allocates_no_layer_outputs():
     with fastnn.no_grad():
         planned = _peak_bytes(compiled, x)
     assert planned < 8 * 16 * 4 + 2048, planned  # the copied-out result and a few Python objects
+
+
+def test_read_only_and_strided_inputs_get_plans_of_their_own():
+    rng = np.random.default_rng(4)
+    model, shape = _models(np.float32)["cnn"]
+    model = _randomise_norms(model, rng).eval()
+    compiled = fastnn.compile(model)
+    x = rng.standard_normal(shape).astype(np.float32)
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    strided = np.asfortranarray(x)
+    with fastnn.no_grad():
+        want = model(x).data
+        for arg in (x, frozen, strided, x, frozen, strided):
+            np.testing.assert_allclose(compiled(arg).data, want, rtol=2e-5, atol=2e-5)
+    assert len(inference._PLANS[model]) == 3

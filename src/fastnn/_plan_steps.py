@@ -15,6 +15,7 @@ from .kernels import matmul_packed as packed_k
 from .kernels import norm as norm_k
 from .kernels.elementwise import add as add_kernel
 from .kernels._threading import get_threads
+from .kernels.conv_plan import Workspace
 from .nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from .nn.conv import Conv2d
 from .nn.containers import Sequential
@@ -166,8 +167,12 @@ class LayerStep(_Buffered):
                 self.bias = self.b if self.has_bias else self.w[0]
                 self.compute = self._linear_packed
         elif isinstance(module, Conv2d):
-            self.geom = module.kernel_size + module.stride + module._conv_padding + module.dilation + (module.groups,)
-            self.compute = self._conv2d
+            geom = module.kernel_size + module.stride + module._conv_padding + module.dilation + (module.groups,)
+            if "conv" not in workspaces:
+                workspaces["conv"] = Workspace()  # the plan's own scratch: its steps run one at a time
+            example = x.data if self.gather is None else self.gather
+            self.compute = conv_k.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
+                                                 workspaces["conv"])
         else:
             (k,), (s,), (p,), (d,) = module.kernel_size, module.stride, module._conv_padding, module.dilation
             N, OC, OL = self.out.shape
@@ -188,9 +193,6 @@ class LayerStep(_Buffered):
         packed_k.gemm_packed(out2, xd.reshape(self.in_shape2), self.packed, self.ap, self.tmp, get_threads())
         if self.has_bias or self.kind != act_k.IDENTITY:
             act_k.bias_activation_forward(out2, self.bias, self.kind, self.slope, self.has_bias)
-
-    def _conv2d(self, xd):
-        conv_k.conv2d_forward(self.out, xd, self.w, self.b, self.geom, self.kind, self.slope)
 
     def _conv1d(self, xd):
         conv1d_k.conv1d_forward(self.out, xd, self.w, self.b, self.geom, self.kind, self.slope)

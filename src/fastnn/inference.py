@@ -239,7 +239,7 @@ def _signature(args):
             a = a.data
         elif not isinstance(a, np.ndarray):
             return None
-        sig.append((a.shape, a.dtype.str, a.flags.c_contiguous))
+        sig.append((a.shape, a.dtype.str, a.flags.c_contiguous, a.flags.writeable))
     return tuple(sig)
 
 

@@ -238,6 +238,14 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     x (N, C, H, W), weight (OC, C/G, KH, KW), bias (OC,) or None; C-contiguous,
     one dtype. ``kind``/``slope`` pick a fused activation (``activations``).
     """
+    forward_runner(out, x, weight, bias, geom, kind, slope)(x)
+
+
+def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
+    """``run(x)``: :func:`conv2d_forward` into ``out`` for inputs of ``x``'s shape and
+    type, with the layout, scratch (from ``work``, a ``Workspace``; this thread's by
+    default) and path chosen once. An inference plan keeps one per layer."""
+    work = workspace() if work is None else work
     N, C = x.shape[0], x.shape[1]
     OC, P = out.shape[1], out.shape[2] * out.shape[3]
     G = geom[8]
@@ -248,7 +256,7 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     bias = bias if has_bias else weight.reshape(-1)[:1]
     pointwise = geom[:6] == (1, 1, 1, 1, 0, 0)
     OH, pitch = layout(x.shape, geom, out.shape[2:])
-    slots, per_gemm, cols, tmps, xps = scratch(x, geom, OC, w3.shape[2], OH, pitch)
+    slots, per_gemm, cols, tmps, xps = scratch(x, geom, OC, w3.shape[2], OH, pitch, work=work)
     slope = float(slope)
     flags = POINTWISE * pointwise + HAS_BIAS * has_bias
     Kg, Pc = w3.shape[2], OH * pitch
@@ -256,27 +264,35 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     if few and N * OC * Kg * P < SERIAL_BELOW_MACS:
         # a few small images (batch-1 inference): the slot kernel's steps, serially on this
         # thread, with no parallel launch (same groups, same arithmetic)
-        for s, n0, nb in _groups(N, slots, per_gemm):
-            _forward_group(out3, x, w3, bias, cols[s], tmps[s], xps[s], n0, nb, geom, flags, kind, slope, OH, pitch)
-        return
+        groups = [(cols[s], tmps[s], xps[s], n0, nb) for s, n0, nb in _groups(N, slots, per_gemm)]
+
+        def run(x):
+            for col, tmp, xp, n0, nb in groups:
+                _forward_group(out3, x, w3, bias, col, tmp, xp, n0, nb, geom, flags, kind, slope, OH, pitch)
+        return run
     if not few:
-        no_parts = workspace().view("no_parts", (1, 1, 1, 1), x.dtype)
-        args = (out3, x, no_parts, bias.reshape(1, -1), x, w3, cols, tmps, xps, geom)
-        fn = _group_handle(*args, flags, kind, slope, OH, pitch)
-        conv2d_slots(*args, per_gemm, flags, kind, slope, OH, pitch, fn)
-        return
-    for s, n0, nb in _groups(N, slots, per_gemm):  # few, large: _forward_group's steps, parallel inside each product
-        col = cols[s, :Kg * nb * Pc].reshape(-1, nb * Pc)
-        direct_out = nb == 1 and Pc == P
-        for g in range(G):
-            dst = out3[n0, g * OCg:(g + 1) * OCg] if direct_out else tmps[s, :OCg * nb * Pc].reshape(OCg, -1)
-            if pointwise and nb == 1:
-                matmul(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape(Cg, P))
-            else:
-                gather(col, xps[s], x, n0, nb, g * Cg, geom, pitch)
-                matmul(dst, w3[g], col)
-            if not direct_out or has_bias or kind:
-                scatter(out3, dst, n0, nb, g * OCg, bias, has_bias, kind, slope, OH, pitch)
+        args = (out3, x, work.view("no_parts", (1, 1, 1, 1), x.dtype), bias.reshape(1, -1))
+        rest = (w3, cols, tmps, xps, geom, per_gemm, flags, kind, slope, OH, pitch,
+                _group_handle(*args, x, w3, cols, tmps, xps, geom, flags, kind, slope, OH, pitch))
+
+        def run(x):
+            conv2d_slots(out3, x, args[2], args[3], x, *rest)
+        return run
+
+    def run(x):  # few, large: _forward_group's steps, parallel inside each product
+        for s, n0, nb in _groups(N, slots, per_gemm):
+            col = cols[s, :Kg * nb * Pc].reshape(-1, nb * Pc)
+            direct_out = nb == 1 and Pc == P
+            for g in range(G):
+                dst = out3[n0, g * OCg:(g + 1) * OCg] if direct_out else tmps[s, :OCg * nb * Pc].reshape(OCg, -1)
+                if pointwise and nb == 1:
+                    matmul(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape(Cg, P))
+                else:
+                    gather(col, xps[s], x, n0, nb, g * Cg, geom, pitch)
+                    matmul(dst, w3[g], col)
+                if not direct_out or has_bias or kind:
+                    scatter(out3, dst, n0, nb, g * OCg, bias, has_bias, kind, slope, OH, pitch)
+    return run
 
 
 def conv2d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False):

@@ -80,13 +80,13 @@ def layout(x_shape, geom, out_hw):
     return OH, (x_shape[3] + 2 * geom[5] if geom[2] == geom[3] == 1 else OW)
 
 
-def scratch(x, geom, OC, Kg, OH, pitch, backward=False, dx_cols=False):
-    # per-slot scratch; the backward needs dout blocks of dw_budget pixels for the
-    # weight gradient (_dweight_chunks) and, with ``dx_cols``, one sample's column
-    # matrix for the input gradient
+def scratch(x, geom, OC, Kg, OH, pitch, backward=False, dx_cols=False, work=None):
+    # per-slot scratch (from ``work``, this thread's workspace by default); the backward
+    # needs dout blocks of dw_budget pixels for the weight gradient (_dweight_chunks)
+    # and, with ``dx_cols``, one sample's column matrix for the input gradient
     N, G, PH, PW = x.shape[0], geom[8], geom[4], geom[5]
     slots, per_gemm = plan(N, Kg, OH * pitch)
-    work = workspace()
+    work = workspace() if work is None else work
     if backward:
         cols = work.view("cols", (slots, Kg * OH * pitch if dx_cols else 1), x.dtype)
         tmps = work.view("tmps", (slots, OC // G * (dw_budget(Kg) + pitch)), x.dtype)
