@@ -218,6 +218,54 @@ def test_one_and_many_threads_agree_bitwise(threads):
             np.testing.assert_array_equal(a, b)
 
 
+# ------------------------------------------------------------- fused residual add + LayerNorm
+@pytest.mark.parametrize("shape,dtype", [((3, 5, 8), np.float64), ((2, 1, 1), np.float64), ((700, 256), np.float32)])
+@pytest.mark.parametrize("affine", ["both", "weight", "none"])
+def test_add_layer_norm_is_add_then_layer_norm(shape, dtype, affine, threads):
+    # (700, 256) is past the serial size: the parallel row blocks, at 1 and all threads
+    from fastnn.ops.layer_norm import add_layer_norm
+    x, y = fastnn.tensor(data(shape, dtype, 1, offset=3.0)), fastnn.tensor(data(shape, dtype, 2))
+    w = fastnn.tensor(data(shape[-1:], dtype, 3)) if affine != "none" else None
+    b = fastnn.tensor(data(shape[-1:], dtype, 4)) if affine == "both" else None
+    tol = 1e-6 if dtype == np.float32 else 1e-13  # the same arithmetic, up to reassociation
+    for yb in (None, fastnn.tensor(data(shape[-1:], dtype, 5))):  # y_bias: y + yb first
+        with fastnn.no_grad():
+            y_total = y if yb is None else y + yb
+            want = F.layer_norm(x + y_total, shape[-1:], w, b, 1e-3)
+            first, *others = threads(lambda: add_layer_norm(x, y, w, b, 1e-3, True, yb))
+            out, total = add_layer_norm(x, y, w, b, 1e-3, y_bias=yb)
+        assert total is None and np.array_equal(out.data, first[0].data)
+        np.testing.assert_allclose(out.data, want.data, rtol=tol, atol=tol)
+        np.testing.assert_allclose(first[1].data, x.data + y_total.data, rtol=tol, atol=tol)  # reassociated
+        for other in others:  # thread counts agree bitwise
+            np.testing.assert_array_equal(other[0].data, out.data)
+            np.testing.assert_array_equal(other[1].data, first[1].data)
+    s = x.data.astype(np.float64) + y.data + yb.data
+    xhat = (s - s.mean(-1, keepdims=True)) / np.sqrt(s.var(-1, keepdims=True) + 1e-3)
+    ref_out = xhat * (1 if w is None else w.data) + (0 if b is None else b.data)
+    np.testing.assert_allclose(out.data, ref_out, rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-4)
+
+
+def test_add_layer_norm_records_as_add_then_layer_norm():
+    from fastnn.ops.layer_norm import add_layer_norm
+    w, b = leaf(data((4,), seed=3)), leaf(data((4,), seed=4))
+    yb = leaf(data((4,), seed=5))
+    assert fastnn.gradcheck(lambda x, y: add_layer_norm(x, y, w, b, 1e-5, True)[0] * 2 +
+                            add_layer_norm(x, y, w, b, 1e-5, True, yb)[1], (leaf(data((3, 4), seed=1)),
+                                                                            leaf(data((3, 4), seed=2))))
+    add_layer_norm(leaf(data((3, 4))), leaf(data((3, 4))), w, b, 1e-5, True, yb)[1].sum().backward()
+    np.testing.assert_array_equal(yb.grad.data, np.full(4, 3.0))  # recorded: the sum's gradient
+    with fastnn.no_grad():
+        empty = add_layer_norm(fastnn.zeros(0, 4), fastnn.zeros(0, 4), None, None)[0]
+        assert empty.shape == (0, 4)
+        with pytest.raises(ValueError, match=r"add_layer_norm: expected two float tensors.*\(2, 4\).*\(2, 3\)"):
+            add_layer_norm(fastnn.zeros(2, 4), fastnn.zeros(2, 3), None, None)
+        with pytest.raises(ValueError, match=r"add_layer_norm: expected weight of shape \(4,\)"):
+            add_layer_norm(fastnn.zeros(2, 4), fastnn.zeros(2, 4), fastnn.ones(3), None)
+        with pytest.raises(ValueError, match=r"add_layer_norm: expected y_bias of shape \(4,\) and dtype float32"):
+            add_layer_norm(fastnn.zeros(2, 4), fastnn.zeros(2, 4), None, None, y_bias=fastnn.tensor(np.zeros(4)))
+
+
 # ------------------------------------------------------------- bad input
 def test_bad_input():
     with pytest.raises(ValueError, match=r"LayerNorm.*\(3, 4\).*\(\*, 3, 4\).*\(2, 4, 3\)"):

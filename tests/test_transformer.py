@@ -201,6 +201,45 @@ def test_encoder_eval_fast_path_matches_training_path_and_torch(kw, monkeypatch)
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("batch", [1, 32])
+@pytest.mark.parametrize("kw", [dict(batch_first=True), dict(norm_first=True, activation="gelu", batch_first=True),
+                                dict(norm_first=True), dict(activation="gelu", bias=False)])
+def test_encoder_eval_fast_path_float32(batch, kw):
+    # the fused add + LayerNorm and activation epilogues at batch 1 (serial kernels) and
+    # 32 (2048 x 64 rows: the parallel ones) equal the normal path and PyTorch's eval,
+    # with and without a key padding mask (which takes the normal path)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    theirs = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, **kw), 2,
+                                         enable_nested_tensor=False).eval()
+    mine = from_torch(nn.TransformerEncoder(nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, **kw), 2), theirs)
+    x = data((batch, 64, 64) if kw.get("batch_first") else (64, batch, 64), 1).astype(np.float32)
+    kpm = np.zeros((batch, 64), bool)
+    kpm[0, -5:] = True
+    for mask in (None, kpm):
+        reference = mine(fastnn.tensor(x), src_key_padding_mask=mask).data  # training mode, dropout 0
+        mine.eval()
+        with fastnn.no_grad():
+            out = mine(fastnn.tensor(x), src_key_padding_mask=mask).data
+        mine.train()
+        np.testing.assert_allclose(out, reference, rtol=1e-5, atol=1e-5)
+        with torch.inference_mode():
+            tmask = None if mask is None else torch.tensor(mask)
+            np.testing.assert_allclose(out, theirs(torch.tensor(x), src_key_padding_mask=tmask).numpy(),
+                                       rtol=1e-4, atol=1e-4)
+
+
+def test_encoder_eval_fast_path_with_other_norms():
+    # a norm that is not a LayerNorm over the last dim: the add and the norm run apart
+    layer = nn.TransformerEncoderLayer(8, 2, 12, dropout=0.0, batch_first=True, dtype=np.float64)
+    layer.norm1 = nn.Identity()
+    x = fastnn.tensor(data((2, 5, 8), 1))
+    reference = layer(x).data
+    layer.eval()
+    with fastnn.no_grad():
+        np.testing.assert_allclose(layer(x).data, reference, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("kw", [dict(), dict(norm_first=True, batch_first=True)])
 def test_decoder_matches_torch(kw):
     torch = pytest.importorskip("torch")

@@ -91,6 +91,63 @@ def norm_rows_forward(out, mean, rstd, x, weight, bias, groups, spatial, eps, af
 
 
 @inline
+def _sum_at(xr, yr, ybias, j, has_ybias):
+    # x + (y + ybias): the residual add of a Linear's output whose bias was left out
+    if has_ybias:
+        return xr[j] + (yr[j] + ybias[j])
+    return xr[j] + yr[j]
+
+
+@serial_kernel
+def _add_forward_rows(out, total, x, y, ybias, weight, bias, lo, hi, eps, keep_sum, has_ybias):
+    # rows lo..hi-1 of add_norm_rows_forward: _row_moments and _forward_row's arithmetic
+    # on t = x + y, recomputed in each sweep (no store-then-load of the sum)
+    L = x.shape[1]
+    for r in range(lo, hi):
+        xr = x[r]
+        yr = y[r]
+        shift = np.float64(_sum_at(xr, yr, ybias, 0, has_ybias))
+        s1 = 0.0
+        s2 = 0.0
+        for j in range(L):
+            d = _sum_at(xr, yr, ybias, j, has_ybias) - shift
+            s1 += d
+            s2 += d * d
+        m = s1 / L
+        mu_t = xr.dtype.type(shift + m)
+        r_t = xr.dtype.type(1.0 / math.sqrt(max(s2 / L - m * m, 0.0) + eps))
+        outr = out[r]
+        for j in range(L):
+            outr[j] = (_sum_at(xr, yr, ybias, j, has_ybias) - mu_t) * r_t * weight[j] + bias[j]
+        if keep_sum:
+            tr = total[r]
+            for j in range(L):
+                tr[j] = _sum_at(xr, yr, ybias, j, has_ybias)
+
+
+@kernel
+def add_norm_rows_forward(out, total, x, y, ybias, weight, bias, eps, keep_sum, has_ybias):
+    """out = LayerNorm(x + y) per row, weight/bias (L,) per column, and total = x + y
+    if keep_sum (both overwritten); with has_ybias, y + ybias (L,) in place of y (a
+    Linear's output whose bias was left out of its GEMM). A transformer block's
+    residual add and LayerNorm in one pass, the arithmetic of the bias, ``add`` and
+    ``norm_rows_forward`` (no mean/rstd kept: inference; equal within rounding: the
+    sums may vectorise differently).
+
+    All (R, L) C-contiguous, L >= 1 (``total`` is not touched unless keep_sum).
+    Parallel over blocks of rows."""
+    R, L = x.shape
+    if R * L < SERIAL_BELOW:
+        _add_forward_rows(out, total, x, y, ybias, weight, bias, np.int64(0), R, eps, keep_sum, has_ybias)
+    else:
+        blocks = min(R, ROW_BLOCKS)
+        for blk in prange(blocks):
+            b = np.int64(blk)
+            _add_forward_rows(out, total, x, y, ybias, weight, bias, b * R // blocks, (b + 1) * R // blocks, eps,
+                              keep_sum, has_ybias)
+
+
+@inline
 def _row_sums(pw, pb, gr, xr, weight, mu, rstd, c0, S, affine, per_column, need_params):
     # (sum dxhat, sum dxhat * (x - mu)) over the row, dxhat = dout * w; adds the row's
     # dweight (dout * xhat) and dbias (dout) terms into the partial rows pw, pb.

@@ -205,9 +205,10 @@ class MultiheadAttention(Module):
                 and x.data.ndim == 3 and x.data.shape[-1] == self.embed_dim
                 and x.data.dtype == self.in_proj_weight.data.dtype)
 
-    def _fast_self_attention(self, x):
+    def _fast_self_attention(self, x, out_bias=True):
         """Self-attention of the 3-D Tensor ``x`` without masks, weights or autograd (eval
-        under no_grad): one in-projection, the heads split and merged as array views."""
+        under no_grad): one in-projection, the heads split and merged as array views.
+        ``out_bias`` False: without out_proj's bias (the caller adds it)."""
         H, Dh = self.num_heads, self.head_dim
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias).data
         if self.batch_first:  # (N, L, E): heads (N, H, L, Dh) by views
@@ -218,7 +219,8 @@ class MultiheadAttention(Module):
             qkv = qkv.reshape(L, N, 3, H, Dh).transpose(2, 1, 3, 0, 4)
         out = scaled_dot_product_attention(_wrap(qkv[0]), _wrap(qkv[1]), _wrap(qkv[2])).data
         out = out.transpose(0, 2, 1, 3) if self.batch_first else out.transpose(2, 0, 1, 3)
-        return self.out_proj(_wrap(np.ascontiguousarray(out).reshape(x.data.shape)))
+        merged = _wrap(np.ascontiguousarray(out).reshape(x.data.shape))
+        return F.linear(merged, self.out_proj.weight, self.out_proj.bias if out_bias else None)
 
     def _check_shapes(self, qs, ks, vs):
         if qs[-1] != self.embed_dim:

@@ -6,7 +6,10 @@ import copy
 import numpy as np
 
 from ..autograd import is_grad_enabled
+from ..kernels import activations as act_k
 from ..ops import add
+from ..ops.layer_norm import add_layer_norm
+from ..ops.linear import linear
 from ..ops._util import as_tensor
 from ..tensor import Tensor
 from . import functional as F
@@ -18,6 +21,8 @@ from .module import Module
 
 __all__ = ["MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder"]
+
+_EPILOGUE = {"relu": act_k.RELU, "gelu": act_k.GELU}  # activations fused into linear1 without autograd
 
 
 def generate_square_subsequent_mask(sz, dtype=np.float32):
@@ -40,6 +45,16 @@ def _detect_is_causal_mask(mask, is_causal, size):
 def _layer_norm(d_model, eps, bias):
     from . import LayerNorm  # the nn package's, looked up when a layer is built
     return LayerNorm(d_model, eps=eps, bias=bias)
+
+
+def _add_norm(norm, x, y, y_bias, keep_sum):
+    """(norm(x + (y + y_bias)), that sum if keep_sum), in one pass when ``norm`` is a
+    LayerNorm over the last dim (autograd off), else by the separate ops."""
+    from . import LayerNorm
+    if type(norm) is LayerNorm and len(norm.normalized_shape) == 1:
+        return add_layer_norm(x, y, norm.weight, norm.bias, norm.eps, keep_sum, y_bias)
+    total = add(x, y if y_bias is None else add(y, y_bias))
+    return norm(total), total
 
 
 def _activation_name(activation, layer):
@@ -73,14 +88,20 @@ class _Layer(Module):
                       "batch_first": bool(batch_first), "norm_first": bool(norm_first), "bias": bool(bias)}
 
     def _ff_block(self, x, drop):
-        """The feed-forward block; ``drop`` None: no dropout (the eval fast path)."""
+        """The feed-forward block, then the dropout ``drop``."""
         if self._activation_name == "relu":  # the activation in linear1's epilogue
             h = self.linear1.forward_fused(x, "relu")
         else:
             h = self.activation(self.linear1(x))
-        if drop is None:
-            return self.linear2(h)
         return drop(self.linear2(self.dropout(h)))
+
+    def _fast_ff(self, x, out_bias):
+        """The feed-forward block without autograd or dropout: relu/gelu in linear1's
+        epilogue; ``out_bias`` False: without linear2's bias (the caller adds it)."""
+        l1, l2 = self.linear1, self.linear2
+        kind = _EPILOGUE.get(self._activation_name)
+        h = self.activation(l1(x)) if kind is None else linear(x, l1.weight, l1.bias, kind)
+        return linear(h, l2.weight, l2.bias if out_bias else None)
 
     def _config(self):
         if self._activation_name is None:
@@ -133,13 +154,14 @@ class TransformerEncoderLayer(_Layer):
         return self.norm2(add(x, self._ff_block(x, self.dropout2)))
 
     def _fast_forward(self, x):
-        # eval under no_grad, no masks: no dropout calls, one in-projection, heads as views
-        sa, ff = self.self_attn._fast_self_attention, self._ff_block
+        # eval under no_grad, no masks: no dropout calls, one in-projection, heads as views;
+        # each residual add, the bias of the Linear before it and the LayerNorm after it in one pass
+        sa, ff, out_bias = self.self_attn._fast_self_attention, self._fast_ff, self.self_attn.out_proj.bias
         if self.norm_first:
-            x = add(x, sa(self.norm1(x)))
-            return add(x, ff(self.norm2(x), None))
-        x = self.norm1(add(x, sa(x)))
-        return self.norm2(add(x, ff(x, None)))
+            h, x = _add_norm(self.norm2, x, sa(self.norm1(x), False), out_bias, True)
+            return add(x, ff(h, True))
+        x = _add_norm(self.norm1, x, sa(x, False), out_bias, False)[0]
+        return _add_norm(self.norm2, x, ff(x, False), self.linear2.bias, False)[0]
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
         x = self.self_attn(x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,

@@ -9,11 +9,12 @@ import math
 import numpy as np
 
 from ..kernels import layer_norm as ln_k
+from .arith import add
 from ._util import Tensor, _wrap, attach, direct_grad, float_tensor, recording
 from .conv import same_dtype_input
 from .norm import batch_norm, unused
 
-__all__ = ["layer_norm", "group_norm", "instance_norm"]
+__all__ = ["layer_norm", "add_layer_norm", "group_norm", "instance_norm"]
 
 def _input(input, weight, bias, op):  # noqa: A002
     """``input`` as a float Tensor, of the parameters' dtype when there are any."""
@@ -146,6 +147,36 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):  # n
     spatial = 1 if affine else max(length, 1)
     return _normalize(x, weight, bias, rows, length, length, 1, spatial, affine, _eps(eps, "layer_norm"),
                       "NativeLayerNormBackward0")[0]
+
+
+def add_layer_norm(x, y, weight, bias, eps=1e-05, keep_sum=False, y_bias=None):
+    """``layer_norm(x + y)`` over the last dim in one pass (a transformer block's
+    residual add and LayerNorm), and ``x + y`` too when ``keep_sum``: returns
+    (normalised, sum or None). x, y: Tensors of one shape and float dtype; weight,
+    bias: the last dim's parameters or None; ``y_bias``: a bias (last dim) to add to
+    y first (a Linear run without its bias). ``add`` (and the bias) then
+    ``layer_norm`` within rounding; when autograd records (or x is empty), those ops."""
+    if recording(x, y, weight, bias, y_bias) or x.data.size == 0:
+        total = add(x, y if y_bias is None else add(y, y_bias))
+        return layer_norm(total, total.data.shape[-1:], weight, bias, eps), (total if keep_sum else None)
+    xd, yd = x.data, y.data
+    if xd.shape != yd.shape or xd.dtype != yd.dtype or xd.ndim < 1 or xd.dtype.kind != "f":
+        raise ValueError(f"add_layer_norm: expected two float tensors of one shape and dtype, got "
+                         f"{xd.shape} {xd.dtype} and {yd.shape} {yd.dtype}")
+    L = xd.shape[-1]
+    dt = xd.dtype
+    for p, name in ((weight, "weight"), (bias, "bias"), (y_bias, "y_bias")):
+        if p is not None and (p.data.shape != (L,) or p.data.dtype != dt):
+            raise ValueError(f"add_layer_norm: expected {name} of shape ({L},) and dtype {dt}, "
+                             f"got {p.data.shape} {p.data.dtype}")
+    x2 = np.ascontiguousarray(xd).reshape(-1, L)
+    y2 = np.ascontiguousarray(yd).reshape(-1, L)
+    out2 = np.empty_like(x2)
+    total2 = np.empty_like(x2) if keep_sum else out2  # not written unless keep_sum
+    ln_k.add_norm_rows_forward(out2, total2, x2, y2, _flat(y_bias, L, dt, 0), _flat(weight, L, dt, 1),
+                               _flat(bias, L, dt, 0), _eps(eps, "add_layer_norm"), bool(keep_sum),
+                               y_bias is not None)
+    return _wrap(out2.reshape(xd.shape)), (_wrap(total2.reshape(xd.shape)) if keep_sum else None)
 
 
 def _channels_input(input, weight, bias, op):  # noqa: A002
