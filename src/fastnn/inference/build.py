@@ -1,0 +1,155 @@
+"""From a trace to steps: a Linear or convolution takes in the BatchNorm, the
+activation and the residual add (and the activation after it) that its result goes
+into as a temporary; every other call gets a step of its own; a plain Sequential
+of steps and views runs as a loop."""
+import numpy as np
+
+from ..kernels import activations as act_k
+from ..nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..nn.containers import Sequential
+from ..nn.conv import Conv2d
+from ..nn.conv_extra import Conv1d
+from ..nn.dropout import Dropout, Dropout1d, Dropout2d
+from ..nn.linear import Flatten, Identity, Linear
+from ..nn.normalization import BatchNorm1d, BatchNorm2d
+from ..nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from ..ops.activation import ACTIVATION_KINDS, RELU, relu
+from ..ops.arith import ADD, add
+from .steps import ActivationStep, LayerStep, NormStep, Passed, PoolStep, ResidualStep, Step
+
+_ACTIVATIONS = (ReLU, LeakyReLU, Sigmoid, Tanh, GELU)
+_LAYERS = (Linear, Conv1d, Conv2d)
+_NORMS = (BatchNorm1d, BatchNorm2d)
+PLANNABLE = frozenset(_ACTIVATIONS + _LAYERS + _NORMS + (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d))
+_VIEWS = frozenset((Flatten, Identity))  # layers that return a view of their input (no arithmetic)
+_DROPOUTS = frozenset((Dropout, Dropout1d, Dropout2d))  # the input itself, in eval mode
+
+
+def _epilogue(module):
+    """(kind, slope) of an activation layer a preceding layer can fuse, or None."""
+    act = getattr(module, "epilogue", None) if isinstance(module, _ACTIVATIONS) else None
+    return None if act is None else (ACTIVATION_KINDS[act[0]], float(act[1]))
+
+
+def _plain(module, x, out, rank=None):
+    """True when a traced call can be planned: float input of the weight's dtype
+    (when it has one) and ``rank`` dims, a Tensor result, the class's own forward."""
+    xd = getattr(x, "data", None)
+    if type(xd) is not np.ndarray or xd.dtype.kind != "f" or type(getattr(out, "data", None)) is not np.ndarray:
+        return False
+    if (module is not None and "forward" in module.__dict__) or (rank is not None and xd.ndim != rank):
+        return False
+    w = getattr(module, "weight", None)
+    return w is None or w.data.dtype == xd.dtype
+
+
+def _folds(bn, layer, rank):
+    """True when BatchNorm ``bn`` (eval, running statistics) normalises the output
+    channels of ``layer`` (whose output has ``rank`` dims), so it folds into it."""
+    if not isinstance(bn, _NORMS) or bn.training or not bn.track_running_stats or "forward" in bn.__dict__:
+        return False
+    if isinstance(layer, Conv2d):
+        return isinstance(bn, BatchNorm2d)
+    return isinstance(bn, BatchNorm1d) and rank == (3 if isinstance(layer, Conv1d) else 2)
+
+
+def _layer_ok(module, x, out):
+    if isinstance(module, Linear):
+        return _plain(module, x, out) and x.data.ndim >= 2
+    return _plain(module, x, out, module._dims + 2) and module._explicit is None
+
+
+def _single(call):
+    """The step of a call that absorbs nothing."""
+    key, x, out = call.key, call.inputs[0] if call.inputs else None, call.out
+    if key is RELU:
+        ok = x is not None and _plain(None, x, out)
+        return ActivationStep(key, x, act_k.RELU, 0.0) if ok else Step(key, relu)
+    if key is ADD:
+        return Step(key, add)
+    if x is None:
+        return Step(key)
+    if isinstance(key, _NORMS):
+        ok = _plain(key, x, out) and not key.training and key.track_running_stats and x.data.ndim >= 2
+        return NormStep(key, x) if ok else Step(key)
+    if isinstance(key, _ACTIVATIONS):
+        act = _epilogue(key)
+        if act is None and isinstance(key, GELU) and key.approximate == "none":
+            act = (ACTIVATION_KINDS["gelu"], 0.0)
+        return ActivationStep(key, x, *act) if act is not None and _plain(key, x, out) else Step(key)
+    if isinstance(key, (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d)):
+        ok = _plain(key, x, out, 4) and not getattr(key, "return_indices", False) \
+            and getattr(key, "divisor_override", None) is None
+        return PoolStep(key, x, out) if ok else Step(key)
+    return Step(key)
+
+
+def _act_of(call):
+    """(kind, slope) when ``call`` is an activation a preceding step can apply, or None."""
+    if call.key is RELU:
+        return (act_k.RELU, 0.0)
+    return _epilogue(call.key) if "forward" not in getattr(call.key, "__dict__", {}) else None
+
+
+def make_steps(calls):
+    """Steps for the traced ``calls``: a Linear or convolution takes in the BatchNorm,
+    the activation and the residual add (and the activation after it) that its result
+    goes into, each as a temporary; every other call gets a step of its own."""
+    n = len(calls)
+    producer = {id(c.out): i for i, c in enumerate(calls)}
+    consumer = [None] * n  # (call, argument index) that took call i's output as a temporary
+    for j, c in enumerate(calls):
+        for k, (a, temporary) in enumerate(zip(c.inputs or (), c.temporary or ())):
+            i = producer.get(id(a))
+            if temporary and i is not None and i < j and calls[i].out is a:
+                consumer[i] = (j, k)
+    steps, workspaces = [None] * n, {}
+    for i, c in enumerate(calls):
+        if steps[i] is not None:
+            continue
+        module, x = c.key, c.inputs[0] if c.inputs else None
+        if not isinstance(module, _LAYERS) or x is None or not _layer_ok(module, x, c.out):
+            steps[i] = _single(c)
+            continue
+        bn, act, folded, last = None, (act_k.IDENTITY, 0.0), [], i
+        j = consumer[i]
+        if j is not None and _folds(calls[j[0]].key, module, c.out.data.ndim):
+            bn, last = calls[j[0]].key, j[0]
+            folded.append(last)
+        j = consumer[last]
+        if j is not None and _act_of(calls[j[0]]) is not None:
+            act, last = _act_of(calls[j[0]]), j[0]
+            folded.append(last)
+        steps[i] = LayerStep(module, x, c.out, bn, act, workspaces)
+        for j in folded:
+            steps[j] = Passed(calls[j].key, steps[i])
+        j = consumer[last]
+        if j is not None and calls[j[0]].key is ADD and calls[j[0]].out.data.shape == c.out.data.shape:
+            add_at, index = j
+            after = consumer[add_at]
+            act2 = _act_of(calls[after[0]]) if after is not None else None
+            steps[add_at] = ResidualStep(steps[i], index, act2 or (act_k.IDENTITY, 0.0))
+            if act2 is not None:
+                steps[after[0]] = Passed(calls[after[0]].key, steps[i])
+    return steps
+
+
+def flat_chain(model, steps):
+    """The calls that replace ``model``'s forward when it is a ``Sequential`` whose
+    children are each a step (in order) or a view or eval-mode dropout: its steps (the
+    folded ones left out) and the views' ``forward``, one after another. None otherwise."""
+    if type(model) is not Sequential or "forward" in model.__dict__:
+        return None
+    chain, k = [], 0
+    for child in model._modules.values():
+        if "forward" in child.__dict__:
+            return None
+        if k < len(steps) and steps[k].key is child:
+            if not isinstance(steps[k], Passed):
+                chain.append(steps[k])
+            k += 1
+        elif type(child) in _VIEWS:
+            chain.append(child.forward)
+        elif type(child) not in _DROPOUTS or child.training:
+            return None
+    return chain if k == len(steps) else None

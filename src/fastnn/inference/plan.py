@@ -1,0 +1,94 @@
+"""A plan: the steps of one model at one input signature, what invalidates it, and
+how it runs (the model's forward with the steps standing in, or a plain loop)."""
+import threading
+
+from .. import _planstate
+from ..nn import module as _module
+from ..tensor import Tensor, _wrap
+from .build import PLANNABLE, flat_chain
+from .steps import Diverged
+
+
+class Plan:
+    """The steps of one model at one input signature, and what invalidates them."""
+
+    def __init__(self, model, steps, generation):
+        self.model = model
+        self.steps = steps
+        self.generation = generation
+        self.state = [(t, t.data, t._version) for t in _tensors(model)]
+        self.buffers = {id(b) for s in steps for b in s.owned()}
+        self.lock = threading.Lock()
+        self.pos = 0
+        self.chain = flat_chain(model, steps)
+
+    def valid(self):
+        if self.generation != _module.mode_generation():
+            return False
+        for t, data, version in self.state:
+            if t.data is not data or t._version != version:
+                return False
+        return True
+
+    def _next(self, key):
+        i = self.pos
+        steps = self.steps
+        if i < len(steps) and steps[i].key is key:
+            self.pos = i + 1
+            return steps[i]
+        raise Diverged()
+
+    def module_call(self, module, inputs, kwargs):
+        if type(module) not in PLANNABLE:
+            return module.forward(*inputs, **kwargs)
+        step = self._next(module)
+        if kwargs:
+            raise Diverged()
+        return step(*inputs)
+
+    def op_call(self, key, fn, args):
+        return self._next(key)(*args)
+
+    def run(self, args, copy):
+        if self.chain is not None and len(args) == 1:  # a plain Sequential: the steps one after another
+            x = args[0]
+            for call in self.chain:
+                x = call(x)
+            return _own(x, self.buffers) if copy else x
+        self.pos = 0
+        state = _planstate.plan_state
+        state.plan = self
+        try:
+            out = self.model(*args)
+        finally:
+            state.plan = None
+        if self.pos != len(self.steps):
+            raise Diverged()
+        return _own(out, self.buffers) if copy else out
+
+    def owns(self, array):
+        return _root(array) in self.buffers
+
+
+def _root(a):
+    while a.base is not None:
+        a = a.base
+    return id(a)
+
+
+def _own(out, buffers):
+    """``out`` with every Tensor whose memory is a plan buffer replaced by a copy."""
+    if isinstance(out, Tensor):
+        return _wrap(out.data.copy()) if _root(out.data) in buffers else out
+    if isinstance(out, tuple):
+        return tuple(_own(o, buffers) for o in out)
+    return out
+
+
+def _tensors(model):
+    seen = {}
+    for m in model.modules():
+        for t in list(m._parameters.values()) + list(m._buffers.values()):
+            if t is not None:
+                seen[id(t)] = t
+    return list(seen.values())

@@ -1,0 +1,103 @@
+"""Tracing the first call at a shape: which plannable layers and fusable operations
+it calls, in order, and which results went on as temporaries (no name held them)."""
+import sys
+
+import numpy as np
+
+from .. import _planstate
+from ..nn.module import Module
+from ..ops.activation import RELU
+from ..ops.activation import relu as _ops_relu
+from ..ops.arith import ADD
+from ..ops.arith import add as _ops_add
+from ..tensor import Tensor, _wrap
+from .build import PLANNABLE
+
+
+class Call:
+    """One traced call: ``key`` (the module, or an operation's name), its Tensor
+    inputs (None for a call a plan cannot take over), its output, and for each input
+    whether it came as a temporary (no name held it, so nothing else can read it)."""
+
+    __slots__ = ("key", "inputs", "out", "temporary")
+
+    def __init__(self, key, inputs, out, temporary):
+        self.key, self.inputs, self.out, self.temporary = key, inputs, out, temporary
+
+
+class Tracer:
+    """Runs the first call at a shape eagerly, recording the calls of plannable layers
+    and of the operations a plan may fuse. A plannable layer's own forward runs with
+    no plan set, in the trace as in the plan, so what it calls inside is not recorded."""
+
+    def __init__(self, baselines=None):
+        self.calls = []
+        self.baselines = baselines  # path -> references of a temporary argument (None: calibrating)
+        self.refs = ()
+
+    def _temporaries(self, args, path):
+        """Per argument: True when it came as a temporary (its references, counted the
+        same way on every path, equal the calibrated ones)."""
+        self.refs = refs = tuple(sys.getrefcount(a) for a in args)
+        if self.baselines is None:
+            return None
+        base = self.baselines.get(path)
+        recorded = {id(c.out) for c in self.calls}
+        # a temporary's references, plus this tracer's record of it when a recorded call made it
+        return tuple(base is not None and r == base + (id(a) in recorded) for a, r in zip(args, refs))
+
+    def module_call(self, module, inputs, kwargs):
+        single = len(inputs) == 1 and not kwargs and isinstance(inputs[0], Tensor)
+        temporary = self._temporaries(inputs, "module") if single else None
+        if type(module) not in PLANNABLE:
+            return module.forward(*inputs, **kwargs)
+        state = _planstate.plan_state
+        state.plan = None
+        try:
+            out = module.forward(*inputs, **kwargs)
+        finally:
+            state.plan = self
+        self.calls.append(Call(module, inputs if single else None, out, temporary))
+        return out
+
+    def op_call(self, key, fn, args):
+        method = sys._getframe(2).f_code in _METHOD_CODES  # x + y (Tensor.__add__), not add(x, y)
+        tensors = all(isinstance(a, Tensor) for a in args)
+        temporary = self._temporaries(args, (key, method)) if tensors else None
+        state = _planstate.plan_state
+        state.plan = None
+        try:
+            out = fn(*args)
+        finally:
+            state.plan = self
+        self.calls.append(Call(key, args if tensors else None, out, temporary))
+        return out
+
+
+_METHOD_CODES = frozenset((Tensor.__add__.__code__,))
+
+
+class _Probe(Module):
+    def forward(self, x):
+        return x
+
+
+def calibrate():
+    """The references a tracer sees to a temporary argument on each path: a layer call
+    (``bn(conv(x))``, or ``Sequential``'s plan-mode loop), ``add(a, b)``, ``a + b`` and
+    ``relu(x)``."""
+    tracer, state = Tracer(), _planstate.plan_state
+    found = {}
+    state.plan = tracer
+    try:
+        _Probe()(_wrap(np.zeros(1)))
+        found["module"] = tracer.refs[0]
+        _ops_add(_wrap(np.zeros(1)), _wrap(np.zeros(1)))
+        found[(ADD, False)] = tracer.refs[0]
+        _wrap(np.zeros(1)) + _wrap(np.zeros(1))
+        found[(ADD, True)] = tracer.refs[0]
+        _ops_relu(_wrap(np.zeros(1)))
+        found[(RELU, False)] = tracer.refs[0]
+    finally:
+        state.plan = None
+    return found
