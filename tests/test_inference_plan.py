@@ -304,3 +304,25 @@ def test_read_only_and_strided_inputs_get_plans_of_their_own():
         for arg in (x, frozen, strided, x, frozen, strided):
             np.testing.assert_allclose(compiled(arg).data, want, rtol=2e-5, atol=2e-5)
     assert len(inference._PLANS[model]) == 3
+
+
+def test_buffers_are_reused_once_nothing_reads_them():
+    layers = []
+    for _ in range(6):
+        layers += [nn.Linear(32, 32), nn.Tanh(), nn.Dropout(0.1)]
+    model = nn.Sequential(*layers, nn.Linear(32, 4)).eval()
+    compiled = fastnn.compile(model)
+    x = np.random.default_rng(5).standard_normal((16, 32)).astype(np.float32)
+    with fastnn.no_grad():
+        want = model(x).data
+        for _ in range(3):
+            np.testing.assert_allclose(compiled(x).data, want, rtol=2e-5, atol=2e-5)
+    plan = list(inference._PLANS[model].values())[0]
+    assert len(plan.buffers) == 2  # seven layer outputs in two buffers, taken in turn
+    block = Block(4).eval()  # the input x is read again by the residual add: its buffer is kept
+    x = fastnn.from_numpy(np.random.default_rng(6).standard_normal((2, 4, 5, 5)).astype(np.float32))
+    compiled = fastnn.compile(nn.Sequential(nn.Conv2d(4, 4, 1), block).eval())
+    with fastnn.no_grad():
+        want = compiled._orig_mod(x).data
+        for _ in range(3):
+            np.testing.assert_allclose(compiled(x).data, want, rtol=2e-5, atol=2e-5)

@@ -59,28 +59,28 @@ def _layer_ok(module, x, out):
     return _plain(module, x, out, module._dims + 2) and module._explicit is None
 
 
-def _single(call):
-    """The step of a call that absorbs nothing."""
+def _single(call, alloc):
+    """The step of a call that absorbs nothing (``alloc(shape, dtype)``: its buffer)."""
     key, x, out = call.key, call.inputs[0] if call.inputs else None, call.out
     if key is RELU:
         ok = x is not None and _plain(None, x, out)
-        return ActivationStep(key, x, act_k.RELU, 0.0) if ok else Step(key, relu)
+        return ActivationStep(key, x, act_k.RELU, 0.0, alloc) if ok else Step(key, relu)
     if key is ADD:
         return Step(key, add)
     if x is None:
         return Step(key)
     if isinstance(key, _NORMS):
         ok = _plain(key, x, out) and not key.training and key.track_running_stats and x.data.ndim >= 2
-        return NormStep(key, x) if ok else Step(key)
+        return NormStep(key, x, alloc) if ok else Step(key)
     if isinstance(key, _ACTIVATIONS):
         act = _epilogue(key)
         if act is None and isinstance(key, GELU) and key.approximate == "none":
             act = (ACTIVATION_KINDS["gelu"], 0.0)
-        return ActivationStep(key, x, *act) if act is not None and _plain(key, x, out) else Step(key)
+        return ActivationStep(key, x, *act, alloc) if act is not None and _plain(key, x, out) else Step(key)
     if isinstance(key, (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d)):
         ok = _plain(key, x, out, 4) and not getattr(key, "return_indices", False) \
             and getattr(key, "divisor_override", None) is None
-        return PoolStep(key, x, out) if ok else Step(key)
+        return PoolStep(key, x, out, alloc) if ok else Step(key)
     return Step(key)
 
 
@@ -103,13 +103,14 @@ def make_steps(calls):
             i = producer.get(id(a))
             if temporary and i is not None and i < j and calls[i].out is a:
                 consumer[i] = (j, k)
-    steps, workspaces = [None] * n, {}
+    ends = [n if consumer[i] is None else consumer[i][0] for i in range(n)]  # last call reading each output
+    steps, workspaces, buffers = [None] * n, {}, _Buffers()
     for i, c in enumerate(calls):
         if steps[i] is not None:
             continue
         module, x = c.key, c.inputs[0] if c.inputs else None
         if not isinstance(module, _LAYERS) or x is None or not _layer_ok(module, x, c.out):
-            steps[i] = _single(c)
+            steps[i] = _single(c, buffers.taker(i, ends[i]))
             continue
         bn, act, folded, last = None, (act_k.IDENTITY, 0.0), [], i
         j = consumer[i]
@@ -120,18 +121,47 @@ def make_steps(calls):
         if j is not None and _act_of(calls[j[0]]) is not None:
             act, last = _act_of(calls[j[0]]), j[0]
             folded.append(last)
-        steps[i] = LayerStep(module, x, c.out, bn, act, workspaces)
-        for j in folded:
-            steps[j] = Passed(calls[j].key, steps[i])
+        residual = None
         j = consumer[last]
         if j is not None and calls[j[0]].key is ADD and calls[j[0]].out.data.shape == c.out.data.shape:
-            add_at, index = j
-            after = consumer[add_at]
-            act2 = _act_of(calls[after[0]]) if after is not None else None
-            steps[add_at] = ResidualStep(steps[i], index, act2 or (act_k.IDENTITY, 0.0))
+            after = consumer[j[0]]
+            residual = (j, _act_of(calls[after[0]]) if after is not None else None, after)
+            last = j[0] if residual[1] is None else after[0]
+        # the buffer lives until the last call reading it under any of its names
+        step = steps[i] = LayerStep(module, x, c.out, bn, act, workspaces, buffers.taker(i, ends[last]))
+        for j in folded:
+            steps[j] = Passed(calls[j].key, step)
+        if residual is not None:
+            (add_at, index), act2, after = residual
+            steps[add_at] = ResidualStep(step, index, act2 or (act_k.IDENTITY, 0.0))
             if act2 is not None:
-                steps[after[0]] = Passed(calls[after[0]].key, steps[i])
+                steps[after[0]] = Passed(calls[after[0]].key, step)
     return steps
+
+
+class _Buffers:
+    """The steps' output buffers: one is reused by a later step once every call that
+    reads it has run (the trace says which; a result a name held is read till the end)."""
+
+    def __init__(self):
+        self.free, self.busy = [], []  # arrays of bytes; (last reader, array)
+
+    def taker(self, at, end):
+        """``alloc(shape, dtype)`` for the step of call ``at``, read until call ``end``."""
+        def alloc(shape, dtype):
+            still = []
+            for last, buf in self.busy:
+                (self.free.append(buf) if last < at else still.append((last, buf)))
+            self.busy = still
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            fits = [k for k, b in enumerate(self.free) if b.size >= nbytes]
+            if fits:
+                buf = self.free.pop(min(fits, key=lambda k: self.free[k].size))
+            else:
+                buf = np.empty(max(nbytes, 1), np.uint8)
+            self.busy.append((end, buf))
+            return buf[:nbytes].view(dtype).reshape(shape)
+        return alloc
 
 
 def flat_chain(model, steps):

@@ -17,7 +17,7 @@ class Plan:
         self.steps = steps
         self.generation = generation
         self.state = [(t, t.data, t._version) for t in _tensors(model)]
-        self.buffers = {id(b) for s in steps for b in s.owned()}
+        self.buffers = {_root(b) for s in steps for b in s.owned()}  # the arrays its steps' views are of
         self.lock = threading.Lock()
         self.pos = 0
         self.chain = flat_chain(model, steps)

@@ -51,10 +51,10 @@ class Step:
 class _Buffered(Step):
     """A step computing into ``self.out`` from an input of the traced shape and dtype."""
 
-    def __init__(self, key, x, out_shape):
+    def __init__(self, key, x, out_shape, alloc):
         self.key = key
         self.shape, self.dtype = x.data.shape, x.data.dtype
-        self.out = np.empty(out_shape, self.dtype)
+        self.out = alloc(out_shape, self.dtype)
         self.result = _wrap(self.out)
         # a strided input (a slice of a sequence, say) is gathered here first
         self.gather = None if x.data.flags.c_contiguous else np.empty(self.shape, self.dtype)
@@ -126,8 +126,8 @@ def _bn_affine(bn):
 class LayerStep(_Buffered):
     """Linear, Conv1d or Conv2d with a folded BatchNorm and a fused activation."""
 
-    def __init__(self, module, x, out, bn, act, workspaces):
-        super().__init__(module, x, out.data.shape)
+    def __init__(self, module, x, out, bn, act, workspaces, alloc):
+        super().__init__(module, x, out.data.shape, alloc)
         w, b = module.weight.data, None if module.bias is None else module.bias.data
         if bn is not None:
             scale, shift = _bn_affine(bn)
@@ -188,8 +188,8 @@ class LayerStep(_Buffered):
 class NormStep(_Buffered):
     """A BatchNorm on its own in eval mode: the eager kernel, on the module's statistics."""
 
-    def __init__(self, module, x):
-        super().__init__(module, x, x.data.shape)
+    def __init__(self, module, x, alloc):
+        super().__init__(module, x, x.data.shape, alloc)
         N, C = self.shape[:2]
         self.out3 = self.out.reshape(N, C, -1)
         self.in3 = (N, C, self.out3.shape[2])
@@ -205,8 +205,8 @@ class NormStep(_Buffered):
 class ActivationStep(_Buffered):
     """A pointwise activation layer on its own."""
 
-    def __init__(self, module, x, kind, slope):
-        super().__init__(module, x, x.data.shape)
+    def __init__(self, module, x, kind, slope, alloc):
+        super().__init__(module, x, x.data.shape, alloc)
         self.kind, self.slope = kind, slope
         self.flat = self.out.reshape(-1)
 
@@ -217,8 +217,8 @@ class ActivationStep(_Buffered):
 class PoolStep(_Buffered):
     """MaxPool2d, AvgPool2d or AdaptiveAvgPool2d on a batch of images."""
 
-    def __init__(self, module, x, out):
-        super().__init__(module, x, out.data.shape)
+    def __init__(self, module, x, out, alloc):
+        super().__init__(module, x, out.data.shape, alloc)
         shape = x.data.shape
         if isinstance(module, MaxPool2d):
             self.plan = pool_plan("max_pool2d", shape, module.kernel_size, module.stride, module.padding,
