@@ -119,6 +119,26 @@ def test_fully_masked_rows_give_zeros():
     assert np.all(np.isfinite(ts[1].grad.data))
 
 
+def test_keys_masked_in_early_blocks():
+    # queries 0..69 see only keys >= 100 (a later 64-key block), query 80 no key: the online
+    # softmax starts from all-masked blocks (max -inf) and must neither give NaN nor lose
+    # the later keys; a per-key (Lm = 1) mask hiding the first block too
+    L, S = 90, 150
+    q, k, v = data((2, L, 8), seed=1), data((2, S, 8), seed=2), data((2, S, 3), seed=3)
+    keep = np.ones((L, S), bool)
+    keep[:70, :100] = False
+    keep[80] = False
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    want = reference(q, k, v, keep)
+    np.testing.assert_allclose(out.data, want, rtol=1e-10, atol=1e-12)
+    assert np.all(out.data[:, 80] == 0)
+    late = np.arange(S) >= 64
+    np.testing.assert_allclose(F.scaled_dot_product_attention(q, k, v, attn_mask=late).data,
+                               reference(q, k, v, late), rtol=1e-10, atol=1e-12)
+    assert fastnn.gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, keep), (q, k, v),
+                            max_checks=40)
+
+
 def test_dropout_path():
     q, k, v = data((2, 9, 4), seed=1), data((2, 6, 4), seed=2), data((2, 6, 3), seed=3)
 

@@ -1,20 +1,24 @@
-"""Fused scaled dot-product attention (flash-attention style), forward and backward.
+"""Fused scaled dot-product attention (flash-attention style): the forward, and the
+packing and block helpers it shares with the backward (``attention_backward``).
 
 Per (batch*head) ``bh``: q (L, D), k (S, D), v (S, Dv). The forward walks blocks of
-BQ queries x BK keys with an online softmax (running row max ``m`` and sum ``l``,
-the output block rescaled when the max grows), so no L x S matrix is ever held:
-memory is linear in the sequence length. It keeps only the output and the row
-logsumexp ``lse``. The backward recomputes each probability block from ``lse``
-(flash-attention 2): dV_j += P^T dO_i, dK_j += dS^T Q_i, dQ_i += dS K_j with
-dS = P * (dO V^T - rowsum(dO * O)) * scale.
+BQ queries x BK keys with an online softmax (running max ``m`` and sum ``lsum`` per
+query, the output block rescaled when the max grows), so no L x S matrix is ever
+held: memory is linear in the sequence length. It keeps only the output and the row
+logsumexp ``lse``. Its score blocks are transposed (keys x queries, S^T = K Q^T), so
+the softmax's per-query max and sum run down columns as plain vector loops (a max
+reduction along a row does not vectorise). The backward recomputes each probability
+block from ``lse`` (flash-attention 2).
 
 Every product is the GEMM micro-kernel (``microkernel.micro``) on packed operands;
-``pack_heads`` lays q, k, v (and dO) out once per call in the three layouts it needs:
+``pack_heads`` lays q, k, v (and dO) out once per call in the three layouts needed:
 ``A_ROWS`` (MR-row panels, k-major: the left operand), ``B_COLS`` (NR rows of x as
 the columns of a right operand, k = D) and ``B_ROWS`` (x's rows as k, NR-column
-panels of D). Masks are additive, (Mb, Lm, S) with Lm in {1, L}, head ``bh`` using
-mask ``midx[bh]``; ``causal`` keeps key j <= query i (PyTorch's top-left tril).
-Rows whose keys are all masked give zeros (lse = +inf) and zero gradients.
+panels of D); ``pack_t``/``pack_n`` pack a block (transposed or not) as a left
+operand. Masks are additive, (Mb, Lm, S) with Lm in {1, L} (the forward takes them
+transposed, (Mb, S, Lm)), head ``bh`` using mask ``midx[bh]``; ``causal`` keeps key
+j <= query i (PyTorch's top-left tril). Rows whose keys are all masked give zeros
+(lse = +inf) and zero gradients.
 """
 import math
 
@@ -31,7 +35,7 @@ BK = 64  # keys per block (a multiple of NR: 32 float32, 16 float64)
 A_ROWS, B_COLS, B_ROWS = 0, 1, 2  # packing layouts (see the module docstring)
 # Flags and offsets passed to helpers as typed globals, not literals: a literal
 # True/False/0 argument makes Numba compile the helper once per literal value.
-_ADD = _TRANS = np.bool_(True)
+_ADD = np.bool_(True)
 _SET = _PLAIN = np.bool_(False)
 _ZERO = np.int64(0)
 
@@ -132,6 +136,29 @@ def _times_rows(acc, acc_row0, ap, rows, brows, b_off, kc, Dp, NR, rows_pad):
 
 
 @serial_kernel
+def pack_t(ap, s, rows, kc):
+    # ap <- s^T as A panels: ap[p*MR*kc + k*MR + r] = s[k, p*MR + r] for k < kc, whole
+    # panels (s has at least ceil(rows / MR) * MR finite columns). Fixed-width copies:
+    # cheaper than ``pack_a``, which handles any rows and strides.
+    for p in range((rows + MR - 1) // MR):
+        for k in range(kc):
+            o = p * MR * kc + k * MR
+            for r in range(MR):
+                ap[o + r] = s[k, p * MR + r]
+
+
+@serial_kernel
+def pack_n(ap, s, rows, kc):
+    # ap <- s as A panels: ap[p*MR*kc + k*MR + r] = s[p*MR + r, k], whole panels (s has
+    # at least ceil(rows / MR) * MR finite rows); as ``pack_t``.
+    for p in range((rows + MR - 1) // MR):
+        for k in range(kc):
+            o = p * MR * kc + k * MR
+            for r in range(MR):
+                ap[o + r] = s[p * MR + r, k]
+
+
+@serial_kernel
 def _unit(u, nb):
     # (head, block) of work unit u of a head's nb blocks, ordered so that each thread
     # gets as many short as long causal blocks: 0, nb-1, 1, nb-2, ...
@@ -140,74 +167,85 @@ def _unit(u, nb):
 
 
 @serial_kernel
-def _limit(i, j0, bk, causal):
-    # how many keys j0.. of the block query i sees
-    if not causal:
-        return bk
-    return max(0, min(bk, i - j0 + 1))
-
-
-@serial_kernel
-def _softmax_rows(s, mask, midx, mrows, has_mask, scale, causal, bh, i0, bq, j0, bk):
-    # s[r, c] = q_i . k_j * scale + mask for the block (in place); entries past each
-    # row's causal limit are not touched. Returns nothing.
-    for r in range(bq):
-        i = i0 + r
-        lim = _limit(i, j0, bk, causal)
-        row = s[r]
+def _logits_t(st, maskt, midx, mrows, has_mask, scale, causal, bh, i0, bq, j0, bk):
+    # st[j, c] <- st[j, c] * scale + mask[i0 + c, j0 + j] for the first bk rows (keys),
+    # -inf where causality hides key j0 + j from query i0 + c (maskt: (Mb, S, Lm)).
+    BQs = st.shape[1]
+    ninf = st.dtype.type(-np.inf)
+    for j in range(bk):
+        row = st[j]
+        for c in range(BQs):
+            row[c] *= scale
         if has_mask:
-            mrow = mask[midx[bh], i if mrows > 1 else 0, j0:]
-            for c in range(lim):
-                row[c] = row[c] * scale + mrow[c]
-        else:
-            for c in range(lim):
-                row[c] = row[c] * scale
+            mrow = maskt[midx[bh], j0 + j]
+            if mrows > 1:
+                for c in range(bq):
+                    row[c] += mrow[i0 + c]
+            else:
+                add = mrow[0]
+                for c in range(BQs):
+                    row[c] += add
+        if causal:
+            for c in range(min(BQs, j0 + j - i0)):
+                row[c] = ninf
 
 
 @serial_kernel
-def _forward_block(out, lse, qa, kcols, vrows, mask, midx, mrows, has_mask, scale, causal, u, S, D, NR, Sp):
-    # Unit u = (head bh, query block qb): online softmax over the block's keys;
+def _online_t(st, m, lsum, alpha, shift, bk):
+    # Online softmax over the key rows of st (keys x queries, logits): the column max
+    # m grows, alpha = exp(m_old - m_new) rescales lsum (and, by the caller, the output),
+    # st <- exp(st - m_new), summed into lsum. Columns whose logits are all -inf so far
+    # keep m = -inf, shift 0 (exp gives 0, never NaN). Column-wise: vector loops.
+    BQs = st.shape[1]
+    ninf = st.dtype.type(-np.inf)
+    for c in range(BQs):
+        shift[c] = m[c]
+    for j in range(bk):
+        row = st[j]
+        for c in range(BQs):
+            x = row[c]
+            shift[c] = x if x > shift[c] else shift[c]
+    for c in range(BQs):
+        new = shift[c]
+        shift[c] = new if new > ninf else 0
+        alpha[c] = _exp(m[c] - shift[c])
+        lsum[c] *= alpha[c]
+        m[c] = new
+    for j in range(bk):
+        row = st[j]
+        for c in range(BQs):
+            e = _exp(row[c] - shift[c])
+            row[c] = e
+            lsum[c] += e
+
+
+@serial_kernel
+def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, u, S, D, NR, Sp):
+    # Unit u = (head bh, query block qb): online softmax over the block's keys, with the
+    # scores transposed (keys x queries) so that the softmax runs down columns;
     # writes out[bh, i0:i0+bq] and lse[bh, i0:i0+bq].
     L, Dv = out.shape[1], out.shape[2]
     bh, qb = _unit(u, (L + BQ - 1) // BQ)
     Dvp = (Dv + NR - 1) // NR * NR
     i0 = qb * BQ
     bq = min(BQ, L - i0)
-    s = np.empty((BQ, BK), out.dtype)
-    pp = np.empty(BQ * BK, out.dtype)
-    o = np.zeros((BQ, Dvp), out.dtype)
-    ninf = out.dtype.type(-np.inf)
-    m = np.full(BQ, ninf, out.dtype)
-    lsum = np.zeros(BQ, out.dtype)
-    kend = min(S, i0 + bq) if causal else S
-    for j0 in range(0, kend, BK):
+    dt = out.dtype
+    st = np.empty((BK, BQ), dt)
+    pp = np.empty(BQ * BK, dt)
+    o = np.zeros((BQ, Dvp), dt)
+    m = np.full(BQ, -np.inf, dt)
+    lsum, alpha, shift = np.zeros(BQ, dt), np.empty(BQ, dt), np.empty(BQ, dt)
+    for j0 in range(0, min(S, i0 + bq) if causal else S, BK):
         bk = min(BK, S - j0)
-        _scores(s, qa[bh], i0 * D, kcols[bh], j0, bq, bk, D, NR)
-        _softmax_rows(s, mask, midx, mrows, has_mask, scale, causal, bh, i0, bq, j0, bk)
-        for r in range(bq):  # online softmax: rescale what was summed when the max grows
-            lim = _limit(i0 + r, j0, bk, causal)
-            row = s[r]
-            mx = ninf
-            for c in range(lim):
-                mx = max(mx, row[c])
-            m_new = max(m[r], mx)
-            if m_new == ninf:  # every key so far masked
-                row[:bk] = 0
-                continue
-            alpha = _exp(m[r] - m_new)
-            total = out.dtype.type(0)
-            for c in range(lim):
-                e = _exp(row[c] - m_new)
-                row[c] = e
-                total += e
-            row[lim:bk] = 0
-            lsum[r] = lsum[r] * alpha + total
-            m[r] = m_new
-            if alpha != 1:
-                orow = o[r]
-                for d in range(Dvp):
-                    orow[d] *= alpha
-        pack_a(pp, s, _PLAIN, _ZERO, bq, _ZERO, bk)  # O += P V_j
+        _scores(st, ka[bh], j0 * D, qcols[bh], i0, bk, BQ, D, NR)  # S^T = K_j Q_i^T
+        _logits_t(st, maskt, midx, mrows, has_mask, scale, causal, bh, i0, bq, j0, bk)
+        _online_t(st, m, lsum, alpha, shift, bk)
+        for r in range(bq):
+            a = alpha[r]
+            orow = o[r]
+            for d in range(Dvp):
+                orow[d] *= a
+        pack_t(pp, st, bq, bk)  # O += P V_j
         _times_rows(o, _ZERO, pp, bq, vrows[bh], j0, bk, Dvp, NR, Sp)
     for r in range(bq):
         i = i0 + r
@@ -223,126 +261,13 @@ def _forward_block(out, lse, qa, kcols, vrows, mask, midx, mrows, has_mask, scal
 
 
 @kernel
-def attention_forward(out, lse, qa, kcols, vrows, mask, midx, mrows, has_mask, scale, causal, S, D, NR, Sp):
+def attention_forward(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, S, D, NR, Sp):
     """out (BH, L, Dv) = softmax(q k^T * scale + mask) v and lse (BH, L) its row
-    logsumexp (both overwritten) from the packs qa (A_ROWS of q (BH, L, D)), kcols
-    (B_COLS of k (BH, S, D)), vrows (B_ROWS of v, Sp rows). Parallel over (bh, query
-    block), ordered so that each thread gets as many short as long causal blocks."""
+    logsumexp (both overwritten) from the packs ka (A_ROWS of k (BH, S, D)), qcols
+    (B_COLS of q (BH, L, D), rows padded to a multiple of BQ), vrows (B_ROWS of v, Sp
+    rows); maskt: the masks transposed, (Mb, S, Lm). Parallel over (bh, query block),
+    ordered so that each thread gets as many short as long causal blocks."""
     BH, L = lse.shape
     for u in prange(BH * ((L + BQ - 1) // BQ)):
-        _forward_block(out, lse, qa, kcols, vrows, mask, midx, mrows, has_mask, scale, causal,
+        _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal,
                        np.int64(u), S, D, NR, Sp)
-
-
-# ---------------------------------------------------------------- backward
-@serial_kernel
-def _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
-          bh, i0, bq, j0, bk, D, Dv, NR):
-    # The block (queries i0.., keys j0..): s <- P = exp(q k^T * scale + mask - lse),
-    # dp <- dS * scale = P * (dO v^T - delta) * scale; zero past the causal limit.
-    _scores(s, qa[bh], i0 * D, kcols[bh], j0, bq, bk, D, NR)
-    _scores(dp, doa[bh], i0 * Dv, vcols[bh], j0, bq, bk, Dv, NR)
-    _softmax_rows(s, mask, midx, mrows, has_mask, scale, causal, bh, i0, bq, j0, bk)
-    for r in range(bq):
-        i = i0 + r
-        lim = _limit(i, j0, bk, causal)
-        row, drow = s[r], dp[r]
-        shift, dl = lse[bh, i], delta[bh, i]
-        for c in range(lim):
-            p = _exp(row[c] - shift)
-            row[c] = p
-            drow[c] = p * (drow[c] - dl) * scale
-        row[lim:bk] = 0
-        drow[lim:bk] = 0
-
-
-@serial_kernel
-def _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
-               has_mask, scale, causal, bh, jb, with_dq, D, NR, Lp, Sp):
-    # dK_j, dV_j of key block jb of head bh (overwritten), summed over query blocks;
-    # with_dq: also dqacc[i] += dS K_j (dqacc (>= L, Dp), this head's own).
-    L, S, Dv = lse.shape[1], dk.shape[1], dv.shape[2]
-    Dp, Dvp = (D + NR - 1) // NR * NR, (Dv + NR - 1) // NR * NR
-    j0 = jb * BK
-    bk = min(BK, S - j0)
-    s = np.empty((BQ, BK), dk.dtype)
-    dp = np.empty((BQ, BK), dk.dtype)
-    pt = np.empty(BQ * BK, dk.dtype)
-    dkacc = np.zeros((BK, Dp), dk.dtype)
-    dvacc = np.zeros((BK, Dvp), dk.dtype)
-    for i0 in range(j0 // BQ * BQ if causal else 0, L, BQ):
-        bq = min(BQ, L - i0)
-        _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
-              bh, i0, bq, j0, bk, D, Dv, NR)
-        pack_a(pt, s, _TRANS, _ZERO, bk, _ZERO, bq)  # dV_j += P^T dO_i
-        _times_rows(dvacc, _ZERO, pt, bk, dorows[bh], i0, bq, Dvp, NR, Lp)
-        pack_a(pt, dp, _TRANS, _ZERO, bk, _ZERO, bq)  # dK_j += dS^T Q_i
-        _times_rows(dkacc, _ZERO, pt, bk, qrows[bh], i0, bq, Dp, NR, Lp)
-        if with_dq:  # dQ_i += dS K_j
-            pack_a(pt, dp, _PLAIN, _ZERO, bq, _ZERO, bk)
-            _times_rows(dqacc, i0, pt, bq, krows[bh], j0, bk, Dp, NR, Sp)
-    dk[bh, j0:j0 + bk] = dkacc[:bk, :D]
-    dv[bh, j0:j0 + bk] = dvacc[:bk, :Dv]
-
-
-@serial_kernel
-def _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows, has_mask, scale, causal,
-                 bh, qb, S, Dv, NR, Sp):
-    # dQ_i of query block qb of head bh (overwritten), summed over key blocks.
-    L, D = dq.shape[1], dq.shape[2]
-    Dp = (D + NR - 1) // NR * NR
-    i0 = qb * BQ
-    bq = min(BQ, L - i0)
-    s = np.empty((BQ, BK), dq.dtype)
-    dp = np.empty((BQ, BK), dq.dtype)
-    pt = np.empty(BQ * BK, dq.dtype)
-    dqacc = np.zeros((BQ, Dp), dq.dtype)
-    for j0 in range(0, min(S, i0 + bq) if causal else S, BK):
-        bk = min(BK, S - j0)
-        _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
-              bh, i0, bq, j0, bk, D, Dv, NR)
-        pack_a(pt, dp, _PLAIN, _ZERO, bq, _ZERO, bk)
-        _times_rows(dqacc, _ZERO, pt, bq, krows[bh], j0, bk, Dp, NR, Sp)
-    dq[bh, i0:i0 + bq] = dqacc[:bq, :D]
-
-
-@serial_kernel
-def _backward_unit(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
-                   has_mask, scale, causal, phase, u, NR, Lp, Sp):
-    # Work unit u of ``attention_backward``'s phase: 0, dK/dV of one (head, key block);
-    # 1, dQ of one (head, query block); 2, dQ, dK, dV of head u.
-    BH, L, D = dq.shape
-    S = dk.shape[1]
-    if phase == 0:
-        bh, jb = _unit(u, (S + BK - 1) // BK)
-        _key_block(dk, dv, np.zeros((1, 1), dq.dtype), qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta,
-                   mask, midx, mrows, has_mask, scale, causal, bh, jb, phase == 2, D, NR, Lp, Sp)
-    elif phase == 1:
-        bh, qb = _unit(u, (L + BQ - 1) // BQ)
-        _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows, has_mask, scale, causal,
-                     bh, qb, S, dv.shape[2], NR, Sp)
-    else:
-        dqacc = np.zeros(((L + BQ - 1) // BQ * BQ, (D + NR - 1) // NR * NR), dq.dtype)
-        for jb in range((S + BK - 1) // BK):
-            _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
-                       mrows, has_mask, scale, causal, u, jb, phase == 2, D, NR, Lp, Sp)
-        dq[u] = dqacc[:L, :D]
-
-
-@kernel
-def attention_backward(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
-                       has_mask, scale, causal, NR, Lp, Sp, split):
-    """dq (BH, L, D), dk (BH, S, D), dv (BH, S, Dv), all overwritten, from the packs of
-    q (qa A_ROWS, qrows B_ROWS), k (kcols B_COLS, krows B_ROWS), v (vcols B_COLS) and
-    dO (doa A_ROWS, dorows B_ROWS), the forward's lse and delta = rowsum(dO * out).
-    ``split`` False: parallel over heads, each owning its dq, dk, dv (5 block products
-    per block pair). True (fewer heads than threads): dK/dV parallel over (head, key
-    block), then dQ over (head, query block), recomputing P (7 products).
-    A thin parallel shell: each unit is one call of the serial ``_backward_unit``."""
-    BH, L = lse.shape
-    nqb, nkb = (L + BQ - 1) // BQ, (dk.shape[1] + BK - 1) // BK
-    units = (BH * nkb, BH * nqb, BH)  # per phase
-    for phase in range(0 if split else 2, 2 if split else 3):
-        for u in prange(units[phase]):
-            _backward_unit(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
-                           mrows, has_mask, scale, causal, phase, np.int64(u), NR, Lp, Sp)

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ..kernels import attention as attn_k
+from ..kernels import attention_backward as attn_bk
 from ..kernels._threading import get_threads
 from ..kernels.microkernel import MR
 from . import dropout as _dropout
@@ -164,9 +165,9 @@ def _fused(q, k, v, mask, causal, scale):
     scale = dt.type(scale)
     out3 = np.empty((BH, L, Dv), dt)
     lse = np.empty((BH, L), dt)
-    attn_k.attention_forward(out3, lse, _pack(q3, attn_k.A_ROWS, NR, L), _pack(k3, attn_k.B_COLS, NR, Sp),
-                             _pack(v3, attn_k.B_ROWS, NR, Sp), masks, index, rows, has_mask, scale,
-                             bool(causal), S, D, NR, Sp)
+    attn_k.attention_forward(out3, lse, _pack(k3, attn_k.A_ROWS, NR, S), _pack(q3, attn_k.B_COLS, NR, Lp),
+                             _pack(v3, attn_k.B_ROWS, NR, Sp), np.ascontiguousarray(masks.transpose(0, 2, 1)),
+                             index, rows, has_mask, scale, bool(causal), S, D, NR, Sp)
     out = _wrap(out3.reshape(lead + (L, Dv)))
     if recording(q, k, v):
         need = (q.requires_grad, k.requires_grad, v.requires_grad)
@@ -176,7 +177,7 @@ def _fused(q, k, v, mask, causal, scale):
             delta = np.ascontiguousarray(np.einsum("bld,bld->bl", do3, out3), dtype=dt)
             dq, dk, dv = np.empty_like(q3), np.empty_like(k3), np.empty_like(v3)
             threads = get_threads()
-            attn_k.attention_backward(
+            attn_bk.attention_backward(
                 dq, dk, dv, _pack(q3, attn_k.A_ROWS, NR, L), _pack(do3, attn_k.A_ROWS, NR, L),
                 _pack(k3, attn_k.B_COLS, NR, Sp), _pack(v3, attn_k.B_COLS, NR, Sp),
                 _pack(k3, attn_k.B_ROWS, NR, Sp), _pack(q3, attn_k.B_ROWS, NR, Lp), _pack(do3, attn_k.B_ROWS, NR, Lp),

@@ -1,0 +1,135 @@
+"""The backward of the fused attention (``attention.attention_forward``), flash-attention 2
+style: each probability block is recomputed from the forward's row logsumexp ``lse``,
+dV_j += P^T dO_i, dK_j += dS^T Q_i, dQ_i += dS K_j with
+dS = P * (dO V^T - rowsum(dO * O)) * scale. Packs, block sizes and masks: see
+``attention``'s docstring (here the masks are untransposed, (Mb, Lm, S))."""
+import numpy as np
+from numba import prange
+
+from ._jit import kernel, serial_kernel
+from .attention import BK, BQ, _ZERO, _exp, _scores, _times_rows, _unit, pack_n, pack_t
+
+
+@serial_kernel
+def _limit(i, j0, bk, causal):
+    # how many keys j0.. of the block query i sees
+    if not causal:
+        return bk
+    return max(0, min(bk, i - j0 + 1))
+
+
+@serial_kernel
+def _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
+          bh, i0, bq, j0, bk, D, Dv, NR):
+    # The block (queries i0.., keys j0..): s <- P = exp(q k^T * scale + mask - lse),
+    # dp <- dS * scale = P * (dO v^T - delta) * scale; zero past the causal limit.
+    _scores(s, qa[bh], i0 * D, kcols[bh], j0, bq, bk, D, NR)
+    _scores(dp, doa[bh], i0 * Dv, vcols[bh], j0, bq, bk, Dv, NR)
+    for r in range(bq):
+        i = i0 + r
+        lim = _limit(i, j0, bk, causal)
+        row, drow = s[r], dp[r]
+        mrow = mask[midx[bh], i if mrows > 1 else 0]  # a dummy when not has_mask
+        shift, dl = lse[bh, i], delta[bh, i]
+        for c in range(lim):
+            x = row[c] * scale
+            if has_mask:
+                x += mrow[j0 + c]
+            p = _exp(x - shift)
+            row[c] = p
+            drow[c] = p * (drow[c] - dl) * scale
+        for c in range(lim, bk):
+            row[c] = 0
+            drow[c] = 0
+
+
+@serial_kernel
+def _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
+               has_mask, scale, causal, bh, jb, with_dq, D, NR, Lp, Sp):
+    # dK_j, dV_j of key block jb of head bh (overwritten), summed over query blocks;
+    # with_dq: also dqacc[i] += dS K_j (dqacc (>= L, Dp), this head's own).
+    L, S, Dv = lse.shape[1], dk.shape[1], dv.shape[2]
+    Dp, Dvp = (D + NR - 1) // NR * NR, (Dv + NR - 1) // NR * NR
+    j0 = jb * BK
+    bk = min(BK, S - j0)
+    s = np.empty((BQ, BK), dk.dtype)
+    dp = np.empty((BQ, BK), dk.dtype)
+    pt = np.empty(BQ * BK, dk.dtype)
+    dkacc = np.zeros((BK, Dp), dk.dtype)
+    dvacc = np.zeros((BK, Dvp), dk.dtype)
+    for i0 in range(j0 // BQ * BQ if causal else 0, L, BQ):
+        bq = min(BQ, L - i0)
+        _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
+              bh, i0, bq, j0, bk, D, Dv, NR)
+        pack_t(pt, s, bk, bq)  # dV_j += P^T dO_i
+        _times_rows(dvacc, _ZERO, pt, bk, dorows[bh], i0, bq, Dvp, NR, Lp)
+        pack_t(pt, dp, bk, bq)  # dK_j += dS^T Q_i
+        _times_rows(dkacc, _ZERO, pt, bk, qrows[bh], i0, bq, Dp, NR, Lp)
+        if with_dq:  # dQ_i += dS K_j
+            pack_n(pt, dp, bq, bk)
+            _times_rows(dqacc, i0, pt, bq, krows[bh], j0, bk, Dp, NR, Sp)
+    dk[bh, j0:j0 + bk] = dkacc[:bk, :D]
+    dv[bh, j0:j0 + bk] = dvacc[:bk, :Dv]
+
+
+@serial_kernel
+def _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows, has_mask, scale, causal,
+                 bh, qb, S, Dv, NR, Sp):
+    # dQ_i of query block qb of head bh (overwritten), summed over key blocks.
+    L, D = dq.shape[1], dq.shape[2]
+    Dp = (D + NR - 1) // NR * NR
+    i0 = qb * BQ
+    bq = min(BQ, L - i0)
+    s = np.empty((BQ, BK), dq.dtype)
+    dp = np.empty((BQ, BK), dq.dtype)
+    pt = np.empty(BQ * BK, dq.dtype)
+    dqacc = np.zeros((BQ, Dp), dq.dtype)
+    for j0 in range(0, min(S, i0 + bq) if causal else S, BK):
+        bk = min(BK, S - j0)
+        _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
+              bh, i0, bq, j0, bk, D, Dv, NR)
+        pack_n(pt, dp, bq, bk)
+        _times_rows(dqacc, _ZERO, pt, bq, krows[bh], j0, bk, Dp, NR, Sp)
+    dq[bh, i0:i0 + bq] = dqacc[:bq, :D]
+
+
+@serial_kernel
+def _backward_unit(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
+                   has_mask, scale, causal, phase, u, NR, Lp, Sp):
+    # Work unit u of ``attention_backward``'s phase: 0, dK/dV of one (head, key block);
+    # 1, dQ of one (head, query block); 2, dQ, dK, dV of head u.
+    BH, L, D = dq.shape
+    S = dk.shape[1]
+    if phase == 0:
+        bh, jb = _unit(u, (S + BK - 1) // BK)
+        _key_block(dk, dv, np.zeros((1, 1), dq.dtype), qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta,
+                   mask, midx, mrows, has_mask, scale, causal, bh, jb, phase == 2, D, NR, Lp, Sp)
+    elif phase == 1:
+        bh, qb = _unit(u, (L + BQ - 1) // BQ)
+        _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows, has_mask, scale, causal,
+                     bh, qb, S, dv.shape[2], NR, Sp)
+    else:
+        dqacc = np.zeros(((L + BQ - 1) // BQ * BQ, (D + NR - 1) // NR * NR), dq.dtype)
+        for jb in range((S + BK - 1) // BK):
+            _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
+                       mrows, has_mask, scale, causal, u, jb, phase == 2, D, NR, Lp, Sp)
+        dq[u] = dqacc[:L, :D]
+
+
+@kernel
+def attention_backward(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
+                       has_mask, scale, causal, NR, Lp, Sp, split):
+    """dq (BH, L, D), dk (BH, S, D), dv (BH, S, Dv), all overwritten, from the packs of
+    q (qa A_ROWS, qrows B_ROWS), k (kcols B_COLS, krows B_ROWS), v (vcols B_COLS) and
+    dO (doa A_ROWS, dorows B_ROWS), the forward's lse and delta = rowsum(dO * out).
+    ``split`` False: parallel over heads, each owning its dq, dk, dv (5 block products
+    per block pair). True (fewer heads than threads): dK/dV parallel over (head, key
+    block), then dQ over (head, query block), recomputing P (7 products).
+    A thin parallel shell: each unit is one call of the serial ``_backward_unit``."""
+    BH, L = lse.shape
+    nqb, nkb = (L + BQ - 1) // BQ, (dk.shape[1] + BK - 1) // BK
+    units = (BH * nkb, BH * nqb, BH)  # per phase
+    for phase in range(0 if split else 2, 2 if split else 3):
+        for u in prange(units[phase]):
+            _backward_unit(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
+                           mrows, has_mask, scale, causal, phase, np.int64(u), NR, Lp, Sp)
