@@ -119,6 +119,21 @@ def test_fully_masked_rows_give_zeros():
     assert np.all(np.isfinite(ts[1].grad.data))
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_nan_spreads_like_the_reference(causal):
+    # a NaN in a query spoils its own row; a NaN in a key, every row that attends to it
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.standard_normal((1, 2, 200, 16)).astype(np.float32) for _ in range(3))
+    q[0, 0, 3, 5] = np.nan
+    k[0, 1, 150, 0] = np.nan
+    out = F.scaled_dot_product_attention(fastnn.from_numpy(q), fastnn.from_numpy(k), fastnn.from_numpy(v),
+                                         is_causal=causal).data
+    bad = np.zeros(out.shape, bool)
+    bad[0, 0, 3] = True
+    bad[0, 1, 150 if causal else 0:] = True
+    np.testing.assert_array_equal(np.isnan(out), bad)
+
+
 def test_keys_masked_in_early_blocks():
     # queries 0..69 see only keys >= 100 (a later 64-key block), query 80 no key: the online
     # softmax starts from all-masked blocks (max -inf) and must neither give NaN nor lose

@@ -35,11 +35,12 @@ PROBE = textwrap.dedent('''
 
     @serial_kernel
     def negate_row(out, x, a, i):
-        # out[i] = -x[i], and out[i + 1] when a > 1 (past the end on the last row)
+        # out[i] = -x[i], and when a > 1 a write past the end, from every row (so
+        # whichever thread runs a row, it fails)
         for j in range(out.shape[1]):
             out[i, j] = -x[i, j]
             if a > 1:
-                out[i + 1, j] = -x[i, j]
+                out[i + out.shape[0], j] = -x[i, j]
 
 
     @serial_kernel
@@ -78,7 +79,7 @@ RUN = textwrap.dedent('''
             results[f"{callee.py_func.__name__} {shell.py_func.__name__}"] = out.tolist()
     for shell in (p.rows, p.rows_serial) if numba.config.BOUNDSCHECK else ():
         try:
-            p.run(shell, p.negate_row, np.zeros_like(x), x, 2.0)  # writes past the last row
+            p.run(shell, p.negate_row, np.zeros_like(x), x, 2.0)  # writes past the end
         except Exception as exc:  # from a prange body: the cause of a SystemError
             cause = exc.__cause__ if isinstance(exc, SystemError) and exc.__cause__ else exc
             errors[shell.py_func.__name__] = f"{type(cause).__name__}: {cause}"

@@ -65,13 +65,13 @@ def _exp_typed(x):
     if x == types.float32:
         def exp_f32(x):
             # Cephes expf: exp(x) = 2^n * p(r), n = round(x / ln 2), |r| <= ln(2)/2;
-            # 2^n built in the exponent bits. 0 below -87 (and for -inf), no NaN input here.
+            # 2^n built in the exponent bits. 0 below -87 (and for -inf); a NaN stays NaN.
             c = min(max(x, _LOW), _HIGH)
             n = np.float32(math.floor(c * _LOG2E + _HALF))
             r = c - n * _LN2_HI - n * _LN2_LO
             p = ((((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * r * r + r + _ONE)
             scale = _f32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
-            return p * scale if x > _LOW else np.float32(0)
+            return p * scale if x > _LOW else (np.float32(0) if x == x else x)
         return exp_f32
     return lambda x: math.exp(x)
 
@@ -250,7 +250,7 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
     for r in range(bq):
         i = i0 + r
         dest = out[bh, i]
-        if lsum[r] > 0:
+        if lsum[r] != 0:  # (a NaN score makes lsum NaN, and the row NaN, as in PyTorch)
             inv = 1 / lsum[r]
             for d in range(Dv):
                 dest[d] = o[r, d] * inv
