@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import inference, nn
+from fastnn import _warmup, inference, nn
 from fastnn.nn import functional as F
 
 
@@ -326,3 +326,25 @@ def test_buffers_are_reused_once_nothing_reads_them():
         want = compiled._orig_mod(x).data
         for _ in range(3):
             np.testing.assert_allclose(compiled(x).data, want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("case", range(len(_warmup._layer_cases())),
+                         ids=[label for label, _, _ in _warmup._layer_cases()])
+def test_every_layer_kind_on_a_plan(case):
+    """Every layer kind fastnn has (the warmup's cases), eval mode, grad off: the plan
+    (the third call) equals the eager forward; kinds a plan does not take over run
+    eagerly inside it."""
+    _, factory, make_input = _warmup._layer_cases()[case]
+    fastnn.manual_seed(case)
+    model = factory().eval()
+    x = make_input(np.random.default_rng(case), np.float32)
+    compiled = fastnn.compile(model)
+    with fastnn.no_grad():
+        want = _first(model(x))
+        for _ in range(3):
+            got = _first(compiled(x))
+    np.testing.assert_allclose(got.data, want.data, rtol=2e-5, atol=2e-5)
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
