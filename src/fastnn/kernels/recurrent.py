@@ -21,6 +21,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
+from ._fnptr import call, handle
 from ._jit import FASTMATH, kernel, serial_kernel
 from .recurrent_product import MR, pack_rows, times_packed, times_rows
 
@@ -192,7 +193,7 @@ def _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw, ap, n0, n1, mode):
 
 
 @kernel
-def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode):
+def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode, fn):
     """Run one layer over all T steps: per step hw = h_{t-1} @ W_hh^T, then gates and state.
 
     gates (T, N, G): in x @ W_ih^T, overwritten with the activated gates (LSTM, GRU);
@@ -202,16 +203,22 @@ def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode):
     rows; hw, ap: per-chunk scratch (``chunk`` rows each, from chunking()).
     Samples are independent, so each prange iteration runs every step for its own
     ``chunk`` rows: one parallel region per layer, no barrier per step.
+    fn: ``forward_handle`` of these arguments; ``_forward_chunk`` is called through
+    its address (``_fnptr``), so its body compiles once, serially, not in this shell.
     """
     N = gates.shape[1]
     last = hw.shape[0] - 1
-    if last == 0:  # one chunk: no parallel launch (a variable, not the literal 0, so
-        # both calls share one compiled _forward_chunk)
-        _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw[last], ap[last], last * chunk, N, mode)
+    if last == 0:  # one chunk: no parallel launch
+        call(fn, (hs, aux, gates, bias, b_hn, wp, w, hw[last], ap[last], last * chunk, N, mode))
         return
     for c in prange(last + 1):
         n0 = c * chunk
-        _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw[c], ap[c], n0, min(n0 + chunk, N), mode)
+        call(fn, (hs, aux, gates, bias, b_hn, wp, w, hw[c], ap[c], n0, min(n0 + chunk, N), mode))
+
+
+def forward_handle(hs, aux, gates, bias, b_hn, wp, w, hw, ap, mode):
+    """The ``fn`` argument of sequence_forward (whose arguments these are)."""
+    return handle(_forward_chunk, (hs, aux, gates, bias, b_hn, wp, w, hw[0], ap[0], 0, 0, mode))
 
 
 @serial_kernel
@@ -236,7 +243,7 @@ def _backward_chunk(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, a
 
 
 @kernel
-def sequence_backward(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap, chunk, mode, dout_bf):
+def sequence_backward(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap, chunk, mode, dout_bf, fn):
     """Backpropagate one layer through all T steps (reversed), chunks of rows in parallel.
 
     dout: the layer's output gradient (T, N, H), or (N, T, H) when ``dout_bf``;
@@ -245,15 +252,22 @@ def sequence_backward(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w,
     dhw (T, N, G) on the hidden side (differs in the n part; else dhw is dxw). dxw
     must not alias ``gates`` (so LLVM vectorises the row loops). wp: W_hh packed by
     pack_panels; w: W_hh^T (H, G) contiguous, for batches under MR rows; dh (chunks,
-    chunk * padded H), dc (N, H) (LSTM), ap: per-chunk scratch.
+    chunk * padded H), dc (N, H) (LSTM), ap: per-chunk scratch. fn: ``backward_handle``
+    of these arguments (``_backward_chunk`` called through its address, as above).
     """
     N = gates.shape[1]
     last = dh.shape[0] - 1
     if last == 0:
-        _backward_chunk(dxw, dhw, dh[last], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[last],
-                        last * chunk, N, mode, dout_bf)
+        call(fn, (dxw, dhw, dh[last], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[last],
+                  last * chunk, N, mode, dout_bf))
         return
     for c in prange(last + 1):
         n0 = c * chunk
-        _backward_chunk(dxw, dhw, dh[c], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[c], n0,
-                        min(n0 + chunk, N), mode, dout_bf)
+        call(fn, (dxw, dhw, dh[c], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[c], n0,
+                  min(n0 + chunk, N), mode, dout_bf))
+
+
+def backward_handle(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap, mode, dout_bf):
+    """The ``fn`` argument of sequence_backward (whose arguments these are)."""
+    return handle(_backward_chunk, (dxw, dhw, dh[0], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[0], 0, 0,
+                                    mode, dout_bf))

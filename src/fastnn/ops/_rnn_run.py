@@ -97,7 +97,8 @@ def forward(inp, T, N, h0, c0, layer, mode, rec, keep, tag=""):
     wp = work("wp_fwd", rp.panel_shape(H, G, dt), dt)
     if N >= rp.MR:  # smaller batches use W_hh as it is (dot products)
         rp.pack_panels(wp, w_rec, True)
-    rk.sequence_forward(hs, aux, gates, bias, b_hn, wp, w_rec, hw, ap, chunk, mode)
+    rk.sequence_forward(hs, aux, gates, bias, b_hn, wp, w_rec, hw, ap, chunk, mode,
+                        rk.forward_handle(hs, aux, gates, bias, b_hn, wp, w_rec, hw, ap, mode))
     if w_hr is None:
         out, extra = hs[1:], None
     else:
@@ -151,8 +152,8 @@ def backward(dout, dout_bf, dh_n, dc_n, saved, layer, mode, need_h0, need_c0, di
         rp.pack_panels(wp, w_rec, False)
     # W_hh^T for the dot-product path of batches under one panel (unused otherwise)
     w_rec_t = np.ascontiguousarray(w_rec.T) if N < rp.MR and T > 1 else w_rec
-    rk.sequence_backward(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w_rec_t, ap,
-                         chunk, mode, dout_bf)
+    args = (dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w_rec_t, ap)
+    rk.sequence_backward(*args, chunk, mode, dout_bf, rk.backward_handle(*args, mode, dout_bf))
     dh0 = dc0 = None
     if need_h0:  # dL/dh_0 = dhw[0] @ W_hh (+ GRU's direct z * dL/dh_1, left in dh)
         dh0 = np.empty((N, w_hh_d.shape[1]), dt)
