@@ -169,6 +169,12 @@ def test_plan_rebuilds_after_weight_and_mode_changes():
     check()
     model[0].weight.data = model[0].weight.data * 3  # a new array
     check()
+    with fastnn.no_grad():
+        model[0].weight[...] = 0.5  # Tensor item assignment counts as a change
+    check()
+    model[0].bias.data[...] = 7.0  # a raw NumPy write: unseen until reset
+    inference.reset(compiled)
+    check()
 
 
 def test_plan_is_not_used_in_training_mode_or_with_grad():

@@ -45,7 +45,7 @@ from .plan import Plan
 from .steps import Diverged
 from .tracing import Tracer, calibrate
 
-__all__ = ["compile", "CompiledModule", "run"]
+__all__ = ["compile", "CompiledModule", "reset", "run"]
 
 MAX_PLANS = 4  # plans kept per model (input shapes), least recently used dropped first
 _PLANS = weakref.WeakKeyDictionary()  # model -> OrderedDict(signature -> Plan or _Dynamic)
@@ -124,6 +124,17 @@ def run(model, args, copy=True):
         return model(*args)
     finally:
         plan.lock.release()
+
+
+def reset(model=None):
+    """Drop the plans of ``model`` (a model or its ``CompiledModule``), or of every
+    model: the next call traces again. Needed only after writing a parameter through
+    a raw NumPy view (``p.data[...] = v``), which a plan cannot see."""
+    with _LOCK:
+        if model is None:
+            _PLANS.clear()
+        else:
+            _PLANS.pop(getattr(model, "_orig_mod", model), None)
 
 
 class CompiledModule(Module):
