@@ -12,3 +12,15 @@ class _PlanState(threading.local):
 
 
 plan_state = _PlanState()
+
+
+def call_unplanned(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with no plan set on this thread meanwhile (what a
+    plannable layer's own forward, or an operation a step runs as it is, calls inside
+    is never recorded nor replayed)."""
+    state = plan_state
+    plan, state.plan = state.plan, None
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        state.plan = plan

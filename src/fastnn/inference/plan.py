@@ -66,9 +66,6 @@ class Plan:
             raise Diverged()
         return _own(out, self.buffers) if copy else out
 
-    def owns(self, array):
-        return _root(array) in self.buffers
-
 
 def _root(a):
     while a.base is not None:

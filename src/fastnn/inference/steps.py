@@ -4,7 +4,7 @@ running the call as it is. A step checks its input against the trace and raises
 ``Diverged`` otherwise."""
 import numpy as np
 
-from .._planstate import plan_state
+from .._planstate import call_unplanned
 from ..kernels import activations as act_k
 from ..kernels import conv as conv_k
 from ..kernels import conv1d as conv1d_k
@@ -40,12 +40,7 @@ class Step:
         return ()
 
     def __call__(self, *args):
-        state = plan_state
-        plan, state.plan = state.plan, None
-        try:
-            return self.fn(*args)
-        finally:
-            state.plan = plan
+        return call_unplanned(self.fn, *args)
 
 
 class _Buffered(Step):

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 
 from .. import _planstate
+from .._planstate import call_unplanned
 from ..nn.module import Module
 from ..ops.activation import RELU
 from ..ops.activation import relu as _ops_relu
@@ -51,12 +52,7 @@ class Tracer:
         temporary = self._temporaries(inputs, "module") if single else None
         if type(module) not in PLANNABLE:
             return module.forward(*inputs, **kwargs)
-        state = _planstate.plan_state
-        state.plan = None
-        try:
-            out = module.forward(*inputs, **kwargs)
-        finally:
-            state.plan = self
+        out = call_unplanned(module.forward, *inputs, **kwargs)
         self.calls.append(Call(module, inputs if single else None, out, temporary))
         return out
 
@@ -64,12 +60,7 @@ class Tracer:
         method = sys._getframe(2).f_code in _METHOD_CODES  # x + y (Tensor.__add__), not add(x, y)
         tensors = all(isinstance(a, Tensor) for a in args)
         temporary = self._temporaries(args, (key, method)) if tensors else None
-        state = _planstate.plan_state
-        state.plan = None
-        try:
-            out = fn(*args)
-        finally:
-            state.plan = self
+        out = call_unplanned(fn, *args)
         self.calls.append(Call(key, args if tensors else None, out, temporary))
         return out
 
