@@ -11,7 +11,7 @@ with very few rows skip the packing and run plain serial loops.
 import numpy as np
 from numba import prange
 
-from ._jit import kernel, serial_kernel
+from ._jit import inline, kernel, serial_kernel
 from ._threading import get_threads
 from .activations import IDENTITY, bias_activation_row
 from .microkernel import KC, MR, NV, copy8, micro, pack_a
@@ -186,6 +186,16 @@ def gemm_serial(out, a, b, trans_a, trans_b, accumulate):
             _tiles(out, a, bp, ap, tmp, ta, accumulate, swap, 0, ntm, mc, npan, g0, g1, j0, ncols, kcb, NR)
 
 
+@inline
+def column_tiles(ncols, NR, threads, ntm):
+    # (NR-panels, panels per tile, tiles) of a column block of ncols: the block's
+    # panels split into enough runs that ntm row tiles x runs keep ``threads`` busy
+    npan = (ncols + NR - 1) // NR
+    ntn = min(npan, (threads + ntm - 1) // ntm)
+    per = (npan + ntn - 1) // ntn
+    return npan, per, ntm * ((npan + per - 1) // per)
+
+
 @kernel
 def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
     """out[M,N] = op(a) @ op(b), or ``+=`` when ``accumulate``; op(x) = x.T if flagged.
@@ -211,10 +221,7 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
     bp = np.empty(min(kg, K) * (min(Q, NC) + NR), out.dtype)
     for j0 in range(0, Q, NC):
         ncols = min(NC, Q - j0)
-        npan = (ncols + NR - 1) // NR
-        ntn = min(npan, (threads + ntm - 1) // ntm)
-        per = (npan + ntn - 1) // ntn
-        ntiles = ntm * ((npan + per - 1) // per)
+        npan, per, ntiles = column_tiles(ncols, NR, threads, ntm)
         for g0 in range(0, K, kg):
             g1 = min(g0 + kg, K)
             npack = npan * ((g1 - g0 + kcb - 1) // kcb)

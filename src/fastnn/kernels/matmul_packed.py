@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel, serial_kernel
-from .matmul import DIRECT_FLOPS, NC, SERIAL_FLOPS, _pack_b, _plan, _tiles
+from .matmul import DIRECT_FLOPS, NC, SERIAL_FLOPS, _pack_b, _plan, _tiles, column_tiles
 from .microkernel import KC, MR, NV
 
 ROOM = (128 + MR) * KC  # packing room for the rows of a per thread: (MC + MR) x KC
@@ -79,10 +79,7 @@ def gemm_packed(out, a, bp, ap, tmp, threads):
     off = 0
     for j0 in range(0, Q, NC):
         ncols = min(NC, Q - j0)
-        npan = (ncols + NR - 1) // NR
-        ntn = min(npan, (threads + ntm - 1) // ntm)
-        per = (npan + ntn - 1) // ntn
-        ntiles = ntm * ((npan + per - 1) // per)
+        npan, per, ntiles = column_tiles(ncols, NR, threads, ntm)
         for g0 in range(0, K, kg):
             g1 = min(g0 + kg, K)
             size = (g1 - g0) * npan * NR
