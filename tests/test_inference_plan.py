@@ -143,12 +143,17 @@ def test_folding_and_fusion_are_planned():
     assert _steps(shared) == ["LayerStep", "NormStep", "ActivationStep", "Step"]  # conv output used twice: no fold
 
 
-def test_plan_rebuilds_after_weight_and_mode_changes():
-    rng = np.random.default_rng(1)
+def _cnn(seed, batch=None):
+    """The "cnn" model in eval mode with random norm statistics, compiled, and an input."""
+    rng = np.random.default_rng(seed)
     model, shape = _models(np.float32)["cnn"]
     model = _randomise_norms(model, rng).eval()
-    compiled = fastnn.compile(model)
-    x = rng.standard_normal(shape).astype(np.float32)
+    x = rng.standard_normal(shape if batch is None else (batch,) + shape[1:]).astype(np.float32)
+    return model, fastnn.compile(model), x
+
+
+def test_plan_rebuilds_after_weight_and_mode_changes():
+    model, compiled, x = _cnn(1)
 
     def check():
         with fastnn.no_grad():
@@ -157,7 +162,7 @@ def test_plan_rebuilds_after_weight_and_mode_changes():
     check()
     opt = fastnn.optim.SGD(model.parameters(), lr=0.5)
     model.train()
-    F.mse_loss(model(x), fastnn.zeros(shape[0], 4)).backward()
+    F.mse_loss(model(x), fastnn.zeros(x.shape[0], 4)).backward()
     opt.step()  # updates weights and (in training) the running statistics
     model.eval()
     check()
@@ -227,15 +232,11 @@ def test_compiled_module_saves_and_loads(tmp_path):
 
 
 def test_predict_runs_on_a_plan_and_threads_fall_back():
-    rng = np.random.default_rng(2)
-    model, shape = _models(np.float32)["cnn"]
-    model = _randomise_norms(model, rng).eval()
-    x = rng.standard_normal((10,) + shape[1:]).astype(np.float32)
+    model, compiled, x = _cnn(2, batch=10)
     with fastnn.no_grad():
         want = model(x).data
     np.testing.assert_allclose(fastnn.predict(model, x, batch_size=4), want, rtol=2e-5, atol=2e-5)
     assert len(inference._PLANS[model]) == 2  # batches of 4 and the last of 2
-    compiled = fastnn.compile(model)
     results, errors = [], []
 
     def work():
@@ -299,11 +300,7 @@ def test_repeated_call_allocates_no_layer_outputs():
 
 
 def test_read_only_and_strided_inputs_get_plans_of_their_own():
-    rng = np.random.default_rng(4)
-    model, shape = _models(np.float32)["cnn"]
-    model = _randomise_norms(model, rng).eval()
-    compiled = fastnn.compile(model)
-    x = rng.standard_normal(shape).astype(np.float32)
+    model, compiled, x = _cnn(4)
     frozen = x.copy()
     frozen.flags.writeable = False
     strided = np.asfortranarray(x)
