@@ -2,13 +2,15 @@
 
 Below the operations and the modules, which both consult it: while a plan is set,
 ``Module.__call__`` and the few operations a plan can fuse (``add``, ``relu``) go
-through its ``module_call``/``op_call`` (see ``fastnn.inference``).
+through its ``module_call``/``op_call`` (see ``fastnn.inference``), and ``linear``
+takes its packed weights from ``packs`` (``fastnn.inference.packs``).
 """
 import threading
 
 
 class _PlanState(threading.local):
     plan = None
+    packs = None  # the running plan's PackedWeights, also while a layer runs unplanned
 
 
 plan_state = _PlanState()

@@ -13,16 +13,25 @@ from ..nn.dropout import Dropout, Dropout1d, Dropout2d
 from ..nn.linear import Flatten, Identity, Linear
 from ..nn.normalization import BatchNorm1d, BatchNorm2d
 from ..nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from ..nn.transformer import TransformerEncoderLayer
 from ..ops.activation import ACTIVATION_KINDS, RELU, relu
 from ..ops.arith import ADD, add
+from .encoder_step import EncoderLayerStep, encoder_ok, plain_encoder_kwargs
 from .steps import ActivationStep, LayerStep, NormStep, Passed, PoolStep, ResidualStep, Step
 
 _ACTIVATIONS = (ReLU, LeakyReLU, Sigmoid, Tanh, GELU)
 _LAYERS = (Linear, Conv1d, Conv2d)
 _NORMS = (BatchNorm1d, BatchNorm2d)
-PLANNABLE = frozenset(_ACTIVATIONS + _LAYERS + _NORMS + (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d))
+PLANNABLE = frozenset(_ACTIVATIONS + _LAYERS + _NORMS + (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+                                                          TransformerEncoderLayer))
 _VIEWS = frozenset((Flatten, Identity))  # layers that return a view of their input (no arithmetic)
 _DROPOUTS = frozenset((Dropout, Dropout1d, Dropout2d))  # the input itself, in eval mode
+
+
+def plain_kwargs(module, kwargs):
+    """True when a call's keyword arguments leave it what a step computes: none, or an
+    encoder layer's masks left None (``TransformerEncoder`` passes them by name)."""
+    return not kwargs or (type(module) is TransformerEncoderLayer and plain_encoder_kwargs(kwargs))
 
 
 def _epilogue(module):
@@ -59,7 +68,7 @@ def _layer_ok(module, x, out):
     return _plain(module, x, out, module._dims + 2) and module._explicit is None
 
 
-def _single(call, alloc):
+def _single(call, alloc, workspaces):
     """The step of a call that absorbs nothing (``alloc(shape, dtype)``: its buffer)."""
     key, x, out = call.key, call.inputs[0] if call.inputs else None, call.out
     if key is RELU:
@@ -77,6 +86,9 @@ def _single(call, alloc):
         if act is None and isinstance(key, GELU) and key.approximate == "none":
             act = (ACTIVATION_KINDS["gelu"], 0.0)
         return ActivationStep(key, x, *act, alloc) if act is not None and _plain(key, x, out) else Step(key)
+    if isinstance(key, TransformerEncoderLayer):
+        ok = _plain(key, x, out, 3) and encoder_ok(key, x)
+        return EncoderLayerStep(key, x, workspaces, alloc) if ok else Step(key)
     if isinstance(key, (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d)):
         ok = _plain(key, x, out, 4) and not getattr(key, "return_indices", False) \
             and getattr(key, "divisor_override", None) is None
@@ -110,7 +122,7 @@ def make_steps(calls):
             continue
         module, x = c.key, c.inputs[0] if c.inputs else None
         if not isinstance(module, _LAYERS) or x is None or not _layer_ok(module, x, c.out):
-            steps[i] = _single(c, buffers.taker(i, ends[i]))
+            steps[i] = _single(c, buffers.taker(i, ends[i]), workspaces)
             continue
         bn, act, folded, last = None, (act_k.IDENTITY, 0.0), [], i
         j = consumer[i]

@@ -5,8 +5,9 @@ import threading
 from .. import _planstate
 from ..nn import module as _module
 from ..tensor import Tensor, _wrap
-from .build import PLANNABLE, flat_chain
-from .steps import Diverged
+from .build import PLANNABLE, flat_chain, plain_kwargs
+from .packs import PackedWeights
+from .steps import Diverged, Step
 
 
 class Plan:
@@ -21,6 +22,7 @@ class Plan:
         self.lock = threading.Lock()
         self.pos = 0
         self.chain = flat_chain(model, steps)
+        self.packs = PackedWeights(t for t, _, _ in self.state)
 
     def valid(self):
         if self.generation != _module.mode_generation():
@@ -42,19 +44,30 @@ class Plan:
         if type(module) not in PLANNABLE:
             return module.forward(*inputs, **kwargs)
         step = self._next(module)
-        if kwargs:
-            raise Diverged()
+        if kwargs and not plain_kwargs(module, kwargs):
+            if type(step) is not Step:  # a call the step was not built for (masks, say)
+                raise Diverged()
+            return step(*inputs, **kwargs)
         return step(*inputs)
 
     def op_call(self, key, fn, args):
         return self._next(key)(*args)
 
     def run(self, args, copy):
+        state = _planstate.plan_state
+        outer, state.packs = state.packs, self.packs
+        try:
+            out = self._run(args)
+        finally:
+            state.packs = outer
+        return _own(out, self.buffers) if copy else out
+
+    def _run(self, args):
         if self.chain is not None and len(args) == 1:  # a plain Sequential: the steps one after another
             x = args[0]
             for call in self.chain:
                 x = call(x)
-            return _own(x, self.buffers) if copy else x
+            return x
         self.pos = 0
         state = _planstate.plan_state
         state.plan = self
@@ -64,7 +77,7 @@ class Plan:
             state.plan = None
         if self.pos != len(self.steps):
             raise Diverged()
-        return _own(out, self.buffers) if copy else out
+        return out
 
 
 def _root(a):

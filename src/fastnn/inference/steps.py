@@ -39,8 +39,8 @@ class Step:
     def owned(self):
         return ()
 
-    def __call__(self, *args):
-        return call_unplanned(self.fn, *args)
+    def __call__(self, *args, **kwargs):
+        return call_unplanned(self.fn, *args, **kwargs)
 
 
 class _Buffered(Step):

@@ -12,7 +12,7 @@ from ..ops.activation import relu as _ops_relu
 from ..ops.arith import ADD
 from ..ops.arith import add as _ops_add
 from ..tensor import Tensor, _wrap
-from .build import PLANNABLE
+from .build import PLANNABLE, plain_kwargs
 
 
 class Call:
@@ -48,7 +48,7 @@ class Tracer:
         return tuple(base is not None and r == base + (id(a) in recorded) for a, r in zip(args, refs))
 
     def module_call(self, module, inputs, kwargs):
-        single = len(inputs) == 1 and not kwargs and isinstance(inputs[0], Tensor)
+        single = len(inputs) == 1 and isinstance(inputs[0], Tensor) and plain_kwargs(module, kwargs)
         temporary = self._temporaries(inputs, "module") if single else None
         if type(module) not in PLANNABLE:
             return module.forward(*inputs, **kwargs)

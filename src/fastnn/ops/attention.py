@@ -123,16 +123,19 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     return _fused(q, k, v, mask, is_causal, scale)
 
 
+def pack_size(layout, R, D, NR, rows_pad):
+    """Elements per head of R rows of D packed in ``layout`` (see ``kernels.attention``)."""
+    if layout == attn_k.A_ROWS:
+        return -(-R // MR) * MR * D
+    if layout == attn_k.B_COLS:
+        return rows_pad * D
+    return -(-D // NR) * NR * rows_pad
+
+
 def _pack(x3, layout, NR, rows_pad):
     """x3 (BH, R, D) packed per head in ``layout`` (see ``kernels.attention``)."""
     BH, R, D = x3.shape
-    if layout == attn_k.A_ROWS:
-        size = -(-R // MR) * MR * D
-    elif layout == attn_k.B_COLS:
-        size = rows_pad * D
-    else:
-        size = -(-D // NR) * NR * rows_pad
-    dst = np.empty((BH, size), x3.dtype)
+    dst = np.empty((BH, pack_size(layout, R, D, NR, rows_pad)), x3.dtype)
     attn_k.pack_heads(dst, x3, layout, NR, rows_pad)
     return dst
 
@@ -140,7 +143,7 @@ def _pack(x3, layout, NR, rows_pad):
 def _kernel_mask(mask, lead, L, S, dt):
     """(masks (Mb, Lm, S), head -> mask index (BH,), Lm, present?) for the kernels,
     keeping a mask broadcast over heads or queries at its own size."""
-    BH = int(np.prod(lead, dtype=np.int64))
+    BH = math.prod(lead)
     if mask is None:
         return np.zeros((1, 1, 1), dt), np.zeros(BH, np.int64), 1, False
     full = (1,) * (len(lead) + 2 - mask.ndim) + mask.shape
@@ -148,14 +151,14 @@ def _kernel_mask(mask, lead, L, S, dt):
     # writable copies where broadcast_to gave read-only views: a read-only array is
     # another Numba type, which would compile the kernels once more
     masks = np.require(np.broadcast_to(mask.reshape(full), batch + (rows, S)), dt, ("C", "W"))
-    index = np.broadcast_to(np.arange(int(np.prod(batch, dtype=np.int64))).reshape(batch), lead)
+    index = np.broadcast_to(np.arange(math.prod(batch)).reshape(batch), lead)
     return masks.reshape(-1, rows, S), np.require(index, np.int64, ("C", "W")).reshape(BH), rows, True
 
 
 def _fused(q, k, v, mask, causal, scale):
     dt = q.data.dtype
     lead, (L, D), S, Dv = q.data.shape[:-2], q.data.shape[-2:], k.data.shape[-2], v.data.shape[-1]
-    BH = int(np.prod(lead, dtype=np.int64))
+    BH = math.prod(lead)
     q3 = np.ascontiguousarray(q.data).reshape(BH, L, D)
     k3 = np.ascontiguousarray(k.data).reshape(BH, S, D)
     v3 = np.ascontiguousarray(v.data).reshape(BH, S, Dv)

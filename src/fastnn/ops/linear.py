@@ -3,13 +3,14 @@ epilogue in the in-house GEMM; backward writes the parameter gradients straight
 into their ``.grad`` buffers."""
 import numpy as np
 
+from .._planstate import plan_state
 from ..kernels import activations as act_k
 from ..kernels.elementwise import column_sum
 from ..kernels.matmul import GEMV_SPLIT_FLOPS, linear_serial, matmul
 from ._util import Tensor, _wrap, attach, direct_grad, recording
 from .activation import fused_activation_grad
 
-__all__ = ["linear", "weight_input"]
+__all__ = ["linear", "product_into", "weight_input"]
 
 
 def weight_input(x, weight, op, trailing):
@@ -68,6 +69,16 @@ def linear_into(out2, x2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
             act_k.bias_activation_forward(out2, b, act_kind, act_slope, has_bias)
 
 
+def product_into(out2, x2, weight, b, act_kind=act_k.IDENTITY, act_slope=0.0):
+    """``linear_into`` with the weight Tensor ``weight``: while an inference plan runs,
+    from the plan's packed copy of it (``fastnn.inference.packs``; the same bits)."""
+    packs = plan_state.packs
+    if packs is None or not packs.linear(out2, x2, weight):
+        linear_into(out2, x2, weight.data, b, act_kind, act_slope)
+    elif b is not None or act_kind != act_k.IDENTITY:
+        act_k.bias_activation_forward(out2, weight.data[0] if b is None else b, act_kind, act_slope, b is not None)
+
+
 def linear(x, weight, bias=None, act_kind=act_k.IDENTITY, act_slope=0.0):
     """y = act(x @ weight.T + bias) (``act_kind`` from ``kernels.activations``; identity
     by default). x (*, K), weight (N, K), bias (N,) or None -> (*, N)."""
@@ -84,7 +95,7 @@ def linear(x, weight, bias=None, act_kind=act_k.IDENTITY, act_slope=0.0):
     M = x2.shape[0]
     out2 = np.empty((M, N), w.dtype)
     has_bias = bias is not None
-    linear_into(out2, x2, w, bias.data if has_bias else None, act_kind, act_slope)
+    product_into(out2, x2, weight, bias.data if has_bias else None, act_kind, act_slope)
     out = _wrap(out2 if len(lead) == 1 else out2.reshape(lead + (N,)))
     if recording(x, weight, bias):
         fused = act_kind != act_k.IDENTITY
