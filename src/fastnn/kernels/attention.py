@@ -38,6 +38,10 @@ A_ROWS, B_COLS, B_ROWS = 0, 1, 2  # packing layouts (see the module docstring)
 _ADD = np.bool_(True)
 _SET = _PLAIN = np.bool_(False)
 _ZERO = np.int64(0)
+# On a causal block on the diagonal (first query = first key), the micro-tiles whose
+# keys all come after their queries are skipped: TRI_Q when rows are queries (columns
+# or the contraction: keys), TRI_K when rows are keys (columns or contraction: queries).
+NO_TRI, TRI_Q, TRI_K = np.int64(0), np.int64(1), np.int64(2)
 
 
 # ---------------------------------------------------------------- exp
@@ -116,23 +120,30 @@ def pack_heads(dst, x, layout, NR, rows_pad):
 
 # ---------------------------------------------------------------- forward
 @serial_kernel
-def _scores(s, a, a_off, bcols, j0, rows, bk, D, NR):
+def _scores(s, a, a_off, bcols, j0, rows, bk, D, NR, tri):
     # s[r, c] = sum_d a-panel[r, d] * bcols[(j0 + c), d] for the rows x bk block
-    # (a: A_ROWS pack of the block's rows from a_off; bcols: B_COLS pack).
+    # (a: A_ROWS pack of the block's rows from a_off; bcols: B_COLS pack); tiles that
+    # ``tri`` hides are left as they were (the caller masks them).
     BKs = s.shape[1]
     for g in range((rows + MR - 1) // MR):
         for p in range((bk + NR - 1) // NR):
+            if (tri == TRI_Q and p * NR >= (g + 1) * MR) or (tri == TRI_K and g * MR >= (p + 1) * NR):
+                continue
             micro(s, g * MR * BKs + p * NR, BKs, a, a_off + g * MR * D, bcols, (j0 + p * NR) * D, D, _SET)
 
 
 @serial_kernel
-def _times_rows(acc, acc_row0, ap, rows, brows, b_off, kc, Dp, NR, rows_pad):
+def _times_rows(acc, acc_row0, ap, rows, brows, b_off, kc, Dp, NR, rows_pad, tri):
     # acc[acc_row0 + r, :] += (ap: A_ROWS panels of ``rows`` rows, depth kc) @ brows
     # (B_ROWS pack, its k range starting at b_off); acc is (*, Dp), Dp a multiple of NR.
+    # ``tri``: each row group sums only the k that causality lets it see (the rest
+    # of its probabilities are zeros).
     for g in range((rows + MR - 1) // MR):
-        for q in range(Dp // NR):
-            micro(acc, (acc_row0 + g * MR) * Dp + q * NR, Dp, ap, g * MR * kc, brows,
-                  q * rows_pad * NR + b_off * NR, kc, _ADD)
+        k0 = min(kc, g * MR) if tri == TRI_K else 0
+        k1 = min(kc, (g + 1) * MR) if tri == TRI_Q else kc
+        for q in range(Dp // NR if k0 < k1 else 0):
+            micro(acc, (acc_row0 + g * MR) * Dp + q * NR, Dp, ap, g * MR * kc + k0 * MR, brows,
+                  q * rows_pad * NR + (b_off + k0) * NR, k1 - k0, _ADD)
 
 
 @serial_kernel
@@ -237,7 +248,8 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
     lsum, alpha, shift = np.zeros(BQ, dt), np.empty(BQ, dt), np.empty(BQ, dt)
     for j0 in range(0, min(S, i0 + bq) if causal else S, BK):
         bk = min(BK, S - j0)
-        _scores(st, ka[bh], j0 * D, qcols[bh], i0, bk, BQ, D, NR)  # S^T = K_j Q_i^T
+        diagonal = causal and j0 == i0
+        _scores(st, ka[bh], j0 * D, qcols[bh], i0, bk, BQ, D, NR, TRI_K if diagonal else NO_TRI)  # S^T = K_j Q_i^T
         _logits_t(st, maskt, midx, mrows, has_mask, scale, causal, bh, i0, bq, j0, bk)
         _online_t(st, m, lsum, alpha, shift, bk)
         for r in range(bq):
@@ -246,7 +258,7 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
             for d in range(Dvp):
                 orow[d] *= a
         pack_t(pp, st, bq, bk)  # O += P V_j
-        _times_rows(o, _ZERO, pp, bq, vrows[bh], j0, bk, Dvp, NR, Sp)
+        _times_rows(o, _ZERO, pp, bq, vrows[bh], j0, bk, Dvp, NR, Sp, TRI_Q if diagonal else NO_TRI)
     for r in range(bq):
         i = i0 + r
         dest = out[bh, i]

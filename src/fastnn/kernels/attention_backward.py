@@ -7,7 +7,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel, serial_kernel
-from .attention import BK, BQ, _ZERO, _exp, _scores, _times_rows, _unit, pack_n, pack_t
+from .attention import BK, BQ, NO_TRI, TRI_K, TRI_Q, _ZERO, _exp, _scores, _times_rows, _unit, pack_n, pack_t
 
 
 @serial_kernel
@@ -23,8 +23,9 @@ def _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask,
           bh, i0, bq, j0, bk, D, Dv, NR):
     # The block (queries i0.., keys j0..): s <- P = exp(q k^T * scale + mask - lse),
     # dp <- dS * scale = P * (dO v^T - delta) * scale; zero past the causal limit.
-    _scores(s, qa[bh], i0 * D, kcols[bh], j0, bq, bk, D, NR)
-    _scores(dp, doa[bh], i0 * Dv, vcols[bh], j0, bq, bk, Dv, NR)
+    tri = TRI_Q if causal and i0 == j0 else NO_TRI  # a diagonal block: skip the tiles it hides
+    _scores(s, qa[bh], i0 * D, kcols[bh], j0, bq, bk, D, NR, tri)
+    _scores(dp, doa[bh], i0 * Dv, vcols[bh], j0, bq, bk, Dv, NR, tri)
     for r in range(bq):
         i = i0 + r
         lim = _limit(i, j0, bk, causal)
@@ -61,13 +62,14 @@ def _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, 
         bq = min(BQ, L - i0)
         _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
               bh, i0, bq, j0, bk, D, Dv, NR)
+        diagonal = causal and i0 == j0
         pack_t(pt, s, bk, bq)  # dV_j += P^T dO_i
-        _times_rows(dvacc, _ZERO, pt, bk, dorows[bh], i0, bq, Dvp, NR, Lp)
+        _times_rows(dvacc, _ZERO, pt, bk, dorows[bh], i0, bq, Dvp, NR, Lp, TRI_K if diagonal else NO_TRI)
         pack_t(pt, dp, bk, bq)  # dK_j += dS^T Q_i
-        _times_rows(dkacc, _ZERO, pt, bk, qrows[bh], i0, bq, Dp, NR, Lp)
+        _times_rows(dkacc, _ZERO, pt, bk, qrows[bh], i0, bq, Dp, NR, Lp, TRI_K if diagonal else NO_TRI)
         if with_dq:  # dQ_i += dS K_j
             pack_n(pt, dp, bq, bk)
-            _times_rows(dqacc, i0, pt, bq, krows[bh], j0, bk, Dp, NR, Sp)
+            _times_rows(dqacc, i0, pt, bq, krows[bh], j0, bk, Dp, NR, Sp, TRI_Q if diagonal else NO_TRI)
     dk[bh, j0:j0 + bk] = dkacc[:bk, :D]
     dv[bh, j0:j0 + bk] = dvacc[:bk, :Dv]
 
@@ -89,7 +91,7 @@ def _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows
         _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
               bh, i0, bq, j0, bk, D, Dv, NR)
         pack_n(pt, dp, bq, bk)
-        _times_rows(dqacc, _ZERO, pt, bq, krows[bh], j0, bk, Dp, NR, Sp)
+        _times_rows(dqacc, _ZERO, pt, bq, krows[bh], j0, bk, Dp, NR, Sp, TRI_Q if causal and j0 == i0 else NO_TRI)
     dq[bh, i0:i0 + bq] = dqacc[:bq, :D]
 
 
