@@ -63,6 +63,22 @@ def test_serial_matches_parallel_bitwise(dtype):
                 assert np.array_equal(out, serial)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unpacked_rows_give_the_packed_bits(dtype):
+    # a product meeting few column panels reads its rows of a in place (micro_rows); the
+    # same columns of a wide product pack them: every element must be the same sum
+    rng = np.random.default_rng(2)
+    NR = mm.NV * (64 // np.dtype(dtype).itemsize)
+    for M, K in [(1000, 300), (203, 520), (37, 64)]:
+        a = rng.standard_normal((M, K)).astype(dtype)
+        b = rng.standard_normal((K, 12 * NR)).astype(dtype)
+        wide, narrow = np.empty((M, 12 * NR), dtype), np.empty((M, 3 * NR + 5), dtype)
+        mm.matmul(wide, a, b)
+        mm.matmul(narrow, a, np.ascontiguousarray(b[:, :3 * NR + 5]))
+        assert np.array_equal(narrow, wide[:, :3 * NR + 5])
+        _check(narrow, _reference(a, b[:, :3 * NR + 5], False, False), a, b[:, :3 * NR + 5], False, False, dtype)
+
+
 def test_k_zero():
     a = np.empty((4, 0), np.float32)
     b = np.empty((0, 6), np.float32)

@@ -16,7 +16,11 @@ input shape:
   activations) writes into its own buffer, allocated when the plan is built, and
   calls its kernel straight away, with no argument checks, dtype conversions or
   graph recording: a repeated call allocates no arrays (the result is copied out
-  unless the caller takes the buffer, as ``predict`` does).
+  unless the caller takes the buffer, as ``predict`` does);
+* a TransformerEncoderLayer called without masks runs its eval forward as direct
+  kernel calls into scratch the plan owns (``encoder_step``; the eager bits);
+* inside layers that run as they are, ``linear`` takes the model's weights packed
+  once per plan (``packs``).
 
 The model's own ``forward`` still runs, so control flow and the operations between
 layers (a residual ``x + y``, ``flatten``, ``mean``) are the model's; layers of other

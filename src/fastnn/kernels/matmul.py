@@ -14,7 +14,7 @@ from numba import prange
 from ._jit import inline, kernel, serial_kernel
 from ._threading import get_threads
 from .activations import IDENTITY, bias_activation_row
-from .microkernel import KC, MR, NV, copy8, micro, pack_a
+from .microkernel import KC, MR, NV, copy8, micro, micro_rows, pack_a
 
 MC = 128  # most rows per tile: the tile's packed a block (MC x KC) stays in L2
 NC = 2048  # most columns of out per column block
@@ -23,6 +23,7 @@ SERIAL_FLOPS = 1 << 19  # below this many multiply-adds one thread is faster
 DIRECT_FLOPS = 1 << 13  # below this (or M < 4) skip packing altogether
 GEMV_SPLIT_FLOPS = 1 << 18  # unpacked products (M < 4) this big split columns over threads
 DIRECT_COLS = 64  # column block of that split (fixed: results never depend on threads)
+ROWS_PANELS = 4  # a tile meeting at most this many NR-panels reads its rows of a unpacked
 
 
 @serial_kernel
@@ -55,28 +56,40 @@ def _tiles(out, a, bp, ap, tmp, trans_a, accumulate, swap, t0, t1, mc, per, g0, 
     # g0..g1, C = out (or out^T when ``swap``); tile t has rows (t // ntn)*mc + [0, mc)
     # and NR-panels (t % ntn)*per + [0, per). Per K block: pack the tile's rows of
     # op(a) into ``ap`` ((mc + MR) * kcb elements at least), then MR x NR micro-tiles
-    # (edge and swapped ones through ``tmp``, MR * NR elements).
+    # (edge and swapped ones through ``tmp``, MR * NR elements). A tile meeting few
+    # panels (``ROWS_PANELS``) reads whole MR-row groups of a row-major a in place:
+    # packing would cost more than it saves (the same sums, in the same order).
     M, N = out.shape
     rows = N if swap else M
     npan = (ncols + NR - 1) // NR
     ntn = (npan + per - 1) // per
+    direct = not trans_a and not swap and per <= ROWS_PANELS and a.strides[1] == a.itemsize
+    lda = a.strides[0] // a.itemsize
     for t in range(t0, t1):
         i0 = t // ntn * mc
         i1 = min(i0 + mc, rows)
+        packed = i0 + (i1 - i0) // MR * MR if direct else i0  # rows from here on are packed
         for k0 in range(g0, g1, kcb):
             kc = min(kcb, g1 - k0)
             add = accumulate or k0 > 0
-            pack_a(ap, a, trans_a, i0, i1 - i0, k0, kc)
+            if packed < i1:
+                pack_a(ap, a, trans_a, packed, i1 - packed, k0, kc)
             for q in range(t % ntn * per, min(t % ntn * per + per, npan)):
                 boff = (k0 - g0) * npan * NR + q * kc * NR
                 j = j0 + q * NR
                 cols = min(NR, j0 + ncols - j)
                 for i in range(i0, i1, MR):
-                    aoff = (i - i0) * kc
+                    aoff = (i - packed) * kc
                     if cols == NR and i + MR <= i1 and not swap:
-                        micro(out, i * N + j, N, ap, aoff, bp, boff, kc, add)
+                        if i < packed:
+                            micro_rows(out, i * N + j, N, a, i * lda + k0, lda, bp, boff, kc, add)
+                        else:
+                            micro(out, i * N + j, N, ap, aoff, bp, boff, kc, add)
                         continue
-                    micro(tmp, 0, NR, ap, aoff, bp, boff, kc, False)
+                    if i < packed:
+                        micro_rows(tmp, 0, NR, a, i * lda + k0, lda, bp, boff, kc, False)
+                    else:
+                        micro(tmp, 0, NR, ap, aoff, bp, boff, kc, False)
                     mr = min(MR, i1 - i)
                     for c in range(cols if swap else 0):
                         ocol = out[j + c, i:i + mr]

@@ -19,15 +19,12 @@ NV = 2  # micro-tile width in 64-byte vectors: NR = 32 float32 or 16 float64 col
 KC = 256  # depth of a packed block: a KC x NR panel of b stays in L1
 
 
-@intrinsic
-def micro(typingctx, c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
-    """c[c_off + r*ldc + j] (+)= sum_k ap[a_off + k*MR + r] * bp[b_off + k*NR + j]
-    for r < MR, j < NR, k < kc (kc >= 1); ``+=`` when ``add``. Emitted as LLVM IR
-    so the MR*NV accumulator vectors live in registers (zmm FMAs with broadcast A)."""
-    sig = types.void(c, c_off, ldc, ap, a_off, bp, b_off, kc, add)
-
+def _micro_codegen(a_scalar):
+    """The codegen of a micro-kernel whose A element (r, k) is at ``a_scalar(builder,
+    base, k, r)`` (base: the A operand's data pointer plus its offset, k: the loop's i64
+    counter)."""
     def codegen(context, builder, signature, args):
-        c, c_off, ldc, ap, a_off, bp, b_off, kc, add = args
+        c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add = args
         fty = context.get_value_type(signature.args[0].dtype)
         size = context.get_abi_sizeof(fty)
         W = 64 // size
@@ -44,8 +41,9 @@ def micro(typingctx, c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
             return builder.bitcast(p, vty.as_pointer())
 
         cb = ptr(c, signature.args[0], c_off)
-        ab = ptr(ap, signature.args[3], a_off)
-        bb = ptr(bp, signature.args[5], b_off)
+        ab = ptr(a, signature.args[3], a_off)
+        bb = ptr(bp, signature.args[6], b_off)
+        rows = [builder.mul(lda, ir.Constant(i64, r)) for r in range(MR)]
         entry = builder.basic_block
         loop = builder.append_basic_block("micro.loop")
         done = builder.append_basic_block("micro.done")
@@ -56,11 +54,10 @@ def micro(typingctx, c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
         kb = builder.mul(k, ir.Constant(i64, NV * W))
         bv = [builder.load(vec(bb, builder.add(kb, ir.Constant(i64, v * W))), align=size)
               for v in range(NV)]
-        ka = builder.mul(k, ir.Constant(i64, MR))
         lanes = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
         new = []
         for r in range(MR):
-            s = builder.load(builder.gep(ab, [builder.add(ka, ir.Constant(i64, r))], inbounds=True))
+            s = builder.load(builder.gep(ab, [a_scalar(builder, k, r, rows[r])], inbounds=True))
             s = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
             s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), lanes)
             new += [builder.call(fma, [s, bv[v], accs[r * NV + v]]) for v in range(NV)]
@@ -81,7 +78,42 @@ def micro(typingctx, c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
                 builder.store(value, p, align=size)
         return context.get_dummy_value()
 
+    return codegen
+
+
+def _packed_a(builder, k, r, row):
+    i64 = ir.IntType(64)
+    return builder.add(builder.mul(k, ir.Constant(i64, MR)), ir.Constant(i64, r))
+
+
+def _row_major_a(builder, k, r, row):
+    return builder.add(row, k)
+
+
+@intrinsic
+def micro(typingctx, c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
+    """c[c_off + r*ldc + j] (+)= sum_k ap[a_off + k*MR + r] * bp[b_off + k*NR + j]
+    for r < MR, j < NR, k < kc (kc >= 1); ``+=`` when ``add``. Emitted as LLVM IR
+    so the MR*NV accumulator vectors live in registers (zmm FMAs with broadcast A)."""
+    sig = types.void(c, c_off, ldc, ap, a_off, bp, b_off, kc, add)
+    body = _micro_codegen(_packed_a)
+
+    def codegen(context, builder, signature, args):
+        c, c_off, ldc, ap, a_off, bp, b_off, kc, add = args
+        full = types.void(*signature.args[:5], types.int64, *signature.args[5:])
+        return body(context, builder, full, (c, c_off, ldc, ap, a_off, ir.Constant(ir.IntType(64), 0), bp, b_off,
+                                             kc, add))
+
     return sig, codegen
+
+
+@intrinsic
+def micro_rows(typingctx, c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add):
+    """``micro`` with A unpacked, row-major: element (r, k) at a's data[a_off + r*lda + k]
+    (a: any array whose data holds the rows, columns unit-stride). The same sums in the
+    same order as ``micro`` on the packed rows, without packing them (cheaper when
+    the rows meet few panels of B)."""
+    return types.void(c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add), _micro_codegen(_row_major_a)
 
 
 @serial_kernel
