@@ -27,7 +27,7 @@ from llvmlite import ir
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
-from ._jit import FASTMATH, kernel, serial_kernel
+from ._jit import FASTMATH, SERIAL_BELOW, kernel, serial_kernel
 from .microkernel import MR, micro, pack_a
 
 BQ = 64  # queries per block (a multiple of MR)
@@ -113,7 +113,12 @@ def pack_heads(dst, x, layout, NR, rows_pad):
 
     A_ROWS: dst[p*MR*D + d*MR + r] = x[p*MR + r, d]
     B_COLS: dst[p*NR*D + d*NR + j] = x[p*NR + j, d]
-    B_ROWS: dst[q*rows_pad*NR + i*NR + j] = x[i, q*NR + j] (zero past D)"""
+    B_ROWS: dst[q*rows_pad*NR + i*NR + j] = x[i, q*NR + j] (zero past D)
+    Small inputs (under ``SERIAL_BELOW`` elements) on the calling thread."""
+    if x.size < SERIAL_BELOW:
+        for bh in range(x.shape[0]):
+            _pack_head(dst[bh], x[bh], layout, NR, rows_pad)
+        return
     for bh in prange(x.shape[0]):
         _pack_head(dst[bh], x[bh], layout, NR, rows_pad)
 
