@@ -41,6 +41,15 @@ def test_encoder_layer_step_equals_eager(norm_first, batch_first, activation, bi
     _check(model, x, ["EncoderLayerStep", "EncoderLayerStep"])
 
 
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_encoder_layer_step_at_a_size_that_packs_heads_in_parallel(batch_first):
+    fastnn.manual_seed(9)
+    model = nn.Sequential(nn.TransformerEncoderLayer(64, 4, 96, batch_first=batch_first))
+    # 16 x 4 heads x 130 positions x 16: each of q, k, v over SERIAL_BELOW elements
+    x = fastnn.randn(16, 130, 64) if batch_first else fastnn.randn(130, 16, 64)
+    _check(model, x, ["EncoderLayerStep"])
+
+
 def test_encoder_stack_in_float64_and_without_layer_norm_parameters():
     fastnn.manual_seed(4)
     layer = nn.TransformerEncoderLayer(16, 2, 24, batch_first=True, dtype=np.float64)

@@ -3,13 +3,14 @@ layer's eval forward as direct kernel calls into arrays the plan owns.
 
 Eagerly, that forward is some twenty operations, each checking its arguments and
 allocating its result: at batch 1 the checks cost about as much as the arithmetic.
-The step runs the same kernels in the same order with the same arguments (so its
-result is bitwise the eager one): the in-projection, the heads copied out of it and
-packed, the fused attention, the heads merged, the out-projection, the residual add
-with LayerNorm, the feed-forward block (its activation in linear1's epilogue) and the
-second add-and-norm; pre-norm layers in their order. The products use the plan's
-packed weights (``packs``). The scratch arrays are shared by every encoder step of
-one configuration (steps run one at a time); only the result is the step's own.
+The step runs the same kernels in the same order (so its result is bitwise the
+eager one): the in-projection, the heads packed straight from it (eagerly they are
+copied out first), the fused attention, the heads merged, the out-projection, the
+residual add with LayerNorm, the feed-forward block (its activation in linear1's
+epilogue) and the second add-and-norm; pre-norm layers in their order. The products
+use the plan's packed weights (``packs``). The scratch arrays are shared by every
+encoder step of one configuration (steps run one at a time); only the result is
+the step's own.
 """
 import math
 
@@ -66,7 +67,6 @@ class _Scratch:
         self.Lp = -(-L // attn_k.BQ) * attn_k.BQ
         self.Sp = -(-L // attn_k.BK) * attn_k.BK
         self.qkv = np.empty((M, 3 * E), dt)
-        self.heads = [np.empty((BH, L, Dh), dt) for _ in range(3)]  # q, k, v
         self.ka = np.empty((BH, pack_size(attn_k.A_ROWS, L, Dh, self.NR, L)), dt)
         self.qc = np.empty((BH, pack_size(attn_k.B_COLS, L, Dh, self.NR, self.Lp)), dt)
         self.vr = np.empty((BH, pack_size(attn_k.B_ROWS, L, Dh, self.NR, self.Sp)), dt)
@@ -115,12 +115,10 @@ class EncoderLayerStep(_Buffered):
         """s.merged = the attention of ``rows`` (M, E), out-projection not included."""
         s = self.s
         product_into(s.qkv, rows, self.w_in, self.b_in)
-        for head, part in zip(s.heads, self.split):
-            np.copyto(head.reshape(part.shape), part)
-        q3, k3, v3 = s.heads
-        attn_k.pack_heads(s.ka, k3, attn_k.A_ROWS, s.NR, self.L)
-        attn_k.pack_heads(s.qc, q3, attn_k.B_COLS, s.NR, s.Lp)
-        attn_k.pack_heads(s.vr, v3, attn_k.B_ROWS, s.NR, s.Sp)
+        q4, k4, v4 = self.split  # the heads, packed straight from the in-projection
+        attn_k.pack_split_heads(s.ka, k4, attn_k.A_ROWS, s.NR, self.L)
+        attn_k.pack_split_heads(s.qc, q4, attn_k.B_COLS, s.NR, s.Lp)
+        attn_k.pack_split_heads(s.vr, v4, attn_k.B_ROWS, s.NR, s.Sp)
         attn_k.attention_forward(s.att, s.lse, s.ka, s.qc, s.vr, *self.attn_args)
         np.copyto(*self.merge)
         product_into(s.y, s.merged, self.w_out, None)

@@ -123,6 +123,21 @@ def pack_heads(dst, x, layout, NR, rows_pad):
         _pack_head(dst[bh], x[bh], layout, NR, rows_pad)
 
 
+@kernel
+def pack_split_heads(dst, x, layout, NR, rows_pad):
+    """``pack_heads`` of the heads of x (N, H, R, D), any strides: dst[n*H + h] = x[n, h]
+    packed (the heads of an in-projection (N, R, 3, H, D), say, without copying them
+    out first). Small inputs on the calling thread."""
+    N, H = x.shape[0], x.shape[1]
+    if x.size < SERIAL_BELOW:
+        for bh in range(N * H):
+            _pack_head(dst[bh], x[bh // H, bh % H], layout, NR, rows_pad)
+        return
+    for u in prange(N * H):
+        bh = np.int64(u)
+        _pack_head(dst[bh], x[bh // H, bh % H], layout, NR, rows_pad)
+
+
 # ---------------------------------------------------------------- forward
 @serial_kernel
 def _scores(s, a, a_off, bcols, j0, rows, bk, D, NR, tri):
