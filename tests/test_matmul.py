@@ -79,6 +79,30 @@ def test_unpacked_rows_give_the_packed_bits(dtype):
         _check(narrow, _reference(a, b[:, :3 * NR + 5], False, False), a, b[:, :3 * NR + 5], False, False, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_products_with_their_epilogue_give_matmul_bits(dtype):
+    # gemm_packed = matmul, then bias_activation_forward, bit for bit: serial and
+    # parallel, several column blocks and K groups (the epilogue after the last)
+    from fastnn.kernels import activations as act
+    from fastnn.kernels import matmul_packed as packed
+    rng = np.random.default_rng(3)
+    ap, tmp = packed.workspace(dtype)
+    cases = [(2048, 384, 128, act.RELU, True), (64, 128, 512, act.GELU, True), (40, 2100, 1500, act.RELU, True),
+             (9, 40, 64, act.IDENTITY, True), (300, 70, 96, act.IDENTITY, False), (77, 300, 33, act.LEAKY_RELU, False)]
+    for M, N, K, kind, has_bias in cases:
+        a, w = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
+        bias = rng.standard_normal(N).astype(dtype) if has_bias else w[0]
+        want = np.empty((M, N), dtype)
+        mm.matmul(want, a, w, trans_b=True)
+        if has_bias or kind != act.IDENTITY:
+            act.bias_activation_forward(want, bias, kind, 0.1, has_bias)
+        assert packed.packs(M, N, K, dtype)
+        got = np.empty((M, N), dtype)
+        packed.gemm_packed(got, a, packed.pack_weight(w, M), ap, tmp, numba.get_num_threads(), bias, kind, 0.1,
+                           has_bias)
+        assert np.array_equal(got, want), (M, N, K)
+
+
 def test_k_zero():
     a = np.empty((4, 0), np.float32)
     b = np.empty((0, 6), np.float32)

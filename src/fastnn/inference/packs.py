@@ -24,10 +24,11 @@ class PackedWeights:
         self.packed = {}  # id(weight) -> packed weight.T
         self.workspaces = {}  # dtype -> (room for rows of x per thread, edge tiles)
 
-    def linear(self, out2, x2, weight):
-        """out2 (M, N) = x2 (M, K) @ weight.T from the packed weight and True, or False
-        (nothing written) when the product is not one to pack: a weight not of the
-        model, or a product small enough that ``matmul`` runs it unpacked."""
+    def linear(self, out2, x2, weight, b, act_kind, act_slope):
+        """out2 (M, N) = act(x2 (M, K) @ weight.T + b) from the packed weight and True
+        (b: (N,) or None), or False (nothing written) when the product is not one to
+        pack: a weight not of the model, or a product small enough that ``matmul`` runs
+        it unpacked."""
         w = weight.data
         M, (N, K) = x2.shape[0], w.shape
         key = id(weight)
@@ -39,5 +40,6 @@ class PackedWeights:
         ws = self.workspaces.get(w.dtype)
         if ws is None:
             ws = self.workspaces[w.dtype] = packed_k.workspace(w.dtype)
-        packed_k.gemm_packed(out2, x2, bp, ws[0], ws[1], get_threads())
+        packed_k.gemm_packed(out2, x2, bp, ws[0], ws[1], get_threads(), w[0] if b is None else b, act_kind,
+                             float(act_slope), b is not None)
         return True

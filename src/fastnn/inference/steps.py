@@ -167,10 +167,8 @@ class LayerStep(_Buffered):
         linear_into(self.out2, xd.reshape(self.in_shape2), self.w, self.b, self.kind, self.slope)
 
     def _linear_packed(self, xd):
-        out2 = self.out2
-        packed_k.gemm_packed(out2, xd.reshape(self.in_shape2), self.packed, self.ap, self.tmp, get_threads())
-        if self.has_bias or self.kind != act_k.IDENTITY:
-            act_k.bias_activation_forward(out2, self.bias, self.kind, self.slope, self.has_bias)
+        packed_k.gemm_packed(self.out2, xd.reshape(self.in_shape2), self.packed, self.ap, self.tmp, get_threads(),
+                             self.bias, self.kind, self.slope, self.has_bias)
 
     def _conv1d(self, xd):
         conv1d_k.conv1d_forward(self.out, xd, self.w, self.b, self.geom, self.kind, self.slope)

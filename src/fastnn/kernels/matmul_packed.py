@@ -13,6 +13,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel, serial_kernel
+from .activations import IDENTITY, bias_activation_row
 from .matmul import DIRECT_FLOPS, NC, SERIAL_FLOPS, _pack_b, _plan, _tiles, column_tiles
 from .microkernel import KC, MR, NV
 
@@ -66,15 +67,33 @@ def _pack_all(bp, w, out, a):
             off += size
 
 
+@serial_kernel
+def _epilogue(out, bias, kind, slope, has_bias, t0, t1, mc, per, npan, j0, ncols, NR):
+    # act(out + bias) on the part of out that tiles t0..t1 of a column block cover
+    # (as ``_tiles`` numbers them), while it is still in this thread's cache
+    M = out.shape[0]
+    ntn = (npan + per - 1) // per
+    for t in range(t0, t1):
+        i0 = t // ntn * mc
+        ja = j0 + t % ntn * per * NR
+        jb = min(j0 + ncols, ja + per * NR)
+        for i in range(i0, min(i0 + mc, M)):
+            bias_activation_row(out[i, ja:jb], bias[ja:jb] if has_bias else bias, kind, slope, has_bias)
+
+
 @kernel
-def gemm_packed(out, a, bp, ap, tmp, threads):
-    """out (M, N) = a (M, K) @ w.T with w packed by :func:`pack_weight` in ``bp``;
-    ``ap``/``tmp`` from :func:`workspace`. ``threads``: numba's thread count."""
+def gemm_packed(out, a, bp, ap, tmp, threads, bias, kind, slope, has_bias):
+    """out (M, N) = act(a (M, K) @ w.T + bias) with w packed by :func:`pack_weight` in
+    ``bp``; ``ap``/``tmp`` from :func:`workspace`; bias (N,) (read only when
+    ``has_bias``), kind and slope as in ``activations`` (the epilogue runs on each
+    thread's tiles as they are finished, the arithmetic of ``bias_activation_forward``).
+    ``threads``: numba's thread count."""
     M, N = out.shape
     K = a.shape[1]
     threads = min(threads, ap.shape[0])
     if M * N * K < SERIAL_FLOPS:
         threads = 1
+    epilogue = has_bias or kind != IDENTITY
     _, _, _, _, _, R, Q, K, NR, kcb, kg, mc, ntm = _plan(out, a, out, False, True, threads)
     off = 0
     for j0 in range(0, Q, NC):
@@ -85,9 +104,14 @@ def gemm_packed(out, a, bp, ap, tmp, threads):
             size = (g1 - g0) * npan * NR
             seg = bp[off:off + size]
             off += size
+            last = epilogue and g1 == K
             if threads == 1:
                 _tiles(out, a, seg, ap[0], tmp[0], False, False, False, 0, ntiles, mc, per, g0, g1, j0, ncols, kcb, NR)
+                if last:
+                    _epilogue(out, bias, kind, slope, has_bias, 0, ntiles, mc, per, npan, j0, ncols, NR)
                 continue
             for c in prange(threads):
-                _tiles(out, a, seg, ap[c], tmp[c], False, False, False, c * ntiles // threads,
-                       (c + 1) * ntiles // threads, mc, per, g0, g1, j0, ncols, kcb, NR)
+                t0, t1 = c * ntiles // threads, (c + 1) * ntiles // threads
+                _tiles(out, a, seg, ap[c], tmp[c], False, False, False, t0, t1, mc, per, g0, g1, j0, ncols, kcb, NR)
+                if last:
+                    _epilogue(out, bias, kind, slope, has_bias, t0, t1, mc, per, npan, j0, ncols, NR)

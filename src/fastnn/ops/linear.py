@@ -73,10 +73,8 @@ def product_into(out2, x2, weight, b, act_kind=act_k.IDENTITY, act_slope=0.0):
     """``linear_into`` with the weight Tensor ``weight``: while an inference plan runs,
     from the plan's packed copy of it (``fastnn.inference.packs``; the same bits)."""
     packs = plan_state.packs
-    if packs is None or not packs.linear(out2, x2, weight):
+    if packs is None or not packs.linear(out2, x2, weight, b, act_kind, act_slope):
         linear_into(out2, x2, weight.data, b, act_kind, act_slope)
-    elif b is not None or act_kind != act_k.IDENTITY:
-        act_k.bias_activation_forward(out2, weight.data[0] if b is None else b, act_kind, act_slope, b is not None)
 
 
 def linear(x, weight, bias=None, act_kind=act_k.IDENTITY, act_slope=0.0):
