@@ -16,13 +16,13 @@ import math
 
 import numpy as np
 
-from ..kernels import activations as act_k
 from ..kernels import attention as attn_k
 from ..kernels import layer_norm as ln_k
 from ..kernels.elementwise import add as add_kernel
+from ..kernels.matmul_packed import panel_width
 from ..nn.norm_extra import LayerNorm
 from ..nn.transformer import _EPILOGUE
-from ..ops.attention import pack_size
+from ..ops.attention import _kernel_mask, pack_size
 from ..ops.layer_norm import _flat
 from ..ops.linear import product_into
 from ..ops.norm import unused
@@ -63,7 +63,7 @@ class _Scratch:
 
     def __init__(self, N, L, E, H, F, dt):
         M, BH, Dh = N * L, N * H, E // H
-        self.NR = 32 if dt == np.float32 else 16
+        self.NR = panel_width(dt)
         self.Lp = -(-L // attn_k.BQ) * attn_k.BQ
         self.Sp = -(-L // attn_k.BK) * attn_k.BK
         self.qkv = np.empty((M, 3 * E), dt)
@@ -107,8 +107,8 @@ class EncoderLayerStep(_Buffered):
         else:
             self.split = s.qkv.reshape(L, N, 3, H, Dh).transpose(2, 1, 3, 0, 4)
             self.merge = (s.merged.reshape(L, N, H, Dh), s.att.reshape(N, H, L, Dh).transpose(2, 0, 1, 3))
-        self.attn_args = (np.zeros((1, 1, 1), dt), np.zeros(N * H, np.int64), 1, False, dt.type(1.0 / math.sqrt(Dh)),
-                          False, L, Dh, s.NR, s.Sp)
+        masks, index, rows, has_mask = _kernel_mask(None, (N, H), L, L, dt)  # no mask, as eagerly
+        self.attn_args = (masks, index, rows, has_mask, dt.type(1.0 / math.sqrt(Dh)), False, L, Dh, s.NR, s.Sp)
         self.L = L
 
     def _attention(self, rows):
@@ -116,9 +116,9 @@ class EncoderLayerStep(_Buffered):
         s = self.s
         product_into(s.qkv, rows, self.w_in, self.b_in)
         q4, k4, v4 = self.split  # the heads, packed straight from the in-projection
-        attn_k.pack_split_heads(s.ka, k4, attn_k.A_ROWS, s.NR, self.L)
-        attn_k.pack_split_heads(s.qc, q4, attn_k.B_COLS, s.NR, s.Lp)
-        attn_k.pack_split_heads(s.vr, v4, attn_k.B_ROWS, s.NR, s.Sp)
+        attn_k.pack_heads(s.ka, k4, attn_k.A_ROWS, s.NR, self.L)
+        attn_k.pack_heads(s.qc, q4, attn_k.B_COLS, s.NR, s.Lp)
+        attn_k.pack_heads(s.vr, v4, attn_k.B_ROWS, s.NR, s.Sp)
         attn_k.attention_forward(s.att, s.lse, s.ka, s.qc, s.vr, *self.attn_args)
         np.copyto(*self.merge)
         product_into(s.y, s.merged, self.w_out, None)

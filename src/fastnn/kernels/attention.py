@@ -108,26 +108,16 @@ def _pack_head(out, src, layout, NR, rows_pad):
 
 @kernel
 def pack_heads(dst, x, layout, NR, rows_pad):
-    """dst[bh] = x[bh] (rows, D) packed in ``layout`` (overwrites dst); rows padded
-    with zeros to ``rows_pad`` (B_COLS, B_ROWS) or to MR (A_ROWS). Parallel over bh.
+    """dst[n*H + h] = x[n, h] (rows, D) packed in ``layout`` (overwrites dst); x is
+    (N, H, rows, D) with any strides (the heads of an in-projection (N, rows, 3, H, D),
+    say, packed without copying them out first; contiguous (BH, rows, D) heads as
+    ``x[None]``); rows padded with zeros to ``rows_pad`` (B_COLS, B_ROWS) or to MR
+    (A_ROWS). Parallel over heads; small inputs (under ``SERIAL_BELOW`` elements) on
+    the calling thread.
 
     A_ROWS: dst[p*MR*D + d*MR + r] = x[p*MR + r, d]
     B_COLS: dst[p*NR*D + d*NR + j] = x[p*NR + j, d]
-    B_ROWS: dst[q*rows_pad*NR + i*NR + j] = x[i, q*NR + j] (zero past D)
-    Small inputs (under ``SERIAL_BELOW`` elements) on the calling thread."""
-    if x.size < SERIAL_BELOW:
-        for bh in range(x.shape[0]):
-            _pack_head(dst[bh], x[bh], layout, NR, rows_pad)
-        return
-    for bh in prange(x.shape[0]):
-        _pack_head(dst[bh], x[bh], layout, NR, rows_pad)
-
-
-@kernel
-def pack_split_heads(dst, x, layout, NR, rows_pad):
-    """``pack_heads`` of the heads of x (N, H, R, D), any strides: dst[n*H + h] = x[n, h]
-    packed (the heads of an in-projection (N, R, 3, H, D), say, without copying them
-    out first). Small inputs on the calling thread."""
+    B_ROWS: dst[q*rows_pad*NR + i*NR + j] = x[i, q*NR + j] (zero past D)"""
     N, H = x.shape[0], x.shape[1]
     if x.size < SERIAL_BELOW:
         for bh in range(N * H):
