@@ -31,6 +31,8 @@ def _fma_loop():
     from numba.core import cgutils
     from numba.extending import intrinsic
 
+    from fastnn.kernels.microkernel import accumulator_loop
+
     @intrinsic
     def fma_block(typingctx, out, n):
         def codegen(context, builder, signature, args):
@@ -40,21 +42,8 @@ def _fma_loop():
             data = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=out).data
             x = builder.load(builder.bitcast(data, vty.as_pointer()), align=4)
             y = builder.load(builder.bitcast(builder.gep(data, [ir.Constant(i64, 16)]), vty.as_pointer()), align=4)
-            entry = builder.basic_block
-            loop, done = builder.append_basic_block("loop"), builder.append_basic_block("done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            k = builder.phi(i64)
-            accs = [builder.phi(vty) for _ in range(ACCUMULATORS)]
-            new = [builder.call(fma, [x, y, a]) for a in accs]
-            k1 = builder.add(k, ir.Constant(i64, 1))
-            builder.cbranch(builder.icmp_signed("<", k1, n), loop, done)
-            k.add_incoming(ir.Constant(i64, 0), entry)
-            k.add_incoming(k1, loop)
-            for acc, value in zip(accs, new):
-                acc.add_incoming(ir.Constant(vty, None), entry)
-                acc.add_incoming(value, loop)
-            builder.position_at_end(done)
+            new = accumulator_loop(builder, n, vty, ACCUMULATORS,
+                                   lambda k, accs: [builder.call(fma, [x, y, a]) for a in accs])
             total = new[0]
             for value in new[1:]:
                 total = builder.fadd(total, value)

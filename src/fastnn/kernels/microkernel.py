@@ -19,6 +19,32 @@ NV = 2  # micro-tile width in 64-byte vectors: NR = 32 float32 or 16 float64 col
 KC = 256  # depth of a packed block: a KC x NR panel of b stays in L1
 
 
+def accumulator_loop(builder, count, vty, n, step):
+    """Emit ``for k in range(count)`` (count: i64, at least 1) carrying ``n`` vectors of
+    type ``vty``, zero at the start; ``step(k, accumulators)`` emits one iteration's body
+    and returns the new accumulators. Returns their values after the loop, with the
+    builder placed after it. (The register-resident FMA loop of the micro-kernels, and
+    of ``bench/peak_flops.py``.)"""
+    i64 = ir.IntType(64)
+    entry = builder.basic_block
+    loop = builder.append_basic_block("acc.loop")
+    done = builder.append_basic_block("acc.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    k = builder.phi(i64)
+    accs = [builder.phi(vty) for _ in range(n)]
+    new = step(k, accs)
+    k1 = builder.add(k, ir.Constant(i64, 1))
+    builder.cbranch(builder.icmp_signed("<", k1, count), loop, done)
+    k.add_incoming(ir.Constant(i64, 0), entry)
+    k.add_incoming(k1, builder.basic_block)
+    for acc, value in zip(accs, new):
+        acc.add_incoming(ir.Constant(vty, None), entry)
+        acc.add_incoming(value, builder.basic_block)
+    builder.position_at_end(done)
+    return new
+
+
 def _micro_codegen(a_scalar):
     """The codegen of a micro-kernel whose A element (r, k) is at ``a_scalar(builder,
     base, k, r)`` (base: the A operand's data pointer plus its offset, k: the loop's i64
@@ -44,31 +70,21 @@ def _micro_codegen(a_scalar):
         ab = ptr(a, signature.args[3], a_off)
         bb = ptr(bp, signature.args[6], b_off)
         rows = [builder.mul(lda, ir.Constant(i64, r)) for r in range(MR)]
-        entry = builder.basic_block
-        loop = builder.append_basic_block("micro.loop")
-        done = builder.append_basic_block("micro.done")
-        builder.branch(loop)
-        builder.position_at_end(loop)
-        k = builder.phi(i64)
-        accs = [builder.phi(vty) for _ in range(MR * NV)]
-        kb = builder.mul(k, ir.Constant(i64, NV * W))
-        bv = [builder.load(vec(bb, builder.add(kb, ir.Constant(i64, v * W))), align=size)
-              for v in range(NV)]
         lanes = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
-        new = []
-        for r in range(MR):
-            s = builder.load(builder.gep(ab, [a_scalar(builder, k, r, rows[r])], inbounds=True))
-            s = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
-            s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), lanes)
-            new += [builder.call(fma, [s, bv[v], accs[r * NV + v]]) for v in range(NV)]
-        k1 = builder.add(k, ir.Constant(i64, 1))
-        builder.cbranch(builder.icmp_signed("<", k1, kc), loop, done)
-        k.add_incoming(ir.Constant(i64, 0), entry)
-        k.add_incoming(k1, loop)
-        for acc, value in zip(accs, new):
-            acc.add_incoming(ir.Constant(vty, None), entry)
-            acc.add_incoming(value, loop)
-        builder.position_at_end(done)
+
+        def step(k, accs):
+            kb = builder.mul(k, ir.Constant(i64, NV * W))
+            bv = [builder.load(vec(bb, builder.add(kb, ir.Constant(i64, v * W))), align=size)
+                  for v in range(NV)]
+            new = []
+            for r in range(MR):
+                s = builder.load(builder.gep(ab, [a_scalar(builder, k, r, rows[r])], inbounds=True))
+                s = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
+                s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), lanes)
+                new += [builder.call(fma, [s, bv[v], accs[r * NV + v]]) for v in range(NV)]
+            return new
+
+        new = accumulator_loop(builder, kc, vty, MR * NV, step)
         add = builder.icmp_unsigned("!=", add, ir.Constant(add.type, 0))
         for r in range(MR):
             for v in range(NV):
