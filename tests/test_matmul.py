@@ -152,3 +152,23 @@ def test_thread_count_independent(dtype, trans_a, trans_b):
             _check(results[1], _reference(a, b, trans_a, trans_b) + init, a, b, trans_a, trans_b, dtype)
     finally:
         numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposing_copy_matches_element_by_element(dtype):
+    # copy8 (the packing under every product): whole 8-row groups of unit-stride rows
+    # go 8 x 8 blocks at a time through vector shuffles, the tails and other layouts
+    # element by element; dst[k*ld + r] = src[r, k] and nothing else written
+    from fastnn.kernels.microkernel import copy8
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((12, 300)).astype(dtype)
+    for rows in (8, 7, 1):
+        for kc in (1, 7, 8, 9, 16, 37, 128, 259):
+            for src in (base[1:1 + rows, 3:3 + kc], base[::-1][:rows, :kc], base[:, ::-1][:rows, :kc]):
+                for ld in (8, 11, 32):
+                    dst = np.full(kc * ld + 16, -7, dtype)
+                    copy8(dst, ld, src, rows, kc)
+                    want = np.full_like(dst, -7)
+                    for k in range(kc):
+                        want[k * ld:k * ld + rows] = src[:, k]
+                    assert np.array_equal(dst, want), (rows, kc, ld, src.strides)

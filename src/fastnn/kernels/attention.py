@@ -28,7 +28,7 @@ from numba import prange, types
 from numba.extending import intrinsic, overload
 
 from ._jit import FASTMATH, SERIAL_BELOW, kernel, serial_kernel
-from .microkernel import MR, micro, pack_a
+from .microkernel import MR, copy8, micro, pack_a
 
 BQ = 64  # queries per block (a multiple of MR)
 BK = 64  # keys per block (a multiple of NR: 32 float32, 16 float64)
@@ -89,10 +89,8 @@ def _pack_head(out, src, layout, NR, rows_pad):
         pack_a(out, src, _PLAIN, _ZERO, R, _ZERO, D)
     elif layout == B_COLS:
         out[R // NR * NR * D:] = 0  # the last, partial panel
-        for i in range(R):
-            base = i // NR * NR * D + i % NR
-            for d in range(D):
-                out[base + d * NR] = src[i, d]
+        for i in range(0, R, 8):  # 8 rows at a time (NR is a multiple of 8)
+            copy8(out[i // NR * NR * D + i % NR:], NR, src[i:i + 8], min(8, R - i), D)
     else:
         npan = (D + NR - 1) // NR
         if D % NR:  # the last panel's columns past D

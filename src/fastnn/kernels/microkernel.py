@@ -132,11 +132,60 @@ def micro_rows(typingctx, c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add):
     return types.void(c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add), _micro_codegen(_row_major_a)
 
 
+# the three rounds of an 8 x 8 transpose as two-vector shuffles (the unpack, pair and
+# half-swap steps of the usual AVX transpose): round one pairs rows (0, 1), (2, 3) ...
+_UNPACK = ((0, 8, 1, 9, 4, 12, 5, 13), (2, 10, 3, 11, 6, 14, 7, 15))
+_PAIR = ((0, 1, 8, 9, 4, 5, 12, 13), (2, 3, 10, 11, 6, 7, 14, 15))
+_HALF = ((0, 1, 2, 3, 8, 9, 10, 11), (4, 5, 6, 7, 12, 13, 14, 15))
+_COLUMN = (0, 2, 1, 3, 4, 6, 5, 7)  # the column that each vector holds after them
+
+
+@intrinsic
+def transpose8(typingctx, dst, d_off, ld, src, s_off, lds):
+    """dst.data[d_off + k*ld + r] = src.data[s_off + r*lds + k] for r, k < 8: eight
+    rows of eight in vector registers, transposed by shuffles, stored as eight
+    vectors (the caller keeps every index in range; no bounds checks)."""
+    sig = types.void(dst, d_off, ld, src, s_off, lds)
+
+    def codegen(context, builder, signature, args):
+        d, d_off, ld, a, s_off, lds = args
+        fty = context.get_value_type(signature.args[0].dtype)
+        size = context.get_abi_sizeof(fty)
+        vty, i64, i32 = ir.VectorType(fty, 8), ir.IntType(64), ir.IntType(32)
+
+        def at(arr, aty, off):
+            data = cgutils.create_struct_proxy(aty)(context, builder, value=arr).data
+            return builder.bitcast(builder.gep(data, [off], inbounds=True), vty.as_pointer())
+
+        rows = [builder.load(at(a, signature.args[3], builder.add(s_off, builder.mul(lds, ir.Constant(i64, r)))),
+                             align=size) for r in range(8)]
+        for masks, stride in ((_UNPACK, 1), (_PAIR, 2), (_HALF, 4)):
+            nxt = [None] * 8
+            for g in range(0, 8, 2 * stride):
+                for j in range(g, g + stride):  # pairs (j, j + stride) -> positions j, j + stride
+                    x, y = rows[j], rows[j + stride]
+                    lo, hi = (builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(i32, 8), list(m))) for m in masks)
+                    nxt[j], nxt[j + stride] = lo, hi
+            rows = nxt
+        for j, v in enumerate(rows):
+            k = _COLUMN[j]
+            builder.store(v, at(d, signature.args[0], builder.add(d_off, builder.mul(ld, ir.Constant(i64, k)))),
+                          align=size)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @serial_kernel
 def copy8(dst, ld, src, rows, kc):
-    # dst[k*ld + r] = src[r, k] for r < rows <= 8, k < kc: a transposing copy, with
-    # whole 8-row groups unrolled (faster than strided or scattered vector stores).
-    for k in range(kc if rows == 8 else 0):
+    # dst[k*ld + r] = src[r, k] for r < rows <= 8, k < kc: a transposing copy. Whole
+    # 8-row groups of unit-stride rows go 8 x 8 blocks at a time through vector
+    # shuffles (``transpose8``); the rest element by element.
+    k8 = kc // 8 * 8 if rows == 8 and src.strides[1] == src.itemsize else 0
+    lds = src.strides[0] // src.itemsize
+    for k in range(0, k8, 8):
+        transpose8(dst, k * ld, ld, src, k, lds)
+    for k in range(k8, kc if rows == 8 else 0):
         d = dst[k * ld:k * ld + 8]
         d[0], d[1], d[2], d[3] = src[0, k], src[1, k], src[2, k], src[3, k]
         d[4], d[5], d[6], d[7] = src[4, k], src[5, k], src[6, k], src[7, k]
