@@ -5,12 +5,12 @@ Eagerly, that forward is some twenty operations, each checking its arguments and
 allocating its result: at batch 1 the checks cost about as much as the arithmetic.
 The step runs the same kernels in the same order (so its result is bitwise the
 eager one): the in-projection, the heads packed straight from it (eagerly they are
-copied out first), the fused attention, the heads merged, the out-projection, the
-residual add with LayerNorm, the feed-forward block (its activation in linear1's
-epilogue) and the second add-and-norm; pre-norm layers in their order. The products
-use the plan's packed weights (``packs``). The scratch arrays are shared by every
-encoder step of one configuration (steps run one at a time); only the result is
-the step's own.
+copied out first), the fused attention with its heads written straight into merged
+rows (eagerly they are copied there), the out-projection, the residual add with
+LayerNorm, the feed-forward block (its activation in linear1's epilogue) and the
+second add-and-norm; pre-norm layers in their order. The products use the plan's
+packed weights (``packs``). The scratch arrays are shared by every encoder step of
+one configuration (steps run one at a time); only the result is the step's own.
 """
 import math
 
@@ -70,7 +70,6 @@ class _Scratch:
         self.ka = np.empty((BH, pack_size(attn_k.A_ROWS, L, Dh, self.NR, L)), dt)
         self.qc = np.empty((BH, pack_size(attn_k.B_COLS, L, Dh, self.NR, self.Lp)), dt)
         self.vr = np.empty((BH, pack_size(attn_k.B_ROWS, L, Dh, self.NR, self.Sp)), dt)
-        self.att = np.empty((BH, L, Dh), dt)
         self.lse = np.empty((BH, L), dt)
         self.merged, self.y, self.x1, self.hn = (np.empty((M, E), dt) for _ in range(4))
         self.h = np.empty((M, F), dt)
@@ -99,14 +98,15 @@ class EncoderLayerStep(_Buffered):
         self.w2, self.b2 = layer.linear2.weight, _data(layer.linear2.bias)
         self.norm1, self.norm2 = (_norm_args(n, E, dt) for n in (layer.norm1, layer.norm2))
         self.zero = np.zeros(E, dt)  # the y_bias of an add-and-norm without one
-        # the heads as views: qkv (rows, 3E) -> (3, N, H, L, Dh); the attention (N, H, L, Dh) -> rows
+        # the heads as views: qkv (rows, 3E) -> (3, N, H, L, Dh); the attention's rows
+        # (N, H, L, Dh) written straight into merged (rows, E)
         Dh = E // H
         if mha.batch_first:
             self.split = s.qkv.reshape(N, L, 3, H, Dh).transpose(2, 0, 3, 1, 4)
-            self.merge = (s.merged.reshape(N, L, H, Dh), s.att.reshape(N, H, L, Dh).transpose(0, 2, 1, 3))
+            self.heads = s.merged.reshape(N, L, H, Dh).transpose(0, 2, 1, 3)
         else:
             self.split = s.qkv.reshape(L, N, 3, H, Dh).transpose(2, 1, 3, 0, 4)
-            self.merge = (s.merged.reshape(L, N, H, Dh), s.att.reshape(N, H, L, Dh).transpose(2, 0, 1, 3))
+            self.heads = s.merged.reshape(L, N, H, Dh).transpose(1, 2, 0, 3)
         masks, index, rows, has_mask = _kernel_mask(None, (N, H), L, L, dt)  # no mask, as eagerly
         self.attn_args = (masks, index, rows, has_mask, dt.type(1.0 / math.sqrt(Dh)), False, L, Dh, s.NR, s.Sp)
         self.L = L
@@ -119,8 +119,7 @@ class EncoderLayerStep(_Buffered):
         attn_k.pack_heads(s.ka, k4, attn_k.A_ROWS, s.NR, self.L)
         attn_k.pack_heads(s.qc, q4, attn_k.B_COLS, s.NR, s.Lp)
         attn_k.pack_heads(s.vr, v4, attn_k.B_ROWS, s.NR, s.Sp)
-        attn_k.attention_forward(s.att, s.lse, s.ka, s.qc, s.vr, *self.attn_args)
-        np.copyto(*self.merge)
+        attn_k.attention_forward(self.heads, s.lse, s.ka, s.qc, s.vr, *self.attn_args)
         product_into(s.y, s.merged, self.w_out, None)
 
     def compute(self, xd):

@@ -242,8 +242,8 @@ def _online_t(st, m, lsum, alpha, shift, bk):
 def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, u, S, D, NR, Sp):
     # Unit u = (head bh, query block qb): online softmax over the block's keys, with the
     # scores transposed (keys x queries) so that the softmax runs down columns;
-    # writes out[bh, i0:i0+bq] and lse[bh, i0:i0+bq].
-    L, Dv = out.shape[1], out.shape[2]
+    # writes out[n, h, i0:i0+bq] (bh = n*H + h) and lse[bh, i0:i0+bq].
+    H, L, Dv = out.shape[1], out.shape[2], out.shape[3]
     bh, qb = _unit(u, (L + BQ - 1) // BQ)
     Dvp = (Dv + NR - 1) // NR * NR
     i0 = qb * BQ
@@ -269,7 +269,7 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
         _times_rows(o, _ZERO, pp, bq, vrows[bh], j0, bk, Dvp, NR, Sp, TRI_Q if diagonal else NO_TRI)
     for r in range(bq):
         i = i0 + r
-        dest = out[bh, i]
+        dest = out[bh // H, bh % H, i]
         if lsum[r] != 0:  # (a NaN score makes lsum NaN, and the row NaN, as in PyTorch)
             inv = 1 / lsum[r]
             for d in range(Dv):
@@ -282,8 +282,10 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
 
 @kernel
 def attention_forward(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, S, D, NR, Sp):
-    """out (BH, L, Dv) = softmax(q k^T * scale + mask) v and lse (BH, L) its row
-    logsumexp (both overwritten) from the packs ka (A_ROWS of k (BH, S, D)), qcols
+    """out (N, H, L, Dv) = softmax(q k^T * scale + mask) v and lse (BH, L) its row
+    logsumexp (both overwritten; BH = N*H, head bh = n*H + h; out of any strides, so
+    heads can land straight in a merged (N, L, H*Dv) layout; contiguous (BH, L, Dv)
+    results as ``out[None]``) from the packs ka (A_ROWS of k (BH, S, D)), qcols
     (B_COLS of q (BH, L, D), rows padded to a multiple of BQ), vrows (B_ROWS of v, Sp
     rows); maskt: the masks transposed, (Mb, S, Lm). Parallel over (bh, query block),
     ordered so that each thread gets as many short as long causal blocks."""

@@ -168,7 +168,7 @@ def _fused(q, k, v, mask, causal, scale):
     scale = dt.type(scale)
     out3 = np.empty((BH, L, Dv), dt)
     lse = np.empty((BH, L), dt)
-    attn_k.attention_forward(out3, lse, _pack(k3, attn_k.A_ROWS, NR, S), _pack(q3, attn_k.B_COLS, NR, Lp),
+    attn_k.attention_forward(out3[None], lse, _pack(k3, attn_k.A_ROWS, NR, S), _pack(q3, attn_k.B_COLS, NR, Lp),
                              _pack(v3, attn_k.B_ROWS, NR, Sp), np.ascontiguousarray(masks.transpose(0, 2, 1)),
                              index, rows, has_mask, scale, bool(causal), S, D, NR, Sp)
     out = _wrap(out3.reshape(lead + (L, Dv)))
