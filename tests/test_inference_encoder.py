@@ -112,7 +112,7 @@ def test_products_inside_unplanned_layers_use_packed_weights():
     model = _Attend()
     x = fastnn.randn(4, 32, 64)
     plan = _check(model, x, ["LayerStep", "LayerStep"])  # out_proj and out: steps packing their own
-    assert list(plan.packs.packed) == [id(model.mha.in_proj_weight)]  # the in-projection: packed once, reused
+    assert list(plan.packs.packed_weights) == [id(model.mha.in_proj_weight)]  # the in-projection: packed once, reused
     compiled = fastnn.compile(model)
     with fastnn.no_grad():
         model.mha.in_proj_weight.mul_(0.5)  # a weight change: a new plan, packed afresh

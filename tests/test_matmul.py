@@ -103,6 +103,35 @@ def test_packed_products_with_their_epilogue_give_matmul_bits(dtype):
         assert np.array_equal(got, want), (M, N, K)
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_feed_forward_gives_two_packed_products_bits(dtype):
+    # ffn_packed (both products row tile by row tile, one parallel region) = gemm_packed
+    # of x with w1 (its epilogue), then of h with w2, bit for bit: serial and parallel,
+    # a hidden width over several column blocks (NC) and a K over several K groups
+    from fastnn.kernels import activations as act
+    from fastnn.kernels import matmul_packed as packed
+    rng = np.random.default_rng(5)
+    ap, tmp = packed.workspace(dtype)
+    threads = numba.get_num_threads()
+    cases = [(2048, 128, 512, act.RELU, True, False), (200, 32, 64, act.GELU, False, True),
+             (333, 70, 2100, act.RELU, True, True), (64, 1500, 2100, act.IDENTITY, False, False)]
+    for M, E, F, kind, has_b1, has_b2 in cases:
+        x = rng.standard_normal((M, E)).astype(dtype)
+        w1, w2 = rng.standard_normal((F, E)).astype(dtype), rng.standard_normal((E, F)).astype(dtype)
+        b1, b2 = rng.standard_normal(F).astype(dtype), rng.standard_normal(E).astype(dtype)
+        assert packed.packs(M, F, E, dtype) and packed.packs(M, E, F, dtype)
+        bp1, bp2 = packed.pack_weight(w1, M), packed.pack_weight(w2, M)
+        h_want, want = np.empty((M, F), dtype), np.empty((M, E), dtype)
+        packed.gemm_packed(h_want, x, bp1, ap, tmp, threads, b1, kind, 0.0, has_b1)
+        packed.gemm_packed(want, h_want, bp2, ap, tmp, threads, b2, act.IDENTITY, 0.0, has_b2)
+        for t in sorted({1, threads}):
+            h, got = np.empty((M, F), dtype), np.empty((M, E), dtype)
+            fn = packed.ffn_handle(h, x, bp1, ap, tmp, b1, kind, 0.0, has_b1)
+            packed.ffn_packed(got, x, h, bp1, b1, kind, 0.0, has_b1, bp2, b2, has_b2, ap, tmp, t, fn)
+            assert np.array_equal(h, h_want) and np.array_equal(got, want), (M, E, F, t)
+
+
 def test_k_zero():
     a = np.empty((4, 0), np.float32)
     b = np.empty((0, 6), np.float32)

@@ -7,19 +7,21 @@ The step runs the same kernels in the same order (so its result is bitwise the
 eager one): the in-projection, the heads packed straight from it (eagerly they are
 copied out first), the fused attention with its heads written straight into merged
 rows (eagerly they are copied there), the out-projection, the residual add with
-LayerNorm, the feed-forward block (its activation in linear1's epilogue) and the
-second add-and-norm; pre-norm layers in their order. The products use the plan's
-packed weights (``packs``). The scratch arrays are shared by every encoder step of
-one configuration (steps run one at a time); only the result is the step's own.
+LayerNorm, the feed-forward block (its activation in linear1's epilogue, and both
+products in one pass over row tiles) and the second add-and-norm; pre-norm layers
+in their order. The products use the plan's packed weights (``packs``). The scratch
+arrays are shared by every encoder step of one configuration (steps run one at a
+time); only the result is the step's own.
 """
 import math
 
 import numpy as np
 
+from .._planstate import plan_state
 from ..kernels import attention as attn_k
 from ..kernels import layer_norm as ln_k
+from ..kernels import matmul_packed as packed_k
 from ..kernels.elementwise import add as add_kernel
-from ..kernels.matmul_packed import panel_width
 from ..nn.norm_extra import LayerNorm
 from ..nn.transformer import _EPILOGUE
 from ..ops.attention import _kernel_mask, pack_size
@@ -63,7 +65,7 @@ class _Scratch:
 
     def __init__(self, N, L, E, H, F, dt):
         M, BH, Dh = N * L, N * H, E // H
-        self.NR = panel_width(dt)
+        self.NR = packed_k.panel_width(dt)
         self.Lp = -(-L // attn_k.BQ) * attn_k.BQ
         self.Sp = -(-L // attn_k.BK) * attn_k.BK
         self.qkv = np.empty((M, 3 * E), dt)
@@ -98,6 +100,11 @@ class EncoderLayerStep(_Buffered):
         self.w2, self.b2 = layer.linear2.weight, _data(layer.linear2.bias)
         self.norm1, self.norm2 = (_norm_args(n, E, dt) for n in (layer.norm1, layer.norm2))
         self.zero = np.zeros(E, dt)  # the y_bias of an add-and-norm without one
+        # the fused feed-forward kernel's handle, for the types it is called with here
+        b1 = self.w1.data[0] if self.b1 is None else self.b1
+        flat = np.empty(1, dt)
+        self.ffn_fn = packed_k.ffn_handle(s.h, s.x1, flat, flat[None], flat[None], b1, self.kind, 0.0,
+                                          self.b1 is not None)
         # the heads as views: qkv (rows, 3E) -> (3, N, H, L, Dh); the attention's rows
         # (N, H, L, Dh) written straight into merged (rows, E)
         Dh = E // H
@@ -122,6 +129,15 @@ class EncoderLayerStep(_Buffered):
         attn_k.attention_forward(self.heads, s.lse, s.ka, s.qc, s.vr, *self.attn_args)
         product_into(s.y, s.merged, self.w_out, None)
 
+    def _feed_forward(self, out2, rows, b2):
+        """out2 = linear2(act(linear1(rows))) + b2, fused row tile by row tile when the
+        plan packs both weights (the same bits as the two products)."""
+        s, packs = self.s, plan_state.packs
+        if packs is None or not packs.feed_forward(out2, rows, s.h, self.w1, self.b1, self.kind, self.w2, b2,
+                                                   self.ffn_fn):
+            product_into(s.h, rows, self.w1, self.b1, self.kind)
+            product_into(out2, s.h, self.w2, b2)
+
     def compute(self, xd):
         s, out2 = self.s, self.out.reshape(self.M, self.E)
         x2 = xd.reshape(self.M, self.E)
@@ -129,8 +145,7 @@ class EncoderLayerStep(_Buffered):
         if not self.first:  # x1 = norm1(x + sa(x)); out = norm2(x1 + ff(x1))
             self._attention(x2)
             _add_norm(s.x1, s.x1, x2, s.y, b_out, self.zero, self.norm1, False)
-            product_into(s.h, s.x1, self.w1, self.b1, self.kind)
-            product_into(s.y, s.h, self.w2, None)
+            self._feed_forward(s.y, s.x1, None)
             _add_norm(out2, out2, s.x1, s.y, b2, self.zero, self.norm2, False)
             return
         # x1 = x + sa(norm1(x)); out = x1 + ff(norm2(x1))
@@ -138,8 +153,7 @@ class EncoderLayerStep(_Buffered):
         ln_k.norm_rows_forward(s.hn, s.mean, s.rstd, x2, w, b, 1, 1 if affine else self.E, eps, affine, affine)
         self._attention(s.hn)
         _add_norm(s.hn, s.x1, x2, s.y, b_out, self.zero, self.norm2, True)
-        product_into(s.h, s.hn, self.w1, self.b1, self.kind)
-        product_into(out2, s.h, self.w2, b2)
+        self._feed_forward(out2, s.hn, b2)
         flat = out2.reshape(-1)
         add_kernel(flat, s.x1.reshape(-1), flat)
 

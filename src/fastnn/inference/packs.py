@@ -21,25 +21,54 @@ class PackedWeights:
 
     def __init__(self, tensors):
         self.allowed = {id(t) for t in tensors}  # the model's parameters and buffers
-        self.packed = {}  # id(weight) -> packed weight.T
+        self.packed_weights = {}  # id(weight) -> packed weight.T
         self.workspaces = {}  # dtype -> (room for rows of x per thread, edge tiles)
+
+    def packed(self, weight, M):
+        """weight's packed form for products with M rows, or None when such a product
+        is not one to pack: a weight not of the model, or a product small enough that
+        ``matmul`` runs it unpacked."""
+        w = weight.data
+        (N, K), key = w.shape, id(weight)
+        if key not in self.allowed or M * N * K < GEMV_SPLIT_FLOPS or not packed_k.packs(M, N, K, w.dtype):
+            return None
+        bp = self.packed_weights.get(key)
+        if bp is None:
+            bp = self.packed_weights[key] = packed_k.pack_weight(np.ascontiguousarray(w), M)
+        return bp
+
+    def workspace(self, dtype):
+        ws = self.workspaces.get(dtype)
+        if ws is None:
+            ws = self.workspaces[dtype] = packed_k.workspace(dtype)
+        return ws
 
     def linear(self, out2, x2, weight, b, act_kind, act_slope):
         """out2 (M, N) = act(x2 (M, K) @ weight.T + b) from the packed weight and True
         (b: (N,) or None), or False (nothing written) when the product is not one to
-        pack: a weight not of the model, or a product small enough that ``matmul`` runs
-        it unpacked."""
-        w = weight.data
-        M, (N, K) = x2.shape[0], w.shape
-        key = id(weight)
-        if key not in self.allowed or M * N * K < GEMV_SPLIT_FLOPS or not packed_k.packs(M, N, K, w.dtype):
-            return False
-        bp = self.packed.get(key)
+        pack (``packed``)."""
+        bp = self.packed(weight, x2.shape[0])
         if bp is None:
-            bp = self.packed[key] = packed_k.pack_weight(np.ascontiguousarray(w), M)
-        ws = self.workspaces.get(w.dtype)
-        if ws is None:
-            ws = self.workspaces[w.dtype] = packed_k.workspace(w.dtype)
+            return False
+        w = weight.data
+        ws = self.workspace(w.dtype)
         packed_k.gemm_packed(out2, x2, bp, ws[0], ws[1], get_threads(), w[0] if b is None else b, act_kind,
                              float(act_slope), b is not None)
+        return True
+
+    def feed_forward(self, out2, x2, h, w1, b1, act_kind, w2, b2, fn=None):
+        """out2 = act(x2 @ w1.T + b1) @ w2.T + b2 through h, as two ``linear`` calls
+        (the same bits) fused row tile by row tile (``ffn_packed``), and True; or
+        False (nothing written) unless both products are ones to pack. ``fn``: the
+        kernel's handle (``ffn_handle``) when the caller keeps one for these types."""
+        M = x2.shape[0]
+        bp1, bp2 = self.packed(w1, M), self.packed(w2, M)
+        if bp1 is None or bp2 is None:
+            return False
+        ap, tmp = self.workspace(w1.data.dtype)
+        bias1, bias2 = w1.data[0] if b1 is None else b1, w2.data[0] if b2 is None else b2
+        if fn is None:
+            fn = packed_k.ffn_handle(h, x2, bp1, ap, tmp, bias1, act_kind, 0.0, b1 is not None)
+        packed_k.ffn_packed(out2, x2, h, bp1, bias1, act_kind, 0.0, b1 is not None, bp2, bias2, b2 is not None, ap, tmp,
+                            get_threads(), fn)
         return True

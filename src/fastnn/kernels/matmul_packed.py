@@ -12,6 +12,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from ._fnptr import call, handle
 from ._jit import kernel, serial_kernel
 from .activations import IDENTITY, bias_activation_row
 from .matmul import DIRECT_FLOPS, NC, SERIAL_FLOPS, _pack_b, _plan, _tiles, column_tiles
@@ -115,3 +116,56 @@ def gemm_packed(out, a, bp, ap, tmp, threads, bias, kind, slope, has_bias):
                 _tiles(out, a, seg, ap[c], tmp[c], False, False, False, t0, t1, mc, per, g0, g1, j0, ncols, kcb, NR)
                 if last:
                     _epilogue(out, bias, kind, slope, has_bias, t0, t1, mc, per, npan, j0, ncols, NR)
+
+
+@serial_kernel
+def _row_tile(out, a, bp, ap, tmp, rt, mc, bias, kind, slope, has_bias):
+    # rows rt*mc + [0, mc) of out = act(a @ w.T + bias), w packed in bp: every column
+    # block and K group of ``gemm_packed``, in its order, for this one row tile (the
+    # same sums, so the same bits)
+    _, _, _, _, _, R, Q, K, NR, kcb, kg, _, _ = _plan(out, a, out, False, True, 1)
+    off = 0
+    for j0 in range(0, Q, NC):
+        ncols = min(NC, Q - j0)
+        npan = (ncols + NR - 1) // NR
+        for g0 in range(0, K, kg):
+            g1 = min(g0 + kg, K)
+            size = (g1 - g0) * npan * NR
+            _tiles(out, a, bp[off:off + size], ap, tmp, False, False, False, rt, rt + 1, mc, npan, g0, g1, j0,
+                   ncols, kcb, NR)
+            off += size
+        if has_bias or kind != IDENTITY:
+            _epilogue(out, bias, kind, slope, has_bias, rt, rt + 1, mc, npan, npan, j0, ncols, NR)
+
+
+@kernel
+def ffn_packed(out, x, h, bp1, bias1, kind, slope, has_bias1, bp2, bias2, has_bias2, ap, tmp, threads, fn):
+    """A feed-forward block: h (M, F) = act(x (M, E) @ w1.T + bias1), then out (M, E')
+    = h @ w2.T + bias2, with w1, w2 packed by :func:`pack_weight` for M rows (both
+    products must be ones ``packs`` accepts). Row tile by row tile: a thread computes
+    a tile's hidden rows and at once the output rows from them, while they are in its
+    cache, so there is one parallel region and h makes no round trip through memory.
+    Bitwise two ``gemm_packed`` calls (the same K blocks, in the same order; tiles
+    never split columns here). ``fn``: :func:`ffn_handle`, ``_row_tile`` called
+    through its address (``_fnptr``), so its body is not compiled again in here."""
+    M = x.shape[0]
+    threads = min(threads, ap.shape[0])
+    if M * h.shape[1] * x.shape[1] < SERIAL_FLOPS:
+        threads = 1
+    mc, ntm = _plan(h, x, h, False, True, threads)[11:]  # the row tiles of both products
+    ident, zero = np.int64(IDENTITY), np.float64(0.0)
+    if threads == 1:
+        for rt in range(ntm):
+            call(fn, (h, x, bp1, ap[0], tmp[0], rt, mc, bias1, kind, slope, has_bias1))
+            call(fn, (out, h, bp2, ap[0], tmp[0], rt, mc, bias2, ident, zero, has_bias2))
+        return
+    for c in prange(threads):
+        for r in range(c * ntm // threads, (c + 1) * ntm // threads):
+            rt = np.int64(r)
+            call(fn, (h, x, bp1, ap[c], tmp[c], rt, mc, bias1, kind, slope, has_bias1))
+            call(fn, (out, h, bp2, ap[c], tmp[c], rt, mc, bias2, ident, zero, has_bias2))
+
+
+def ffn_handle(h, x, bp1, ap, tmp, bias1, kind, slope, has_bias1):
+    """The ``fn`` argument of :func:`ffn_packed` (given its arguments of these names)."""
+    return handle(_row_tile, (h, x, bp1, ap[0], tmp[0], 0, 0, bias1, int(kind), float(slope), bool(has_bias1)))
