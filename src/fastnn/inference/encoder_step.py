@@ -100,11 +100,7 @@ class EncoderLayerStep(_Buffered):
         self.w2, self.b2 = layer.linear2.weight, _data(layer.linear2.bias)
         self.norm1, self.norm2 = (_norm_args(n, E, dt) for n in (layer.norm1, layer.norm2))
         self.zero = np.zeros(E, dt)  # the y_bias of an add-and-norm without one
-        # the fused feed-forward kernel's handle, for the types it is called with here
-        b1 = self.w1.data[0] if self.b1 is None else self.b1
-        flat = np.empty(1, dt)
-        self.ffn_fn = packed_k.ffn_handle(s.h, s.x1, flat, flat[None], flat[None], b1, self.kind, 0.0,
-                                          self.b1 is not None)
+        self.ffn_fn = None  # the fused feed-forward kernel's handle, once it has run
         # the heads as views: qkv (rows, 3E) -> (3, N, H, L, Dh); the attention's rows
         # (N, H, L, Dh) written straight into merged (rows, E)
         Dh = E // H
@@ -133,10 +129,12 @@ class EncoderLayerStep(_Buffered):
         """out2 = linear2(act(linear1(rows))) + b2, fused row tile by row tile when the
         plan packs both weights (the same bits as the two products)."""
         s, packs = self.s, plan_state.packs
-        if packs is None or not packs.feed_forward(out2, rows, s.h, self.w1, self.b1, self.kind, self.w2, b2,
-                                                   self.ffn_fn):
+        fn = None if packs is None else packs.feed_forward(out2, rows, s.h, self.w1, self.b1, self.kind, self.w2, b2,
+                                                           self.ffn_fn)
+        if fn is None:
             product_into(s.h, rows, self.w1, self.b1, self.kind)
             product_into(out2, s.h, self.w2, b2)
+        self.ffn_fn = fn
 
     def compute(self, xd):
         s, out2 = self.s, self.out.reshape(self.M, self.E)

@@ -58,17 +58,18 @@ class PackedWeights:
 
     def feed_forward(self, out2, x2, h, w1, b1, act_kind, w2, b2, fn=None):
         """out2 = act(x2 @ w1.T + b1) @ w2.T + b2 through h, as two ``linear`` calls
-        (the same bits) fused row tile by row tile (``ffn_packed``), and True; or
-        False (nothing written) unless both products are ones to pack. ``fn``: the
-        kernel's handle (``ffn_handle``) when the caller keeps one for these types."""
+        (the same bits) fused row tile by row tile (``ffn_packed``); returns the
+        kernel's handle (``ffn_handle``; a caller calling again with arguments of the
+        same types passes it back as ``fn``), or None (nothing written) unless both
+        products are ones to pack."""
         M = x2.shape[0]
         bp1, bp2 = self.packed(w1, M), self.packed(w2, M)
         if bp1 is None or bp2 is None:
-            return False
+            return None
         ap, tmp = self.workspace(w1.data.dtype)
         bias1, bias2 = w1.data[0] if b1 is None else b1, w2.data[0] if b2 is None else b2
         if fn is None:
             fn = packed_k.ffn_handle(h, x2, bp1, ap, tmp, bias1, act_kind, 0.0, b1 is not None)
         packed_k.ffn_packed(out2, x2, h, bp1, bias1, act_kind, 0.0, b1 is not None, bp2, bias2, b2 is not None, ap, tmp,
                             get_threads(), fn)
-        return True
+        return fn
