@@ -1,9 +1,21 @@
 """The implicit-GEMM convolution kernels (kernels/conv_gemm.py) against NumPy."""
 import numpy as np
 import pytest
+from numba import njit
 
 from fastnn.kernels.conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, wide_offsets
 from fastnn.kernels.im2col import pad_image
+from fastnn.kernels.microkernel import MR, NV, micro, micro_offs
+
+
+@njit
+def _micro(c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
+    micro(c.reshape(-1), c_off, ldc, ap, a_off, bp, b_off, kc, add)
+
+
+@njit
+def _micro_offs(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
+    micro_offs(c.reshape(-1), c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add)
 
 
 def _padded(x, n, c0, Cg, ph, pw, tail):
@@ -13,7 +25,7 @@ def _padded(x, n, c0, Cg, ph, pw, tail):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C, OC, k, H, pad, dil", [(3, 5, 3, 7, 1, 1), (2, 9, 5, 9, 2, 1), (40, 16, 3, 6, 1, 2),
-                                                   (1, 8, 1, 5, 0, 1)])
+                                                   (1, 8, 1, 5, 0, 1), (30, 20, 3, 20, 1, 1)])
 def test_pad_image_and_conv_gemm_match_numpy(dtype, C, OC, k, H, pad, dil):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, C, H, H)).astype(dtype)
@@ -37,6 +49,32 @@ def test_pad_image_and_conv_gemm_match_numpy(dtype, C, OC, k, H, pad, dil):
         tol = 1e-4 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(out[:, b * Pc:(b + 1) * Pc], expected, rtol=tol, atol=tol * C * k * k)
     assert np.isnan(out[:, 2 * Pc:]).all()  # columns past ncol untouched
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("add", [False, True])
+def test_micro_kernel_reading_rows_in_place_gives_the_packed_bits(dtype, add):
+    # micro_offs reads B's rows where they lie (runs of b at b_off + offs[o_off + k]);
+    # micro reads the same rows packed: the same sums in the same order, so the same bits
+    rng = np.random.default_rng(1)
+    NR = NV * 64 // np.dtype(dtype).itemsize
+    kc, o_off, b_off = 37, 3, 5
+    b = rng.standard_normal(4000).astype(dtype)
+    offs = rng.integers(0, 4000 - NR - b_off, o_off + kc + 2).astype(np.int64)
+    ap = rng.standard_normal(MR * kc + 7).astype(dtype)
+    bp = np.stack([b[b_off + o:b_off + o + NR] for o in offs[o_off:o_off + kc]]).reshape(-1)
+    c0 = rng.standard_normal((MR + 1, NR + 3)).astype(dtype)
+    expected, got = c0.copy(), c0.copy()
+    _micro(expected, NR + 3 + 1, NR + 3, ap, 7, bp, 0, kc, add)
+    _micro_offs(got, NR + 3 + 1, NR + 3, ap, 7, b, b_off, offs, o_off, kc, add)
+    np.testing.assert_array_equal(got, expected)
+    a = ap[7:].reshape(kc, MR).T.astype(np.float64)
+    ref = a @ bp.reshape(kc, NR).astype(np.float64)
+    tile = c0[1:, 1:NR + 1].astype(np.float64) + ref if add else ref
+    np.testing.assert_allclose(got[1:, 1:NR + 1], tile, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(got[0], c0[0])  # nothing outside the tile
+    np.testing.assert_array_equal(got[:, 0], c0[:, 0])
+    np.testing.assert_array_equal(got[:, NR + 1:], c0[:, NR + 1:])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -13,7 +13,7 @@ Same K blocking and micro-kernel as ``matmul``, so sums run in the same order.
 import numpy as np
 
 from ._jit import inline, serial_kernel
-from .microkernel import KC, MR, NV, micro, pack_a
+from .microkernel import KC, MR, NV, micro, micro_offs, pack_a
 
 
 @inline
@@ -56,6 +56,12 @@ def _tile(out, i, j0, cols, ap, aoff, bp, kc, add, tmp, NR):
         micro(out, i * ldo + j0, ldo, ap, aoff, bp, 0, kc, add)
         return
     micro(tmp, 0, NR, ap, aoff, bp, 0, kc, False)
+    _from_tmp(out, i, j0, cols, tmp, add, NR)
+
+
+@inline
+def _from_tmp(out, i, j0, cols, tmp, add, NR):
+    # out[i:i+MR, j0:j0+cols] (+)= the edge tile computed into tmp (rows past out's end dropped)
     for r in range(min(MR, out.shape[0] - i)):
         orow = out[i + r, j0:j0 + cols]
         trow = tmp[r * NR:r * NR + cols]
@@ -79,11 +85,24 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
     tmp = np.empty(MR * NR, out.dtype)
     for k0 in range(0, Kg, kcb):  # all of w, K block by K block: rows x kc at ap[k0*rows]
         pack_a(ap[k0 * rows:], w, False, 0, OCg, k0, min(kcb, Kg - k0))
+    ldo = out.shape[1]
     for j0 in range(0, ncols, NR):
         cols = min(NR, ncols - j0)
+        b = j0 // Pc
+        p = j0 - b * Pc
+        inplace = cols == NR and p + NR <= Pc  # every row of the panel: NR elements of one image
         for k0 in range(0, Kg, kcb):
             kc = min(kcb, Kg - k0)
             add = k0 > 0
+            if inplace:  # the micro-kernel reads the runs where they are: no packing
+                for i in range(0, OCg, MR):
+                    aoff = k0 * rows + i * kc
+                    if i + MR <= OCg:
+                        micro_offs(out, i * ldo + j0, ldo, ap, aoff, xpf, b * plane + p, offs, k0, kc, add)
+                    else:
+                        micro_offs(tmp, 0, NR, ap, aoff, xpf, b * plane + p, offs, k0, kc, False)
+                        _from_tmp(out, i, j0, cols, tmp, add, NR)
+                continue
             _pack_panel(bp, xpf, plane, offs, k0, kc, j0, cols, Pc, NR)
             for i in range(0, OCg, MR):
                 _tile(out, i, j0, cols, ap, k0 * rows + i * kc, bp, kc, add, tmp, NR)

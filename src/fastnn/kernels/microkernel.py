@@ -45,53 +45,72 @@ def accumulator_loop(builder, count, vty, n, step):
     return new
 
 
+def _emit_micro(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add):
+    """Emit the MR x NV-vector micro-tile: c (pointer cb, row stride ldc) (+)= sum over
+    k < kc of A(r, k) * B(k, :), A's element at ``a_scalar(k, r)`` (a pointer), B's
+    v-th vector at ``b_vector(k, v)`` (a vector pointer); ``+=`` when ``add`` != 0."""
+    size = context.get_abi_sizeof(fty)
+    W = 64 // size
+    vty, i64 = ir.VectorType(fty, W), ir.IntType(64)
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{W}f{8 * size}")
+    lanes = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
+
+    def step(k, accs):
+        bv = [builder.load(b_vector(k, v), align=size) for v in range(NV)]
+        new = []
+        for r in range(MR):
+            s = builder.load(a_scalar(k, r))
+            s = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
+            s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), lanes)
+            new += [builder.call(fma, [s, bv[v], accs[r * NV + v]]) for v in range(NV)]
+        return new
+
+    new = accumulator_loop(builder, kc, vty, MR * NV, step)
+    add = builder.icmp_unsigned("!=", add, ir.Constant(add.type, 0))
+    for r in range(MR):
+        for v in range(NV):
+            p = builder.gep(cb, [builder.add(builder.mul(ldc, ir.Constant(i64, r)), ir.Constant(i64, v * W))],
+                            inbounds=True)
+            p = builder.bitcast(p, vty.as_pointer())
+            value = new[r * NV + v]
+            value = builder.select(add, builder.fadd(builder.load(p, align=size), value), value)
+            builder.store(value, p, align=size)
+
+
+def _data(context, builder, aty, arr, off):
+    """Pointer to element ``off`` of array ``arr`` (Numba type ``aty``)."""
+    data = cgutils.create_struct_proxy(aty)(context, builder, value=arr).data
+    return builder.gep(data, [off], inbounds=True)
+
+
+def _vector_at(builder, fty, base, off):
+    return builder.bitcast(builder.gep(base, [off], inbounds=True), ir.VectorType(fty, 64 // _bytes(fty)).as_pointer())
+
+
+def _bytes(fty):
+    return 8 if isinstance(fty, ir.DoubleType) else 4
+
+
 def _micro_codegen(a_scalar):
     """The codegen of a micro-kernel whose A element (r, k) is at ``a_scalar(builder,
     base, k, r)`` (base: the A operand's data pointer plus its offset, k: the loop's i64
-    counter)."""
+    counter), B packed in NR-column panels."""
     def codegen(context, builder, signature, args):
         c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add = args
         fty = context.get_value_type(signature.args[0].dtype)
-        size = context.get_abi_sizeof(fty)
-        W = 64 // size
-        vty, i64 = ir.VectorType(fty, W), ir.IntType(64)
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{W}f{8 * size}")
-
-        def ptr(arr, aty, off):
-            data = cgutils.create_struct_proxy(aty)(context, builder, value=arr).data
-            return builder.gep(data, [off], inbounds=True)
-
-        def vec(base, off):
-            p = builder.gep(base, [off], inbounds=True)
-            return builder.bitcast(p, vty.as_pointer())
-
-        cb = ptr(c, signature.args[0], c_off)
-        ab = ptr(a, signature.args[3], a_off)
-        bb = ptr(bp, signature.args[6], b_off)
+        W = 64 // _bytes(fty)
+        i64 = ir.IntType(64)
+        cb = _data(context, builder, signature.args[0], c, c_off)
+        ab = _data(context, builder, signature.args[3], a, a_off)
+        bb = _data(context, builder, signature.args[6], bp, b_off)
         rows = [builder.mul(lda, ir.Constant(i64, r)) for r in range(MR)]
-        lanes = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
-
-        def step(k, accs):
-            kb = builder.mul(k, ir.Constant(i64, NV * W))
-            bv = [builder.load(vec(bb, builder.add(kb, ir.Constant(i64, v * W))), align=size)
-                  for v in range(NV)]
-            new = []
-            for r in range(MR):
-                s = builder.load(builder.gep(ab, [a_scalar(builder, k, r, rows[r])], inbounds=True))
-                s = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
-                s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), lanes)
-                new += [builder.call(fma, [s, bv[v], accs[r * NV + v]]) for v in range(NV)]
-            return new
-
-        new = accumulator_loop(builder, kc, vty, MR * NV, step)
-        add = builder.icmp_unsigned("!=", add, ir.Constant(add.type, 0))
-        for r in range(MR):
-            for v in range(NV):
-                p = vec(cb, builder.add(builder.mul(ldc, ir.Constant(i64, r)), ir.Constant(i64, v * W)))
-                value = new[r * NV + v]
-                value = builder.select(add, builder.fadd(builder.load(p, align=size), value), value)
-                builder.store(value, p, align=size)
+        _emit_micro(
+            context, builder, fty, cb, ldc,
+            lambda k, r: builder.gep(ab, [a_scalar(builder, k, r, rows[r])], inbounds=True),
+            lambda k, v: _vector_at(builder, fty, bb, builder.add(builder.mul(k, ir.Constant(i64, NV * W)),
+                                                                  ir.Constant(i64, v * W))),
+            kc, add)
         return context.get_dummy_value()
 
     return codegen
@@ -130,6 +149,36 @@ def micro_rows(typingctx, c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add):
     same order as ``micro`` on the packed rows, without packing them (cheaper when
     the rows meet few panels of B)."""
     return types.void(c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add), _micro_codegen(_row_major_a)
+
+
+@intrinsic
+def micro_offs(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
+    """``micro`` with B unpacked, each of its rows a run of NR elements somewhere in b:
+    B(k, j) = b's data[b_off + offs[o_off + k] + j] (offs: int64). The same sums in the
+    same order as ``micro`` on those rows packed. An implicit GEMM's B rows are runs of
+    a padded image (``conv_gemm``), read in place instead of packed."""
+    sig = types.void(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add)
+
+    def codegen(context, builder, signature, args):
+        c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add = args
+        fty = context.get_value_type(signature.args[0].dtype)
+        W = 64 // _bytes(fty)
+        i64 = ir.IntType(64)
+        cb = _data(context, builder, signature.args[0], c, c_off)
+        ab = _data(context, builder, signature.args[3], ap, a_off)
+        bb = _data(context, builder, signature.args[5], b, b_off)
+        ob = _data(context, builder, signature.args[7], offs, o_off)
+
+        def b_vector(k, v):  # (LLVM merges the NV loads of the row's offset into one)
+            row = builder.load(builder.gep(ob, [k], inbounds=True))
+            return _vector_at(builder, fty, bb, builder.add(row, ir.Constant(i64, v * W)))
+
+        _emit_micro(context, builder, fty, cb, ldc,
+                    lambda k, r: builder.gep(ab, [_packed_a(builder, k, r, None)], inbounds=True),
+                    b_vector, kc, add)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 # the three rounds of an 8 x 8 transpose as two-vector shuffles (the unpack, pair and
