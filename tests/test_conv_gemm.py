@@ -5,12 +5,17 @@ from numba import njit
 
 from fastnn.kernels.conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, wide_offsets
 from fastnn.kernels.im2col import pad_image
-from fastnn.kernels.microkernel import MR, NV, micro, micro_offs
+from fastnn.kernels.microkernel import MR, NV, micro, micro_gather, micro_offs
 
 
 @njit
 def _micro(c, c_off, ldc, ap, a_off, bp, b_off, kc, add):
     micro(c.reshape(-1), c_off, ldc, ap, a_off, bp, b_off, kc, add)
+
+
+@njit
+def _micro_gather(c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add):
+    micro_gather(c.reshape(-1), c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add)
 
 
 @njit
@@ -102,3 +107,30 @@ def test_conv_gemm_dw_matches_numpy(dtype, C, OC, k, H, stride, accumulate):
     # chunk_pixels: sample b, output row oh, column ow reads the padded image at this offset
     b, r, ow = 1, rows - 1, OH - 1
     assert pix[(b * rows + r) * OH + ow] == b * plane + (1 + r) * stride * H + ow * stride
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("add", [False, True])
+def test_micro_kernel_gathering_a_gives_the_packed_bits(dtype, add):
+    # micro_gather reads A(r, k) at a[rows[r_off + r] + cols[k_off + k]]; micro reads the
+    # same elements packed: the same sums in the same order, so the same bits
+    rng = np.random.default_rng(2)
+    NR = NV * 64 // np.dtype(dtype).itemsize
+    kc, r_off, k_off = 29, 2, 4
+    a = rng.standard_normal(3000).astype(dtype)
+    rows = rng.integers(0, 1500, r_off + MR + 3).astype(np.int64)
+    cols = rng.integers(0, 1500, k_off + kc + 3).astype(np.int64)
+    A = a[rows[r_off:r_off + MR, None] + cols[None, k_off:k_off + kc]]  # (MR, kc)
+    ap = np.ascontiguousarray(A.T).reshape(-1)  # k-major MR-row panel
+    bp = rng.standard_normal(kc * NR + 9).astype(dtype)
+    c0 = rng.standard_normal((MR + 2, NR + 1)).astype(dtype)
+    expected, got = c0.copy(), c0.copy()
+    _micro(expected, NR + 1, NR + 1, ap, 0, bp, 9, kc, add)
+    _micro_gather(got, NR + 1, NR + 1, a, rows, r_off, cols, k_off, bp, 9, kc, add)
+    np.testing.assert_array_equal(got, expected)
+    ref = A.astype(np.float64) @ bp[9:].reshape(kc, NR).astype(np.float64)
+    tile = c0[1:MR + 1, :NR].astype(np.float64) + ref if add else ref
+    np.testing.assert_allclose(got[1:MR + 1, :NR], tile, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(got[0], c0[0])  # nothing outside the tile
+    np.testing.assert_array_equal(got[MR + 1], c0[MR + 1])
+    np.testing.assert_array_equal(got[:, NR], c0[:, NR])

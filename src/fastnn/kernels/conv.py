@@ -10,8 +10,10 @@ channel group g, with col (Kg, nb*P) their im2col matrix side by side:
 
 Stride-1 forwards never write col: ``conv_gemm`` packs its panels straight from
 the padded images (the wide layout of ``im2col``, whose extra columns ``scatter``
-drops). The weight gradient gathers col's rows straight into its packed panels
-(``conv_gemm_dw``), a block of pixels at a time. Where it costs at most 30% more
+drops), and panels that lie inside one image are not even packed: the micro-kernel
+reads their rows in place. The weight gradient is computed transposed, dw^T = col @
+dout^T, with the micro-kernel gathering col's elements straight from the padded
+images (``conv_gemm_dw``), a block of pixels at a time. Where it costs at most 30% more
 work, the input gradient is the forward convolution of dout with the flipped,
 transposed kernel (``conv_plan.transposed_pays``); otherwise dcol and col2im, one
 sample at a time.

@@ -13,7 +13,8 @@ Same K blocking and micro-kernel as ``matmul``, so sums run in the same order.
 import numpy as np
 
 from ._jit import inline, serial_kernel
-from .microkernel import KC, MR, NV, micro, micro_offs, pack_a
+from .matmul import _pack_b
+from .microkernel import KC, MR, NV, micro, micro_gather, micro_offs, pack_a
 
 
 @inline
@@ -122,33 +123,35 @@ def conv_gemm_dw(dw, d, xpf, offs, pix, accumulate):
     """dw[o, k] (+)= sum_p d[o, p] * xpf[offs[k] + pix[p]]: the weight gradient's
     product with the im2col matrix read in place (``+=`` when ``accumulate``).
 
-    The im2col rows are gathered straight into the GEMM's packed panels (one
-    transposing copy, no im2col block). dw (OCg, Kg) and d (OCg, ncol) C-contiguous;
-    offs (Kg,) and pix (ncol,) int64: column k of row p of op(b) sits at
-    offs[k] + pix[p] in xpf.
+    Computed transposed, dw^T = im2col @ d^T, so that the im2col matrix is the
+    micro-kernel's broadcast operand, gathered straight from the image
+    (``micro_gather``: no copy of it at all), and d^T the packed one (one transposing
+    copy of d, shared by every row of taps). dw (OCg, Kg) and d (OCg, ncol)
+    C-contiguous; offs (Kg,) and pix (ncol,) int64: column k of row p of op(b) sits
+    at offs[k] + pix[p] in xpf.
     """
     OCg, Kg = dw.shape
     K = d.shape[1]
-    NR, kcb, rows = _blocking(K, OCg, dw.itemsize)
-    ap = np.empty(rows * kcb, dw.dtype)
-    bp = np.empty(kcb * NR, dw.dtype)
-    tmp = np.empty(MR * NR, dw.dtype)
+    NR, kcb, rows = _blocking(K, Kg, dw.itemsize)
+    npan = (OCg + NR - 1) // NR
+    nk = (K + kcb - 1) // kcb
+    bp = np.empty(nk * npan * kcb * NR, dw.dtype)
+    _pack_b(bp, d, True, 0, nk * npan, 0, K, 0, OCg, kcb, NR)  # d^T, NR-column panels
+    taps = np.empty(rows, np.int64)  # offs, its last row group padded with a valid offset
+    taps[:Kg] = offs
+    taps[Kg:] = offs[0]
+    ldt = npan * NR
+    dwt = np.empty((rows, ldt), dw.dtype)  # dw^T, padded to whole micro-tiles
     for k0 in range(0, K, kcb):
         kc = min(kcb, K - k0)
-        add = accumulate or k0 > 0
-        pack_a(ap, d, False, 0, OCg, k0, kc)
-        for j0 in range(0, Kg, NR):
-            cols = min(NR, Kg - j0)
-            col_offs = offs[j0:j0 + cols]
-            for p in range(kc):
-                row = bp[p * NR:(p + 1) * NR]
-                at = pix[k0 + p]
-                for jj in range(cols):
-                    row[jj] = xpf[col_offs[jj] + at]
-                for jj in range(cols, NR):
-                    row[jj] = 0
-            for i in range(0, OCg, MR):
-                _tile(dw, i, j0, cols, ap, i * kc, bp, kc, add, tmp, NR)
+        for q in range(npan):
+            boff = k0 * npan * NR + q * kc * NR
+            for i in range(0, rows, MR):
+                micro_gather(dwt, i * ldt + q * NR, ldt, xpf, taps, i, pix, k0, bp, boff, kc, k0 > 0)
+    for o in range(OCg):
+        drow = dw[o]
+        for k in range(Kg):
+            drow[k] = drow[k] + dwt[k, o] if accumulate else dwt[k, o]
 
 
 @serial_kernel

@@ -181,6 +181,40 @@ def micro_offs(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, a
     return sig, codegen
 
 
+@intrinsic
+def micro_gather(typingctx, c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add):
+    """``micro`` with A unpacked and gathered: A(r, k) = a's data[rows[r_off + r] +
+    cols[k_off + k]] (rows, cols: int64; every such index in range). The same sums in
+    the same order as ``micro`` on A packed. The weight gradient of a convolution reads
+    its im2col matrix this way (row r: a kernel tap's offset in the padded image,
+    column k: an output pixel's), straight from the image."""
+    sig = types.void(c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add)
+
+    def codegen(context, builder, signature, args):
+        c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add = args
+        fty = context.get_value_type(signature.args[0].dtype)
+        W = 64 // _bytes(fty)
+        i64 = ir.IntType(64)
+        cb = _data(context, builder, signature.args[0], c, c_off)
+        ab = _data(context, builder, signature.args[3], a, ir.Constant(i64, 0))
+        rb = _data(context, builder, signature.args[4], rows, r_off)
+        kb = _data(context, builder, signature.args[6], cols, k_off)
+        bb = _data(context, builder, signature.args[8], bp, b_off)
+        row = [builder.load(builder.gep(rb, [ir.Constant(i64, r)], inbounds=True)) for r in range(MR)]
+
+        def a_scalar(k, r):  # (LLVM merges the MR loads of cols[k] into one)
+            return builder.gep(ab, [builder.add(row[r], builder.load(builder.gep(kb, [k], inbounds=True)))],
+                               inbounds=True)
+
+        _emit_micro(context, builder, fty, cb, ldc, a_scalar,
+                    lambda k, v: _vector_at(builder, fty, bb, builder.add(builder.mul(k, ir.Constant(i64, NV * W)),
+                                                                          ir.Constant(i64, v * W))),
+                    kc, add)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 # the three rounds of an 8 x 8 transpose as two-vector shuffles (the unpack, pair and
 # half-swap steps of the usual AVX transpose): round one pairs rows (0, 1), (2, 3) ...
 _UNPACK = ((0, 8, 1, 9, 4, 12, 5, 13), (2, 10, 3, 11, 6, 14, 7, 15))
