@@ -270,6 +270,21 @@ def test_one_and_many_threads_agree_bitwise(threads, batch, rng):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_large_single_image_gives_the_bits_of_a_batch(threads, groups):
+    # one large image is too few to split the batch over threads: its stride-1
+    # product's columns are split instead (conv_gemm_parallel). Same sums, so the
+    # same bits as the image inside a batch, and as on one thread
+    conv, x = make((3, 16, 26, 22, 32, 3, 1, 1, 1, groups), np.float32)
+    assert 32 * (16 // groups * 9) * 26 * 22 >= conv_plan.SERIAL_BELOW_MACS  # not the serial path
+    with fastnn.no_grad():
+        batch = conv(x).data
+        ones = threads(lambda: conv(x[1:2]).data)
+    for one in ones:
+        np.testing.assert_array_equal(one, batch[1:2])
+    np.testing.assert_allclose(batch, reference(conv, x.astype(np.float64)), rtol=1e-4, atol=1e-4)
+
+
 def test_parameters_and_state_dict_follow_pytorch():
     conv = nn.Conv2d(4, 6, (3, 2), groups=2)
     assert conv.weight.shape == (6, 2, 3, 2) and conv.bias.shape == (6,)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastnn.kernels.conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, wide_offsets
+from fastnn.kernels.conv_gemm import (chunk_pixels, conv_gemm, conv_gemm_dw, conv_gemm_parallel, parallel_handle,
+                                      wide_offsets)
 from fastnn.kernels.im2col import pad_image
 from fastnn.kernels.microkernel import MR, NV, micro, micro_gather, micro_offs
 
@@ -47,7 +48,7 @@ def test_pad_image_and_conv_gemm_match_numpy(dtype, C, OC, k, H, pad, dil):
     wide_offsets(offs, C, k, k, Hp, Hp, dil, dil)
     Pc = OH * Hp  # wide layout: Hp columns per output row, the last Hp - OW dropped
     out = np.full((OC, 2 * Pc + 3), np.nan, dtype)
-    conv_gemm(out, w, xpf, plane, offs, Pc, 2 * Pc)
+    conv_gemm(out, w, xpf, plane, offs, Pc, 0, 2 * Pc)
     for b in range(2):
         cols = np.stack([xpf[b * plane + o:b * plane + o + Pc] for o in offs])
         expected = w.astype(np.float64) @ cols.astype(np.float64)
@@ -134,3 +135,26 @@ def test_micro_kernel_gathering_a_gives_the_packed_bits(dtype, add):
     np.testing.assert_array_equal(got[0], c0[0])  # nothing outside the tile
     np.testing.assert_array_equal(got[MR + 1], c0[MR + 1])
     np.testing.assert_array_equal(got[:, NR], c0[:, NR])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_split_gives_the_bits_of_one_call(dtype):
+    # conv_gemm_parallel splits the columns into runs of whole panels, one per thread;
+    # every column's sums are its own, so any split gives conv_gemm's bits
+    rng = np.random.default_rng(3)
+    C, OC, k, H = 6, 11, 3, 13
+    x = rng.standard_normal((1, C, H, H)).astype(dtype)
+    w = rng.standard_normal((OC, C * k * k)).astype(dtype)
+    Hp = H + 2
+    plane = C * Hp * Hp + k
+    xpf = np.empty(plane, dtype)
+    pad_image(xpf, x, 0, 0, C, 1, 1, k)
+    offs = np.empty(C * k * k, np.int64)
+    wide_offsets(offs, C, k, k, Hp, Hp, 1, 1)
+    Pc = H * Hp
+    expected = np.full((OC, Pc + 2), np.nan, dtype)
+    conv_gemm(expected, w, xpf, plane, offs, Pc, 0, Pc)
+    for threads in (1, 2, 3, 7, 100):
+        got = np.full_like(expected, np.nan)
+        conv_gemm_parallel(got, w, xpf, plane, offs, Pc, Pc, threads, parallel_handle(got, w, xpf, plane, offs, Pc))
+        np.testing.assert_array_equal(got, expected)

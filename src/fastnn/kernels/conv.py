@@ -33,7 +33,7 @@ from . import activations as act_k
 from ._fnptr import call, handle
 from ._jit import kernel, serial_kernel
 from ._threading import get_threads
-from .conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, wide_offsets
+from .conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, conv_gemm_parallel, parallel_handle, wide_offsets
 from .conv_plan import (  # noqa: F401  (output_size, plan: part of this module's interface)
     SERIAL_BELOW_MACS, dw_budget, layout, output_size, plan, scratch, transposed_geometry, transposed_pays,
     transposed_weight, workspace,
@@ -91,7 +91,7 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
         if implicit:
             for b in range(nb):  # padded images side by side, each with a zero tail
                 pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b, g * Cg, Cg, PH, PW, KW * DW)
-            conv_gemm(dst, w3[g], xpf, plane, offs, Pc, nb * Pc)
+            conv_gemm(dst, w3[g], xpf, plane, offs, Pc, 0, nb * Pc)
         else:
             col = cols[:w3.shape[2] * nb * Pc].reshape((w3.shape[2], nb * Pc))
             src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else col
@@ -281,7 +281,19 @@ def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
             conv2d_slots(out3, x, args[2], args[3], x, *rest)
         return run
 
-    def run(x):  # few, large: _forward_group's steps, parallel inside each product
+    # few, large: _forward_group's steps, parallel inside each product: stride-1
+    # products over column runs (conv_gemm_parallel), the others on the parallel matmul
+    KH, KW, SH, SW, PH, PW, DH, DW, _ = geom
+    Hp, Wp = x.shape[2] + 2 * PH, x.shape[3] + 2 * PW
+    implicit = SH == 1 and SW == 1 and pitch == Wp
+    plane = Cg * Hp * Wp + KW * DW
+    offs = np.empty(Kg if implicit else 0, np.int64)
+    threads = get_threads()
+    if implicit:
+        wide_offsets(offs, Cg, KH, KW, Hp, Wp, DH, DW)
+        fn = parallel_handle(tmps[0, :OCg * Pc].reshape(OCg, -1), w3[0], xps[0], plane, offs, Pc)
+
+    def run(x):
         for s, n0, nb in _groups(N, slots, per_gemm):
             col = cols[s, :Kg * nb * Pc].reshape(-1, nb * Pc)
             direct_out = nb == 1 and Pc == P
@@ -289,6 +301,11 @@ def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
                 dst = out3[n0, g * OCg:(g + 1) * OCg] if direct_out else tmps[s, :OCg * nb * Pc].reshape(OCg, -1)
                 if pointwise and nb == 1:
                     matmul(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape(Cg, P))
+                elif implicit:
+                    xpf = xps[s]
+                    for b in range(nb):  # padded images side by side, each with a zero tail
+                        pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b, g * Cg, Cg, PH, PW, KW * DW)
+                    conv_gemm_parallel(dst, w3[g], xpf, plane, offs, Pc, nb * Pc, threads, fn)
                 else:
                     gather(col, xps[s], x, n0, nb, g * Cg, geom, pitch)
                     matmul(dst, w3[g], col)

@@ -7,12 +7,16 @@ padded image directly: each NR-column panel of B is packed from those runs just
 before the micro-kernel uses it, and stays in L1. That removes the im2col copy and
 its second pass (the GEMM's own packing) over a matrix KH*KW times the image.
 
-Serial: the convolution calls it per sample group from inside its parallel loop.
+Serial: the convolution calls it per sample group from inside its parallel loop;
+for a batch too small to split, ``conv_gemm_parallel`` splits one product's columns.
 Same K blocking and micro-kernel as ``matmul``, so sums run in the same order.
 """
 import numpy as np
 
-from ._jit import inline, serial_kernel
+from numba import prange
+
+from ._fnptr import call, handle
+from ._jit import inline, kernel, serial_kernel
 from .matmul import _pack_b
 from .microkernel import KC, MR, NV, micro, micro_gather, micro_offs, pack_a
 
@@ -71,11 +75,12 @@ def _from_tmp(out, i, j0, cols, tmp, add, NR):
 
 
 @serial_kernel
-def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
-    """out[o, j] = sum_k w[o, k] * B[k, j] for j < ncols (overwritten), where
-    B[k, b*Pc + p] = xpf[b*plane + offs[k] + p].
+def conv_gemm(out, w, xpf, plane, offs, Pc, j_lo, j_hi):
+    """out[o, j] = sum_k w[o, k] * B[k, j] for j_lo <= j < j_hi (overwritten), where
+    B[k, b*Pc + p] = xpf[b*plane + offs[k] + p]; j_lo a multiple of NR (the panel
+    width), so a column's sums never depend on the range it was computed in.
 
-    out (OCg, >= ncols) C-contiguous; w (OCg, Kg) C-contiguous; xpf flat padded
+    out (OCg, >= j_hi) C-contiguous; w (OCg, Kg) C-contiguous; xpf flat padded
     images ``plane`` elements apart (each run of Pc elements from every offset
     must lie inside xpf); offs (Kg,) int64.
     """
@@ -87,8 +92,8 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
     for k0 in range(0, Kg, kcb):  # all of w, K block by K block: rows x kc at ap[k0*rows]
         pack_a(ap[k0 * rows:], w, False, 0, OCg, k0, min(kcb, Kg - k0))
     ldo = out.shape[1]
-    for j0 in range(0, ncols, NR):
-        cols = min(NR, ncols - j0)
+    for j0 in range(j_lo, j_hi, NR):
+        cols = min(NR, j_hi - j0)
         b = j0 // Pc
         p = j0 - b * Pc
         inplace = cols == NR and p + NR <= Pc  # every row of the panel: NR elements of one image
@@ -107,6 +112,26 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, ncols):
             _pack_panel(bp, xpf, plane, offs, k0, kc, j0, cols, Pc, NR)
             for i in range(0, OCg, MR):
                 _tile(out, i, j0, cols, ap, k0 * rows + i * kc, bp, kc, add, tmp, NR)
+
+
+@kernel
+def conv_gemm_parallel(out, w, xpf, plane, offs, Pc, ncols, threads, fn):
+    """:func:`conv_gemm` of columns 0..ncols, split into runs of whole panels over
+    ``threads`` threads (the same bits as one call: every column's sums are its own).
+    For a few large images, where the batch is too small to split. ``fn``: the
+    handle of ``conv_gemm`` for these arguments (``_fnptr``; :func:`parallel_handle`)."""
+    NR = NV * (64 // out.itemsize)
+    npan = (ncols + NR - 1) // NR
+    parts = max(1, min(threads, npan))
+    for c in prange(parts):
+        j_lo = c * npan // parts * NR
+        j_hi = min(ncols, (c + 1) * npan // parts * NR)
+        call(fn, (out, w, xpf, plane, offs, Pc, j_lo, j_hi))
+
+
+def parallel_handle(out, w, xpf, plane, offs, Pc):
+    """The ``fn`` argument of :func:`conv_gemm_parallel` (given its arguments of these names)."""
+    return handle(conv_gemm, (out, w, xpf, plane, offs, Pc, 0, 0))
 
 
 @serial_kernel
