@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastnn.kernels.conv_gemm import (chunk_pixels, conv_gemm, conv_gemm_dw, conv_gemm_parallel, parallel_handle,
-                                      wide_offsets)
+from fastnn.kernels.conv_gemm import (_dw_direct, _dw_transposed, chunk_pixels, conv_gemm, conv_gemm_dw,
+                                      conv_gemm_parallel, parallel_handle, wide_offsets)
 from fastnn.kernels.im2col import pad_image
 from fastnn.kernels.microkernel import MR, NV, micro, micro_gather, micro_offs
 
@@ -83,10 +83,13 @@ def test_micro_kernel_reading_rows_in_place_gives_the_packed_bits(dtype, add):
     np.testing.assert_array_equal(got[:, NR + 1:], c0[:, NR + 1:])
 
 
+@pytest.mark.parametrize("way", ["chosen", "transposed", "direct"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("C, OC, k, H, stride, accumulate", [(3, 5, 3, 9, 1, False), (20, 10, 3, 8, 2, True),
-                                                             (1, 6, 5, 12, 1, False), (4, 40, 2, 300, 1, True)])
-def test_conv_gemm_dw_matches_numpy(dtype, C, OC, k, H, stride, accumulate):
+                                                             (1, 6, 5, 12, 1, False), (4, 40, 2, 300, 1, True),
+                                                             (7, 35, 3, 11, 1, True)])
+def test_conv_gemm_dw_matches_numpy(way, dtype, C, OC, k, H, stride, accumulate):
+    # both ways of the weight gradient (conv_gemm_dw picks one by the shapes)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, C, H, H)).astype(dtype)
     plane = C * H * H + k
@@ -100,7 +103,8 @@ def test_conv_gemm_dw_matches_numpy(dtype, C, OC, k, H, stride, accumulate):
     d = rng.standard_normal((OC, pix.shape[0])).astype(dtype)
     dw = rng.standard_normal((OC, C * k * k)).astype(dtype)
     start = dw.astype(np.float64) if accumulate else 0.0
-    conv_gemm_dw(dw, d, xpf, offs, pix, accumulate)
+    kernel = {"chosen": conv_gemm_dw, "transposed": _dw_transposed, "direct": _dw_direct}[way]
+    kernel(dw, d, xpf, offs, pix, accumulate)
     cols = xpf[offs[:, None] + pix[None, :]].astype(np.float64)  # (Kg, ncol) im2col block
     expected = start + d.astype(np.float64) @ cols.T
     tol = 1e-4 if dtype == np.float32 else 1e-12

@@ -147,14 +147,29 @@ def wide_offsets(offs, Cg, KH, KW, Hp, Wp, DH, DW):
 def conv_gemm_dw(dw, d, xpf, offs, pix, accumulate):
     """dw[o, k] (+)= sum_p d[o, p] * xpf[offs[k] + pix[p]]: the weight gradient's
     product with the im2col matrix read in place (``+=`` when ``accumulate``).
+    dw (OCg, Kg) and d (OCg, ncol) C-contiguous; offs (Kg,) and pix (ncol,) int64:
+    column k of row p of op(b) sits at offs[k] + pix[p] in xpf.
 
-    Computed transposed, dw^T = im2col @ d^T, so that the im2col matrix is the
-    micro-kernel's broadcast operand, gathered straight from the image
-    (``micro_gather``: no copy of it at all), and d^T the packed one (one transposing
-    copy of d, shared by every row of taps). dw (OCg, Kg) and d (OCg, ncol)
-    C-contiguous; offs (Kg,) and pix (ncol,) int64: column k of row p of op(b) sits
-    at offs[k] + pix[p] in xpf.
+    Computed transposed, dw^T = im2col @ d^T, when that pads the product's tiles no
+    more than the direct way does (``_dw_transposed``: the im2col matrix is not
+    copied at all); otherwise directly, the im2col rows gathered into packed
+    panels (``_dw_direct``: fewer wasted lanes when there are few output channels).
     """
+    OCg, Kg = dw.shape
+    NR = NV * (64 // dw.itemsize)
+    transposed = (Kg + MR - 1) // MR * MR * ((OCg + NR - 1) // NR * NR)
+    direct = (OCg + MR - 1) // MR * MR * ((Kg + NR - 1) // NR * NR)
+    if transposed <= direct:
+        _dw_transposed(dw, d, xpf, offs, pix, accumulate)
+    else:
+        _dw_direct(dw, d, xpf, offs, pix, accumulate)
+
+
+@serial_kernel
+def _dw_transposed(dw, d, xpf, offs, pix, accumulate):
+    # conv_gemm_dw as dw^T = im2col @ d^T: the micro-kernel gathers im2col's elements
+    # straight from the image (``micro_gather``), d^T is the packed operand (one
+    # transposing copy of d, shared by every row of taps)
     OCg, Kg = dw.shape
     K = d.shape[1]
     NR, kcb, rows = _blocking(K, Kg, dw.itemsize)
@@ -177,6 +192,34 @@ def conv_gemm_dw(dw, d, xpf, offs, pix, accumulate):
         drow = dw[o]
         for k in range(Kg):
             drow[k] = drow[k] + dwt[k, o] if accumulate else dwt[k, o]
+
+
+@serial_kernel
+def _dw_direct(dw, d, xpf, offs, pix, accumulate):
+    # conv_gemm_dw as dw = d @ im2col^T: the im2col rows gathered straight into the
+    # GEMM's packed panels (one transposing copy, no im2col block)
+    OCg, Kg = dw.shape
+    K = d.shape[1]
+    NR, kcb, rows = _blocking(K, OCg, dw.itemsize)
+    ap = np.empty(rows * kcb, dw.dtype)
+    bp = np.empty(kcb * NR, dw.dtype)
+    tmp = np.empty(MR * NR, dw.dtype)
+    for k0 in range(0, K, kcb):
+        kc = min(kcb, K - k0)
+        add = accumulate or k0 > 0
+        pack_a(ap, d, False, 0, OCg, k0, kc)
+        for j0 in range(0, Kg, NR):
+            cols = min(NR, Kg - j0)
+            col_offs = offs[j0:j0 + cols]
+            for p in range(kc):
+                row = bp[p * NR:(p + 1) * NR]
+                at = pix[k0 + p]
+                for jj in range(cols):
+                    row[jj] = xpf[col_offs[jj] + at]
+                for jj in range(cols, NR):
+                    row[jj] = 0
+            for i in range(0, OCg, MR):
+                _tile(dw, i, j0, cols, ap, i * kc, bp, kc, add, tmp, NR)
 
 
 @serial_kernel
