@@ -66,6 +66,9 @@ def scatter(out, tmp, n0, nb, oc0, bias, has_bias, kind, slope, OH, pitch):
                         dst[p] = src[p] + v0
 
 
+# a typed 0 for arguments: a literal 0 would compile the callee once more, for it
+_ZERO = np.int64(0)
+
 # flags of conv2d_slots
 BACKWARD, POINTWISE, HAS_BIAS, NEED_DX, NEED_DW, NEED_DB = 1, 2, 4, 8, 16, 32
 
@@ -91,7 +94,7 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
         if implicit:
             for b in range(nb):  # padded images side by side, each with a zero tail
                 pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b, g * Cg, Cg, PH, PW, KW * DW)
-            conv_gemm(dst, w3[g], xpf, plane, offs, Pc, 0, nb * Pc)
+            conv_gemm(dst, w3[g], xpf, plane, offs, Pc, _ZERO, nb * Pc)
         else:
             col = cols[:w3.shape[2] * nb * Pc].reshape((w3.shape[2], nb * Pc))
             src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else col

@@ -178,8 +178,8 @@ def _dw_transposed(dw, d, xpf, offs, pix, accumulate):
     bp = np.empty(nk * npan * kcb * NR, dw.dtype)
     _pack_b(bp, d, True, 0, nk * npan, 0, K, 0, OCg, kcb, NR)  # d^T, NR-column panels
     taps = np.empty(rows, np.int64)  # offs, its last row group padded with a valid offset
-    taps[:Kg] = offs
-    taps[Kg:] = offs[0]
+    for k in range(rows):  # (plain loops: slice assignments compile helpers of their own)
+        taps[k] = offs[k] if k < Kg else offs[0]
     ldt = npan * NR
     dwt = np.empty((rows, ldt), dw.dtype)  # dw^T, padded to whole micro-tiles
     for k0 in range(0, K, kcb):
