@@ -291,7 +291,6 @@ def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
     implicit = SH == 1 and SW == 1 and pitch == Wp
     plane = Cg * Hp * Wp + KW * DW
     offs = np.empty(Kg if implicit else 0, np.int64)
-    threads = get_threads()
     if implicit:
         wide_offsets(offs, Cg, KH, KW, Hp, Wp, DH, DW)
         fn = parallel_handle(tmps[0, :OCg * Pc].reshape(OCg, -1), w3[0], xps[0], plane, offs, Pc)
@@ -308,7 +307,7 @@ def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
                     xpf = xps[s]
                     for b in range(nb):  # padded images side by side, each with a zero tail
                         pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b, g * Cg, Cg, PH, PW, KW * DW)
-                    conv_gemm_parallel(dst, w3[g], xpf, plane, offs, Pc, nb * Pc, threads, fn)
+                    conv_gemm_parallel(dst, w3[g], xpf, plane, offs, Pc, nb * Pc, get_threads(), fn)
                 else:
                     gather(col, xps[s], x, n0, nb, g * Cg, geom, pitch)
                     matmul(dst, w3[g], col)
