@@ -38,7 +38,7 @@ from .conv_plan import (  # noqa: F401  (output_size, plan: part of this module'
     SERIAL_BELOW_MACS, dw_budget, layout, output_size, plan, scratch, transposed_geometry, transposed_pays,
     transposed_weight, workspace,
 )
-from .im2col import col2im, gather, pad_image
+from .im2col import col2im, gather, pad_images
 from .matmul import gemm_serial, matmul
 
 
@@ -92,8 +92,7 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
     for g in range(G):
         dst = out[n0, g * OCg:(g + 1) * OCg] if direct_out else tmp[:OCg * nb * Pc].reshape((OCg, nb * Pc))
         if implicit:
-            for b in range(nb):  # padded images side by side, each with a zero tail
-                pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b, g * Cg, Cg, PH, PW, KW * DW)
+            pad_images(xpf, x, n0, nb, g * Cg, Cg, PH, PW, KW * DW)  # side by side, each with a zero tail
             conv_gemm(dst, w3[g], xpf, plane, offs, Pc, _ZERO, nb * Pc)
         else:
             col = cols[:w3.shape[2] * nb * Pc].reshape((w3.shape[2], nb * Pc))
@@ -127,8 +126,7 @@ def _dweight_chunks(dw, dout, x, tmp, xpf, n0, nb, g, geom, first, OH):
     pix = np.empty(spg * rows * OW, np.int64)
     for b0 in range(0, nb, spg):
         bs = min(spg, nb - b0)
-        for b in range(bs):
-            pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b0 + b, g * Cg, Cg, PH, PW, KW * DW)
+        pad_images(xpf, x, n0 + b0, bs, g * Cg, Cg, PH, PW, KW * DW)
         for oh0 in range(0, OH, rows):
             nr = min(OH, oh0 + rows) - oh0
             run = nr * OW  # columns per sample
@@ -305,8 +303,7 @@ def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
                     matmul(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape(Cg, P))
                 elif implicit:
                     xpf = xps[s]
-                    for b in range(nb):  # padded images side by side, each with a zero tail
-                        pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b, g * Cg, Cg, PH, PW, KW * DW)
+                    pad_images(xpf, x, n0, nb, g * Cg, Cg, PH, PW, KW * DW)
                     conv_gemm_parallel(dst, w3[g], xpf, plane, offs, Pc, nb * Pc, get_threads(), fn)
                 else:
                     gather(col, xps[s], x, n0, nb, g * Cg, geom, pitch)

@@ -58,6 +58,15 @@ def pad_image(xpf, x, n, c0, Cg, PH, PW, tail):
 
 
 @serial_kernel
+def pad_images(xpf, x, n0, nb, c0, Cg, PH, PW, tail):
+    """:func:`pad_image` of samples n0..n0+nb side by side: sample n0 + b in
+    xpf[b*plane:(b+1)*plane], plane = Cg*Hp*Wp + tail (each with its zero tail)."""
+    plane = Cg * (x.shape[2] + 2 * PH) * (x.shape[3] + 2 * PW) + tail
+    for b in range(nb):
+        pad_image(xpf[b * plane:(b + 1) * plane], x, n0 + b, c0, Cg, PH, PW, tail)
+
+
+@serial_kernel
 def gather(col, xpf, x, n0, nb, c0, geom, pitch):
     """im2col of samples n0..n0+nb-1, channels c0..c0+Cg: col[k, b*OH*pitch + oh*pitch + ow]
     = x[n0 + b, c0 + cg, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW] (0 in the padding),

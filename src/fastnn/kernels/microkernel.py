@@ -92,6 +92,14 @@ def _bytes(fty):
     return 8 if isinstance(fty, ir.DoubleType) else 4
 
 
+def _packed_b(builder, fty, bb):
+    """The ``b_vector(k, v)`` of :func:`_emit_micro` for B packed in NR-column panels
+    (k-major) from pointer ``bb``."""
+    i64, W = ir.IntType(64), 64 // _bytes(fty)
+    return lambda k, v: _vector_at(builder, fty, bb, builder.add(builder.mul(k, ir.Constant(i64, NV * W)),
+                                                                 ir.Constant(i64, v * W)))
+
+
 def _micro_codegen(a_scalar):
     """The codegen of a micro-kernel whose A element (r, k) is at ``a_scalar(builder,
     base, k, r)`` (base: the A operand's data pointer plus its offset, k: the loop's i64
@@ -99,7 +107,6 @@ def _micro_codegen(a_scalar):
     def codegen(context, builder, signature, args):
         c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add = args
         fty = context.get_value_type(signature.args[0].dtype)
-        W = 64 // _bytes(fty)
         i64 = ir.IntType(64)
         cb = _data(context, builder, signature.args[0], c, c_off)
         ab = _data(context, builder, signature.args[3], a, a_off)
@@ -108,9 +115,7 @@ def _micro_codegen(a_scalar):
         _emit_micro(
             context, builder, fty, cb, ldc,
             lambda k, r: builder.gep(ab, [a_scalar(builder, k, r, rows[r])], inbounds=True),
-            lambda k, v: _vector_at(builder, fty, bb, builder.add(builder.mul(k, ir.Constant(i64, NV * W)),
-                                                                  ir.Constant(i64, v * W))),
-            kc, add)
+            _packed_b(builder, fty, bb), kc, add)
         return context.get_dummy_value()
 
     return codegen
@@ -193,7 +198,6 @@ def micro_gather(typingctx, c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_of
     def codegen(context, builder, signature, args):
         c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add = args
         fty = context.get_value_type(signature.args[0].dtype)
-        W = 64 // _bytes(fty)
         i64 = ir.IntType(64)
         cb = _data(context, builder, signature.args[0], c, c_off)
         ab = _data(context, builder, signature.args[3], a, ir.Constant(i64, 0))
@@ -206,10 +210,7 @@ def micro_gather(typingctx, c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_of
             return builder.gep(ab, [builder.add(row[r], builder.load(builder.gep(kb, [k], inbounds=True)))],
                                inbounds=True)
 
-        _emit_micro(context, builder, fty, cb, ldc, a_scalar,
-                    lambda k, v: _vector_at(builder, fty, bb, builder.add(builder.mul(k, ir.Constant(i64, NV * W)),
-                                                                          ir.Constant(i64, v * W))),
-                    kc, add)
+        _emit_micro(context, builder, fty, cb, ldc, a_scalar, _packed_b(builder, fty, bb), kc, add)
         return context.get_dummy_value()
 
     return sig, codegen
