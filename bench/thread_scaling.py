@@ -35,7 +35,8 @@ def _products(shape, threads, torch):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((M, K), dtype=np.float32), rng.standard_normal((N, K), dtype=np.float32)
     out = np.empty((M, N), np.float32)
-    packed, (ap, tmp), bias = matmul_packed.pack_weight(w, M), matmul_packed.workspace(np.float32), np.zeros(N, np.float32)
+    packed, (ap, tmp) = matmul_packed.pack_weight(w, M), matmul_packed.workspace(np.float32)
+    bias = np.zeros(N, np.float32)
     runs = {"fastnn matmul": lambda: matmul(out, x, w, False, True),
             "fastnn packed": lambda: matmul_packed.gemm_packed(out, x, packed, ap, tmp, threads, bias, 0, 0.0, False)}
     if torch is not None:
@@ -105,7 +106,8 @@ def main(argv=None):
     counts = sorted({1, args.threads})
     results = scaling(shapes, counts, args.rounds)
     names = list(next(iter(results.values())))
-    print(f"{_peak_flops()._cpu()}; median of {args.rounds} alternating rounds, shares of the FMA peak measured in each round\n")
+    print(f"{_peak_flops()._cpu()}; median of {args.rounds} alternating rounds, "
+          "shares of the FMA peak measured in each round\n")
     print("| x @ w.T, M x N x K | threads | " + " | ".join(f"{n} % of peak" for n in names)
           + (" | fastnn matmul / torch.mm time |" if "torch.mm" in names else " |"))
     print("|---|---|" + "---|" * (len(names) + ("torch.mm" in names)))
