@@ -5,6 +5,7 @@ of steps and views runs as a loop."""
 import numpy as np
 
 from ..kernels import activations as act_k
+from ..kernels import aligned
 from ..nn.activation import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
 from ..nn.containers import Sequential
 from ..nn.conv import Conv2d
@@ -170,7 +171,7 @@ class _Buffers:
             if fits:
                 buf = self.free.pop(min(fits, key=lambda k: self.free[k].size))
             else:
-                buf = np.empty(max(nbytes, 1), np.uint8)
+                buf = aligned.bytes_view(nbytes)  # (starts on a cache line)
             self.busy.append((end, buf))
             return buf[:nbytes].view(dtype).reshape(shape)
         return alloc

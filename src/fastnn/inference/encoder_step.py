@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from .._planstate import plan_state
+from ..kernels import aligned
 from ..kernels import attention as attn_k
 from ..kernels import layer_norm as ln_k
 from ..kernels import matmul_packed as packed_k
@@ -68,13 +69,13 @@ class _Scratch:
         self.NR = packed_k.panel_width(dt)
         self.Lp = -(-L // attn_k.BQ) * attn_k.BQ
         self.Sp = -(-L // attn_k.BK) * attn_k.BK
-        self.qkv = np.empty((M, 3 * E), dt)
-        self.ka = np.empty((BH, pack_size(attn_k.A_ROWS, L, Dh, self.NR, L)), dt)
-        self.qc = np.empty((BH, pack_size(attn_k.B_COLS, L, Dh, self.NR, self.Lp)), dt)
-        self.vr = np.empty((BH, pack_size(attn_k.B_ROWS, L, Dh, self.NR, self.Sp)), dt)
-        self.lse = np.empty((BH, L), dt)
-        self.merged, self.y, self.x1, self.hn = (np.empty((M, E), dt) for _ in range(4))
-        self.h = np.empty((M, F), dt)
+        self.qkv = aligned.empty((M, 3 * E), dt)
+        self.ka = aligned.empty((BH, pack_size(attn_k.A_ROWS, L, Dh, self.NR, L)), dt)
+        self.qc = aligned.empty((BH, pack_size(attn_k.B_COLS, L, Dh, self.NR, self.Lp)), dt)
+        self.vr = aligned.empty((BH, pack_size(attn_k.B_ROWS, L, Dh, self.NR, self.Sp)), dt)
+        self.lse = aligned.empty((BH, L), dt)
+        self.merged, self.y, self.x1, self.hn = (aligned.empty((M, E), dt) for _ in range(4))
+        self.h = aligned.empty((M, F), dt)
         self.mean, self.rstd = np.empty(M, np.float64), np.empty(M, np.float64)
 
 

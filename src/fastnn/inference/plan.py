@@ -2,6 +2,8 @@
 how it runs (the model's forward with the steps standing in, or a plain loop)."""
 import threading
 
+import numpy as np
+
 from .. import _planstate
 from ..nn import module as _module
 from ..tensor import Tensor, _wrap
@@ -81,7 +83,7 @@ class Plan:
 
 
 def _root(a):
-    while a.base is not None:
+    while isinstance(a.base, np.ndarray):  # (an array a kernel allocated has a MemInfo base)
         a = a.base
     return id(a)
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from .._planstate import call_unplanned
 from ..kernels import activations as act_k
+from ..kernels import aligned
 from ..kernels import conv as conv_k
 from ..kernels import conv1d as conv1d_k
 from ..kernels import matmul_packed as packed_k
@@ -52,7 +53,7 @@ class _Buffered(Step):
         self.out = alloc(out_shape, self.dtype)
         self.result = _wrap(self.out)
         # a strided input (a slice of a sequence, say) is gathered here first
-        self.gather = None if x.data.flags.c_contiguous else np.empty(self.shape, self.dtype)
+        self.gather = None if x.data.flags.c_contiguous else aligned.empty(self.shape, self.dtype)
 
     def owned(self):
         return (self.out,) if self.gather is None else (self.out, self.gather)

@@ -8,12 +8,12 @@ layout. Threads own tiles of ``out``; K is summed in fixed blocks in a fixed
 order, so results do not depend on the thread count. Tiny products and products
 with very few rows skip the packing and run plain serial loops.
 """
-import numpy as np
 from numba import prange
 
 from ._jit import inline, kernel, serial_kernel
 from ._threading import get_threads
 from .activations import IDENTITY, bias_activation_row
+from .aligned import empty_like_row
 from .microkernel import KC, MR, NV, copy8, micro, micro_rows, pack_a
 
 MC = 128  # most rows per tile: the tile's packed a block (MC x KC) stays in L2
@@ -187,9 +187,9 @@ def gemm_serial(out, a, b, trans_a, trans_b, accumulate):
         _direct(out, a, b, trans_a, trans_b, accumulate, 0, N)
         return
     a, b, ta, tb, swap, R, Q, K, NR, kcb, kg, mc, ntm = _plan(out, a, b, trans_a, trans_b, 1)
-    bp = np.empty(min(kg, K) * (min(Q, NC) + NR), out.dtype)
-    ap = np.empty((mc + MR) * kcb, out.dtype)
-    tmp = np.empty(MR * NR, out.dtype)
+    bp = empty_like_row(min(kg, K) * (min(Q, NC) + NR), out)
+    ap = empty_like_row((mc + MR) * kcb, out)
+    tmp = empty_like_row(MR * NR, out)
     for j0 in range(0, Q, NC):
         ncols = min(NC, Q - j0)
         npan = (ncols + NR - 1) // NR
@@ -231,7 +231,7 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
     if M * N * K < SERIAL_FLOPS:
         threads = 1
     a, b, ta, tb, swap, R, Q, K, NR, kcb, kg, mc, ntm = _plan(out, a, b, trans_a, trans_b, threads)
-    bp = np.empty(min(kg, K) * (min(Q, NC) + NR), out.dtype)
+    bp = empty_like_row(min(kg, K) * (min(Q, NC) + NR), out)
     for j0 in range(0, Q, NC):
         ncols = min(NC, Q - j0)
         npan, per, ntiles = column_tiles(ncols, NR, threads, ntm)
@@ -240,14 +240,14 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
             npack = npan * ((g1 - g0 + kcb - 1) // kcb)
             if threads == 1:
                 _pack_b(bp, b, tb, 0, npack, g0, g1, j0, ncols, kcb, NR)
-                _tiles(out, a, bp, np.empty((mc + MR) * kcb, out.dtype), np.empty(MR * NR, out.dtype), ta,
+                _tiles(out, a, bp, empty_like_row((mc + MR) * kcb, out), empty_like_row(MR * NR, out), ta,
                        accumulate, swap, 0, ntiles, mc, per, g0, g1, j0, ncols, kcb, NR)
                 continue
             for c in prange(threads):
                 _pack_b(bp, b, tb, c * npack // threads, (c + 1) * npack // threads,
                         g0, g1, j0, ncols, kcb, NR)
             for c in prange(threads):
-                _tiles(out, a, bp, np.empty((mc + MR) * kcb, out.dtype), np.empty(MR * NR, out.dtype), ta,
+                _tiles(out, a, bp, empty_like_row((mc + MR) * kcb, out), empty_like_row(MR * NR, out), ta,
                        accumulate, swap, c * ntiles // threads, (c + 1) * ntiles // threads, mc, per, g0, g1, j0,
                        ncols, kcb, NR)
 

@@ -12,6 +12,7 @@ import numba
 import numpy as np
 from numba import prange
 
+from . import aligned
 from ._fnptr import call, handle
 from ._jit import kernel, serial_kernel
 from .activations import IDENTITY, bias_activation_row
@@ -42,13 +43,13 @@ def workspace(dtype):
     """A (threads, room) array for the rows of a (one row per thread numba may use)
     and a (threads, MR * NR) one for edge tiles."""
     threads = numba.config.NUMBA_NUM_THREADS
-    return np.empty((threads, ROOM), dtype), np.empty((threads, MR * panel_width(dtype)), dtype)
+    return aligned.empty((threads, ROOM), dtype), aligned.empty((threads, MR * panel_width(dtype)), dtype)
 
 
 def pack_weight(w, M):
     """w (N, K) packed for products (M, K) @ w.T (``packs(M, N, K)`` must hold)."""
     N, K = w.shape
-    bp = np.empty(packed_size(N, K, w.dtype), w.dtype)
+    bp = aligned.empty(packed_size(N, K, w.dtype), w.dtype)
     _pack_all(bp, w, np.empty((M, N), w.dtype), np.empty((M, K), w.dtype))
     return bp
 
