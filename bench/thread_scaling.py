@@ -7,7 +7,10 @@ inference plan runs it (``gemm_packed``) and, where installed, ``torch.mm``, tim
 alternating rounds in one process. Each round also runs the FMA loop of
 ``peak_flops.py`` on the same number of threads, and every product's figure is a share
 of the peak measured in its own round: this machine's clock moves between runs, so
-only shares and ratios taken side by side compare.
+only shares and ratios taken side by side compare. Before its timed calls in a
+round, each system runs untimed for ``WARM`` seconds: PyTorch's OpenMP threads keep
+spinning for milliseconds after its last call and slow whatever runs next, and a core
+that idled runs its first milliseconds of vector work slower.
 
     python bench/thread_scaling.py [--threads 2] [--shapes 2048x384x128,...] [--rounds 15]
 
@@ -23,6 +26,10 @@ import time
 import numpy as np
 
 LOOP = 600_000  # FMA-loop iterations per peak measurement: about 2 ms at 3 GHz
+# Each system runs this long untimed before its timed calls in a round: PyTorch's OpenMP
+# threads spin for milliseconds after its last call, taking the cores from whatever runs
+# next, and a core that idled runs its first milliseconds of vector work slower.
+WARM = 0.03
 SHAPES = "2048x384x128,2048x128x128,2048x512x128,2048x128x512,1024x1024x1024"
 
 
@@ -70,8 +77,10 @@ def scaling(shapes, thread_counts, rounds, repeats=5):
             flops = 2.0 * shape[0] * shape[1] * shape[2]
             shares, times = {name: [] for name in runs}, {name: [] for name in runs}
             for _ in range(rounds):
+                _warm(lambda: prun(pout, LOOP // 10))
                 peak = threads * LOOP * ACCUMULATORS * 32 / min(_timed(lambda: prun(pout, LOOP)) for _ in range(3))
                 for name, run in runs.items():
+                    _warm(run)
                     best = min(_timed(run) for _ in range(repeats))
                     shares[name].append(flops / best / peak)
                     times[name].append(best)
@@ -86,6 +95,12 @@ def _peak_flops():
     except ImportError:  # run as a script: this folder is on the path
         import peak_flops
     return peak_flops
+
+
+def _warm(run):
+    end = time.perf_counter() + WARM
+    while time.perf_counter() < end:
+        run()
 
 
 def _timed(run):
