@@ -56,13 +56,12 @@ def scaling(shapes, thread_counts, rounds, repeats=5):
     """{(shape, threads): {name: (median share of peak, median seconds)}}."""
     import numba
 
-    ACCUMULATORS, _fma_loop = _peak_flops().ACCUMULATORS, _peak_flops()._fma_loop
-
+    peak_flops = _peak_flops()
     try:
         import torch
     except ImportError:
         torch = None
-    prun = _fma_loop()
+    prun = peak_flops._fma_loop()
     results = {}
     for threads in thread_counts:
         numba.set_num_threads(threads)
@@ -78,7 +77,8 @@ def scaling(shapes, thread_counts, rounds, repeats=5):
             shares, times = {name: [] for name in runs}, {name: [] for name in runs}
             for _ in range(rounds):
                 _warm(lambda: prun(pout, LOOP // 10))
-                peak = threads * LOOP * ACCUMULATORS * 32 / min(_timed(lambda: prun(pout, LOOP)) for _ in range(3))
+                loop = min(_timed(lambda: prun(pout, LOOP)) for _ in range(3))
+                peak = threads * LOOP * peak_flops.ACCUMULATORS * 32 / loop
                 for name, run in runs.items():
                     _warm(run)
                     best = min(_timed(run) for _ in range(repeats))

@@ -32,14 +32,6 @@ def bytes_view(nbytes):
     return _aligned_bytes(max(int(nbytes), 1))
 
 
-@serial_kernel
-def _aligned_bytes(nbytes):
-    # (in a kernel: reading an address from Python (``.ctypes.data``) costs more)
-    block = np.empty(nbytes + ALIGN, np.uint8)
-    start = (ALIGN - np.int64(block.ctypes.data) % ALIGN) % ALIGN
-    return block[start:start + nbytes]
-
-
 @inline
 def empty_like_row(n, like):
     """Inside a kernel: a 1-D array of ``n`` elements of ``like``'s dtype, its data on
@@ -48,3 +40,12 @@ def empty_like_row(n, like):
     block = np.empty(n + ALIGN // size, like.dtype)
     start = (ALIGN - np.int64(block.ctypes.data) % ALIGN) % ALIGN // size
     return block[start:start + n]
+
+
+_BYTE = np.zeros(1, np.uint8)  # the dtype ``_aligned_bytes`` allocates
+
+
+@serial_kernel
+def _aligned_bytes(nbytes):
+    # (in a kernel: reading an address from Python (``.ctypes.data``) costs more)
+    return empty_like_row(nbytes, _BYTE)
