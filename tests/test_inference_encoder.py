@@ -1,6 +1,7 @@
 """Transformer encoder layers on inference plans: the layer step (``EncoderLayerStep``)
 gives the eager eval forward's bits, masks and other calls it was not built for run
 eagerly, and the products of layers run as they are use the plan's packed weights."""
+import numba
 import numpy as np
 import pytest
 
@@ -135,3 +136,49 @@ def test_encoder_plan_follows_weight_updates():
     with fastnn.no_grad():
         for _ in range(2):
             np.testing.assert_array_equal(compiled(x).data, model(x).data)
+
+
+def _fused_steps(plan):
+    """Whether each encoder step ran as one kernel, sequence by sequence (``encoder_rows``)."""
+    return [isinstance(s.fused, tuple) for s in plan.steps if type(s).__name__ == "EncoderLayerStep"]
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation,bias", [("relu", True), ("gelu", False)])
+def test_encoder_layer_sequence_by_sequence_equals_eager(norm_first, activation, bias):
+    fastnn.manual_seed(10)
+    kw = {"activation": activation, "batch_first": True, "norm_first": norm_first, "bias": bias}
+    model = nn.Sequential(nn.TransformerEncoderLayer(64, 4, 96, **kw), nn.TransformerEncoderLayer(64, 4, 80, **kw))
+    # 4 sequences (a multiple of 1, 2 or 4 threads) of 70 positions: two query blocks
+    # each, and every product big enough for packed weights
+    plan = _check(model, fastnn.randn(4, 70, 64), ["EncoderLayerStep", "EncoderLayerStep"])
+    assert _fused_steps(plan) == [True, True]
+
+
+def test_encoder_layer_bits_do_not_depend_on_the_thread_count():
+    # 3 sequences: one kernel sequence by sequence on one thread; on two threads, where
+    # it would leave one idle for a third of the time, the kernels one after another
+    fastnn.manual_seed(11)
+    model = nn.Sequential(nn.TransformerEncoderLayer(64, 2, 64, batch_first=True, dtype=np.float64)).eval()
+    x = fastnn.randn(3, 40, 64, dtype=np.float64)
+    with fastnn.no_grad():
+        want = model(x).data.copy()
+    compiled = fastnn.compile(model)
+    # two threads first: the step keeps its sequence-by-sequence arguments once made
+    for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}, reverse=True):
+        with fastnn.set_num_threads(threads), fastnn.no_grad():
+            for _ in range(2):
+                np.testing.assert_array_equal(compiled(x).data, want)
+        assert _fused_steps(_plan(model)) == [threads == 1], threads
+
+
+def test_encoder_layer_read_only_input_runs_the_kernels_one_after_another():
+    fastnn.manual_seed(12)
+    model = nn.Sequential(nn.TransformerEncoderLayer(64, 2, 64, batch_first=True)).eval()
+    data = fastnn.randn(4, 40, 64).data
+    data.flags.writeable = False
+    x = fastnn.from_numpy(data)
+    plan = _check(model, x, ["EncoderLayerStep"])
+    assert _fused_steps(plan) == [False]
+    _check(model, fastnn.randn(4, 40, 64))  # a writeable one (its own plan): sequence by sequence
+    assert sorted(_fused_steps(p) for p in inference._PLANS[model].values()) == [[False], [True]]

@@ -91,8 +91,12 @@ def _optional_cases(floats):
         ("LSTM", (4, 6), dict(bidirectional=True, proj_size=3), floats(3, 2, 4)),
         ("GRU", (4, 5), dict(num_layers=2, bidirectional=True), floats(3, 2, 4)),
         # attention: the fused kernels (eval mode; training mode's dropout runs unfused); on
-        # a plan, 140 rows make products big enough for packed weights (the fused FFN)
+        # a plan, 140 rows make the feed-forward products big enough for packed weights
+        # (the fused FFN), not yet the out-projection (so not the next case's kernel)
         ("TransformerEncoderLayer", (32, 2), dict(dim_feedforward=64, batch_first=True), floats(2, 70, 32)),
+        # two sequences a thread, every product packed: the layer sequence by sequence
+        ("TransformerEncoderLayer", (64, 2), dict(dim_feedforward=64, batch_first=True),
+         lambda rng, dtype: rng.standard_normal((2 * _threading.get_threads(), 70, 64)).astype(dtype)),
     ]
     cases = []
     for name, args, kwargs, make_input in wanted:

@@ -118,11 +118,18 @@ def pack_heads(dst, x, layout, NR, rows_pad):
     B_ROWS: dst[q*rows_pad*NR + i*NR + j] = x[i, q*NR + j] (zero past D)"""
     N, H = x.shape[0], x.shape[1]
     if x.size < SERIAL_BELOW:
-        for bh in range(N * H):
-            _pack_head(dst[bh], x[bh // H, bh % H], layout, NR, rows_pad)
+        pack_head_range(dst, x, layout, NR, rows_pad, _ZERO, N * H)
         return
     for u in prange(N * H):
         bh = np.int64(u)
+        _pack_head(dst[bh], x[bh // H, bh % H], layout, NR, rows_pad)
+
+
+@serial_kernel
+def pack_head_range(dst, x, layout, NR, rows_pad, bh0, bh1):
+    """Heads bh0..bh1-1 of :func:`pack_heads`, on the calling thread."""
+    H = x.shape[1]
+    for bh in range(bh0, bh1):
         _pack_head(dst[bh], x[bh // H, bh % H], layout, NR, rows_pad)
 
 

@@ -20,11 +20,13 @@ import math
 import numpy as np
 from numba import prange
 
+from ._fnptr import call, handle
 from ._jit import SERIAL_BELOW, inline, kernel, serial_kernel
 
 ROW_BLOCKS = 256  # forward: rows are split into at most this many blocks (one call each)
 ROW_CHUNKS = 32  # backward: rows are split into at most this many chunks, each with its own partials
 PARTIAL_LIMIT = 1 << 19  # ... and fewer when chunks * P would pass this many partial values
+_ZERO = np.int64(0)
 
 
 @inline
@@ -72,22 +74,40 @@ def _forward_rows(out, mean, rstd, x, weight, bias, lo, hi, G, S, eps, affine, p
 
 
 @kernel
-def norm_rows_forward(out, mean, rstd, x, weight, bias, groups, spatial, eps, affine, per_column):
+def norm_rows_forward(out, mean, rstd, x, weight, bias, groups, spatial, eps, affine, per_column, fn):
     """out = (x - mean_r) * rstd_r * weight + bias (overwritten); mean, rstd (R,) float64
     overwritten with each row's mean and 1 / sqrt(var + eps).
 
     x, out (R, L) C-contiguous; weight/bias (L,) if per_column, else (C,) read per
     channel (see the module docstring: groups G, spatial S >= 1), only if affine.
-    Parallel over blocks of rows."""
+    Parallel over blocks of rows. ``fn``: :func:`norm_rows_handle` of these arguments
+    (the rows' kernel called through its address, see ``rows_handle``)."""
     R, L = x.shape
     if R * L < SERIAL_BELOW:
-        _forward_rows(out, mean, rstd, x, weight, bias, np.int64(0), R, groups, spatial, eps, affine, per_column)
+        call(fn, (out, mean, rstd, x, weight, bias, _ZERO, R, groups, spatial, eps, affine, per_column))
     else:
         blocks = min(R, ROW_BLOCKS)
         for blk in prange(blocks):
-            b = np.int64(blk)  # int64 bounds: the serial path's signature, compiled once
-            _forward_rows(out, mean, rstd, x, weight, bias, b * R // blocks, (b + 1) * R // blocks, groups,
-                          spatial, eps, affine, per_column)
+            b = np.int64(blk)
+            call(fn, (out, mean, rstd, x, weight, bias, b * R // blocks, (b + 1) * R // blocks, groups, spatial, eps,
+                      affine, per_column))
+
+
+def rows_handle(rows_kernel, args, at):
+    """The handle (``_fnptr``) of ``rows_kernel`` for a parallel kernel's ``args``, its
+    row bounds inserted at ``at``.
+
+    The forward kernels call their rows' serial kernel through its address, never
+    directly: LLVM would inline it and vectorise its sums anew for each caller (a
+    reduction's lanes follow the context), so the same row would round differently
+    in the batch's kernel and in a fused block that normalises one sequence's rows
+    (``kernels.encoder``). Called through one address, it is one machine code."""
+    return handle(rows_kernel, args[:at] + (0, 0) + args[at:])
+
+
+def norm_rows_handle(out, mean, rstd, x, weight, bias, groups, spatial, eps, affine, per_column):
+    """``fn`` for :func:`norm_rows_forward` with these arguments (their types, not values)."""
+    return rows_handle(_forward_rows, (out, mean, rstd, x, weight, bias, groups, spatial, eps, affine, per_column), 6)
 
 
 @inline
@@ -126,7 +146,7 @@ def _add_forward_rows(out, total, x, y, ybias, weight, bias, lo, hi, eps, keep_s
 
 
 @kernel
-def add_norm_rows_forward(out, total, x, y, ybias, weight, bias, eps, keep_sum, has_ybias):
+def add_norm_rows_forward(out, total, x, y, ybias, weight, bias, eps, keep_sum, has_ybias, fn):
     """out = LayerNorm(x + y) per row, weight/bias (L,) per column, and total = x + y
     if keep_sum (both overwritten); with has_ybias, y + ybias (L,) in place of y (a
     Linear's output whose bias was left out of its GEMM). A transformer block's
@@ -135,16 +155,22 @@ def add_norm_rows_forward(out, total, x, y, ybias, weight, bias, eps, keep_sum, 
     sums may vectorise differently).
 
     All (R, L) C-contiguous, L >= 1 (``total`` is not touched unless keep_sum).
-    Parallel over blocks of rows."""
+    Parallel over blocks of rows. ``fn``: :func:`add_norm_handle` of these arguments
+    (see ``rows_handle``)."""
     R, L = x.shape
     if R * L < SERIAL_BELOW:
-        _add_forward_rows(out, total, x, y, ybias, weight, bias, np.int64(0), R, eps, keep_sum, has_ybias)
+        call(fn, (out, total, x, y, ybias, weight, bias, _ZERO, R, eps, keep_sum, has_ybias))
     else:
         blocks = min(R, ROW_BLOCKS)
         for blk in prange(blocks):
             b = np.int64(blk)
-            _add_forward_rows(out, total, x, y, ybias, weight, bias, b * R // blocks, (b + 1) * R // blocks, eps,
-                              keep_sum, has_ybias)
+            call(fn, (out, total, x, y, ybias, weight, bias, b * R // blocks, (b + 1) * R // blocks, eps, keep_sum,
+                      has_ybias))
+
+
+def add_norm_handle(out, total, x, y, ybias, weight, bias, eps, keep_sum, has_ybias):
+    """``fn`` for :func:`add_norm_rows_forward` with these arguments (their types)."""
+    return rows_handle(_add_forward_rows, (out, total, x, y, ybias, weight, bias, eps, keep_sum, has_ybias), 7)
 
 
 @inline

@@ -79,7 +79,8 @@ def _normalize(x, weight, bias, rows, length, size, groups, spatial, per_column,
     out2 = np.empty((rows, length), dt)
     mean = np.empty(rows, np.float64)
     rstd = np.empty(rows, np.float64)
-    ln_k.norm_rows_forward(out2, mean, rstd, x2, w, b, groups, spatial, eps, affine, per_column)
+    args = (out2, mean, rstd, x2, w, b, groups, spatial, eps, affine, per_column)
+    ln_k.norm_rows_forward(*args, ln_k.norm_rows_handle(*args))
     out = _wrap(out2.reshape(xd.shape))
     if recording(x, weight, bias):
         fn = _backward(x, weight, bias, x2, w, mean, rstd, groups, spatial, per_column, affine)
@@ -173,9 +174,9 @@ def add_layer_norm(x, y, weight, bias, eps=1e-05, keep_sum=False, y_bias=None):
     y2 = np.ascontiguousarray(yd).reshape(-1, L)
     out2 = np.empty_like(x2)
     total2 = np.empty_like(x2) if keep_sum else out2  # not written unless keep_sum
-    ln_k.add_norm_rows_forward(out2, total2, x2, y2, _flat(y_bias, L, dt, 0), _flat(weight, L, dt, 1),
-                               _flat(bias, L, dt, 0), _eps(eps, "add_layer_norm"), bool(keep_sum),
-                               y_bias is not None)
+    args = (out2, total2, x2, y2, _flat(y_bias, L, dt, 0), _flat(weight, L, dt, 1), _flat(bias, L, dt, 0),
+            _eps(eps, "add_layer_norm"), bool(keep_sum), y_bias is not None)
+    ln_k.add_norm_rows_forward(*args, ln_k.add_norm_handle(*args))
     return _wrap(out2.reshape(xd.shape)), (_wrap(total2.reshape(xd.shape)) if keep_sum else None)
 
 
