@@ -85,7 +85,7 @@ class _Scratch:
         self.ka = aligned.empty((BH, pack_size(attn_k.A_ROWS, L, Dh, self.NR, L)), dt)
         self.qc = aligned.empty((BH, pack_size(attn_k.B_COLS, L, Dh, self.NR, self.Lp)), dt)
         self.vr = aligned.empty((BH, pack_size(attn_k.B_ROWS, L, Dh, self.NR, self.Sp)), dt)
-        self.lse = aligned.empty((BH, L), dt)
+        self.lse = np.empty((BH, 0), dt)  # no row logsumexp: nothing runs backward
         self.merged, self.y, self.x1, self.hn = (aligned.empty((M, E), dt) for _ in range(4))
         self.h = aligned.empty((M, F), dt)
         self.mean, self.rstd = np.empty(M, np.float64), np.empty(M, np.float64)

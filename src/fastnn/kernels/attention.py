@@ -249,7 +249,8 @@ def _online_t(st, m, lsum, alpha, shift, bk):
 def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, u, S, D, NR, Sp):
     # Unit u = (head bh, query block qb): online softmax over the block's keys, with the
     # scores transposed (keys x queries) so that the softmax runs down columns;
-    # writes out[n, h, i0:i0+bq] (bh = n*H + h) and lse[bh, i0:i0+bq].
+    # writes out[n, h, i0:i0+bq] (bh = n*H + h) and lse[bh, i0:i0+bq] (none when lse
+    # is (BH, 0): inference, where no backward reads it).
     H, L, Dv = out.shape[1], out.shape[2], out.shape[3]
     bh, qb = _unit(u, (L + BQ - 1) // BQ)
     Dvp = (Dv + NR - 1) // NR * NR
@@ -274,6 +275,7 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
                 orow[d] *= a
         pack_t(pp, st, bq, bk)  # O += P V_j
         _times_rows(o, _ZERO, pp, bq, vrows[bh], j0, bk, Dvp, NR, Sp, TRI_Q if diagonal else NO_TRI)
+    keep = lse.shape[1] > 0
     for r in range(bq):
         i = i0 + r
         dest = out[bh // H, bh % H, i]
@@ -281,22 +283,24 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
             inv = 1 / lsum[r]
             for d in range(Dv):
                 dest[d] = o[r, d] * inv
-            lse[bh, i] = m[r] + math.log(lsum[r])
+            if keep:
+                lse[bh, i] = m[r] + math.log(lsum[r])
         else:  # no key to attend to: zeros, and a gradient of zero
             dest[:] = 0
-            lse[bh, i] = np.inf
+            if keep:
+                lse[bh, i] = np.inf
 
 
 @kernel
 def attention_forward(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, S, D, NR, Sp):
     """out (N, H, L, Dv) = softmax(q k^T * scale + mask) v and lse (BH, L) its row
-    logsumexp (both overwritten; BH = N*H, head bh = n*H + h; out of any strides, so
-    heads can land straight in a merged (N, L, H*Dv) layout; contiguous (BH, L, Dv)
-    results as ``out[None]``) from the packs ka (A_ROWS of k (BH, S, D)), qcols
+    logsumexp (both overwritten; lse (BH, 0) for none, when no backward needs it; BH =
+    N*H, head bh = n*H + h; out of any strides, so heads can land straight in a merged
+    (N, L, H*Dv) layout; contiguous (BH, L, Dv) results as ``out[None]``) from the packs ka (A_ROWS of k (BH, S, D)), qcols
     (B_COLS of q (BH, L, D), rows padded to a multiple of BQ), vrows (B_ROWS of v, Sp
     rows); maskt: the masks transposed, (Mb, S, Lm). Parallel over (bh, query block),
     ordered so that each thread gets as many short as long causal blocks."""
-    BH, L = lse.shape
+    BH, L = out.shape[0] * out.shape[1], out.shape[2]
     for u in prange(BH * ((L + BQ - 1) // BQ)):
         _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal,
                        np.int64(u), S, D, NR, Sp)
