@@ -178,7 +178,10 @@ def _fused(q, k, v, mask, causal, scale):
         def backward(g):  # flash-attention 2: P recomputed block by block from lse
             do3 = np.ascontiguousarray(g, dtype=dt).reshape(BH, L, Dv)
             delta = np.ascontiguousarray(np.einsum("bld,bld->bl", do3, out3), dtype=dt)
-            dq, dk, dv = np.empty_like(q3), np.empty_like(k3), np.empty_like(v3)
+            # the gradients in their own arrays, shaped as the inputs (the engine installs
+            # an array it owns as .grad without copying it), written through 3-D views
+            grads = tuple(np.empty(t.data.shape, dt) for t in (q, k, v))
+            dq, dk, dv = (g.reshape(x.shape) for g, x in zip(grads, (q3, k3, v3)))
             threads = get_threads()
             attn_bk.attention_backward(
                 dq, dk, dv, _pack(q3, attn_k.A_ROWS, NR, L), _pack(do3, attn_k.A_ROWS, NR, L),
@@ -186,7 +189,6 @@ def _fused(q, k, v, mask, causal, scale):
                 _pack(k3, attn_k.B_ROWS, NR, Sp), _pack(q3, attn_k.B_ROWS, NR, Lp), _pack(do3, attn_k.B_ROWS, NR, Lp),
                 lse, delta, masks, index, rows, has_mask, scale, bool(causal), NR, Lp, Sp,
                 threads > 1 and BH < 2 * threads)
-            grads = (dq.reshape(q.data.shape), dk.reshape(k.data.shape), dv.reshape(v.data.shape))
             return tuple(grad if wanted else None for grad, wanted in zip(grads, need))
 
         attach(out, backward, (q, k, v), "ScaledDotProductFlashAttentionForCpuBackward0", saved=(q, k, v))
