@@ -155,6 +155,16 @@ def test_encoder_layer_sequence_by_sequence_equals_eager(norm_first, activation,
     assert _fused_steps(plan) == [True, True]
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_layer_sequence_by_sequence_longer_than_a_row_tile(norm_first):
+    # 150 positions: each sequence's products in two row tiles (at most MC rows: the
+    # packing room holds no more at a depth of 256, the in-projection's here)
+    fastnn.manual_seed(13)
+    model = nn.Sequential(nn.TransformerEncoderLayer(256, 2, 64, batch_first=True, norm_first=norm_first))
+    plan = _check(model, fastnn.randn(4, 150, 256), ["EncoderLayerStep"])
+    assert _fused_steps(plan) == [True]
+
+
 def test_encoder_layer_bits_do_not_depend_on_the_thread_count():
     # 3 sequences: one kernel sequence by sequence on one thread; on two threads, where
     # it would leave one idle for a third of the time, the kernels one after another

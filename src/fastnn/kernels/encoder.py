@@ -9,8 +9,8 @@ weights is local to one sequence. :func:`encoder_rows` gives each thread whole
 sequences and runs all of the layer on one sequence's rows in the thread's own
 scratch arrays, which stay in its cache from one sequence to the next (batch-sized
 intermediates would cost a trip to memory for every line written): the products as
-row tiles of the packed ones (``matmul_packed._row_tile``, one tile = one
-sequence's L rows), the heads packed, the attention's query blocks
+row tiles of the packed ones (``matmul_packed._row_tile``, a sequence's rows in
+tiles of up to ``MC``), the heads packed, the attention's query blocks
 (``attention._forward_block``), the residual adds with LayerNorm. The same kernels
 on the same rows as the operations, in the same order, so the result is bitwise
 theirs (and the same at any thread count).
@@ -32,10 +32,11 @@ from ._fnptr import call
 from ._jit import kernel, serial_kernel
 from .activations import IDENTITY
 from .attention import A_ROWS, B_COLS, B_ROWS, BQ
+from .matmul import MC
 
 _IDENT = np.int64(IDENTITY)
 _NO_SLOPE = np.float64(0.0)
-_ZERO, _ONE = np.int64(0), np.int64(1)
+_ZERO, _ONE, _MC = np.int64(0), np.int64(1), np.int64(MC)
 _KEEP, _DROP = np.bool_(True), np.bool_(False)
 _K, _Q, _V = np.int64(A_ROWS), np.int64(B_COLS), np.int64(B_ROWS)
 
@@ -87,26 +88,34 @@ def _sequence(out, x, qkv, q4, k4, v4, heads, merged, y, x1, hn, h, mean, rstd, 
         call(norm_a, (hn_c, mean[c], rstd[c], xs, lw, lb, _ZERO, L, _ONE, spatial, eps[0], affine, affine))
         src = hn_c
     # the attention: qkv = src @ w_in.T + b_in, heads packed, merged rows = attention
-    call(p_in, (qkv_c, src, w_in, ap, tmp, _ZERO, L, b_in, _IDENT, _NO_SLOPE, has_in))
+    _product(p_in, qkv_c, src, w_in, ap, tmp, b_in, _IDENT, has_in)
     call(pack_k, (ka, k4, _K, NR, L, c * H, c * H + H))
     call(pack_q, (qc, q4, _Q, NR, Lp, c * H, c * H + H))
     call(pack_v, (vr, v4, _V, NR, Sp, c * H, c * H + H))
     nb = (L + BQ - 1) // BQ
     for u in range(c * H * nb, (c + 1) * H * nb):
         call(block, (heads, lse, ka, qc, vr, maskt, midx, mrows, has_mask, scale, causal, u, S, D, NR, Sp))
-    call(p_out, (y_c, merged_c, w_out, ap, tmp, _ZERO, L, b_out, _IDENT, _NO_SLOPE, _DROP))  # bias: in the add
+    _product(p_out, y_c, merged_c, w_out, ap, tmp, b_out, _IDENT, _DROP)  # its bias: in the add
     if not first:  # x1 = norm1(x + y + b_out); out = norm2(x1 + ff(x1))
         call(norm_a, (x1_c, x1_c, xs, y_c, b_out, nw1, nb1, _ZERO, L, eps[0], _DROP, has_out))
-        call(p1, (h_c, x1_c, w1, ap, tmp, _ZERO, L, b1, kind, _NO_SLOPE, has1))
-        call(p2, (y_c, h_c, w2, ap, tmp, _ZERO, L, b2, _IDENT, _NO_SLOPE, _DROP))
+        _product(p1, h_c, x1_c, w1, ap, tmp, b1, kind, has1)
+        _product(p2, y_c, h_c, w2, ap, tmp, b2, _IDENT, _DROP)
         call(norm_b, (outs, outs, x1_c, y_c, b2, nw2, nb2, _ZERO, L, eps[1], _DROP, has2))
         return
     # x1 = x + y + b_out, hn = norm2(x1); out = x1 + ff(hn)
     call(norm_b, (hn_c, x1_c, xs, y_c, b_out, nw2, nb2, _ZERO, L, eps[1], _KEEP, has_out))
-    call(p1, (h_c, hn_c, w1, ap, tmp, _ZERO, L, b1, kind, _NO_SLOPE, has1))
-    call(p2, (outs, h_c, w2, ap, tmp, _ZERO, L, b2, _IDENT, _NO_SLOPE, has2))
+    _product(p1, h_c, hn_c, w1, ap, tmp, b1, kind, has1)
+    _product(p2, outs, h_c, w2, ap, tmp, b2, _IDENT, has2)
     for r in range(L):
         orow = outs[r]
         xrow = x1_c[r]
         for j in range(orow.shape[0]):
             orow[j] = xrow[j] + orow[j]
+
+
+@serial_kernel
+def _product(fn, out, a, bp, ap, tmp, bias, kind, has_bias):
+    # out = act(a @ w.T + bias), w packed in bp, for one sequence's rows: in row tiles of
+    # at most MC rows, the most the workspace's packing room holds (the same bits)
+    for rt in range((out.shape[0] + MC - 1) // MC):
+        call(fn, (out, a, bp, ap, tmp, np.int64(rt), _MC, bias, kind, _NO_SLOPE, has_bias))
