@@ -129,6 +129,8 @@ class EncoderLayerStep(_Buffered):
         self.w1, self.b1 = layer.linear1.weight, _data(layer.linear1.bias)
         self.w2, self.b2 = layer.linear2.weight, _data(layer.linear2.bias)
         self.norm1, self.norm2 = (_norm_args(n, E, dt) for n in (layer.norm1, layer.norm2))
+        w, b, _, affine = self.norm1[:4]
+        self.ln1 = (w, b, 1 if affine else E, affine)  # norm1 as norm_rows_forward takes it (pre-norm)
         self.zero = np.zeros(E, dt)  # the y_bias of an add-and-norm without one
         self.ffn_fn = None  # the fused feed-forward kernel's handle, once it has run
         # the heads as views: qkv (rows, 3E) -> (3, N, H, L, Dh); the attention's rows
@@ -175,11 +177,11 @@ class EncoderLayerStep(_Buffered):
         add-and-norm; post-norm, the two add-and-norms. The handles are made once per
         writeability of x2 (the one way the arguments' types can change)."""
         s, first = self.s, self.first
-        (w, b, eps1, affine, nw1, nb1), (_, _, eps2, _, nw2, nb2) = self.norm1, self.norm2
+        (_, _, eps1, _, nw1, nb1), (_, _, eps2, _, nw2, nb2) = self.norm1, self.norm2
         y_out = self.zero if self.b_out is None else self.b_out
         if first:
-            calls = ((ln_k.norm_rows_forward, (s.hn, s.mean, s.rstd, x2, w, b, 1, 1 if affine else self.E, eps1,
-                                               affine, affine)),
+            w, b, spatial, affine = self.ln1
+            calls = ((ln_k.norm_rows_forward, (s.hn, s.mean, s.rstd, x2, w, b, 1, spatial, eps1, affine, affine)),
                      (ln_k.add_norm_rows_forward, (s.hn, s.x1, x2, s.y, y_out, nw2, nb2, eps2, True,
                                                    self.b_out is not None)))
         else:
@@ -208,8 +210,6 @@ class EncoderLayerStep(_Buffered):
                                     (self.w2, self.b2)))
         has = tuple(b is not None for b in (self.b_in, self.b_out, self.b1, self.b2))
         first, kind, ident = self.first, int(self.kind), int(packed_k.IDENTITY)
-        w, b, eps1, affine = self.norm1[:4]
-        ln1 = (w, b, 1 if affine else self.E, affine)
         norms = (self.norm1[4], self.norm1[5], self.norm2[4], self.norm2[5])
         attn = self.attn_args + (s.Lp,)
         q4, k4, v4 = t.split
@@ -229,7 +229,7 @@ class EncoderLayerStep(_Buffered):
                         handle(attn_k._forward_block, (t.heads, t.lse, t.ka, t.qc, t.vr) + self.attn_args[:6] + (0,)
                                + self.attn_args[6:])) + norm_fns, np.int64)
         args = (t.qkv, q4, k4, v4, t.heads, t.merged, t.y, t.x1, t.hn, t.h, t.mean, t.rstd, t.lse, t.ka, t.qc, t.vr,
-                weights, biases, has, norms, ln1, (eps1, self.norm2[2]), kind, first, attn, ap, tmp)
+                weights, biases, has, norms, self.ln1, (self.norm1[2], self.norm2[2]), kind, first, attn, ap, tmp)
         return args, fns
 
     def _run_fused(self, out2, x2, norm_fns):

@@ -122,7 +122,7 @@ def pack_heads(dst, x, layout, NR, rows_pad):
         return
     for u in prange(N * H):
         bh = np.int64(u)
-        _pack_head(dst[bh], x[bh // H, bh % H], layout, NR, rows_pad)
+        pack_head_range(dst, x, layout, NR, rows_pad, bh, bh + 1)
 
 
 @serial_kernel
@@ -296,10 +296,11 @@ def attention_forward(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, 
     """out (N, H, L, Dv) = softmax(q k^T * scale + mask) v and lse (BH, L) its row
     logsumexp (both overwritten; lse (BH, 0) for none, when no backward needs it; BH =
     N*H, head bh = n*H + h; out of any strides, so heads can land straight in a merged
-    (N, L, H*Dv) layout; contiguous (BH, L, Dv) results as ``out[None]``) from the packs ka (A_ROWS of k (BH, S, D)), qcols
-    (B_COLS of q (BH, L, D), rows padded to a multiple of BQ), vrows (B_ROWS of v, Sp
-    rows); maskt: the masks transposed, (Mb, S, Lm). Parallel over (bh, query block),
-    ordered so that each thread gets as many short as long causal blocks."""
+    (N, L, H*Dv) layout; contiguous (BH, L, Dv) results as ``out[None]``) from the packs
+    ka (A_ROWS of k (BH, S, D)), qcols (B_COLS of q (BH, L, D), rows padded to a
+    multiple of BQ), vrows (B_ROWS of v, Sp rows); maskt: the masks transposed, (Mb,
+    S, Lm). Parallel over (bh, query block), ordered so that each thread gets as many
+    short as long causal blocks."""
     BH, L = out.shape[0] * out.shape[1], out.shape[2]
     for u in prange(BH * ((L + BQ - 1) // BQ)):
         _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal,

@@ -50,7 +50,7 @@ def encoder_rows(out, x, qkv, q4, k4, v4, heads, merged, y, x1, hn, h, mean, rst
     Thread c works in its own arrays (index c of the first axis, T of them), sequence
     after sequence: qkv (T, L, 3E) with q4, k4, v4 its heads (T, H, L, Dh) views;
     merged (T, L, E) with ``heads`` its (T, H, L, Dh) view; y, x1, hn (T, L, E); h
-    (T, L, F); mean, rstd (T, L) float64; lse (T*H, L) and ka, qc, vr (T*H, pack) as
+    (T, L, F); mean, rstd (T, L) float64; lse (T*H, 0) and ka, qc, vr (T*H, pack) as
     ``attention_forward`` takes them (heads c*H..c*H+H); ap[c], tmp[c] the products'
     workspace (``matmul_packed.workspace``). weights: the in_proj, out_proj, linear1
     and linear2 weights packed (``pack_weight``); biases: theirs ((N_out,), read when
