@@ -131,6 +131,37 @@ def test_causal_gradients_match_reference(heads, L, S):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("heads", [1, 6])
+def test_float32_causal_gradients(heads):
+    # the float32 kernels' vector softmax loops (forward and backward), both schedules
+    L, S, E = 150, 150, 64
+    q, k, v, g = (data((heads, n, E), np.float32, seed=s) for s, n in ((1, L), (2, S), (3, S), (4, L)))
+    out, *grads = backward(q, k, v, g, is_causal=True)
+    assert out.dtype == np.float32 and all(x.dtype == np.float32 for x in grads)
+    wide = [a.astype(np.float64) for a in (q, k, v, g)]
+    np.testing.assert_allclose(out, reference(*wide[:3], causal=True), rtol=1e-4, atol=1e-5)
+    for got, want in zip(grads, reference_grads(*wide)):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["bool (N,1,L,S)", "float (1,H,1,S)"])
+def test_float32_masked_gradients(name):
+    # masks added before the float32 exp; a query with no key gives zeros and zero grads
+    L, S = 70, 80
+    q, k, v, g = data((2, 3, L, 16), np.float32, 1), data((2, 3, S, 16), np.float32, 2), \
+        data((2, 3, S, 8), np.float32, 3), data((2, 3, L, 8), np.float32, 4)
+    mask = masks(L, S)[name]
+    if mask.dtype == np.bool_:
+        mask = mask.copy()
+        mask[1, 0, 5] = False
+    want = backward(*(a.astype(np.float64) for a in (q, k, v, g)), attn_mask=mask)
+    got = backward(q, k, v, g, attn_mask=mask.astype(np.float32) if mask.dtype != np.bool_ else mask)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    if mask.dtype == np.bool_:
+        assert np.all(got[0][1, :, 5] == 0) and np.all(got[1][1, :, 5] == 0)
+
+
 def test_fully_masked_rows_give_zeros():
     q, k, v = data((1, 4, 6), seed=1), data((1, 5, 6), seed=2), data((1, 5, 3), seed=3)
     mask = np.ones((4, 5), bool)

@@ -8,7 +8,8 @@ held: memory is linear in the sequence length. It keeps only the output and the 
 logsumexp ``lse``. Its score blocks are transposed (keys x queries, S^T = K Q^T), so
 the softmax's per-query max and sum run down columns as plain vector loops (a max
 reduction along a row does not vectorise). The backward recomputes each probability
-block from ``lse`` (flash-attention 2).
+block from ``lse`` (flash-attention 2). In float32 the softmax loops, exp included,
+run in explicit 64-byte vectors (``vector_exp``); float64 keeps ``math.exp``.
 
 Every product is the GEMM micro-kernel (``microkernel.micro``) on packed operands;
 ``pack_heads`` lays q, k, v (and dO) out once per call in the three layouts needed:
@@ -23,15 +24,17 @@ j <= query i (PyTorch's top-left tril). Rows whose keys are all masked give zero
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from ._jit import FASTMATH, SERIAL_BELOW, kernel, serial_kernel
 from .microkernel import MR, copy8, micro, pack_a
+from .vector_exp import G, W, online_cols
 
 BQ = 64  # queries per block (a multiple of MR)
 BK = 64  # keys per block (a multiple of NR: 32 float32, 16 float64)
+# the float32 softmax loops run whole vectors: G vectors of queries a row, a vector of keys
+assert BQ % (G * W) == 0 and BK % W == 0
 A_ROWS, B_COLS, B_ROWS = 0, 1, 2  # packing layouts (see the module docstring)
 # Flags and offsets passed to helpers as typed globals, not literals: a literal
 # True/False/0 argument makes Numba compile the helper once per literal value.
@@ -44,40 +47,17 @@ _ZERO = np.int64(0)
 NO_TRI, TRI_Q, TRI_K = np.int64(0), np.int64(1), np.int64(2)
 
 
-# ---------------------------------------------------------------- exp
-@intrinsic
-def _f32_from_bits(typingctx, bits):
-    """The float32 whose bit pattern is the int32 ``bits`` (an LLVM bitcast: vectorises)."""
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
+# ---------------------------------------------------------------- softmax loops
+def _online(st, m, lsum, alpha, shift, bk):
+    """The forward's online-softmax step (``_online_t``): float32 blocks in explicit
+    64-byte vectors (``vector_exp.online_cols``), float64 ones as written here."""
 
 
-def _exp(x):
-    """exp in the softmax loops: a vectorisable polynomial for float32, libm otherwise."""
-    return math.exp(x)
-
-
-_LOG2E, _LN2_HI, _LN2_LO = np.float32(1.4426950408889634), np.float32(0.693359375), np.float32(-2.12194440e-4)
-_P0, _P1, _P2 = np.float32(1.9875691500e-4), np.float32(1.3981999507e-3), np.float32(8.3334519073e-3)
-_P3, _P4, _P5 = np.float32(4.1665795894e-2), np.float32(1.6666665459e-1), np.float32(5.0000001201e-1)
-_LOW, _HIGH, _ONE, _HALF = np.float32(-87.0), np.float32(88.0), np.float32(1.0), np.float32(0.5)
-
-
-@overload(_exp, jit_options={"fastmath": FASTMATH})
-def _exp_typed(x):
-    if x == types.float32:
-        def exp_f32(x):
-            # Cephes expf: exp(x) = 2^n * p(r), n = round(x / ln 2), |r| <= ln(2)/2;
-            # 2^n built in the exponent bits. 0 below -87 (and for -inf); a NaN stays NaN.
-            c = min(max(x, _LOW), _HIGH)
-            n = np.float32(math.floor(c * _LOG2E + _HALF))
-            r = c - n * _LN2_HI - n * _LN2_LO
-            p = ((((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * r * r + r + _ONE)
-            scale = _f32_from_bits(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
-            return p * scale if x > _LOW else (np.float32(0) if x == x else x)
-        return exp_f32
-    return lambda x: math.exp(x)
+@overload(_online, jit_options={"fastmath": FASTMATH})
+def _online_typed(st, m, lsum, alpha, shift, bk):
+    if st.dtype == types.float32:
+        return lambda st, m, lsum, alpha, shift, bk: online_cols(st, m, lsum, alpha, bk)
+    return lambda st, m, lsum, alpha, shift, bk: _online_t(st, m, lsum, alpha, shift, bk)
 
 
 # ---------------------------------------------------------------- packing
@@ -221,7 +201,8 @@ def _online_t(st, m, lsum, alpha, shift, bk):
     # Online softmax over the key rows of st (keys x queries, logits): the column max
     # m grows, alpha = exp(m_old - m_new) rescales lsum (and, by the caller, the output),
     # st <- exp(st - m_new), summed into lsum. Columns whose logits are all -inf so far
-    # keep m = -inf, shift 0 (exp gives 0, never NaN). Column-wise: vector loops.
+    # keep m = -inf, shift 0 (exp gives 0, never NaN). Column-wise: vector loops. The
+    # float64 step (float32 runs ``vector_exp.online_cols``, the same sums in vectors).
     BQs = st.shape[1]
     ninf = st.dtype.type(-np.inf)
     for c in range(BQs):
@@ -234,13 +215,13 @@ def _online_t(st, m, lsum, alpha, shift, bk):
     for c in range(BQs):
         new = shift[c]
         shift[c] = new if new > ninf else 0
-        alpha[c] = _exp(m[c] - shift[c])
+        alpha[c] = math.exp(m[c] - shift[c])
         lsum[c] *= alpha[c]
         m[c] = new
     for j in range(bk):
         row = st[j]
         for c in range(BQs):
-            e = _exp(row[c] - shift[c])
+            e = math.exp(row[c] - shift[c])
             row[c] = e
             lsum[c] += e
 
@@ -267,7 +248,7 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
         diagonal = causal and j0 == i0
         _scores(st, ka[bh], j0 * D, qcols[bh], i0, bk, BQ, D, NR, TRI_K if diagonal else NO_TRI)  # S^T = K_j Q_i^T
         _logits_t(st, maskt, midx, mrows, has_mask, scale, causal, bh, i0, bq, j0, bk)
-        _online_t(st, m, lsum, alpha, shift, bk)
+        _online(st, m, lsum, alpha, shift, bk)
         for r in range(bq):
             a = alpha[r]
             orow = o[r]

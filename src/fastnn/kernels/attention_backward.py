@@ -3,11 +3,17 @@ style: each probability block is recomputed from the forward's row logsumexp ``l
 dV_j += P^T dO_i, dK_j += dS^T Q_i, dQ_i += dS K_j with
 dS = P * (dO V^T - rowsum(dO * O)) * scale. Packs, block sizes and masks: see
 ``attention``'s docstring (here the masks are untransposed, (Mb, Lm, S))."""
-import numpy as np
-from numba import prange
+import math
 
-from ._jit import kernel, serial_kernel
-from .attention import BK, BQ, NO_TRI, TRI_K, TRI_Q, _ZERO, _exp, _scores, _times_rows, _unit, pack_n, pack_t
+import numpy as np
+from numba import prange, types
+from numba.extending import overload
+
+from ._jit import FASTMATH, kernel, serial_kernel
+from .attention import BK, BQ, NO_TRI, TRI_K, TRI_Q, _ZERO, _scores, _times_rows, _unit, pack_n, pack_t
+from .vector_exp import prob_row
+
+_ONE = np.float32(1)  # the logits' factor once a mask has been added (a typed global: see attention._ADD)
 
 
 @serial_kernel
@@ -29,19 +35,39 @@ def _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask,
     for r in range(bq):
         i = i0 + r
         lim = _limit(i, j0, bk, causal)
-        row, drow = s[r], dp[r]
-        mrow = mask[midx[bh], i if mrows > 1 else 0]  # a dummy when not has_mask
-        shift, dl = lse[bh, i], delta[bh, i]
-        for c in range(lim):
-            x = row[c] * scale
-            if has_mask:
-                x += mrow[j0 + c]
-            p = _exp(x - shift)
-            row[c] = p
-            drow[c] = p * (drow[c] - dl) * scale
-        for c in range(lim, bk):
-            row[c] = 0
-            drow[c] = 0
+        a = scale
+        if has_mask:  # the logits first, then exp of them (a = 1)
+            row, mrow = s[r], mask[midx[bh], i if mrows > 1 else 0]
+            for c in range(lim):
+                row[c] = row[c] * scale + mrow[j0 + c]
+            a = _ONE
+        _probs(s, dp, r, a, lse[bh, i], delta[bh, i], scale, lim, bk)
+
+
+def _probs(s, dp, r, a, shift, dl, scale, lim, bk):
+    """Row r of a probability block: s[r, c] <- p = exp(s[r, c] * a - shift), dp[r, c] <-
+    p * (dp[r, c] - dl) * scale for c < lim, zeros for lim <= c < bk. float32 rows in
+    explicit 64-byte vectors (``vector_exp.prob_row``, zeros up to BK), float64 rows as
+    written in ``_probs_loop``."""
+
+
+@overload(_probs, jit_options={"fastmath": FASTMATH})
+def _probs_typed(s, dp, r, a, shift, dl, scale, lim, bk):
+    if s.dtype == types.float32:
+        return lambda s, dp, r, a, shift, dl, scale, lim, bk: prob_row(s, dp, r, a, shift, dl, scale, lim)
+    return lambda s, dp, r, a, shift, dl, scale, lim, bk: _probs_loop(s, dp, r, a, shift, dl, scale, lim, bk)
+
+
+@serial_kernel
+def _probs_loop(s, dp, r, a, shift, dl, scale, lim, bk):
+    row, drow = s[r], dp[r]
+    for c in range(lim):
+        p = math.exp(row[c] * a - shift)
+        row[c] = p
+        drow[c] = p * (drow[c] - dl) * scale
+    for c in range(lim, bk):
+        row[c] = 0
+        drow[c] = 0
 
 
 @serial_kernel
