@@ -6,7 +6,7 @@ from numba import njit
 from fastnn.kernels.conv_gemm import (_dw_direct, _dw_transposed, chunk_pixels, conv_gemm, conv_gemm_dw,
                                       conv_gemm_parallel, parallel_handle, wide_offsets)
 from fastnn.kernels.im2col import pad_image
-from fastnn.kernels.microkernel import MR, NV, micro, micro_gather, micro_offs
+from fastnn.kernels.microkernel import MR, NV, micro, micro_cols, micro_gather, micro_offs, micro_rows
 
 
 @njit
@@ -22,6 +22,14 @@ def _micro_gather(c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add
 @njit
 def _micro_offs(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
     micro_offs(c.reshape(-1), c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add)
+
+
+@njit
+def _micro_strided(cols, c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add):
+    if cols:
+        micro_cols(c.reshape(-1), c_off, ldc, a, a_off, lda, bp, b_off, kc, add)
+    else:
+        micro_rows(c.reshape(-1), c_off, ldc, a, a_off, lda, bp, b_off, kc, add)
 
 
 def _padded(x, n, c0, Cg, ph, pw, tail):
@@ -139,6 +147,32 @@ def test_micro_kernel_gathering_a_gives_the_packed_bits(dtype, add):
     np.testing.assert_array_equal(got[0], c0[0])  # nothing outside the tile
     np.testing.assert_array_equal(got[MR + 1], c0[MR + 1])
     np.testing.assert_array_equal(got[:, NR], c0[:, NR])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cols", [False, True])
+def test_micro_kernel_reading_a_block_in_place_gives_the_packed_bits(dtype, cols):
+    # micro_cols reads A(r, k) at a[a_off + k*lda + r] (a block holding A^T), micro_rows
+    # at a[a_off + r*lda + k]; micro reads the same elements packed: the same bits
+    rng = np.random.default_rng(4)
+    NR = NV * 64 // np.dtype(dtype).itemsize
+    kc, lda, r0, k0 = 23, 40, 5, 3
+    block = rng.standard_normal((50, lda)).astype(dtype)  # 2-D, as the attention's blocks
+    A = block[k0:k0 + kc, r0:r0 + MR].T if cols else block[r0:r0 + MR, k0:k0 + kc]  # (MR, kc)
+    a_off = k0 * lda + r0 if cols else r0 * lda + k0
+    ap = np.ascontiguousarray(A.T).reshape(-1)
+    bp = rng.standard_normal(kc * NR + 4).astype(dtype)
+    c0 = rng.standard_normal((MR + 2, NR + 1)).astype(dtype)
+    for add in (False, True):
+        expected, got = c0.copy(), c0.copy()
+        _micro(expected, NR + 1, NR + 1, ap, 0, bp, 4, kc, add)
+        _micro_strided(cols, got, NR + 1, NR + 1, block, a_off, lda, bp, 4, kc, add)
+        np.testing.assert_array_equal(got, expected)
+        ref = A.astype(np.float64) @ bp[4:].reshape(kc, NR).astype(np.float64)
+        tile = c0[1:MR + 1, :NR].astype(np.float64) + ref if add else ref
+        np.testing.assert_allclose(got[1:MR + 1, :NR], tile, rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(got[0], c0[0])  # nothing outside the tile
+        np.testing.assert_array_equal(got[:, NR], c0[:, NR])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

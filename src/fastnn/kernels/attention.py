@@ -11,12 +11,12 @@ reduction along a row does not vectorise). The backward recomputes each probabil
 block from ``lse`` (flash-attention 2). In float32 the softmax loops, exp included,
 run in explicit 64-byte vectors (``vector_exp``); float64 keeps ``math.exp``.
 
-Every product is the GEMM micro-kernel (``microkernel.micro``) on packed operands;
-``pack_heads`` lays q, k, v (and dO) out once per call in the three layouts needed:
-``A_ROWS`` (MR-row panels, k-major: the left operand), ``B_COLS`` (NR rows of x as
-the columns of a right operand, k = D) and ``B_ROWS`` (x's rows as k, NR-column
-panels of D); ``pack_t``/``pack_n`` pack a block (transposed or not) as a left
-operand. Masks are additive, (Mb, Lm, S) with Lm in {1, L} (the forward takes them
+Every product is the GEMM micro-kernel (``microkernel.micro``); ``pack_heads`` lays
+q, k, v (and dO) out once per call in the three layouts needed: ``A_ROWS`` (MR-row
+panels, k-major: the left operand), ``B_COLS`` (NR rows of x as the columns of a
+right operand, k = D) and ``B_ROWS`` (x's rows as k, NR-column panels of D). A
+probability block is the left operand of the products after it as it lies, read
+in place (``micro_cols``, ``micro_rows``), not packed. Masks are additive, (Mb, Lm, S) with Lm in {1, L} (the forward takes them
 transposed, (Mb, S, Lm)), head ``bh`` using mask ``midx[bh]``; ``causal`` keeps key
 j <= query i (PyTorch's top-left tril). Rows whose keys are all masked give zeros
 (lse = +inf) and zero gradients.
@@ -28,7 +28,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from ._jit import FASTMATH, SERIAL_BELOW, kernel, serial_kernel
-from .microkernel import MR, copy8, micro, pack_a
+from .microkernel import MR, copy8, micro, micro_cols, micro_rows, pack_a
 from .vector_exp import G, W, online_cols
 
 BQ = 64  # queries per block (a multiple of MR)
@@ -38,8 +38,8 @@ assert BQ % (G * W) == 0 and BK % W == 0
 A_ROWS, B_COLS, B_ROWS = 0, 1, 2  # packing layouts (see the module docstring)
 # Flags and offsets passed to helpers as typed globals, not literals: a literal
 # True/False/0 argument makes Numba compile the helper once per literal value.
-_ADD = np.bool_(True)
-_SET = _PLAIN = np.bool_(False)
+_ADD = _COLS = np.bool_(True)
+_SET = _PLAIN = _ROWS = np.bool_(False)
 _ZERO = np.int64(0)
 # On a causal block on the diagonal (first query = first key), the micro-tiles whose
 # keys all come after their queries are skipped: TRI_Q when rows are queries (columns
@@ -128,40 +128,24 @@ def _scores(s, a, a_off, bcols, j0, rows, bk, D, NR, tri):
 
 
 @serial_kernel
-def _times_rows(acc, acc_row0, ap, rows, brows, b_off, kc, Dp, NR, rows_pad, tri):
-    # acc[acc_row0 + r, :] += (ap: A_ROWS panels of ``rows`` rows, depth kc) @ brows
-    # (B_ROWS pack, its k range starting at b_off); acc is (*, Dp), Dp a multiple of NR.
+def _times_block(acc, acc_row0, a, a_cols, rows, brows, b_off, kc, Dp, NR, rows_pad, tri):
+    # acc[acc_row0 + r, :] += A @ brows for r < rows (acc: (*, Dp), Dp a multiple of NR;
+    # brows: a B_ROWS pack, its k range of depth kc starting at b_off), A a block read
+    # in place: A(r, k) = a[k, r] when ``a_cols`` (a probability block transposed),
+    # a[r, k] otherwise (a: C-contiguous 2-D with whole micro-tiles of A; the rows of
+    # acc past ``rows`` get sums of whatever a holds there, and are never read).
     # ``tri``: each row group sums only the k that causality lets it see (the rest
     # of its probabilities are zeros).
+    lda = a.shape[1]
     for g in range((rows + MR - 1) // MR):
         k0 = min(kc, g * MR) if tri == TRI_K else 0
         k1 = min(kc, (g + 1) * MR) if tri == TRI_Q else kc
         for q in range(Dp // NR if k0 < k1 else 0):
-            micro(acc, (acc_row0 + g * MR) * Dp + q * NR, Dp, ap, g * MR * kc + k0 * MR, brows,
-                  q * rows_pad * NR + (b_off + k0) * NR, k1 - k0, _ADD)
-
-
-@serial_kernel
-def pack_t(ap, s, rows, kc):
-    # ap <- s^T as A panels: ap[p*MR*kc + k*MR + r] = s[k, p*MR + r] for k < kc, whole
-    # panels (s has at least ceil(rows / MR) * MR finite columns). Fixed-width copies:
-    # cheaper than ``pack_a``, which handles any rows and strides.
-    for p in range((rows + MR - 1) // MR):
-        for k in range(kc):
-            o = p * MR * kc + k * MR
-            for r in range(MR):
-                ap[o + r] = s[k, p * MR + r]
-
-
-@serial_kernel
-def pack_n(ap, s, rows, kc):
-    # ap <- s as A panels: ap[p*MR*kc + k*MR + r] = s[p*MR + r, k], whole panels (s has
-    # at least ceil(rows / MR) * MR finite rows); as ``pack_t``.
-    for p in range((rows + MR - 1) // MR):
-        for k in range(kc):
-            o = p * MR * kc + k * MR
-            for r in range(MR):
-                ap[o + r] = s[p * MR + r, k]
+            c_off, b_at = (acc_row0 + g * MR) * Dp + q * NR, q * rows_pad * NR + (b_off + k0) * NR
+            if a_cols:
+                micro_cols(acc, c_off, Dp, a, k0 * lda + g * MR, lda, brows, b_at, k1 - k0, _ADD)
+            else:
+                micro_rows(acc, c_off, Dp, a, g * MR * lda + k0, lda, brows, b_at, k1 - k0, _ADD)
 
 
 @serial_kernel
@@ -239,7 +223,6 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
     bq = min(BQ, L - i0)
     dt = out.dtype
     st = np.empty((BK, BQ), dt)
-    pp = np.empty(BQ * BK, dt)
     o = np.zeros((BQ, Dvp), dt)
     m = np.full(BQ, -np.inf, dt)
     lsum, alpha, shift = np.zeros(BQ, dt), np.empty(BQ, dt), np.empty(BQ, dt)
@@ -254,8 +237,7 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
             orow = o[r]
             for d in range(Dvp):
                 orow[d] *= a
-        pack_t(pp, st, bq, bk)  # O += P V_j
-        _times_rows(o, _ZERO, pp, bq, vrows[bh], j0, bk, Dvp, NR, Sp, TRI_Q if diagonal else NO_TRI)
+        _times_block(o, _ZERO, st, _COLS, bq, vrows[bh], j0, bk, Dvp, NR, Sp, TRI_Q if diagonal else NO_TRI)  # O += P V_j
     keep = lse.shape[1] > 0
     for r in range(bq):
         i = i0 + r

@@ -10,7 +10,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from ._jit import FASTMATH, kernel, serial_kernel
-from .attention import BK, BQ, NO_TRI, TRI_K, TRI_Q, _ZERO, _scores, _times_rows, _unit, pack_n, pack_t
+from .attention import BK, BQ, NO_TRI, TRI_K, TRI_Q, _COLS, _ROWS, _ZERO, _scores, _times_block, _unit
 from .vector_exp import prob_row
 
 _ONE = np.float32(1)  # the logits' factor once a mask has been added (a typed global: see attention._ADD)
@@ -79,23 +79,19 @@ def _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, 
     Dp, Dvp = (D + NR - 1) // NR * NR, (Dv + NR - 1) // NR * NR
     j0 = jb * BK
     bk = min(BK, S - j0)
-    s = np.empty((BQ, BK), dk.dtype)
-    dp = np.empty((BQ, BK), dk.dtype)
-    pt = np.empty(BQ * BK, dk.dtype)
+    s = np.zeros((BQ, BK), dk.dtype)  # zeros: rows past a short block are read (not used) as A
+    dp = np.zeros((BQ, BK), dk.dtype)
     dkacc = np.zeros((BK, Dp), dk.dtype)
     dvacc = np.zeros((BK, Dvp), dk.dtype)
     for i0 in range(j0 // BQ * BQ if causal else 0, L, BQ):
         bq = min(BQ, L - i0)
         _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
               bh, i0, bq, j0, bk, D, Dv, NR)
-        diagonal = causal and i0 == j0
-        pack_t(pt, s, bk, bq)  # dV_j += P^T dO_i
-        _times_rows(dvacc, _ZERO, pt, bk, dorows[bh], i0, bq, Dvp, NR, Lp, TRI_K if diagonal else NO_TRI)
-        pack_t(pt, dp, bk, bq)  # dK_j += dS^T Q_i
-        _times_rows(dkacc, _ZERO, pt, bk, qrows[bh], i0, bq, Dp, NR, Lp, TRI_K if diagonal else NO_TRI)
+        tri_k, tri_q = (TRI_K, TRI_Q) if causal and i0 == j0 else (NO_TRI, NO_TRI)
+        _times_block(dvacc, _ZERO, s, _COLS, bk, dorows[bh], i0, bq, Dvp, NR, Lp, tri_k)  # dV_j += P^T dO_i
+        _times_block(dkacc, _ZERO, dp, _COLS, bk, qrows[bh], i0, bq, Dp, NR, Lp, tri_k)  # dK_j += dS^T Q_i
         if with_dq:  # dQ_i += dS K_j
-            pack_n(pt, dp, bq, bk)
-            _times_rows(dqacc, i0, pt, bq, krows[bh], j0, bk, Dp, NR, Sp, TRI_Q if diagonal else NO_TRI)
+            _times_block(dqacc, i0, dp, _ROWS, bq, krows[bh], j0, bk, Dp, NR, Sp, tri_q)
     dk[bh, j0:j0 + bk] = dkacc[:bk, :D]
     dv[bh, j0:j0 + bk] = dvacc[:bk, :Dv]
 
@@ -108,16 +104,14 @@ def _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows
     Dp = (D + NR - 1) // NR * NR
     i0 = qb * BQ
     bq = min(BQ, L - i0)
-    s = np.empty((BQ, BK), dq.dtype)
-    dp = np.empty((BQ, BK), dq.dtype)
-    pt = np.empty(BQ * BK, dq.dtype)
+    s = np.zeros((BQ, BK), dq.dtype)  # zeros: rows past a short block are read (not used) as A
+    dp = np.zeros((BQ, BK), dq.dtype)
     dqacc = np.zeros((BQ, Dp), dq.dtype)
     for j0 in range(0, min(S, i0 + bq) if causal else S, BK):
         bk = min(BK, S - j0)
         _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
               bh, i0, bq, j0, bk, D, Dv, NR)
-        pack_n(pt, dp, bq, bk)
-        _times_rows(dqacc, _ZERO, pt, bq, krows[bh], j0, bk, Dp, NR, Sp, TRI_Q if causal and j0 == i0 else NO_TRI)
+        _times_block(dqacc, _ZERO, dp, _ROWS, bq, krows[bh], j0, bk, Dp, NR, Sp, TRI_Q if causal and j0 == i0 else NO_TRI)
     dq[bh, i0:i0 + bq] = dqacc[:bq, :D]
 
 

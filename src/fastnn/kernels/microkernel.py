@@ -102,8 +102,8 @@ def _packed_b(builder, fty, bb):
 
 def _micro_codegen(a_scalar):
     """The codegen of a micro-kernel whose A element (r, k) is at ``a_scalar(builder,
-    base, k, r)`` (base: the A operand's data pointer plus its offset, k: the loop's i64
-    counter), B packed in NR-column panels."""
+    k, r, row, lda)`` from the A operand's data pointer plus its offset (k: the loop's
+    i64 counter, row: r * lda), B packed in NR-column panels."""
     def codegen(context, builder, signature, args):
         c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add = args
         fty = context.get_value_type(signature.args[0].dtype)
@@ -114,20 +114,24 @@ def _micro_codegen(a_scalar):
         rows = [builder.mul(lda, ir.Constant(i64, r)) for r in range(MR)]
         _emit_micro(
             context, builder, fty, cb, ldc,
-            lambda k, r: builder.gep(ab, [a_scalar(builder, k, r, rows[r])], inbounds=True),
+            lambda k, r: builder.gep(ab, [a_scalar(builder, k, r, rows[r], lda)], inbounds=True),
             _packed_b(builder, fty, bb), kc, add)
         return context.get_dummy_value()
 
     return codegen
 
 
-def _packed_a(builder, k, r, row):
+def _packed_a(builder, k, r, row, lda):
     i64 = ir.IntType(64)
     return builder.add(builder.mul(k, ir.Constant(i64, MR)), ir.Constant(i64, r))
 
 
-def _row_major_a(builder, k, r, row):
+def _row_major_a(builder, k, r, row, lda):
     return builder.add(row, k)
+
+
+def _col_major_a(builder, k, r, row, lda):
+    return builder.add(builder.mul(k, lda), ir.Constant(ir.IntType(64), r))
 
 
 @intrinsic
@@ -157,6 +161,14 @@ def micro_rows(typingctx, c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add):
 
 
 @intrinsic
+def micro_cols(typingctx, c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add):
+    """``micro`` with A unpacked, column-major: element (r, k) at a's data[a_off + k*lda
+    + r] (the packed layout with a stride of lda between k instead of MR): A^T's rows
+    read in place. The same sums in the same order as ``micro`` on them packed."""
+    return types.void(c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add), _micro_codegen(_col_major_a)
+
+
+@intrinsic
 def micro_offs(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
     """``micro`` with B unpacked, each of its rows a run of NR elements somewhere in b:
     B(k, j) = b's data[b_off + offs[o_off + k] + j] (offs: int64). The same sums in the
@@ -179,7 +191,7 @@ def micro_offs(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, a
             return _vector_at(builder, fty, bb, builder.add(row, ir.Constant(i64, v * W)))
 
         _emit_micro(context, builder, fty, cb, ldc,
-                    lambda k, r: builder.gep(ab, [_packed_a(builder, k, r, None)], inbounds=True),
+                    lambda k, r: builder.gep(ab, [_packed_a(builder, k, r, None, None)], inbounds=True),
                     b_vector, kc, add)
         return context.get_dummy_value()
 
