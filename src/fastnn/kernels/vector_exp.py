@@ -85,6 +85,7 @@ def online_cols(typingctx, st, m, lsum, alpha, bk):
 
     def codegen(context, builder, signature, args):
         st, m, lsum, alpha, bk = args
+        bk = context.cast(builder, bk, signature.args[4], types.int64)
         sarr = context.make_array(signature.args[0])(context, builder, st)
         cols = cgutils.unpack_tuple(builder, sarr.shape, 2)[1]
         md, ld, ad = (context.make_array(t)(context, builder, a).data for t, a in zip(signature.args[1:4], args[1:4]))
@@ -129,11 +130,13 @@ def prob_row(typingctx, s, dp, r, a, shift, dl, scale, lim):
     """Row r of the backward's probability block: s[r, c] <- p = exp(s[r, c] * a - shift)
     and dp[r, c] <- p * (dp[r, c] - dl) * scale for c < lim; both 0 for lim <= c <
     s.shape[1] (a multiple of 16; s and dp C-contiguous float32 of one shape)."""
-    if not (_float32_arrays(s, dp) and s.ndim == dp.ndim == 2):
+    if not (_float32_arrays(s, dp) and s.ndim == dp.ndim == 2 and isinstance(r, types.Integer)
+            and isinstance(lim, types.Integer) and all(isinstance(t, types.Number) for t in (a, shift, dl, scale))):
         return None
 
     def codegen(context, builder, signature, args):
         s, dp, r, a, shift, dl, scale, lim = args
+        r = context.cast(builder, r, signature.args[2], types.int64)
         sarr = context.make_array(signature.args[0])(context, builder, s)
         darr = context.make_array(signature.args[1])(context, builder, dp)
         cols = cgutils.unpack_tuple(builder, sarr.shape, 2)[1]
