@@ -16,10 +16,10 @@ q, k, v (and dO) out once per call in the three layouts needed: ``A_ROWS`` (MR-r
 panels, k-major: the left operand), ``B_COLS`` (NR rows of x as the columns of a
 right operand, k = D) and ``B_ROWS`` (x's rows as k, NR-column panels of D). A
 probability block is the left operand of the products after it as it lies, read
-in place (``micro_cols``, ``micro_rows``), not packed. Masks are additive, (Mb, Lm, S) with Lm in {1, L} (the forward takes them
-transposed, (Mb, S, Lm)), head ``bh`` using mask ``midx[bh]``; ``causal`` keeps key
-j <= query i (PyTorch's top-left tril). Rows whose keys are all masked give zeros
-(lse = +inf) and zero gradients.
+in place (``micro_cols``, ``micro_rows``), not packed. Masks are additive, (Mb, Lm,
+S) with Lm in {1, L} (the forward takes them transposed, (Mb, S, Lm)), head ``bh``
+using mask ``midx[bh]``; ``causal`` keeps key j <= query i (PyTorch's top-left tril).
+Rows whose keys are all masked give zeros (lse = +inf) and zero gradients.
 """
 import math
 
@@ -237,7 +237,8 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
             orow = o[r]
             for d in range(Dvp):
                 orow[d] *= a
-        _times_block(o, _ZERO, st, _COLS, bq, vrows[bh], j0, bk, Dvp, NR, Sp, TRI_Q if diagonal else NO_TRI)  # O += P V_j
+        # O += P V_j
+        _times_block(o, _ZERO, st, _COLS, bq, vrows[bh], j0, bk, Dvp, NR, Sp, TRI_Q if diagonal else NO_TRI)
     keep = lse.shape[1] > 0
     for r in range(bq):
         i = i0 + r

@@ -111,7 +111,8 @@ def _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows
         bk = min(BK, S - j0)
         _pair(s, dp, qa, doa, kcols, vcols, lse, delta, mask, midx, mrows, has_mask, scale, causal,
               bh, i0, bq, j0, bk, D, Dv, NR)
-        _times_block(dqacc, _ZERO, dp, _ROWS, bq, krows[bh], j0, bk, Dp, NR, Sp, TRI_Q if causal and j0 == i0 else NO_TRI)
+        tri_q = TRI_Q if causal and j0 == i0 else NO_TRI
+        _times_block(dqacc, _ZERO, dp, _ROWS, bq, krows[bh], j0, bk, Dp, NR, Sp, tri_q)
     dq[bh, i0:i0 + bq] = dqacc[:bq, :D]
 
 

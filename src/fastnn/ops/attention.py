@@ -167,12 +167,13 @@ def _fused(q, k, v, mask, causal, scale):
     masks, index, rows, has_mask = _kernel_mask(mask, lead, L, S, dt)
     scale = dt.type(scale)
     out3 = np.empty((BH, L, Dv), dt)
-    lse = np.empty((BH, L if recording(q, k, v) else 0), dt)  # the row logsumexp, for the backward only
+    grad = recording(q, k, v)
+    lse = np.empty((BH, L if grad else 0), dt)  # the row logsumexp, for the backward only
     attn_k.attention_forward(out3[None], lse, _pack(k3, attn_k.A_ROWS, NR, S), _pack(q3, attn_k.B_COLS, NR, Lp),
                              _pack(v3, attn_k.B_ROWS, NR, Sp), np.ascontiguousarray(masks.transpose(0, 2, 1)),
                              index, rows, has_mask, scale, bool(causal), S, D, NR, Sp)
     out = _wrap(out3.reshape(lead + (L, Dv)))
-    if recording(q, k, v):
+    if grad:
         need = (q.requires_grad, k.requires_grad, v.requires_grad)
 
         def backward(g):  # flash-attention 2: P recomputed block by block from lse
