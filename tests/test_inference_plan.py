@@ -299,6 +299,50 @@ def test_repeated_call_allocates_no_layer_outputs():
     assert planned < 8 * 16 * 4 + 2048, planned  # the copied-out result and a few Python objects
 
 
+def test_plain_sequential_runs_bound_to_its_buffers(monkeypatch):
+    """A Sequential of planned layers and views runs as calls bound to the buffers
+    they read (the views cost nothing); anything else in it (a view at its end, a
+    layer run as it is) keeps the step-by-step loop. Equal to eager either way."""
+    rng = np.random.default_rng(7)
+    lenet = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3), nn.ReLU(),
+                          nn.Flatten(), nn.Dropout(0.3), nn.Linear(6 * 2 * 2, 5), nn.Tanh(), nn.Linear(5, 3))
+    net1d = nn.Sequential(nn.Conv1d(1, 8, 5, stride=2, padding=1), nn.ReLU(), nn.Conv1d(8, 8, 3, stride=2),
+                          nn.Identity(), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4, 2))
+    ends_in_view = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten())
+    unplanned = nn.Sequential(nn.Linear(6, 5), nn.Softmax(dim=-1), nn.Linear(5, 2))
+    cases = [(lenet, (1, 1, 8, 8), True), (lenet, (3, 1, 8, 8), True), (net1d, (1, 1, 21), True),
+             (ends_in_view, (2, 1, 5, 5), False), (unplanned, (4, 6), False)]
+    for model, shape, bound in cases:
+        model.eval()
+        compiled = fastnn.compile(model)
+        for n in range(2):
+            x = rng.standard_normal(shape).astype(np.float32)
+            with fastnn.no_grad():
+                want = model(x).data
+                results = [compiled(x).data for _ in range(3)]
+            for got in results:
+                np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+            assert results[1] is not results[2]
+        plan = inference._PLANS[model][inference._signature((x,))]
+        assert (plan.bound is not None) == bound, (model, plan.bound)
+    # on the bound chain a view's forward is not called at all
+    x = rng.standard_normal((1, 1, 21)).astype(np.float32)
+    with fastnn.no_grad():
+        fastnn.compile(net1d)(x)  # (traced again: the other models' eval() changed the mode generation)
+        calls = []
+        monkeypatch.setattr(nn.Flatten, "forward", lambda self, x: calls.append(1) or x)
+        fastnn.compile(net1d)(x)
+    assert not calls and inference._PLANS[net1d][inference._signature((x,))].bound is not None
+    monkeypatch.undo()
+    # a changed weight still rebuilds the plan
+    with fastnn.no_grad():
+        before = fastnn.compile(net1d)(x).data
+        net1d[0].weight.mul_(2.0)
+        after = fastnn.compile(net1d)(x).data
+        np.testing.assert_allclose(after, net1d(x).data, rtol=2e-5, atol=2e-5)
+    assert not np.allclose(before, after)
+
+
 def test_read_only_and_strided_inputs_get_plans_of_their_own():
     model, compiled, x = _cnn(4)
     frozen = x.copy()

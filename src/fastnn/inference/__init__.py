@@ -17,6 +17,9 @@ input shape:
   calls its kernel straight away, with no argument checks, dtype conversions or
   graph recording: a repeated call allocates no arrays (the result is copied out
   unless the caller takes the buffer, as ``predict`` does);
+* a plain ``Sequential`` of such layers (and of views such as ``Flatten`` between
+  them) runs as kernel calls bound once to the buffers they read and write: only
+  the first checks its input, and the views cost nothing;
 * a TransformerEncoderLayer called without masks runs its eval forward as direct
   kernel calls into scratch the plan owns (``encoder_step``; the eager bits);
 * inside layers that run as they are, ``linear`` takes the model's weights packed
@@ -64,7 +67,8 @@ def _signature(args):
             a = a.data
         elif not isinstance(a, np.ndarray):
             return None
-        sig.append((a.shape, a.dtype.str, a.flags.c_contiguous, a.flags.writeable))
+        flags = a.flags
+        sig.append((a.shape, a.dtype, flags.c_contiguous, flags.writeable))
     return tuple(sig)
 
 
@@ -101,7 +105,8 @@ def run(model, args, copy=True):
     sig = _signature(args)
     if sig is None:
         return model(*args)
-    args = tuple(a if isinstance(a, Tensor) else _wrap(a) for a in args)
+    if not all(type(a) is Tensor for a in args):
+        args = tuple(a if isinstance(a, Tensor) else _wrap(a) for a in args)
     with _LOCK:
         plans = _PLANS.get(model)
         if plans is None:
@@ -161,9 +166,10 @@ class CompiledModule(Module):
         return cls(children["_orig_mod"])
 
     def forward(self, *args, **kwargs):
+        model = self._modules["_orig_mod"]  # (not through __getattr__: read on every call)
         if kwargs:
-            return self._orig_mod(*args, **kwargs)
-        return run(self._orig_mod, args)
+            return model(*args, **kwargs)
+        return run(model, args)
 
     def __getattr__(self, name):
         try:

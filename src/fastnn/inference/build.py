@@ -18,7 +18,7 @@ from ..nn.transformer import TransformerEncoderLayer
 from ..ops.activation import ACTIVATION_KINDS, RELU, relu
 from ..ops.arith import ADD, add
 from .encoder_step import EncoderLayerStep, encoder_ok, plain_encoder_kwargs
-from .steps import ActivationStep, LayerStep, NormStep, Passed, PoolStep, ResidualStep, Step
+from .steps import ActivationStep, LayerStep, NormStep, Passed, PoolStep, ResidualStep, Step, _Buffered
 
 _ACTIVATIONS = (ReLU, LeakyReLU, Sigmoid, Tanh, GELU)
 _LAYERS = (Linear, Conv1d, Conv2d)
@@ -196,3 +196,31 @@ def flat_chain(model, steps):
         elif type(child) not in _DROPOUTS or child.training:
             return None
     return chain if k == len(steps) else None
+
+
+def bound_chain(chain):
+    """``(first, calls, last)`` running ``chain`` (``flat_chain``'s) with each step
+    after the first bound to its input where it lies: the buffer of the buffered step
+    before it, reshaped to what the trace saw when only views (``Flatten``,
+    ``Identity``) stand between them, so that the views cost nothing and no step
+    checks an input the plan made itself. ``first`` is called with the model's input
+    (and checks it), then each of ``calls`` with no argument; ``last.result`` is the
+    output. None when the chain holds anything else: a step run as it is, a view at
+    its end, an input the buffer before cannot be viewed as."""
+    first = chain[0] if chain and isinstance(chain[0], _Buffered) else None
+    if first is None or not isinstance(chain[-1], _Buffered):
+        return None
+    calls, prev = [], first
+    for item in chain[1:]:
+        if not isinstance(item, _Buffered):
+            if getattr(item, "__self__", None).__class__ not in _VIEWS:
+                return None
+            continue
+        if item.gather is not None or item.dtype != prev.dtype or prev.out.size != int(np.prod(item.shape)):
+            return None
+        xd = prev.out.reshape(item.shape)
+        if not np.shares_memory(xd, prev.out):
+            return None
+        calls.append(item.bind(xd))
+        prev = item
+    return first, calls, prev

@@ -7,7 +7,7 @@ import numpy as np
 from .. import _planstate
 from ..nn import module as _module
 from ..tensor import Tensor, _wrap
-from .build import PLANNABLE, flat_chain, plain_kwargs
+from .build import PLANNABLE, bound_chain, flat_chain, plain_kwargs
 from .packs import PackedWeights
 from .steps import Diverged, Step
 
@@ -24,6 +24,7 @@ class Plan:
         self.lock = threading.Lock()
         self.pos = 0
         self.chain = flat_chain(model, steps)
+        self.bound = None if self.chain is None else bound_chain(self.chain)
         self.packs = PackedWeights(t for t, _, _ in self.state)
 
     def valid(self):
@@ -59,6 +60,12 @@ class Plan:
         state = _planstate.plan_state
         outer, state.packs = state.packs, self.packs
         try:
+            if self.bound is not None and len(args) == 1:  # the chain below, bound to its buffers
+                first, calls, last = self.bound
+                first(args[0])  # (checks the input)
+                for call in calls:
+                    call()
+                return _wrap(last.out.copy()) if copy else last.result
             out = self._run(args)
         finally:
             state.packs = outer

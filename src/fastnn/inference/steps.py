@@ -2,6 +2,8 @@
 a buffer it owns, or passing on the result of the step it was folded into, or
 running the call as it is. A step checks its input against the trace and raises
 ``Diverged`` otherwise."""
+import functools
+
 import numpy as np
 
 from .._planstate import call_unplanned
@@ -19,7 +21,7 @@ from ..nn.linear import Linear
 from ..nn.pooling import AvgPool2d, MaxPool2d
 from ..ops.arith import ADD
 from ..ops.conv1d_packed import packs
-from ..ops.linear import linear_into
+from ..ops.linear import linear_call, linear_into
 from ..ops.pool import _NO_INDEX, adaptive_avg_plan, avg_pool_into, max_pool_into, pool_plan
 from ..tensor import _wrap
 
@@ -69,6 +71,12 @@ class _Buffered(Step):
             xd = self.gather
         self.compute(xd)
         return self.result
+
+    def bind(self, xd):
+        """A zero-argument callable computing into ``self.out`` from the array ``xd``,
+        which holds the traced shape and dtype, C-contiguous, and stays where it is
+        (the buffer of the step before, in a plan's chain): no checks left to make."""
+        return functools.partial(self.compute, xd)
 
 
 class Passed(Step):
@@ -158,11 +166,21 @@ class LayerStep(_Buffered):
             if packs(N, OL):
                 self.geom = (s, p, d, module.groups)
                 self.compute = self._conv1d
+                if "conv" not in workspaces:
+                    workspaces["conv"] = Workspace()
+                self.work = workspaces["conv"]
             else:  # long sequences: the 2-D kernels on height-1 views
                 self.geom = (1, k, 1, s, 0, p, 1, d, module.groups)
                 self.w4 = self.w.reshape(OC, -1, 1, k)
                 self.out4 = self.out.reshape(N, OC, 1, OL)
                 self.compute = self._conv1d_as_2d
+
+    def bind(self, xd):
+        if self.compute == self._linear:
+            return linear_call(self.out2, xd.reshape(self.in_shape2), self.w, self.b, self.kind, self.slope)
+        if self.compute == self._conv1d:
+            return conv1d_k.forward_call(self.out, xd, self.w, self.b, self.geom, self.kind, self.slope, self.work)
+        return super().bind(xd)
 
     def _linear(self, xd):
         linear_into(self.out2, xd.reshape(self.in_shape2), self.w, self.b, self.kind, self.slope)

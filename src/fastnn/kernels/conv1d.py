@@ -23,6 +23,8 @@ weight-gradient sums depend on the split), so results are bitwise the same at an
 thread count; the forward's results do not depend on the split, so it takes one
 slot per thread.
 """
+import functools
+
 import numpy as np
 from numba import prange
 
@@ -318,18 +320,25 @@ def conv1d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     ``geom`` (stride, padding, dilation, groups); ``kind``/``slope`` a fused
     activation (``activations``).
     """
+    forward_call(out, x, weight, bias, geom, kind, slope)()
+
+
+def forward_call(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
+    """A zero-argument callable running :func:`conv1d_forward` on these very arrays
+    (an inference plan's fixed buffers), the slots and the slot kernel's handle chosen
+    once; scratch from ``work`` (a ``Workspace``; this thread's by default)."""
     N, OC, OL = out.shape
     w2 = weight.reshape(OC, -1)
     flags = FORWARD + HAS_BIAS * (bias is not None)
     bias = w2[0] if bias is None else bias
     S = slots(N, OL, OC, w2.shape[1], get_threads())
     if S == 1:
-        _forward(out, x, w2, bias, 0, N, geom, flags, kind, float(slope))
-    else:  # dw_parts/db_parts: unused, their first axis the slot count
-        work = workspace()
-        args = (out, x, work.view("conv1d_no_dw", (S, 1, 1), x.dtype), work.view("conv1d_no_db", (S, 1), x.dtype),
-                x, w2, bias, geom, flags, kind, float(slope))
-        conv1d_slots(*args, _slot_handle(*args))
+        return functools.partial(_forward, out, x, w2, bias, 0, N, geom, flags, kind, float(slope))
+    # dw_parts/db_parts: unused, their first axis the slot count
+    work = workspace() if work is None else work
+    args = (out, x, work.view("conv1d_no_dw", (S, 1, 1), x.dtype), work.view("conv1d_no_db", (S, 1), x.dtype),
+            x, w2, bias, geom, flags, kind, float(slope))
+    return functools.partial(conv1d_slots, *args, _slot_handle(*args))
 
 
 def conv1d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False):

@@ -1,6 +1,8 @@
 """``linear``: y = act(x @ weight.T + bias), the product and the bias/activation
 epilogue in the in-house GEMM; backward writes the parameter gradients straight
 into their ``.grad`` buffers."""
+import functools
+
 import numpy as np
 
 from .._planstate import plan_state
@@ -61,12 +63,27 @@ def linear_into(out2, x2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
     has_bias = b is not None
     if not has_bias:
         b = w[0]
-    if out2.shape[0] * out2.shape[1] * x2.shape[1] < GEMV_SPLIT_FLOPS:  # what matmul runs serially: one call
+    if _one_call(out2, x2):
         linear_serial(out2, x2, w, b, act_kind, act_slope, has_bias)
     else:
         matmul(out2, x2, w, trans_b=True)
         if has_bias or act_kind != act_k.IDENTITY:
             act_k.bias_activation_forward(out2, b, act_kind, act_slope, has_bias)
+
+
+def _one_call(out2, x2):
+    # what matmul runs serially: the whole Linear in one kernel call
+    return out2.shape[0] * out2.shape[1] * x2.shape[1] < GEMV_SPLIT_FLOPS
+
+
+def linear_call(out2, x2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
+    """A zero-argument callable doing ``linear_into(out2, x2, w, b, act_kind,
+    act_slope)`` on these very arrays (an inference plan's fixed buffers), with the
+    path chosen once: the same kernel calls, so the same bits."""
+    if not _one_call(out2, x2):
+        return functools.partial(linear_into, out2, x2, w, b, act_kind, act_slope)
+    has_bias = b is not None
+    return functools.partial(linear_serial, out2, x2, w, b if has_bias else w[0], act_kind, act_slope, has_bias)
 
 
 def product_into(out2, x2, weight, b, act_kind=act_k.IDENTITY, act_slope=0.0):
