@@ -111,6 +111,37 @@ def test_activation_kernel_large_input_parallel_path_matches_serial(threads, rng
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("n", [1, 17, 4099, 300_001])  # serial and parallel, with tails
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_in_place_add_and_activation_equal_out_of_place(n, dtype, rng):
+    """out is the input (a residual add, then ReLU, in place in a plan's buffer): its own
+    loops, vectorised; the same bits as writing to another array, -0 and NaN included."""
+    from fastnn.kernels.elementwise import add
+    a = rng.standard_normal(n).astype(dtype)
+    a[::7] = -0.0
+    a[::11] = np.nan
+    b = rng.standard_normal(n).astype(dtype)
+    want = np.empty_like(a)
+    add(want, a, b)
+    np.testing.assert_array_equal(want, a + b)
+    got = a.copy()
+    add(got, got, b)
+    np.testing.assert_array_equal(got, want)
+    got = b.copy()
+    add(got, a, got)
+    np.testing.assert_array_equal(got, want)
+    for kind, slope in ((RELU, 0.0), (LEAKY_RELU, 0.1), (TANH, 0.0)):
+        want_act = np.empty_like(a)
+        activation_forward(want_act, a, kind, slope)
+        got = a.copy()
+        activation_forward(got, got, kind, slope)
+        assert np.array_equal(got.view(np.uint8), want_act.view(np.uint8))  # bits, signed zeros too
+    ref_relu = np.where(a > 0, a, a * dtype(0))
+    out = a.copy()
+    activation_forward(out, out, RELU, 0.0)
+    assert np.array_equal(out.view(np.uint8), ref_relu.view(np.uint8))
+
+
 def test_linear_one_and_two_threads_agree_bitwise(threads, rng):
     layer = nn.Linear(300, 200)
     x = rng.standard_normal((150, 300)).astype(np.float32)
