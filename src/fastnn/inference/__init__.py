@@ -105,8 +105,16 @@ def run(model, args, copy=True):
     sig = _signature(args)
     if sig is None:
         return model(*args)
-    if not all(type(a) is Tensor for a in args):
+    if len(args) != 1 or type(args[0]) is not Tensor:
         args = tuple(a if isinstance(a, Tensor) else _wrap(a) for a in args)
+    plans = _PLANS.get(model)
+    plan = None if plans is None else plans.get(sig)
+    if type(plan) is Plan and plan.valid():  # the usual call: no global lock (a dict's get and
+        try:                                 # move_to_end are atomic)
+            plans.move_to_end(sig)
+        except KeyError:  # (another thread dropped it meanwhile: it still works)
+            pass
+        return _run_plan(model, plans, sig, plan, args, copy)
     with _LOCK:
         plans = _PLANS.get(model)
         if plans is None:
@@ -123,6 +131,10 @@ def run(model, args, copy=True):
             while len(plans) > MAX_PLANS:
                 plans.popitem(last=False)
         return out
+    return _run_plan(model, plans, sig, plan, args, copy)
+
+
+def _run_plan(model, plans, sig, plan, args, copy):
     if not plan.lock.acquire(blocking=False):
         return model(*args)
     try:

@@ -199,14 +199,15 @@ def flat_chain(model, steps):
 
 
 def bound_chain(chain):
-    """``(first, calls, last)`` running ``chain`` (``flat_chain``'s) with each step
+    """``(first, calls, last, packs)`` running ``chain`` (``flat_chain``'s) with each step
     after the first bound to its input where it lies: the buffer of the buffered step
     before it, reshaped to what the trace saw when only views (``Flatten``,
     ``Identity``) stand between them, so that the views cost nothing and no step
     checks an input the plan made itself. ``first`` is called with the model's input
     (and checks it), then each of ``calls`` with no argument; ``last.result`` is the
     output. None when the chain holds anything else: a step run as it is, a view at
-    its end, an input the buffer before cannot be viewed as."""
+    its end, an input the buffer before cannot be viewed as. ``packs``: whether a
+    step reads the plan's packed weights (``_planstate.plan_state.packs``)."""
     first = chain[0] if chain and isinstance(chain[0], _Buffered) else None
     if first is None or not isinstance(chain[-1], _Buffered):
         return None
@@ -223,4 +224,4 @@ def bound_chain(chain):
             return None
         calls.append(item.bind(xd))
         prev = item
-    return first, calls, prev
+    return first, calls, prev, any(step.uses_packs for step in chain if isinstance(step, _Buffered))

@@ -111,6 +111,8 @@ class _Scratch:
 class EncoderLayerStep(_Buffered):
     """A TransformerEncoderLayer (eval, no masks) in direct kernel calls."""
 
+    uses_packs = True
+
     def __init__(self, layer, x, workspaces, alloc):
         super().__init__(layer, x, x.data.shape, alloc)
         mha = layer.self_attn

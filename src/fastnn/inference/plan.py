@@ -57,15 +57,14 @@ class Plan:
         return self._next(key)(*args)
 
     def run(self, args, copy):
+        bound = self.bound if len(args) == 1 else None
+        if bound is not None and not bound[3]:  # the chain below, bound to its buffers
+            return _run_bound(bound, args[0], copy)
         state = _planstate.plan_state
         outer, state.packs = state.packs, self.packs
         try:
-            if self.bound is not None and len(args) == 1:  # the chain below, bound to its buffers
-                first, calls, last = self.bound
-                first(args[0])  # (checks the input)
-                for call in calls:
-                    call()
-                return _wrap(last.out.copy()) if copy else last.result
+            if bound is not None:  # the same, with the plan's packed weights set
+                return _run_bound(bound, args[0], copy)
             out = self._run(args)
         finally:
             state.packs = outer
@@ -87,6 +86,14 @@ class Plan:
         if self.pos != len(self.steps):
             raise Diverged()
         return out
+
+
+def _run_bound(bound, x, copy):
+    first, calls, last, _ = bound
+    first(x)  # (checks the input)
+    for call in calls:
+        call()
+    return _wrap(last.out.copy()) if copy else last.result
 
 
 def _root(a):

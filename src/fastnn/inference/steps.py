@@ -49,6 +49,8 @@ class Step:
 class _Buffered(Step):
     """A step computing into ``self.out`` from an input of the traced shape and dtype."""
 
+    uses_packs = False  # whether it reads the plan's packed weights (plan_state.packs)
+
     def __init__(self, key, x, out_shape, alloc):
         self.key = key
         self.shape, self.dtype = x.data.shape, x.data.dtype
