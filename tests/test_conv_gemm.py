@@ -194,5 +194,8 @@ def test_column_split_gives_the_bits_of_one_call(dtype):
     conv_gemm(expected, w, xpf, plane, offs, Pc, 0, Pc)
     for threads in (1, 2, 3, 7, 100):
         got = np.full_like(expected, np.nan)
-        conv_gemm_parallel(got, w, xpf, plane, offs, Pc, Pc, threads, parallel_handle(got, w, xpf, plane, offs, Pc))
+        xpfs = np.full((min(threads, 8), plane + 5), np.nan, dtype)  # each thread pads its own copy
+        conv_gemm_parallel(got, w, xpfs, x, (0, 1, 0, C, 1, 1, k, plane), offs, Pc, Pc, threads,
+                           parallel_handle(got, w, xpfs[0], plane, offs, Pc))
         np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(xpfs[0, :plane], xpf)

@@ -291,7 +291,8 @@ def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
     offs = np.empty(Kg if implicit else 0, np.int64)
     if implicit:
         wide_offsets(offs, Cg, KH, KW, Hp, Wp, DH, DW)
-        fn = parallel_handle(tmps[0, :OCg * Pc].reshape(OCg, -1), w3[0], xps[0], plane, offs, Pc)
+        xpfs = work.view("xps_threads", (get_threads(), xps.shape[1]), x.dtype)  # one padded copy a thread
+        fn = parallel_handle(tmps[0, :OCg * Pc].reshape(OCg, -1), w3[0], xpfs[0], plane, offs, Pc)
 
     def run(x):
         for s, n0, nb in _groups(N, slots, per_gemm):
@@ -302,9 +303,8 @@ def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
                 if pointwise and nb == 1:
                     matmul(dst, w3[g], x[n0, g * Cg:(g + 1) * Cg].reshape(Cg, P))
                 elif implicit:
-                    xpf = xps[s]
-                    pad_images(xpf, x, n0, nb, g * Cg, Cg, PH, PW, KW * DW)
-                    conv_gemm_parallel(dst, w3[g], xpf, plane, offs, Pc, nb * Pc, get_threads(), fn)
+                    conv_gemm_parallel(dst, w3[g], xpfs, x, (n0, nb, g * Cg, Cg, PH, PW, KW * DW, plane), offs, Pc,
+                                       nb * Pc, get_threads(), fn)
                 else:
                     gather(col, xps[s], x, n0, nb, g * Cg, geom, pitch)
                     matmul(dst, w3[g], col)
