@@ -60,33 +60,30 @@ def _backward_one(g, v, y, kind, slope):
 
 
 @inline
+def _positive_or_times(out, x, s):
+    # out[i] = x[i] if x[i] > 0 else x[i] * s. In place (out is x) a loop over one array:
+    # LLVM's run-time overlap check would send out is x to its scalar loop (3x slower)
+    if out.ctypes.data == x.ctypes.data:
+        for i in range(out.shape[0]):
+            v = out[i]
+            out[i] = v if v > 0 else v * s
+    else:
+        for i in range(out.shape[0]):
+            v = x[i]
+            out[i] = v if v > 0 else v * s
+
+
+@inline
 def _forward_range(out, x, kind, slope):
     # out[i] = act(x[i]) on 1-D views of one length. The kind switch sits outside the
     # loops: LLVM does not unswitch it from a generic loop, which then does not
     # vectorise (ReLU ran 16x slower than numpy.maximum that way). Loops run from 0
     # over views: an index range starting at an unknown offset does not vectorise
     # either (Numba's negative-index wraparound check stays in the loop).
-    # In place (out is x), ReLU and LeakyReLU run a loop over one array: LLVM's run-time
-    # overlap check would send out is x to its scalar loop (3x slower).
     if kind == RELU:
-        zero = out.dtype.type(0)
-        if out.ctypes.data == x.ctypes.data:
-            for i in range(out.shape[0]):
-                v = out[i]
-                out[i] = v if v > 0 else v * zero
-        else:
-            for i in range(out.shape[0]):
-                v = x[i]
-                out[i] = v if v > 0 else v * zero
+        _positive_or_times(out, x, out.dtype.type(0))  # (0 of out's type: the loop stays in it)
     elif kind == LEAKY_RELU:
-        if out.ctypes.data == x.ctypes.data:
-            for i in range(out.shape[0]):
-                v = out[i]
-                out[i] = v if v > 0 else v * slope
-        else:
-            for i in range(out.shape[0]):
-                v = x[i]
-                out[i] = v if v > 0 else v * slope
+        _positive_or_times(out, x, slope)
     elif kind == SIGMOID:
         for i in range(out.shape[0]):
             out[i] = _forward_one(x[i], SIGMOID, slope)
