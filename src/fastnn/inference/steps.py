@@ -129,6 +129,13 @@ def _bn_affine(bn):
     return scale, shift
 
 
+def _conv_work(workspaces):
+    """The plan's own convolution scratch (its steps run one at a time), made once."""
+    if "conv" not in workspaces:
+        workspaces["conv"] = Workspace()
+    return workspaces["conv"]
+
+
 class LayerStep(_Buffered):
     """Linear, Conv1d or Conv2d with a folded BatchNorm and a fused activation."""
 
@@ -157,20 +164,16 @@ class LayerStep(_Buffered):
                 self.compute = self._linear_packed
         elif isinstance(module, Conv2d):
             geom = module.kernel_size + module.stride + module._conv_padding + module.dilation + (module.groups,)
-            if "conv" not in workspaces:
-                workspaces["conv"] = Workspace()  # the plan's own scratch: its steps run one at a time
             example = x.data if self.gather is None else self.gather
             self.compute = conv_k.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
-                                                 workspaces["conv"])
+                                                 _conv_work(workspaces))
         else:
             (k,), (s,), (p,), (d,) = module.kernel_size, module.stride, module._conv_padding, module.dilation
             N, OC, OL = self.out.shape
             if packs(N, OL):
                 self.geom = (s, p, d, module.groups)
                 self.compute = self._conv1d
-                if "conv" not in workspaces:
-                    workspaces["conv"] = Workspace()
-                self.work = workspaces["conv"]
+                self.work = _conv_work(workspaces)
             else:  # long sequences: the 2-D kernels on height-1 views
                 self.geom = (1, k, 1, s, 0, p, 1, d, module.groups)
                 self.w4 = self.w.reshape(OC, -1, 1, k)
