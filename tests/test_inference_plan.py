@@ -94,6 +94,13 @@ def _models(dtype):
         "standalone": (nn.Sequential(nn.BatchNorm2d(3, **d), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1),
                                      nn.BatchNorm2d(3, **d), nn.Sigmoid()), (2, 3, 9, 9)),
         "lstm": (nn.Sequential(nn.LSTM(5, 7, batch_first=True, dtype=dtype), nn.Linear(7, 2, **d)), (3, 4, 5)),
+        "lstm_stack_last": (nn.Sequential(nn.LSTM(6, 9, num_layers=2, batch_first=True, dtype=dtype),
+                                          nn.LastStep(batch_first=True), nn.Linear(9, 3, **d)), (1, 7, 6)),
+        "lstm_panels": (nn.Sequential(nn.LSTM(4, 40, dtype=dtype), nn.Tanh()), (3, 11, 4)),
+        "gru_bidirectional": (nn.Sequential(nn.GRU(4, 6, num_layers=2, bidirectional=True, dtype=dtype),
+                                            nn.Linear(12, 2, **d)), (5, 2, 4)),
+        "rnn_relu": (nn.Sequential(nn.RNN(3, 33, nonlinearity="relu", batch_first=True, dtype=dtype),
+                                   nn.Linear(33, 2, **d)), (2, 6, 3)),
         "attention": (nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
                                                                dtype=dtype), nn.Linear(8, 2, **d)), (2, 5, 8)),
         "shared": (Shared().to(dtype), (2, 3, 6, 6)),
@@ -397,3 +404,46 @@ def test_every_layer_kind_on_a_plan(case):
 
 def _first(out):
     return out[0] if isinstance(out, tuple) else out
+
+
+class _States(nn.Module):
+    """A recurrent layer's final states as the result, besides its output."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        out, state = self.layer(x)
+        h, c = state if isinstance(state, tuple) else (state, None)
+        return out, h, c if c is not None else h
+
+
+@pytest.mark.parametrize("layer", [
+    nn.LSTM(5, 8, num_layers=2, bidirectional=True, batch_first=True), nn.GRU(5, 8), nn.RNN(5, 8, num_layers=3)],
+    ids=["lstm", "gru", "rnn"])
+def test_recurrent_layers_on_a_plan(layer):
+    """An RNN, LSTM or GRU called on its input alone runs as the plan's RecurrentStep:
+    its output and final states equal the eager ones, are copied out to the caller,
+    follow weight changes, and a repeated call allocates nothing but those copies.
+    One, a few and many rows: rows one by one, and in padded panels of the packed W_hh."""
+    rng = np.random.default_rng(11)
+    model = _States(layer).eval()
+    compiled = fastnn.compile(model)
+    for N in (1, 3, 19):
+        shape = (N, 6, 5) if layer.batch_first else (6, N, 5)
+        x = rng.standard_normal(shape).astype(np.float32)
+        with fastnn.no_grad():
+            want = [t.data for t in model(x)]
+            runs = [[t.data for t in compiled(x)] for _ in range(3)]
+        assert "RecurrentStep" in _steps(model)
+        for got in runs[1:]:
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5)
+        assert all(a is not b for a, b in zip(runs[1], runs[2]))
+    with fastnn.no_grad():
+        layer.weight_hh_l0.mul_(0.5)
+        np.testing.assert_allclose(compiled(x)[0].data, model(x)[0].data, rtol=2e-5, atol=2e-5)
+        planned = _peak_bytes(compiled, x)
+    results = sum(t.data.nbytes for t in model(x))
+    assert planned < results + 4096, (planned, results)

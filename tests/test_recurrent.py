@@ -502,3 +502,30 @@ def test_rnn_sequence_checks_parameters(rng):
         rnn_sequence(x, None, None, [(w_ih, w_hh, b_ih, None)], "lstm")
     with pytest.raises(ValueError, match="mode must be one of"):
         rnn_sequence(x, None, None, [(w_ih, w_hh, b_ih, b_hh)], "elman")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K,C", [(1, 1), (7, 40), (33, 130), (16, 257)])
+def test_recurrent_product_rows_one_by_one_give_the_panel_bits(dtype, K, C, rng):
+    # A few rows go through micro_row one by one (ROW_PANELS panels at a time, then
+    # single panels), more in padded MR-row panels: the same sums in the same order, so
+    # a sequence's result does not depend on the batch around it.
+    from fastnn.kernels import recurrent_product as rp
+    w = rng.standard_normal((C, K)).astype(dtype)
+    bp = np.zeros(rp.panel_shape(K, C, dtype), dtype)
+    rp.pack_panels(bp, w, True)
+    Cp = bp.shape[0] * bp.shape[2]
+    a = rng.standard_normal((rp.MR + 2, K)).astype(dtype)
+    ap = np.zeros(rp.MR * K, dtype)
+    panel = np.zeros(rp.MR * Cp, dtype)
+    rp.pack_rows(ap, a, 1, rp.MR)
+    rp.times_packed(panel, ap, bp, rp.MR, False)
+    panel = panel.reshape(rp.MR, Cp)[:, :C]
+    np.testing.assert_allclose(panel, a[1:rp.MR + 1] @ w.T, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-4 if dtype == np.float32 else 1e-12)
+    for rows in range(1, rp.ROWS_ALONE + 2):
+        out = np.full(rp.MR * Cp, 7, dtype)  # (room for rows rounded up to a panel)
+        rp.times_packed_rows(out, ap, a, 1, rows, bp, False)
+        np.testing.assert_array_equal(out.reshape(rp.MR, Cp)[:rows, :C], panel[:rows])
+        rp.times_packed_rows(out, ap, a, 1, rows, bp, True)  # accumulate
+        np.testing.assert_array_equal(out.reshape(rp.MR, Cp)[:rows, :C], panel[:rows] + panel[:rows])

@@ -22,6 +22,8 @@ input shape:
   the first checks its input, and the views cost nothing;
 * a TransformerEncoderLayer called without masks runs its eval forward as direct
   kernel calls into scratch the plan owns (``encoder_step``; the eager bits);
+* an RNN, LSTM or GRU called on its input alone runs its kernels on constants made
+  once: packed weights, summed biases, work arrays (``recurrent_step``);
 * inside layers that run as they are, ``linear`` takes the model's weights packed
   once per plan (``packs``).
 

@@ -18,13 +18,14 @@ from ..nn.transformer import TransformerEncoderLayer
 from ..ops.activation import ACTIVATION_KINDS, RELU, relu
 from ..ops.arith import ADD, add
 from .encoder_step import EncoderLayerStep, encoder_ok, plain_encoder_kwargs
+from .recurrent_step import RECURRENT, RecurrentStep, recurrent_ok
 from .steps import ActivationStep, LayerStep, NormStep, Passed, PoolStep, ResidualStep, Step, _Buffered
 
 _ACTIVATIONS = (ReLU, LeakyReLU, Sigmoid, Tanh, GELU)
 _LAYERS = (Linear, Conv1d, Conv2d)
 _NORMS = (BatchNorm1d, BatchNorm2d)
-PLANNABLE = frozenset(_ACTIVATIONS + _LAYERS + _NORMS + (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
-                                                          TransformerEncoderLayer))
+PLANNABLE = frozenset(_ACTIVATIONS + _LAYERS + _NORMS + RECURRENT + (MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+                                                                     TransformerEncoderLayer))
 _VIEWS = frozenset((Flatten, Identity))  # layers that return a view of their input (no arithmetic)
 _DROPOUTS = frozenset((Dropout, Dropout1d, Dropout2d))  # the input itself, in eval mode
 
@@ -87,6 +88,8 @@ def _single(call, alloc, workspaces):
         if act is None and isinstance(key, GELU) and key.approximate == "none":
             act = (ACTIVATION_KINDS["gelu"], 0.0)
         return ActivationStep(key, x, *act, alloc) if act is not None and _plain(key, x, out) else Step(key)
+    if isinstance(key, RECURRENT):
+        return RecurrentStep(key, x, workspaces) if recurrent_ok(key, x) else Step(key)
     if isinstance(key, TransformerEncoderLayer):
         ok = _plain(key, x, out, 3) and encoder_ok(key, x)
         return EncoderLayerStep(key, x, workspaces, alloc) if ok else Step(key)
@@ -188,7 +191,9 @@ def flat_chain(model, steps):
         if "forward" in child.__dict__:
             return None
         if k < len(steps) and steps[k].key is child:
-            if not isinstance(steps[k], Passed):
+            if isinstance(steps[k], RecurrentStep):  # Sequential passes on a recurrent layer's output
+                chain.append(steps[k].output)
+            elif not isinstance(steps[k], Passed):
                 chain.append(steps[k])
             k += 1
         elif type(child) in _VIEWS:

@@ -45,10 +45,11 @@ def accumulator_loop(builder, count, vty, n, step):
     return new
 
 
-def _emit_micro(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add):
-    """Emit the MR x NV-vector micro-tile: c (pointer cb, row stride ldc) (+)= sum over
-    k < kc of A(r, k) * B(k, :), A's element at ``a_scalar(k, r)`` (a pointer), B's
-    v-th vector at ``b_vector(k, v)`` (a vector pointer); ``+=`` when ``add`` != 0."""
+def _emit_micro(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add, rows=MR, vectors=NV):
+    """Emit the ``rows`` x ``vectors`` micro-tile (MR x NV unless told): c (pointer cb,
+    row stride ldc) (+)= sum over k < kc of A(r, k) * B(k, :), A's element at
+    ``a_scalar(k, r)`` (a pointer), B's v-th vector at ``b_vector(k, v)`` (a vector
+    pointer); ``+=`` when ``add`` != 0."""
     size = context.get_abi_sizeof(fty)
     W = 64 // size
     vty, i64 = ir.VectorType(fty, W), ir.IntType(64)
@@ -57,23 +58,23 @@ def _emit_micro(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add):
     lanes = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
 
     def step(k, accs):
-        bv = [builder.load(b_vector(k, v), align=size) for v in range(NV)]
+        bv = [builder.load(b_vector(k, v), align=size) for v in range(vectors)]
         new = []
-        for r in range(MR):
+        for r in range(rows):
             s = builder.load(a_scalar(k, r))
             s = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
             s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), lanes)
-            new += [builder.call(fma, [s, bv[v], accs[r * NV + v]]) for v in range(NV)]
+            new += [builder.call(fma, [s, bv[v], accs[r * vectors + v]]) for v in range(vectors)]
         return new
 
-    new = accumulator_loop(builder, kc, vty, MR * NV, step)
+    new = accumulator_loop(builder, kc, vty, rows * vectors, step)
     add = builder.icmp_unsigned("!=", add, ir.Constant(add.type, 0))
-    for r in range(MR):
-        for v in range(NV):
+    for r in range(rows):
+        for v in range(vectors):
             p = builder.gep(cb, [builder.add(builder.mul(ldc, ir.Constant(i64, r)), ir.Constant(i64, v * W))],
                             inbounds=True)
             p = builder.bitcast(p, vty.as_pointer())
-            value = new[r * NV + v]
+            value = new[r * vectors + v]
             value = builder.select(add, builder.fadd(builder.load(p, align=size), value), value)
             builder.store(value, p, align=size)
 
@@ -166,6 +167,48 @@ def micro_cols(typingctx, c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add):
     + r] (the packed layout with a stride of lda between k instead of MR): A^T's rows
     read in place. The same sums in the same order as ``micro`` on them packed."""
     return types.void(c, c_off, ldc, a, a_off, lda, bp, b_off, kc, add), _micro_codegen(_col_major_a)
+
+
+ROW_PANELS = 4  # panels of B that micro_row walks at once: 4 * NV accumulator vectors
+
+
+def _row_codegen(panels):
+    """The codegen of a one-row micro-kernel over ``panels`` consecutive NR-column
+    panels of a packed B, ``pstride`` elements apart."""
+    def codegen(context, builder, signature, args):
+        c, c_off, a, a_off, bp, b_off, pstride, kc, add = args
+        fty = context.get_value_type(signature.args[0].dtype)
+        W, i64 = 64 // _bytes(fty), ir.IntType(64)
+        cb = _data(context, builder, signature.args[0], c, c_off)
+        ab = _data(context, builder, signature.args[2], a, a_off)
+        bb = _data(context, builder, signature.args[4], bp, b_off)
+
+        def b_vector(k, v):  # vector v: panel v // NV, its (v % NV)-th vector of row k
+            panel = builder.mul(pstride, ir.Constant(i64, v // NV))
+            return _vector_at(builder, fty, bb, builder.add(
+                panel, builder.add(builder.mul(k, ir.Constant(i64, NV * W)), ir.Constant(i64, v % NV * W))))
+
+        _emit_micro(context, builder, fty, cb, ir.Constant(i64, 0), lambda k, r: builder.gep(ab, [k], inbounds=True),
+                    b_vector, kc, add, rows=1, vectors=panels * NV)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+@intrinsic
+def micro_row(typingctx, c, c_off, a, a_off, bp, b_off, pstride, kc, add):
+    """One row times ROW_PANELS panels of B: c[c_off + p*NR + j] (+)= sum over k < kc
+    of a[a_off + k] * bp[b_off + p*pstride + k*NR + j] for p < ROW_PANELS, j < NR
+    (kc >= 1). A matrix-vector product reads each element of B once, so it runs at the
+    speed B streams in: 4 * NV accumulators hide the FMA latency that one panel's NV
+    would expose. Each output is summed over k in the order ``micro`` sums it."""
+    return types.void(c, c_off, a, a_off, bp, b_off, pstride, kc, add), _row_codegen(ROW_PANELS)
+
+
+@intrinsic
+def micro_row1(typingctx, c, c_off, a, a_off, bp, b_off, pstride, kc, add):
+    """``micro_row`` over one panel (the panels left over after groups of ROW_PANELS)."""
+    return types.void(c, c_off, a, a_off, bp, b_off, pstride, kc, add), _row_codegen(1)
 
 
 @intrinsic

@@ -4,7 +4,8 @@ Layout is time-major: x (T, N, In), hidden states hs (T+1, N, H) with hs[0] = h_
 One layer runs as
   gates = x @ W_ih^T                      one matmul for all T steps (the caller)
   sequence_forward: per step t, hw = h_{t-1} @ W_hh^T (matmul's register-blocked
-      micro-kernel on a W_hh packed once), then one fused pass: bias, gates, state
+      micro-kernel on a W_hh packed once; a few rows one by one, unpadded), then one
+      fused pass: bias, gates, state
 and backward as
   sequence_backward: per step t (reversed), the gate gradients, then dh = dhw[t] @ W_hh
   dW_ih = dxw^T @ x, dW_hh = dhw^T @ hs[:-1], dx = dxw @ W_ih   big matmuls (the caller)
@@ -23,7 +24,7 @@ from numba.extending import overload
 
 from ._fnptr import call, handle
 from ._jit import FASTMATH, kernel, serial_kernel
-from .recurrent_product import MR, pack_rows, times_packed, times_rows
+from .recurrent_product import times_packed_rows, times_rows
 
 RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
 GATES = {RNN_TANH: 1, RNN_RELU: 1, LSTM: 4, GRU: 3}
@@ -178,29 +179,29 @@ def _backward_row(dxw, dhw, d, dc, dout, gates, hs, aux, t, n, mode, dout_bf):
 
 
 @serial_kernel
-def _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw, ap, n0, n1, mode):
+def _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw, ap, n0, n1, mode, packed):
     G = gates.shape[2]
     C = wp.shape[0] * wp.shape[2]
     for t in range(gates.shape[0]):
-        if gates.shape[1] < MR:  # a batch smaller than one panel: no padding to MR rows
+        if packed:
+            times_packed_rows(hw, ap, hs[t], n0, n1 - n0, wp, _OVERWRITE)
+        else:  # W_hh not packed (a small batch, eagerly): dot products with its rows
             times_rows(hw, C, hs[t], n0, n1 - n0, w, _OVERWRITE)
-        else:
-            pack_rows(ap, hs[t], n0, n1 - n0)
-            times_packed(hw, ap, wp, n1 - n0, _OVERWRITE)
         for n in range(n0, n1):
             r = n - n0
             _forward_row(hs, aux, gates, hw[r * C:r * C + G], bias, b_hn, t, n, mode)
 
 
 @kernel
-def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode, fn):
+def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode, packed, fn):
     """Run one layer over all T steps: per step hw = h_{t-1} @ W_hh^T, then gates and state.
 
     gates (T, N, G): in x @ W_ih^T, overwritten with the activated gates (LSTM, GRU);
     hs (T+1, N, H): reads hs[0] = h_0, writes hs[1:]; aux (T+1, N, H): LSTM c (aux[0] =
     c_0), GRU W_hn h + b_hn; bias (G,) = b_ih + b_hh (GRU: b_in in the n part), b_hn (H,).
-    wp: W_hh^T packed by pack_panels; w: W_hh (G, H) itself, for batches under MR
-    rows; hw, ap: per-chunk scratch (``chunk`` rows each, from chunking()).
+    wp: W_hh^T packed by pack_panels when ``packed``, else w: W_hh (G, H) itself (an
+    eager call on a batch under MR rows, where packing costs more than it saves);
+    hw, ap: per-chunk scratch (``chunk`` rows each, from chunking()).
     Samples are independent, so each prange iteration runs every step for its own
     ``chunk`` rows: one parallel region per layer, no barrier per step.
     fn: ``forward_handle`` of these arguments; ``_forward_chunk`` is called through
@@ -209,20 +210,20 @@ def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode, fn)
     N = gates.shape[1]
     last = hw.shape[0] - 1
     if last == 0:  # one chunk: no parallel launch
-        call(fn, (hs, aux, gates, bias, b_hn, wp, w, hw[last], ap[last], last * chunk, N, mode))
+        call(fn, (hs, aux, gates, bias, b_hn, wp, w, hw[last], ap[last], last * chunk, N, mode, packed))
         return
     for c in prange(last + 1):
         n0 = c * chunk
-        call(fn, (hs, aux, gates, bias, b_hn, wp, w, hw[c], ap[c], n0, min(n0 + chunk, N), mode))
+        call(fn, (hs, aux, gates, bias, b_hn, wp, w, hw[c], ap[c], n0, min(n0 + chunk, N), mode, packed))
 
 
 def forward_handle(hs, aux, gates, bias, b_hn, wp, w, hw, ap, mode):
     """The ``fn`` argument of sequence_forward (whose arguments these are)."""
-    return handle(_forward_chunk, (hs, aux, gates, bias, b_hn, wp, w, hw[0], ap[0], 0, 0, mode))
+    return handle(_forward_chunk, (hs, aux, gates, bias, b_hn, wp, w, hw[0], ap[0], 0, 0, mode, True))
 
 
 @serial_kernel
-def _backward_chunk(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap, n0, n1, mode, dout_bf):
+def _backward_chunk(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, ap, n0, n1, mode, dout_bf):
     H = hs.shape[2]
     C = wp.shape[0] * wp.shape[2]
     dh[:] = 0
@@ -235,15 +236,11 @@ def _backward_chunk(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, a
             r = n - n0
             _backward_row(dxw, dhw, dh[r * C:r * C + H], dc, dout, gates, hs, aux, t, n, mode, dout_bf)
         if t > 0:  # dL/dh_{t-1} (+)= dhw[t] @ W_hh
-            if gates.shape[1] < MR:
-                times_rows(dh, C, dhw[t], n0, n1 - n0, w, mode == GRU)
-            else:
-                pack_rows(ap, dhw[t], n0, n1 - n0)
-                times_packed(dh, ap, wp, n1 - n0, mode == GRU)
+            times_packed_rows(dh, ap, dhw[t], n0, n1 - n0, wp, mode == GRU)
 
 
 @kernel
-def sequence_backward(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap, chunk, mode, dout_bf, fn):
+def sequence_backward(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, ap, chunk, mode, dout_bf, fn):
     """Backpropagate one layer through all T steps (reversed), chunks of rows in parallel.
 
     dout: the layer's output gradient (T, N, H), or (N, T, H) when ``dout_bf``;
@@ -251,23 +248,22 @@ def sequence_backward(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w,
     Overwrites dxw (T, N, G) with d(pre-activations) on the input side and, for GRU,
     dhw (T, N, G) on the hidden side (differs in the n part; else dhw is dxw). dxw
     must not alias ``gates`` (so LLVM vectorises the row loops). wp: W_hh packed by
-    pack_panels; w: W_hh^T (H, G) contiguous, for batches under MR rows; dh (chunks,
-    chunk * padded H), dc (N, H) (LSTM), ap: per-chunk scratch. fn: ``backward_handle``
+    pack_panels; dh (chunks, chunk * padded H), dc (N, H) (LSTM), ap: per-chunk scratch. fn: ``backward_handle``
     of these arguments (``_backward_chunk`` called through its address, as above).
     """
     N = gates.shape[1]
     last = dh.shape[0] - 1
     if last == 0:
-        call(fn, (dxw, dhw, dh[last], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[last],
-                  last * chunk, N, mode, dout_bf))
+        call(fn, (dxw, dhw, dh[last], dc, dout, dh_n, dc_n, gates, hs, aux, wp, ap[last], last * chunk, N,
+                  mode, dout_bf))
         return
     for c in prange(last + 1):
         n0 = c * chunk
-        call(fn, (dxw, dhw, dh[c], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[c], n0,
-                  min(n0 + chunk, N), mode, dout_bf))
+        call(fn, (dxw, dhw, dh[c], dc, dout, dh_n, dc_n, gates, hs, aux, wp, ap[c], n0, min(n0 + chunk, N),
+                  mode, dout_bf))
 
 
-def backward_handle(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap, mode, dout_bf):
+def backward_handle(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, ap, mode, dout_bf):
     """The ``fn`` argument of sequence_backward (whose arguments these are)."""
-    return handle(_backward_chunk, (dxw, dhw, dh[0], dc, dout, dh_n, dc_n, gates, hs, aux, wp, w, ap[0], 0, 0,
+    return handle(_backward_chunk, (dxw, dhw, dh[0], dc, dout, dh_n, dc_n, gates, hs, aux, wp, ap[0], 0, 0,
                                     mode, dout_bf))

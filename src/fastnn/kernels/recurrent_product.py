@@ -9,7 +9,9 @@ batch into chunks (``chunking``) does not change any result.
 import numpy as np
 
 from ._jit import serial_kernel
-from .microkernel import MR, NV, micro
+from .microkernel import MR, NV, ROW_PANELS, micro, micro_row, micro_row1
+
+ROWS_ALONE = 3  # up to this many rows, times_packed_row row by row beats padding them to an MR panel
 
 
 @serial_kernel
@@ -46,6 +48,34 @@ def times_packed(out, ap, bp, rows, add):
     for q in range(Q):
         for p in range((rows + MR - 1) // MR):
             micro(out, p * MR * C + q * NR, C, ap, p * MR * K, bp, q * K * NR, K, add)
+
+
+@serial_kernel
+def times_packed_row(out, o_off, a, bp, add):
+    # out[o_off + c] (+)= sum_k a[k] B[k, c] for the Q*NR columns of B packed as bp
+    # (Q, K, NR): one row, unpadded, its sums as times_packed's (same order over k).
+    Q, K, NR = bp.shape
+    q = 0
+    while q + ROW_PANELS <= Q:
+        micro_row(out, o_off + q * NR, a, 0, bp, q * K * NR, K * NR, K, add)
+        q += ROW_PANELS
+    for p in range(q, Q):
+        micro_row1(out, o_off + p * NR, a, 0, bp, p * K * NR, K * NR, K, add)
+
+
+@serial_kernel
+def times_packed_rows(out, ap, a, n0, rows, bp, add):
+    # out[r*C + c] (+)= sum_k a[n0 + r, k] B[k, c] for r < rows (B packed as bp; C its
+    # padded width; out holds rows rounded up to MR): row by row for a few rows, else
+    # in MR-row panels (packed into ap).
+    # The same sums either way, so a row's result does not depend on the rows around it.
+    if rows <= ROWS_ALONE:
+        C = bp.shape[0] * bp.shape[2]
+        for r in range(rows):
+            times_packed_row(out, r * C, a[n0 + r], bp, add)
+        return
+    pack_rows(ap, a, n0, rows)
+    times_packed(out, ap, bp, rows, add)
 
 
 @serial_kernel

@@ -95,9 +95,10 @@ def forward(inp, T, N, h0, c0, layer, mode, rec, keep, tag=""):
     hw = work("hw", (chunks, chunk * ((G + nr - 1) // nr * nr)), dt, zero=True)
     ap = work("ap", (chunks, chunk * G), dt, zero=True)
     wp = work("wp_fwd", rp.panel_shape(H, G, dt), dt)
-    if N >= rp.MR:  # smaller batches use W_hh as it is (dot products)
+    packed = N >= rp.MR  # smaller batches use W_hh as it is (dot products): packing costs more
+    if packed:
         rp.pack_panels(wp, w_rec, True)
-    rk.sequence_forward(hs, aux, gates, bias, b_hn, wp, w_rec, hw, ap, chunk, mode,
+    rk.sequence_forward(hs, aux, gates, bias, b_hn, wp, w_rec, hw, ap, chunk, mode, packed,
                         rk.forward_handle(hs, aux, gates, bias, b_hn, wp, w_rec, hw, ap, mode))
     if w_hr is None:
         out, extra = hs[1:], None
@@ -148,11 +149,9 @@ def backward(dout, dout_bf, dh_n, dc_n, saved, layer, mode, need_h0, need_c0, di
     dc = work("dc", (N, H) if lstm else (1, 1), dt)
     dxw = work("dxw", (T, N, G), dt)
     dhw = work("dhw", (T, N, G), dt) if mode == rk.GRU else dxw
-    if N >= rp.MR and T > 1:  # (one step: the kernel multiplies nothing by W_hh)
+    if T > 1:  # (one step: the kernel multiplies nothing by W_hh)
         rp.pack_panels(wp, w_rec, False)
-    # W_hh^T for the dot-product path of batches under one panel (unused otherwise)
-    w_rec_t = np.ascontiguousarray(w_rec.T) if N < rp.MR and T > 1 else w_rec
-    args = (dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, w_rec_t, ap)
+    args = (dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, ap)
     rk.sequence_backward(*args, chunk, mode, dout_bf, rk.backward_handle(*args, mode, dout_bf))
     dh0 = dc0 = None
     if need_h0:  # dL/dh_0 = dhw[0] @ W_hh (+ GRU's direct z * dL/dh_1, left in dh)
