@@ -292,3 +292,28 @@ def test_direct_kernels_float64_gradcheck(slot_macs, monkeypatch, rng):
     assert fastnn.gradcheck(lambda x, w, b: F.conv1d(x, w, b, stride=3, padding=2, dilation=2, groups=2,
                                                      activation="leaky_relu", negative_slope=0.1),
                             (x, w, b), max_checks=40)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [(1, 32, 19, 32, 3, 2, 1, 1, 1), (3, 8, 9, 70, 3, 1, 2, 2, 2),
+                                  (2, 300, 3, 40, 1, 1, 0, 1, 1), (5, 12, 7, 6, 4, 3, 1, 1, 3)], ids=str)
+def test_position_rows_forward_gives_the_wide_bits(case, dtype, rng):
+    # A single-slot forward on few positions runs the product with positions as its rows
+    # (_forward_rows): the same sums, K blocks (Kg 300: two) and epilogue as the wide
+    # product, so the same bits; channels past one NR panel (70 a group) and groups too.
+    from fastnn.kernels import conv1d as conv1d_k
+    N, C, L, OC, K, S, P, D, G = case
+    x = rng.standard_normal((N, C, L)).astype(dtype)
+    w2 = rng.standard_normal((OC, C // G * K)).astype(dtype)
+    b = rng.standard_normal(OC).astype(dtype)
+    OL = (L + 2 * P - D * (K - 1) - 1) // S + 1
+    work = conv1d_k.workspace()
+    for kind, flags in ((0, conv1d_k.FORWARD + conv1d_k.HAS_BIAS), (1, conv1d_k.FORWARD), (3, conv1d_k.FORWARD)):
+        wide, rows = np.full((N, OC, OL), np.nan, dtype), np.full((N, OC, OL), np.nan, dtype)
+        conv1d_k._forward(wide, x, w2, b, 0, N, (S, P, D, G), flags, kind, 0.0)
+        conv1d_k._rows_call(rows, x, w2, b, (S, P, D, G), flags, kind, 0.0, work)()
+        np.testing.assert_array_equal(rows, wide)
+        want = _reference(x.astype(np.float64), w2.reshape(OC, C // G, K).astype(np.float64), b * 0, rows * 0,
+                          S, P, D, G)[0]
+        if kind == 0:
+            np.testing.assert_allclose(rows - b[:, None], want, rtol=1e-4, atol=1e-4)

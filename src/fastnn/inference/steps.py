@@ -184,7 +184,8 @@ class LayerStep(_Buffered):
         if self.compute == self._linear:
             return linear_call(self.out2, xd.reshape(self.in_shape2), self.w, self.b, self.kind, self.slope)
         if self.compute == self._conv1d:
-            return conv1d_k.forward_call(self.out, xd, self.w, self.b, self.geom, self.kind, self.slope, self.work)
+            return conv1d_k.forward_call(self.out, xd, self.w, self.b, self.geom, self.kind, self.slope, self.work,
+                                         reuse=True)
         return super().bind(xd)
 
     def _linear(self, xd):
