@@ -39,6 +39,7 @@ from .conv_plan import (  # noqa: F401  (output_size, plan: part of this module'
     transposed_weight, workspace,
 )
 from .im2col import col2im, gather, pad_images
+from .microkernel import MR
 from .matmul import gemm_serial, matmul
 
 
@@ -89,11 +90,15 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
     offs = np.empty(w3.shape[2] if implicit else 0, np.int64)
     if implicit:
         wide_offsets(offs, Cg, KH, KW, Hp, Wp, DH, DW)
+    R = (OCg + MR - 1) // MR * MR  # the rows of tmp's product (whole tiles) when it has room
+    R = R if R * nb * Pc <= tmp.shape[0] else OCg
     for g in range(G):
         dst = out[n0, g * OCg:(g + 1) * OCg] if direct_out else tmp[:OCg * nb * Pc].reshape((OCg, nb * Pc))
         if implicit:
             pad_images(xpf, x, n0, nb, g * Cg, Cg, PH, PW, KW * DW)  # side by side, each with a zero tail
-            conv_gemm(dst, w3[g], xpf, plane, offs, Pc, _ZERO, nb * Pc)
+            # (into tmp: output channels rounded up to whole MR-row tiles, no edge copies)
+            conv_gemm(dst if direct_out else tmp[:R * nb * Pc].reshape((R, nb * Pc)), w3[g], xpf, plane, offs, Pc,
+                      _ZERO, nb * Pc)
         else:
             col = cols[:w3.shape[2] * nb * Pc].reshape((w3.shape[2], nb * Pc))
             src = x[n0, g * Cg:(g + 1) * Cg].reshape((Cg, P)) if direct_in else col

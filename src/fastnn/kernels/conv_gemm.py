@@ -81,7 +81,8 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, j_lo, j_hi):
     B[k, b*Pc + p] = xpf[b*plane + offs[k] + p]; j_lo a multiple of NR (the panel
     width), so a column's sums never depend on the range it was computed in.
 
-    out (OCg, >= j_hi) C-contiguous; w (OCg, Kg) C-contiguous; xpf flat padded
+    out (OCg, >= j_hi) C-contiguous, or with rows past OCg up to a multiple of MR, which
+    then take the padding rows of the tiles (no edge copy); w (OCg, Kg) C-contiguous; xpf flat padded
     images ``plane`` elements apart (each run of Pc elements from every offset
     must lie inside xpf); offs (Kg,) int64.
     """
@@ -104,7 +105,7 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, j_lo, j_hi):
             if inplace:  # the micro-kernel reads the runs where they are: no packing
                 for i in range(0, OCg, MR):
                     aoff = k0 * rows + i * kc
-                    if i + MR <= OCg:
+                    if i + MR <= out.shape[0]:
                         micro_offs(out, i * ldo + j0, ldo, ap, aoff, xpf, b * plane + p, offs, k0, kc, add)
                     else:
                         micro_offs(tmp, 0, NR, ap, aoff, xpf, b * plane + p, offs, k0, kc, False)

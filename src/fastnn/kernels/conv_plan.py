@@ -92,7 +92,8 @@ def scratch(x, geom, OC, Kg, OH, pitch, backward=False, dx_cols=False, work=None
         tmps = work.view("tmps", (slots, OC // G * (dw_budget(Kg) + pitch)), x.dtype)
     else:
         cols = work.view("cols", (slots, Kg * per_gemm * OH * pitch), x.dtype)
-        tmps = work.view("tmps", (slots, OC // G * per_gemm * OH * pitch), x.dtype)
+        # (output channels rounded up to MR rows: the implicit product writes whole tiles)
+        tmps = work.view("tmps", (slots, (OC // G + MR - 1) // MR * MR * per_gemm * OH * pitch), x.dtype)
     # per_gemm padded planes, each with a zero tail of KW*DW elements (im2col.pad_image)
     padded = per_gemm * (x.shape[1] // G * (x.shape[2] + 2 * PH) * (x.shape[3] + 2 * PW) + geom[1] * geom[7])
     xps = work.view("xps", (slots, padded), x.dtype)
