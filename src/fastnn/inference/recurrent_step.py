@@ -25,7 +25,7 @@ from ..nn.recurrent import GRU, LSTM, RNN
 from ..ops._rnn_run import _biases
 from ..ops.linear import linear_into
 from ..tensor import _wrap
-from .steps import Diverged, Step
+from .steps import Diverged, Step, packed_weight
 
 RECURRENT = (RNN, LSTM, GRU)
 
@@ -49,12 +49,7 @@ class _Direction:
         self.gates = aligned.empty((T, N, G), dt)
         self.gates2 = self.gates.reshape(T * N, G)
         self.w_ih = w_ih
-        self.packed = None
-        if packed_k.packs(T * N, G, w_ih.shape[1], dt):
-            self.packed = packed_k.pack_weight(w_ih, T * N)
-            if dt not in workspaces:
-                workspaces[dt] = packed_k.workspace(dt)
-            self.ap_gemm, self.tmp = workspaces[dt]
+        self.packed = packed_weight(w_ih, T * N, workspaces)  # (bp, ap, tmp) or None
         self.hs = aligned.empty((T + 1, N, H), dt)
         self.hs[0] = 0
         self.aux = aligned.empty((T + 1, N, H) if mode in (rk.LSTM, rk.GRU) else (1, 1, 1), dt)
@@ -72,8 +67,7 @@ class _Direction:
     def run(self, inp):
         """The layer's outputs hs[1:] (T, N, H) for its time-major input ``inp`` (T*N, In)."""
         if self.packed is not None:
-            packed_k.gemm_packed(self.gates2, inp, self.packed, self.ap_gemm, self.tmp, get_threads(), self.bias,
-                                 act_k.IDENTITY, 0.0, False)
+            packed_k.gemm_packed(self.gates2, inp, *self.packed, get_threads(), self.bias, act_k.IDENTITY, 0.0, False)
         else:
             linear_into(self.gates2, inp, self.w_ih, None)
         rk.sequence_forward(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, self.w_hh, self.hw,

@@ -129,6 +129,16 @@ def _bn_affine(bn):
     return scale, shift
 
 
+def packed_weight(w, M, workspaces):
+    """(w (N, K) packed for products with M rows, and the plan's gemm_packed workspace
+    for its dtype: ``(bp, ap, tmp)``), or None when such a product does not pack."""
+    if not packed_k.packs(M, w.shape[0], w.shape[1], w.dtype):
+        return None
+    if w.dtype not in workspaces:
+        workspaces[w.dtype] = packed_k.workspace(w.dtype)
+    return (packed_k.pack_weight(w, M),) + workspaces[w.dtype]
+
+
 def _conv_work(workspaces):
     """The plan's own convolution scratch (its steps run one at a time), made once."""
     if "conv" not in workspaces:
@@ -154,11 +164,9 @@ class LayerStep(_Buffered):
             self.out2 = self.out.reshape(-1, self.w.shape[0])
             self.in_shape2 = (self.out2.shape[0], K)
             self.compute = self._linear
-            if packed_k.packs(self.out2.shape[0], self.w.shape[0], K, self.dtype):  # pre-pack the weight
-                self.packed = packed_k.pack_weight(self.w, self.out2.shape[0])
-                if self.dtype not in workspaces:
-                    workspaces[self.dtype] = packed_k.workspace(self.dtype)
-                self.ap, self.tmp = workspaces[self.dtype]
+            packed = packed_weight(self.w, self.out2.shape[0], workspaces)  # pre-pack the weight
+            if packed is not None:
+                self.packed, self.ap, self.tmp = packed
                 self.has_bias = self.b is not None
                 self.bias = self.b if self.has_bias else self.w[0]
                 self.compute = self._linear_packed

@@ -35,7 +35,7 @@ from ._threading import get_threads
 from .conv import sum_slots
 from .conv_plan import workspace
 from .microkernel import KC, MR, NV, micro, micro_gather, pack_a
-from .recurrent_product import pack_panels
+from .recurrent_product import pack_panels, panel_shape, panel_width
 
 FORWARD, NEED_DX, NEED_DW, NEED_DB, HAS_BIAS, ACC_W, ACC_B = 1, 2, 4, 8, 16, 32, 64
 SLOT_MACS = 1 << 19  # multiply-adds per slot (a prange iteration): at least this many
@@ -207,9 +207,7 @@ def _rows_call(out, x, w2, bias, geom, flags, kind, slope, work):
     OC, OL = out.shape[1], out.shape[2]
     OCg, Kg = OC // G, w2.shape[1]
     K, Cg, Lp = Kg // (C // G), C // G, L + 2 * P
-    NR = NV * (64 // out.itemsize)
-    Q = (OCg + NR - 1) // NR
-    bp = np.empty((G, Q, Kg, NR), out.dtype)
+    bp = np.empty((G,) + panel_shape(Kg, OCg, out.dtype), out.dtype)  # (G, Q, Kg, NR)
     for g in range(G):
         pack_panels(bp[g], w2[g * OCg:(g + 1) * OCg], True)
     M = N * OL
@@ -219,7 +217,7 @@ def _rows_call(out, x, w2, bias, geom, flags, kind, slope, work):
     k = np.arange(Kg)
     cols = ((np.arange(G)[:, None] * Cg + k[None, :] // K) * Lp + k[None, :] % K * D).reshape(-1)
     xp = work.view("conv1d_rows_xp", (N, C, Lp), out.dtype)
-    tmp = work.view("conv1d_rows_tmp", (MR * NR,), out.dtype)
+    tmp = work.view("conv1d_rows_tmp", (MR * bp.shape[3],), out.dtype)
     return functools.partial(_forward_rows, out, x, xp, bp, rows, cols, tmp, bias, geom, flags, kind, slope)
 
 
@@ -414,7 +412,7 @@ def forward_call(out, x, weight, bias, geom, kind=0, slope=0.0, work=None, reuse
     S = slots(N, OL, OC, w2.shape[1], get_threads())
     if S == 1:
         Lq = (x.shape[2] + 2 * geom[1] + geom[0] - 1) // geom[0]
-        if reuse and _rows_pay(N, OL, OC // geom[3], w2.shape[1], Lq, NV * (64 // out.itemsize)):
+        if reuse and _rows_pay(N, OL, OC // geom[3], w2.shape[1], Lq, panel_width(out.dtype)):
             return _rows_call(out, x, w2, bias, geom, flags, kind, float(slope), workspace() if work is None else work)
         return functools.partial(_forward, out, x, w2, bias, 0, N, geom, flags, kind, float(slope))
     work = workspace() if work is None else work
