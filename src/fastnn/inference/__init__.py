@@ -74,12 +74,21 @@ def _signature(args):
     return tuple(sig)
 
 
+def _float_dtype(args):
+    """The dtype of the first float array among ``args`` (float32 when there is none)."""
+    for a in args:
+        a = a.data if isinstance(a, Tensor) else a
+        if isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64):
+            return a.dtype
+    return np.dtype(np.float32)
+
+
 def trace(model, args):
     """Run ``model(*args)`` eagerly (it is the caller's result) and build the Plan
     (or _Dynamic, when no layer is plannable) for its input signature."""
     generation = _module.mode_generation()
     if not _BASELINES:
-        _BASELINES.append(calibrate())
+        _BASELINES.append(calibrate(_float_dtype(args)))
     tracer, state = Tracer(_BASELINES[0]), _planstate.plan_state
     state.plan = tracer
     try:

@@ -73,21 +73,26 @@ class _Probe(Module):
         return x
 
 
-def calibrate():
+def calibrate(dtype=np.float32):
     """The references a tracer sees to a temporary argument on each path: a layer call
     (``bn(conv(x))``, or ``Sequential``'s plan-mode loop), ``add(a, b)``, ``a + b`` and
-    ``relu(x)``."""
+    ``relu(x)``. The probes run the add and ReLU kernels on arrays of ``dtype``: the
+    model's, so that no other dtype's kernels compile (the counts do not depend on it)."""
     tracer, state = Tracer(), _planstate.plan_state
     found = {}
+
+    def one():
+        return _wrap(np.zeros(1, dtype))
+
     state.plan = tracer
     try:
-        _Probe()(_wrap(np.zeros(1)))
+        _Probe()(one())
         found["module"] = tracer.refs[0]
-        _ops_add(_wrap(np.zeros(1)), _wrap(np.zeros(1)))
+        _ops_add(one(), one())
         found[(ADD, False)] = tracer.refs[0]
-        _wrap(np.zeros(1)) + _wrap(np.zeros(1))
+        one() + one()
         found[(ADD, True)] = tracer.refs[0]
-        _ops_relu(_wrap(np.zeros(1)))
+        _ops_relu(one())
         found[(RELU, False)] = tracer.refs[0]
     finally:
         state.plan = None
