@@ -145,6 +145,37 @@ def test_k_zero():
     assert np.all(big == 0.0)
 
 
+def _unaligned(x):
+    """A copy of ``x`` whose data starts one byte past an aligned address."""
+    raw = np.zeros(x.nbytes + 1, np.uint8)
+    y = np.frombuffer(raw.data, x.dtype, x.size, offset=1).reshape(x.shape)
+    y[...] = x
+    assert not y.flags.aligned
+    return y
+
+
+@pytest.mark.parametrize("shape", [(64, 96, 80), (2, 512, 300), (300, 7, 90)])  # packed, split GEMV, swapped
+def test_read_only_and_unaligned_operands_give_the_same_bits(shape):
+    # the parallel kernel calls its parts through handles made for its operands'
+    # types: a read-only or unaligned operand gets handles (or copies) of its own
+    M, N, K = shape
+    rng = np.random.default_rng(3)
+    a, b = _operands(rng, M, N, K, False, True, np.float32)
+    want = np.empty((M, N), np.float32)
+    mm.matmul(want, a, b, False, True)
+    for ro_a, ro_b in [(True, False), (False, True), (True, True)]:
+        x, y = a.copy(), b.copy()
+        x.flags.writeable, y.flags.writeable = not ro_a, not ro_b
+        out = np.empty_like(want)
+        mm.matmul(out, x, y, False, True)
+        assert np.array_equal(out, want)
+    out = np.empty_like(want)
+    mm.matmul(out, _unaligned(a), _unaligned(b), False, True)
+    assert np.array_equal(out, want)
+    out = _unaligned(np.ones_like(want))
+    mm.matmul(out, a, b, False, True, accumulate=True)
+    assert np.array_equal(out, want + 1)
+
 def test_nan_propagates():
     rng = np.random.default_rng(2)
     a, b = _operands(rng, 100, 90, 300, False, False, np.float32)

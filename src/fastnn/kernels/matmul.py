@@ -8,8 +8,10 @@ layout. Threads own tiles of ``out``; K is summed in fixed blocks in a fixed
 order, so results do not depend on the thread count. Tiny products and products
 with very few rows skip the packing and run plain serial loops.
 """
+import numpy as np
 from numba import prange
 
+from ._fnptr import call, handle
 from ._jit import inline, kernel, serial_kernel
 from ._threading import get_threads
 from .activations import IDENTITY, bias_activation_row
@@ -210,28 +212,42 @@ def column_tiles(ncols, NR, threads, ntm):
 
 
 @kernel
-def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
+def gemm(out, a, b, trans_a, trans_b, accumulate, threads, fns):
     """out[M,N] = op(a) @ op(b), or ``+=`` when ``accumulate``; op(x) = x.T if flagged.
 
     Per block of NC columns and kg rows of op(b): pack it (parallel over panels),
     then tiles of out (mc rows x a run of NR-panels), one contiguous run of tiles
     per thread; each tile packs its rows of op(a). ``threads``: numba's thread
     count. Small products run on the calling thread (same result either way).
+    ``fns``: the handles of _direct, _pack_b and _tiles for these arrays, rows of an
+    int64 (3, 2) array (:func:`gemm_handles`; an array is quicker to pass than a
+    tuple). The shell calls them through their addresses, so their bodies compile
+    once, serially, and never again inside it (``_fnptr``).
     """
+    direct, pack, tiles = (fns[0, 0], fns[0, 1]), (fns[1, 0], fns[1, 1]), (fns[2, 0], fns[2, 1])
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
     if K == 0 or M < 4 or M * N * K < DIRECT_FLOPS:
         if threads == 1 or M * N * K < GEMV_SPLIT_FLOPS or N < 2 * DIRECT_COLS:
-            _direct(out, a, b, trans_a, trans_b, accumulate, 0, N)
+            call(direct, (out, a, b, trans_a, trans_b, accumulate, N - N, N))
             return
         # a big matrix-vector product (batch of 1-3): fixed column blocks in parallel
-        for c in prange((N + DIRECT_COLS - 1) // DIRECT_COLS):
-            _direct(out, a, b, trans_a, trans_b, accumulate, c * DIRECT_COLS, min(N, (c + 1) * DIRECT_COLS))
+        for ci in prange((N + DIRECT_COLS - 1) // DIRECT_COLS):
+            c = np.int64(ci)
+            call(direct, (out, a, b, trans_a, trans_b, accumulate, c * DIRECT_COLS,
+                          min(N, (c + 1) * DIRECT_COLS)))
         return
     if M * N * K < SERIAL_FLOPS:
         threads = 1
     a, b, ta, tb, swap, R, Q, K, NR, kcb, kg, mc, ntm = _plan(out, a, b, trans_a, trans_b, threads)
     bp = empty_like_row(min(kg, K) * (min(Q, NC) + NR), out)
+    # each thread's a-panel and edge-tile buffers, carved from one block allocated
+    # here: views passed in a tuple do not keep Numba from hoisting a per-iteration
+    # allocation out of the prange loop (then all threads would share one)
+    line = 64 // out.itemsize
+    na = ((mc + MR) * kcb + line - 1) // line * line
+    stride = na + (MR * NR + line - 1) // line * line
+    work = empty_like_row(threads * stride, out)
     for j0 in range(0, Q, NC):
         ncols = min(NC, Q - j0)
         npan, per, ntiles = column_tiles(ncols, NR, threads, ntm)
@@ -239,17 +255,48 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads):
             g1 = min(g0 + kg, K)
             npack = npan * ((g1 - g0 + kcb - 1) // kcb)
             if threads == 1:
-                _pack_b(bp, b, tb, 0, npack, g0, g1, j0, ncols, kcb, NR)
-                _tiles(out, a, bp, empty_like_row((mc + MR) * kcb, out), empty_like_row(MR * NR, out), ta,
-                       accumulate, swap, 0, ntiles, mc, per, g0, g1, j0, ncols, kcb, NR)
+                call(pack, (bp, b, tb, npack - npack, npack, g0, g1, j0, ncols, kcb, NR))
+                call(tiles, (out, a, bp, work[:na], work[na:na + MR * NR], ta, accumulate, swap, ntiles - ntiles,
+                             ntiles, mc, per, g0, g1, j0, ncols, kcb, NR))
                 continue
-            for c in prange(threads):
-                _pack_b(bp, b, tb, c * npack // threads, (c + 1) * npack // threads,
-                        g0, g1, j0, ncols, kcb, NR)
-            for c in prange(threads):
-                _tiles(out, a, bp, empty_like_row((mc + MR) * kcb, out), empty_like_row(MR * NR, out), ta,
-                       accumulate, swap, c * ntiles // threads, (c + 1) * ntiles // threads, mc, per, g0, g1, j0,
-                       ncols, kcb, NR)
+            for ci in prange(threads):
+                c = np.int64(ci)
+                call(pack, (bp, b, tb, c * npack // threads, (c + 1) * npack // threads,
+                            g0, g1, j0, ncols, kcb, NR))
+            for ci in prange(threads):
+                c = np.int64(ci)
+                w0 = c * stride
+                call(tiles, (out, a, bp, work[w0:w0 + na], work[w0 + na:w0 + na + MR * NR], ta, accumulate, swap,
+                             c * ntiles // threads, (c + 1) * ntiles // threads, mc, per, g0, g1, j0, ncols, kcb,
+                             NR))
+
+
+_GEMM_FNS = {}  # (dtype, a writeable, b writeable) -> gemm's fns; dtype alone: both writeable
+
+
+def gemm_handles(out, a, b):
+    """The ``fns`` argument of :func:`gemm` for these arrays (C-contiguous, aligned):
+    the handles of _direct, _pack_b and _tiles for the types gemm calls them with.
+    After ``_plan`` may swap a and b, both have their unified type: read-only if
+    either is."""
+    key = (out.dtype, a.flags.writeable, b.flags.writeable)
+    fns = _GEMM_FNS.get(key)
+    if fns is None:
+        dtype, wa, wb = key
+
+        def like(shape, writeable):
+            x = np.zeros(shape, dtype)
+            x.flags.writeable = writeable
+            return x
+
+        row, both = like(1, True), like((1, 1), wa and wb)
+        fns = _GEMM_FNS[key] = np.array([
+            handle(_direct, (out, like((1, 1), wa), like((1, 1), wb), False, False, False, 0, 0)),
+            handle(_pack_b, (row, both, False, 0, 0, 0, 0, 0, 0, 0, 0)),
+            handle(_tiles, (out, both, row, row, row, False, False, False, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0))], np.int64)
+        if wa and wb:
+            _GEMM_FNS[dtype] = fns
+    return fns
 
 
 @serial_kernel
@@ -278,4 +325,16 @@ def matmul(out, a, b, trans_a=False, trans_b=False, accumulate=False):
         # small: runs on this thread anyway; skip the parallel kernel's guard (same bits)
         gemm_serial(out, a, b, trans_a, trans_b, accumulate)
         return
-    gemm(out, a, b, trans_a, trans_b, accumulate, get_threads())
+    fns = _GEMM_FNS.get(out.dtype) if a.flags.behaved and b.flags.behaved and out.flags.aligned else None
+    if fns is None:  # (the first call, or an operand read-only or not aligned: rare)
+        if not (out.flags.aligned and a.flags.aligned and b.flags.aligned):  # gemm's handles are for aligned ones
+            a, b = np.require(a, requirements="CA"), np.require(b, requirements="CA")
+            if not out.flags.aligned:
+                dest = np.empty_like(out)
+                if accumulate:
+                    dest[...] = out
+                matmul(dest, a, b, trans_a, trans_b, accumulate)
+                out[...] = dest
+                return
+        fns = gemm_handles(out, a, b)
+    gemm(out, a, b, trans_a, trans_b, accumulate, get_threads(), fns)
