@@ -156,6 +156,26 @@ def serial_kernel(func):
     return _jit(func, parallel=False)
 
 
+def typed(dispatcher):
+    """Make jitted callers call ``dispatcher`` with plain argument types, not literals.
+
+    Numba types a constant argument (``False``, ``0``, a global such as ``MR``) as a
+    literal and compiles one specialisation per value: ``gemm_serial(out, a, b, False,
+    True, False)`` and ``(..., True, False, False)`` were two full compiles of the
+    whole product. For kernels whose flags and offsets only pick loops outside the
+    hot paths, one compile per dtype and layout serves every caller as fast.
+    """
+    resolve = dispatcher.get_call_template
+
+    def get_call_template(args, kws):
+        return resolve(tuple(map(numba.types.unliteral, args)),
+                       {k: numba.types.unliteral(v) for k, v in kws.items()})
+
+    dispatcher.get_call_template = get_call_template
+    dispatcher.typed = True  # (tests check that such a kernel has no literal specialisation)
+    return dispatcher
+
+
 def unfused(func):
     """A scalar helper compiled without the ``contract`` flag, so ``a - b * c`` rounds
     the product before subtracting, as PyTorch's unfused kernels do. For expressions

@@ -5,14 +5,14 @@ K over an A panel (MR rows, k-major) and a B panel (NR columns, k-major); NR is 
 64-byte vectors: 32 float32 or 16 float64 columns. ``matmul``, the convolutions'
 implicit GEMMs (``conv_gemm``) and the recurrent products (``recurrent_product``)
 pack their operands in these layouts and call it; K blocks of at most KC keep a B
-panel in L1.
+panel in L1. ``_jit.typed`` makes the shared kernels compile once per argument type.
 """
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._jit import serial_kernel
+from ._jit import serial_kernel, typed
 
 MR = 8  # micro-tile rows
 NV = 2  # micro-tile width in 64-byte vectors: NR = 32 float32 or 16 float64 columns
@@ -315,6 +315,7 @@ def transpose8(typingctx, dst, d_off, ld, src, s_off, lds):
     return sig, codegen
 
 
+@typed
 @serial_kernel
 def copy8(dst, ld, src, rows, kc):
     # dst[k*ld + r] = src[r, k] for r < rows <= 8, k < kc: a transposing copy. Whole
@@ -334,6 +335,7 @@ def copy8(dst, ld, src, rows, kc):
             d[k * ld] = src[r, k]
 
 
+@typed
 @serial_kernel
 def pack_a(ap, a, trans_a, i0, rows, k0, kc):
     # ap[p*MR*kc + k*MR + r] = op(a)[i0 + p*MR + r, k0 + k], zero rows past ``rows``.
