@@ -146,6 +146,7 @@ class EncoderLayerStep(_Buffered):
             self.heads = s.merged.reshape(L, N, H, Dh).transpose(1, 2, 0, 3)
         masks, index, rows, has_mask = _kernel_mask(None, (N, H), L, L, dt)  # no mask, as eagerly
         self.attn_args = (masks, index, rows, has_mask, dt.type(1.0 / math.sqrt(Dh)), False, L, Dh, s.NR, s.Sp)
+        self.attn_fn = attn_k.forward_handle(self.heads, s.lse, s.ka, s.qc, s.vr, *self.attn_args)
         self.L, self.N = L, N
         self.batch_first = mha.batch_first
         self.fused = None  # encoder_rows's arguments, once made (False: the layer is not one to fuse)
@@ -159,7 +160,7 @@ class EncoderLayerStep(_Buffered):
         attn_k.pack_heads(s.ka, k4, attn_k.A_ROWS, s.NR, self.L)
         attn_k.pack_heads(s.qc, q4, attn_k.B_COLS, s.NR, s.Lp)
         attn_k.pack_heads(s.vr, v4, attn_k.B_ROWS, s.NR, s.Sp)
-        attn_k.attention_forward(self.heads, s.lse, s.ka, s.qc, s.vr, *self.attn_args)
+        attn_k.attention_forward(self.heads, s.lse, s.ka, s.qc, s.vr, *self.attn_args, self.attn_fn)
         product_into(s.y, s.merged, self.w_out, None)
 
     def _feed_forward(self, out2, rows, b2):

@@ -27,6 +27,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
+from ._fnptr import call, handle
 from ._jit import FASTMATH, SERIAL_BELOW, kernel, serial_kernel
 from .microkernel import MR, copy8, micro, micro_cols, micro_rows, pack_a
 from .vector_exp import G, W, online_cols
@@ -256,7 +257,7 @@ def _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, sca
 
 
 @kernel
-def attention_forward(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, S, D, NR, Sp):
+def attention_forward(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, S, D, NR, Sp, fn):
     """out (N, H, L, Dv) = softmax(q k^T * scale + mask) v and lse (BH, L) its row
     logsumexp (both overwritten; lse (BH, 0) for none, when no backward needs it; BH =
     N*H, head bh = n*H + h; out of any strides, so heads can land straight in a merged
@@ -264,8 +265,16 @@ def attention_forward(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, 
     ka (A_ROWS of k (BH, S, D)), qcols (B_COLS of q (BH, L, D), rows padded to a
     multiple of BQ), vrows (B_ROWS of v, Sp rows); maskt: the masks transposed, (Mb,
     S, Lm). Parallel over (bh, query block), ordered so that each thread gets as many
-    short as long causal blocks."""
+    short as long causal blocks. ``fn``: :func:`forward_handle` of these arguments; a
+    unit is one call of ``_forward_block`` through it, so its body compiles once,
+    serially, never again inside this shell (``_fnptr``)."""
     BH, L = out.shape[0] * out.shape[1], out.shape[2]
     for u in prange(BH * ((L + BQ - 1) // BQ)):
-        _forward_block(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal,
-                       np.int64(u), S, D, NR, Sp)
+        call(fn, (out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, np.int64(u), S, D, NR,
+                  Sp))
+
+
+def forward_handle(out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, S, D, NR, Sp):
+    """The ``fn`` argument of :func:`attention_forward` (given its other arguments)."""
+    return handle(_forward_block, (out, lse, ka, qcols, vrows, maskt, midx, mrows, has_mask, scale, causal, 0, S, D,
+                                   NR, Sp))

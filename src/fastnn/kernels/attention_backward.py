@@ -9,6 +9,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
+from ._fnptr import call, handle
 from ._jit import FASTMATH, kernel, serial_kernel
 from .attention import BK, BQ, NO_TRI, TRI_K, TRI_Q, _COLS, _ROWS, _ZERO, _scores, _times_block, _unit
 from .vector_exp import prob_row
@@ -141,18 +142,27 @@ def _backward_unit(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse,
 
 @kernel
 def attention_backward(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
-                       has_mask, scale, causal, NR, Lp, Sp, split):
+                       has_mask, scale, causal, NR, Lp, Sp, split, fn):
     """dq (BH, L, D), dk (BH, S, D), dv (BH, S, Dv), all overwritten, from the packs of
     q (qa A_ROWS, qrows B_ROWS), k (kcols B_COLS, krows B_ROWS), v (vcols B_COLS) and
     dO (doa A_ROWS, dorows B_ROWS), the forward's lse and delta = rowsum(dO * out).
     ``split`` False: parallel over heads, each owning its dq, dk, dv (5 block products
     per block pair). True (fewer heads than threads): dK/dV parallel over (head, key
     block), then dQ over (head, query block), recomputing P (7 products).
-    A thin parallel shell: each unit is one call of the serial ``_backward_unit``."""
+    A thin parallel shell: each unit is one call of the serial ``_backward_unit``
+    through ``fn``, :func:`backward_handle` of these arguments (``_fnptr``: the unit's
+    body compiles once, serially, never again inside this shell)."""
     BH, L = lse.shape
     nqb, nkb = (L + BQ - 1) // BQ, (dk.shape[1] + BK - 1) // BK
     units = (BH * nkb, BH * nqb, BH)  # per phase
     for phase in range(0 if split else 2, 2 if split else 3):
         for u in prange(units[phase]):
-            _backward_unit(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
-                           mrows, has_mask, scale, causal, phase, np.int64(u), NR, Lp, Sp)
+            call(fn, (dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
+                      has_mask, scale, causal, phase, np.int64(u), NR, Lp, Sp))
+
+
+def backward_handle(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
+                    has_mask, scale, causal, NR, Lp, Sp):
+    """The ``fn`` argument of :func:`attention_backward` (given its other arguments)."""
+    return handle(_backward_unit, (dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
+                                   mrows, has_mask, scale, causal, 0, 0, NR, Lp, Sp))

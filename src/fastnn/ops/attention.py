@@ -169,9 +169,10 @@ def _fused(q, k, v, mask, causal, scale):
     out3 = np.empty((BH, L, Dv), dt)
     grad = recording(q, k, v)
     lse = np.empty((BH, L if grad else 0), dt)  # the row logsumexp, for the backward only
-    attn_k.attention_forward(out3[None], lse, _pack(k3, attn_k.A_ROWS, NR, S), _pack(q3, attn_k.B_COLS, NR, Lp),
-                             _pack(v3, attn_k.B_ROWS, NR, Sp), np.ascontiguousarray(masks.transpose(0, 2, 1)),
-                             index, rows, has_mask, scale, bool(causal), S, D, NR, Sp)
+    args = (out3[None], lse, _pack(k3, attn_k.A_ROWS, NR, S), _pack(q3, attn_k.B_COLS, NR, Lp),
+            _pack(v3, attn_k.B_ROWS, NR, Sp), np.ascontiguousarray(masks.transpose(0, 2, 1)),
+            index, rows, has_mask, scale, bool(causal), S, D, NR, Sp)
+    attn_k.attention_forward(*args, attn_k.forward_handle(*args))
     out = _wrap(out3.reshape(lead + (L, Dv)))
     if grad:
         need = (q.requires_grad, k.requires_grad, v.requires_grad)
@@ -184,12 +185,12 @@ def _fused(q, k, v, mask, causal, scale):
             grads = tuple(np.empty(t.data.shape, dt) for t in (q, k, v))
             dq, dk, dv = (g.reshape(x.shape) for g, x in zip(grads, (q3, k3, v3)))
             threads = get_threads()
-            attn_bk.attention_backward(
-                dq, dk, dv, _pack(q3, attn_k.A_ROWS, NR, L), _pack(do3, attn_k.A_ROWS, NR, L),
-                _pack(k3, attn_k.B_COLS, NR, Sp), _pack(v3, attn_k.B_COLS, NR, Sp),
-                _pack(k3, attn_k.B_ROWS, NR, Sp), _pack(q3, attn_k.B_ROWS, NR, Lp), _pack(do3, attn_k.B_ROWS, NR, Lp),
-                lse, delta, masks, index, rows, has_mask, scale, bool(causal), NR, Lp, Sp,
-                threads > 1 and BH < 2 * threads)
+            args = (dq, dk, dv, _pack(q3, attn_k.A_ROWS, NR, L), _pack(do3, attn_k.A_ROWS, NR, L),
+                    _pack(k3, attn_k.B_COLS, NR, Sp), _pack(v3, attn_k.B_COLS, NR, Sp),
+                    _pack(k3, attn_k.B_ROWS, NR, Sp), _pack(q3, attn_k.B_ROWS, NR, Lp),
+                    _pack(do3, attn_k.B_ROWS, NR, Lp), lse, delta, masks, index, rows, has_mask, scale, bool(causal),
+                    NR, Lp, Sp)
+            attn_bk.attention_backward(*args, threads > 1 and BH < 2 * threads, attn_bk.backward_handle(*args))
             return tuple(grad if wanted else None for grad, wanted in zip(grads, need))
 
         attach(out, backward, (q, k, v), "ScaledDotProductFlashAttentionForCpuBackward0", saved=(q, k, v))
