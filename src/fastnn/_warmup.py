@@ -31,6 +31,8 @@ def _layer_cases():
         ("Linear(bias=False)", lambda: nn.Linear(8, 6, bias=False), floats(4, 8)),
         ("activations", lambda: nn.Sequential(nn.ReLU(), nn.LeakyReLU(0.1), nn.Sigmoid(), nn.Tanh(), nn.GELU(),
                                               nn.Identity()), floats(4, 8)),
+        ("further activations", lambda: nn.Sequential(nn.ELU(), nn.SiLU(), nn.Hardswish(), nn.Softplus()),
+         floats(4, 8)),  # (kernels of their own: ``activations.activation_forward``)
         ("Linear+ReLU", lambda: nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4), nn.Tanh()), floats(4, 8)),
         ("large Linear+ReLU", lambda: nn.Sequential(nn.Linear(256, 256), nn.ReLU()), floats(64, 256)),  # parallel
         ("Softmax", lambda: nn.Softmax(dim=-1), floats(4, 8)),

@@ -5,11 +5,13 @@ One kernel per direction covers every pointwise activation, selected by an int
 and each case compiles to its own vectorised loop, while CI compiles one kernel
 per dtype instead of six. The further kinds (``RELU6`` and up: ELU, SELU, the tanh
 GELU, SiLU, Mish, Softplus, the hard ones, ...) have loops of their own. Every kind
-runs in two serial kernels (``forward_block``/``backward_block``) that
-``activation_forward``/``activation_backward`` call per block: their code is
-compiled once per dtype (not inlined into both the serial and the parallel branch,
-which more than doubled the compile time), and the layer kernels that inline
-``_forward_range`` for their epilogue do not grow with the further kinds.
+runs in serial kernels (``forward_block``/``backward_block``, and ``extra_`` ones for
+the further kinds) that parallel shells call per block: their code is compiled once
+per dtype (not inlined into both the serial and the parallel branch, which more than
+doubled the compile time). ``activation_forward``/``activation_backward`` pick the
+shell in Python, so a model that uses only the first kinds never compiles the further
+kinds' code, and the layer kernels that inline ``_forward_range`` for their epilogue
+do not grow with them.
 """
 import math
 
@@ -234,28 +236,37 @@ def _extra_backward_range(dx, dout, x, kind, p):
 
 @serial_kernel
 def forward_block(out, x, kind, slope, lo, hi):
-    """out[lo:hi] = act(x[lo:hi]) for every kind. A kernel of its own, called by both
-    branches of activation_forward (and per block in its parallel loop), so the code
-    of every kind is compiled once per dtype instead of once per branch."""
-    if kind >= FIRST_EXTRA:
-        _extra_forward_range(out[lo:hi], x[lo:hi], kind, slope)
-    else:
-        _forward_range(out[lo:hi], x[lo:hi], kind, slope)
+    """out[lo:hi] = act(x[lo:hi]) for a kind below FIRST_EXTRA. A kernel of its own,
+    called by both branches of its parallel shell (and per block in its parallel loop),
+    so its code is compiled once per dtype instead of once per branch."""
+    _forward_range(out[lo:hi], x[lo:hi], kind, slope)
+
+
+@serial_kernel
+def extra_forward_block(out, x, kind, slope, lo, hi):
+    """forward_block for the further kinds (RELU6 and up)."""
+    _extra_forward_range(out[lo:hi], x[lo:hi], kind, slope)
 
 
 @serial_kernel
 def backward_block(dx, dout, x, y, kind, slope, lo, hi):
-    """dx[lo:hi] = dout * act'(x) on [lo, hi) (see forward_block). Every further kind
-    (RELU6 and up) differentiates from its input x."""
-    if kind >= FIRST_EXTRA:
-        _extra_backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], kind, slope)
-    else:
-        _backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], y[lo:hi], kind, slope)
+    """dx[lo:hi] = dout * act'(x) on [lo, hi) for a kind below FIRST_EXTRA (see
+    forward_block)."""
+    _backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], y[lo:hi], kind, slope)
 
 
+@serial_kernel
+def extra_backward_block(dx, dout, x, y, kind, slope, lo, hi):
+    """backward_block for the further kinds, which differentiate from their input x."""
+    _extra_backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], kind, slope)
+
+
+# The parallel shells: one over the first kinds' blocks and one over the further
+# kinds', picked in Python, so that a model using only the first kinds (ReLU, say)
+# never compiles the further kinds' code (the mlp demo, cold: the four activation
+# kernels 4.9 -> 3.1 CPU s).
 @kernel
-def activation_forward(out, x, kind, slope):
-    """out[i] = act(x[i]) (overwrites out; out may be x). Parallel over elements."""
+def _forward(out, x, kind, slope):
     n = x.shape[0]
     if n < SERIAL_BELOW:
         forward_block(out, x, kind, slope, n - n, n)  # (n - n: a variable 0, one compile of the callee)
@@ -265,16 +276,46 @@ def activation_forward(out, x, kind, slope):
 
 
 @kernel
-def activation_backward(dx, dout, x, y, kind, slope):
-    """dx[i] = dout[i] * act'(x[i]) (overwrites dx), using x and/or y = act(x).
-    For ReLU, LeakyReLU with a slope >= 0, Sigmoid and Tanh, x may be y; the
-    further kinds (RELU6 and up) need x."""
+def _extra_forward(out, x, kind, slope):
+    n = x.shape[0]
+    if n < SERIAL_BELOW:
+        extra_forward_block(out, x, kind, slope, n - n, n)
+    else:
+        for blk in prange((n + BLOCK - 1) // BLOCK):
+            extra_forward_block(out, x, kind, slope, blk * BLOCK, min(n, (blk + 1) * BLOCK))
+
+
+@kernel
+def _backward(dx, dout, x, y, kind, slope):
     n = dout.shape[0]
     if n < SERIAL_BELOW:
         backward_block(dx, dout, x, y, kind, slope, n - n, n)
     else:
-        for blk in prange((n + BLOCK - 1) // BLOCK):  # fixed blocks: see _jit.BLOCK
+        for blk in prange((n + BLOCK - 1) // BLOCK):
             backward_block(dx, dout, x, y, kind, slope, blk * BLOCK, min(n, (blk + 1) * BLOCK))
+
+
+@kernel
+def _extra_backward(dx, dout, x, y, kind, slope):
+    n = dout.shape[0]
+    if n < SERIAL_BELOW:
+        extra_backward_block(dx, dout, x, y, kind, slope, n - n, n)
+    else:
+        for blk in prange((n + BLOCK - 1) // BLOCK):
+            extra_backward_block(dx, dout, x, y, kind, slope, blk * BLOCK, min(n, (blk + 1) * BLOCK))
+
+
+def activation_forward(out, x, kind, slope):
+    """out[i] = act(x[i]) (overwrites out; out may be x): flat contiguous arrays of one
+    dtype. Parallel over elements."""
+    (_extra_forward if kind >= FIRST_EXTRA else _forward)(out, x, kind, slope)
+
+
+def activation_backward(dx, dout, x, y, kind, slope):
+    """dx[i] = dout[i] * act'(x[i]) (overwrites dx), using x and/or y = act(x).
+    For ReLU, LeakyReLU with a slope >= 0, Sigmoid and Tanh, x may be y; the
+    further kinds (RELU6 and up) need x."""
+    (_extra_backward if kind >= FIRST_EXTRA else _backward)(dx, dout, x, y, kind, slope)
 
 
 @inline
