@@ -14,7 +14,7 @@ from numba import prange
 
 from . import aligned
 from ._fnptr import call, handle
-from ._jit import kernel, serial_kernel
+from ._jit import kernel, serial_kernel, typed
 from .activations import IDENTITY, bias_activation_row
 from .matmul import DIRECT_FLOPS, NC, SERIAL_FLOPS, _pack_b, _plan, _tiles, column_tiles
 from .microkernel import KC, MR, NV
@@ -69,6 +69,7 @@ def _pack_all(bp, w, out, a):
             off += size
 
 
+@typed
 @serial_kernel
 def _epilogue(out, bias, kind, slope, has_bias, t0, t1, mc, per, npan, j0, ncols, NR):
     # act(out + bias) on the part of out that tiles t0..t1 of a column block cover
