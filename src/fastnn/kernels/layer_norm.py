@@ -273,7 +273,7 @@ def _store(target, values, accumulate):
 
 @kernel
 def norm_rows_backward(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, spatial, affine,
-                       per_column, need_dx, need_params, accumulate_x, accumulate_w, accumulate_b):
+                       per_column, need_dx, need_params, accumulate_x, accumulate_w, accumulate_b, fn):
     """Backward of ``norm_rows_forward`` from the saved mean and rstd (R,):
 
         dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dout * w
@@ -281,7 +281,9 @@ def norm_rows_backward(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, 
         dweight (+)= sum dout * xhat; dbias (+)= sum dout, per column or per channel
             (if affine and need_params; accumulated if accumulate_w / accumulate_b)
 
-    Parallel over fixed row chunks with partials (x's dtype), merged serially in float64."""
+    Parallel over fixed row chunks with partials (x's dtype), merged serially in float64.
+    ``fn``: :func:`backward_handle` of these arguments, ``_backward_chunk`` called
+    through its address, so its body is not compiled again in here (``_fnptr``)."""
     R, L = x.shape
     P = 0
     if affine and need_params:
@@ -290,12 +292,12 @@ def norm_rows_backward(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, 
     partial = np.zeros((chunks, 2, P), x.dtype)
     if R * L < SERIAL_BELOW:
         for ch in range(chunks):
-            _backward_chunk(dx, partial, dout, x, mean, rstd, weight, ch, chunks, groups, spatial, affine,
-                            per_column, need_dx, need_params, accumulate_x)
+            call(fn, (dx, partial, dout, x, mean, rstd, weight, ch, chunks, groups, spatial, affine, per_column,
+                      need_dx, need_params, accumulate_x))
     else:
-        for ch in prange(chunks):  # an int64 index: the serial path's signature, compiled once
-            _backward_chunk(dx, partial, dout, x, mean, rstd, weight, np.int64(ch), chunks, groups, spatial,
-                            affine, per_column, need_dx, need_params, accumulate_x)
+        for c in prange(chunks):
+            call(fn, (dx, partial, dout, x, mean, rstd, weight, np.int64(c), chunks, groups, spatial, affine,
+                      per_column, need_dx, need_params, accumulate_x))
     if P > 0:
         total = np.zeros((2, P), np.float64)
         for ch in range(chunks):
@@ -304,3 +306,16 @@ def norm_rows_backward(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, 
                     total[i, p] += partial[ch, i, p]
         _store(dweight, total[0], accumulate_w)
         _store(dbias, total[1], accumulate_b)
+
+
+def backward_handle(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, spatial, affine, per_column, need_dx,
+                    need_params, accumulate_x):
+    """``fn`` for :func:`norm_rows_backward` with these arguments (their types, not values)."""
+    partial = _PARTIAL.get(x.dtype)
+    if partial is None:
+        partial = _PARTIAL[x.dtype] = np.zeros((1, 2, 1), x.dtype)  # (stands for the kernel's own partials)
+    return handle(_backward_chunk, (dx, partial, dout, x, mean, rstd, weight, 0, 0, groups, spatial, affine,
+                                    per_column, need_dx, need_params, accumulate_x))
+
+
+_PARTIAL = {}

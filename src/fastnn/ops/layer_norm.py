@@ -99,8 +99,9 @@ def _backward(x, weight, bias, x2, w, mean, rstd, groups, spatial, per_column, a
         dw, acc_w, dw_out = _grad_target(weight, need_w, size, dt)
         db, acc_b, db_out = _grad_target(bias, need_b, size, dt)
         dx, acc_x, dx_out = _grad_target(x, need_x, x2.size, dt) if need_x else (g2, False, None)
-        ln_k.norm_rows_backward(dx.reshape(x2.shape), dw, db, g2, x2, mean, rstd, w, groups, spatial, affine,
-                                per_column, need_x, need_w or need_b, acc_x, acc_w, acc_b)
+        args = (dx.reshape(x2.shape), dw, db, g2, x2, mean, rstd, w, groups, spatial, affine, per_column, need_x,
+                need_w or need_b, acc_x)
+        ln_k.norm_rows_backward(*args, acc_w, acc_b, ln_k.backward_handle(*args))
         return dx_out, dw_out, db_out
 
     return backward
