@@ -147,6 +147,10 @@ class EncoderLayerStep(_Buffered):
         masks, index, rows, has_mask = _kernel_mask(None, (N, H), L, L, dt)  # no mask, as eagerly
         self.attn_args = (masks, index, rows, has_mask, dt.type(1.0 / math.sqrt(Dh)), False, L, Dh, s.NR, s.Sp)
         self.attn_fn = attn_k.forward_handle(self.heads, s.lse, s.ka, s.qc, s.vr, *self.attn_args)
+        q4, k4, v4 = self.split
+        self.pack_fns = (attn_k.pack_handle(s.ka, k4, attn_k.A_ROWS, s.NR, L),
+                         attn_k.pack_handle(s.qc, q4, attn_k.B_COLS, s.NR, s.Lp),
+                         attn_k.pack_handle(s.vr, v4, attn_k.B_ROWS, s.NR, s.Sp))
         self.L, self.N = L, N
         self.batch_first = mha.batch_first
         self.fused = None  # encoder_rows's arguments, once made (False: the layer is not one to fuse)
@@ -157,9 +161,10 @@ class EncoderLayerStep(_Buffered):
         s = self.s
         product_into(s.qkv, rows, self.w_in, self.b_in)
         q4, k4, v4 = self.split  # the heads, packed straight from the in-projection
-        attn_k.pack_heads(s.ka, k4, attn_k.A_ROWS, s.NR, self.L)
-        attn_k.pack_heads(s.qc, q4, attn_k.B_COLS, s.NR, s.Lp)
-        attn_k.pack_heads(s.vr, v4, attn_k.B_ROWS, s.NR, s.Sp)
+        pk, pq, pv = self.pack_fns
+        attn_k.pack_heads(s.ka, k4, attn_k.A_ROWS, s.NR, self.L, pk)
+        attn_k.pack_heads(s.qc, q4, attn_k.B_COLS, s.NR, s.Lp, pq)
+        attn_k.pack_heads(s.vr, v4, attn_k.B_ROWS, s.NR, s.Sp, pv)
         attn_k.attention_forward(self.heads, s.lse, s.ka, s.qc, s.vr, *self.attn_args, self.attn_fn)
         product_into(s.y, s.merged, self.w_out, None)
 

@@ -86,24 +86,31 @@ def _pack_head(out, src, layout, NR, rows_pad):
 
 
 @kernel
-def pack_heads(dst, x, layout, NR, rows_pad):
+def pack_heads(dst, x, layout, NR, rows_pad, fn):
     """dst[n*H + h] = x[n, h] (rows, D) packed in ``layout`` (overwrites dst); x is
     (N, H, rows, D) with any strides (the heads of an in-projection (N, rows, 3, H, D),
     say, packed without copying them out first; contiguous (BH, rows, D) heads as
     ``x[None]``); rows padded with zeros to ``rows_pad`` (B_COLS, B_ROWS) or to MR
     (A_ROWS). Parallel over heads; small inputs (under ``SERIAL_BELOW`` elements) on
-    the calling thread.
+    the calling thread. ``fn``: :func:`pack_handle` of these arguments,
+    ``pack_head_range`` called through its address (its body is not compiled again
+    in here: ``_fnptr``).
 
     A_ROWS: dst[p*MR*D + d*MR + r] = x[p*MR + r, d]
     B_COLS: dst[p*NR*D + d*NR + j] = x[p*NR + j, d]
     B_ROWS: dst[q*rows_pad*NR + i*NR + j] = x[i, q*NR + j] (zero past D)"""
     N, H = x.shape[0], x.shape[1]
     if x.size < SERIAL_BELOW:
-        pack_head_range(dst, x, layout, NR, rows_pad, _ZERO, N * H)
+        call(fn, (dst, x, layout, NR, rows_pad, _ZERO, N * H))
         return
     for u in prange(N * H):
         bh = np.int64(u)
-        pack_head_range(dst, x, layout, NR, rows_pad, bh, bh + 1)
+        call(fn, (dst, x, layout, NR, rows_pad, bh, bh + 1))
+
+
+def pack_handle(dst, x, layout, NR, rows_pad):
+    """The ``fn`` argument of :func:`pack_heads` (given its other arguments)."""
+    return handle(pack_head_range, (dst, x, layout, NR, rows_pad, 0, 0))
 
 
 @serial_kernel

@@ -136,7 +136,8 @@ def _pack(x3, layout, NR, rows_pad):
     """x3 (BH, R, D) packed per head in ``layout`` (see ``kernels.attention``)."""
     BH, R, D = x3.shape
     dst = np.empty((BH, pack_size(layout, R, D, NR, rows_pad)), x3.dtype)
-    attn_k.pack_heads(dst, x3[None], layout, NR, rows_pad)
+    x4 = x3[None]
+    attn_k.pack_heads(dst, x4, layout, NR, rows_pad, attn_k.pack_handle(dst, x4, layout, NR, rows_pad))
     return dst
 
 
