@@ -28,6 +28,13 @@ DIRECT_COLS = 64  # column block of that split (fixed: results never depend on t
 ROWS_PANELS = 4  # a tile meeting at most this many NR-panels reads its rows of a unpacked
 
 
+@inline
+def unpacked(M, N, K):
+    # whether op(a) (M, K) @ op(b) (K, N) runs unpacked (``_direct``): too small to pay
+    # for packing, or too few rows to fill a tile
+    return K == 0 or M < 4 or M * N * K < DIRECT_FLOPS
+
+
 @typed
 @serial_kernel
 def _pack_b(bp, b, trans_b, u0, u1, g0, g1, j0, ncols, kcb, NR):
@@ -190,7 +197,7 @@ def gemm_serial(out, a, b, trans_a, trans_b, accumulate):
     """
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
-    if K == 0 or M < 4 or M * N * K < DIRECT_FLOPS:
+    if unpacked(M, N, K):
         _direct(out, a, b, trans_a, trans_b, accumulate, 0, N)
         return
     a, b, ta, tb, swap, R, Q, K, NR, kcb, kg, mc, ntm = _plan(out, a, b, trans_a, trans_b, 1)
@@ -232,7 +239,7 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads, fns):
     direct, pack, tiles = (fns[0, 0], fns[0, 1]), (fns[1, 0], fns[1, 1]), (fns[2, 0], fns[2, 1])
     M, N = out.shape
     K = a.shape[0] if trans_a else a.shape[1]
-    if K == 0 or M < 4 or M * N * K < DIRECT_FLOPS:
+    if unpacked(M, N, K):
         if threads == 1 or M * N * K < GEMV_SPLIT_FLOPS or N < 2 * DIRECT_COLS:
             call(direct, (out, a, b, trans_a, trans_b, accumulate, N - N, N))
             return
@@ -315,7 +322,7 @@ def linear_serial(out, x, w, bias, kind, slope, has_bias):
     theirs; for products under ``GEMV_SPLIT_FLOPS`` (what :func:`matmul` runs serially).
     """
     M, N, K = out.shape[0], out.shape[1], x.shape[1]
-    if K == 0 or M < 4 or M * N * K < DIRECT_FLOPS:
+    if unpacked(M, N, K):
         # (gemm_serial's unpacked path, called with constant flags: a batch of one to
         # three compiles to the dot-product loop alone; 2-4% faster than through
         # gemm_serial, which takes its flags at run time)
