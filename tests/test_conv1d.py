@@ -281,6 +281,27 @@ def test_direct_kernels_match_numpy(case, dtype, slot_macs, monkeypatch, rng):
 
 
 @pytest.mark.parametrize("slot_macs", [None, 1])
+def test_inputs_no_output_reads_do_not_reach_the_gradients(slot_macs, monkeypatch, rng):
+    # L 8, K 3, stride 2: the outputs read x[:, :, :7]; x[:, :, 7] only a padding column
+    # of the kernels' wide layout reads. inf there must not make the weight gradient NaN
+    # through 0 * inf, as in PyTorch, where nothing reads it.
+    from fastnn.kernels import conv1d as conv1d_k
+    if slot_macs:
+        monkeypatch.setattr(conv1d_k, "SLOT_MACS", slot_macs)
+    x, w = rng.standard_normal((6, 3, 8)), rng.standard_normal((4, 3, 3))
+    gout = rng.standard_normal((6, 4, 3))
+    expected = _reference(x, w, np.zeros(4), gout, 2, 0, 1, 1)
+    x[:, :, 7] = np.inf
+    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(4)
+    conv1d_k.conv1d_backward(dx, dw, db, gout, x, w, (2, 0, 1, 1))
+    for got, want in zip((dx, dw, db), expected[1:]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    out = np.empty((6, 4, 3))
+    conv1d_k.conv1d_forward(out, x, w, None, (2, 0, 1, 1))
+    np.testing.assert_allclose(out, expected[0], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("slot_macs", [None, 1])
 def test_direct_kernels_float64_gradcheck(slot_macs, monkeypatch, rng):
     # odd shapes through the op: stride 3, dilation 2, groups, fused LeakyReLU; 1: a slot per sample
     from fastnn.kernels import conv1d as conv1d_k

@@ -15,8 +15,14 @@ k = (c, kw) and OCg = OC/G:
     dinput   dcol (Kg, j) = w[g]^T @ dout (OCg, j);   dx = dcol added back into xw's layout
     dweight  dw[g]^T (Kg, OCg) (+)= col (Kg, j) @ dout^T (j, OCg)
 
-The products run on the GEMM micro-kernel (``microkernel.micro``), K blocked as in
-``matmul``, on NR-column panels packed by contiguous copies. The batch is split
+The products run on the GEMM micro-kernel, K blocked as in ``matmul``: the forward
+and dinput read their B rows in place (``micro_offs``: runs of xw, rows of the wide
+dout) and write a whole row of wide outputs, which the end copies out sample by
+sample; dweight copies each im2col row once (unit-stride, its no-output columns
+zeroed), reads them in place (``micro_rows``) and packs dout^T by 8 x 8 transposes.
+Converting between (N, C, L) and the wide layout costs about as much as the
+products at these sizes, so each direction has a loop order of its own (dinput
+merges the phases over whole rows, then copies rows). The batch is split
 into slots of samples (a prange iteration each); one slot runs serially with no
 parallel launch. The backward's slots are a function of the shapes only (its
 weight-gradient sums depend on the split), so results are bitwise the same at any
@@ -34,7 +40,7 @@ from ._jit import inline, kernel, serial_kernel
 from ._threading import get_threads
 from .conv import sum_slots
 from .conv_plan import workspace
-from .microkernel import KC, MR, NV, micro, micro_gather, pack_a
+from .microkernel import KC, MR, NV, copy8, micro_gather, micro_offs, micro_rows, pack_a
 from .recurrent_product import pack_panels, panel_shape, panel_width
 
 FORWARD, NEED_DX, NEED_DW, NEED_DB, HAS_BIAS, ACC_W, ACC_B = 1, 2, 4, 8, 16, 32, 64
@@ -73,6 +79,31 @@ def _wide_input(xw, x, n0, nb, Lq, S, P):
                 src, seg = x[n0 + n, c, ph - P + lo * S:], dst[n * Lq + lo:n * Lq + hi]
                 for m in range(seg.shape[0]):
                     seg[m] = src[m * S]
+
+
+@inline
+def _narrow_input(dx, dxw, n0, nb, Lq, S, P):
+    # the inverse of _wide_input: dx[n0 + n, c, i] = dxw[c, ph, n*Lq + m] for i = m*S + ph - P,
+    # phases merged back into padded rows (a long loop), then the rows copied out
+    L, Lp = dx.shape[2], Lq * S
+    r = np.empty(nb * Lp if S > 1 else 0, dx.dtype)
+    for c in range(dx.shape[1]):
+        if S == 1:
+            r = dxw[c, 0]
+        elif S == 2:
+            a, b = dxw[c, 0], dxw[c, 1]
+            for q in range(nb * Lq):
+                r[2 * q] = a[q]
+                r[2 * q + 1] = b[q]
+        else:
+            for ph in range(S):
+                src = dxw[c, ph]
+                for q in range(nb * Lq):
+                    r[q * S + ph] = src[q]
+        for n in range(nb):
+            dst, seg = dx[n0 + n, c], r[n * Lp + P:]
+            for i in range(L):
+                dst[i] = seg[i]
 
 
 @inline
@@ -123,29 +154,22 @@ def _forward(out, x, w2, bias, n0, n1, geom, flags, kind, slope):
     offs = np.empty(Kg, np.int64)
     _row_offsets(offs, K, D, S, row_len)
     ap = np.empty(rows * Kg, out.dtype)
-    bp = np.empty(kcb * NR, out.dtype)
-    tmp = np.empty(rows * NR, out.dtype)
+    ldy = (npw + NR - 1) // NR * NR
+    yw = np.empty(rows * ldy, out.dtype)  # a group's outputs in the wide layout: (rows, ldy)
     for g in range(G):
         for k0 in range(0, Kg, kcb):  # all of w[g], K block by K block: rows x kc at ap[k0*rows]
             pack_a(ap[k0 * rows:], w2[g * OCg:(g + 1) * OCg], False, 0, OCg, k0, min(kcb, Kg - k0))
+        xg = xw[g * Cg:(g + 1) * Cg].reshape(-1)
         for j0 in range(0, npw, NR):  # wide column j = n*Lq + m: output m of sample n0 + n if m < OL
-            cols = min(NR, npw - j0)
-            for k0 in range(0, Kg, kcb):
+            for k0 in range(0, Kg, kcb):  # B's rows read in place: row k at xg[offs[k] + j0:]
                 kc = min(kcb, Kg - k0)
-                xg = xw[g * Cg:(g + 1) * Cg].reshape(-1)
-                for k in range(kc):
-                    _copy(bp[k * NR:(k + 1) * NR], xg[offs[k0 + k] + j0:])
                 for i in range(0, OCg, MR):
-                    micro(tmp, i * NR, NR, ap, k0 * rows + i * kc, bp, 0, kc, k0 > 0)
-            first, last = j0 // Lq, (j0 + cols - 1) // Lq
-            for o in range(OCg):
-                oc = g * OCg + o
-                t = tmp[o * NR:o * NR + cols]
-                v0 = bias[oc] if flags & HAS_BIAS else out.dtype.type(0)
-                for n in range(first, last + 1):  # the valid outputs, sample by sample
-                    lo, hi = max(j0, n * Lq), min(j0 + cols, n * Lq + OL)
-                    if lo < hi:
-                        _store(out[n0 + n, oc, lo - n * Lq:hi - n * Lq], t[lo - j0:hi - j0], v0, kind, slope)
+                    micro_offs(yw, i * ldy + j0, ldy, ap, k0 * rows + i * kc, xg, j0, offs, k0, kc, k0 > 0)
+        for o in range(OCg):  # the valid outputs, sample by sample
+            oc = g * OCg + o
+            v0 = bias[oc] if flags & HAS_BIAS else out.dtype.type(0)
+            for n in range(n1 - n0):
+                _store(out[n0 + n, oc], yw[o * ldy + n * Lq:o * ldy + n * Lq + OL], v0, kind, slope)
 
 
 @serial_kernel
@@ -249,8 +273,8 @@ def _dinput(dx, gw, w2, n0, n1, geom):
     offs = np.empty(Kg, np.int64)
     _row_offsets(offs, K, D, S, row_len)
     ap = np.empty(rows * OCg, dx.dtype)
-    bp = np.empty(kcb * NR, dx.dtype)
     tmp = np.empty(rows * NR, dx.dtype)
+    gf, goffs = gw.reshape(-1), np.arange(gw.shape[0]) * row_len  # B's rows: gw's, read in place
     for g in range(G):
         for k0 in range(0, OCg, kcb):  # w[g]^T (Kg, OCg), K block by K block
             pack_a(ap[k0 * rows:], w2[g * OCg:(g + 1) * OCg], True, 0, Kg, k0, min(kcb, OCg - k0))
@@ -258,25 +282,15 @@ def _dinput(dx, gw, w2, n0, n1, geom):
             cols = min(NR, npw - j0)
             for k0 in range(0, OCg, kcb):
                 kc = min(kcb, OCg - k0)
-                for k in range(kc):
-                    _copy(bp[k * NR:(k + 1) * NR], gw[g * OCg + k0 + k, j0:])
                 for i in range(0, Kg, MR):
-                    micro(tmp, i * NR, NR, ap, k0 * rows + i * kc, bp, 0, kc, k0 > 0)
+                    micro_offs(tmp, i * NR, NR, ap, k0 * rows + i * kc, gf, j0, goffs, g * OCg + k0, kc, k0 > 0)
             dg = dxw[g * Cg:(g + 1) * Cg].reshape(-1)
             for kk in range(Kg):  # col2im: add each column back where it was read
                 dst = dg[offs[kk] + j0:]
                 src = tmp[kk * NR:kk * NR + cols]
                 for jj in range(cols):
                     dst[jj] += src[jj]
-    for c in range(dx.shape[1]):  # the inverse of _wide_input
-        for ph in range(S):
-            lo = min(Lq, (P - ph + S - 1) // S)
-            hi = max(lo, min(Lq, (L - 1 + P - ph) // S + 1))
-            src = dxw[c, ph]
-            for n in range(n1 - n0):
-                dst, seg = dx[n0 + n, c], src[n * Lq:(n + 1) * Lq]
-                for m in range(lo, hi):
-                    dst[m * S + ph - P] = seg[m]
+    _narrow_input(dx, dxw, n0, n1 - n0, Lq, S, P)
 
 
 @serial_kernel
@@ -296,50 +310,47 @@ def _dweight(dw2, db, gw, dout, x, n0, n1, geom, flags):
     _wide_input(xw, x, n0, n1 - n0, Lq, S, P)
     offs = np.empty(Kg, np.int64)
     _row_offsets(offs, K, D, S, row_len)
-    valid = np.empty(npw, dw2.dtype)  # 1 for the wide columns that are outputs, else 0
-    for n in range(n1 - n0):
-        for m in range(Lq):
-            valid[n * Lq + m] = 1 if m < OL else 0
-    ap = np.empty(rows * kcb, dw2.dtype)
+    col = np.empty((rows if flags & NEED_DW else 0, npw), dw2.dtype)  # a group's im2col rows
     bp = np.empty(kcb * ncol, dw2.dtype)
     acc = np.empty(rows * ncol, dw2.dtype)
+    zero = dw2.dtype.type(0)
     for g in range(G if flags & NEED_DW else 0):
+        xg = xw[g * Cg:(g + 1) * Cg].reshape(-1)
+        for kk in range(rows):  # A: the wide im2col rows in place, unit-stride copies
+            dst = col[kk]
+            if kk >= Kg:
+                dst[:] = zero
+                continue
+            src = xg[offs[kk]:offs[kk] + npw]
+            for p in range(npw):
+                dst[p] = src[p]
+            for n in range(n1 - n0):  # columns that are no output: 0 (not x * 0, which may be NaN)
+                seg = dst[n * Lq:(n + 1) * Lq]
+                for m in range(OL, Lq):
+                    seg[m] = zero
         for k0 in range(0, npw, kcb):
             kc = min(kcb, npw - k0)
-            v = valid[k0:k0 + kc]
-            for kk in range(rows):  # A: the wide im2col rows, MR-row panels, k-major
-                panel = ap[kk // MR * MR * kc + kk % MR:]
-                if kk >= Kg:
-                    for p in range(kc):
-                        panel[p * MR] = 0
-                    continue
-                src = xw[g * Cg:(g + 1) * Cg].reshape(-1)[offs[kk] + k0:]
-                for p in range(kc):  # columns that are no output: 0 (not x * 0, which may be NaN)
-                    panel[p * MR] = src[p] if v[p] != 0 else v[p]
-            for j0 in range(0, ncol, NR):  # B: dout^T columns j0..j0+NR, k-major
+            for j0 in range(0, ncol, NR):  # B: dout^T columns j0..j0+NR, k-major, 8 x 8 transposes
                 panel = bp[j0 * kc:(j0 + NR) * kc]
-                for jj in range(NR):
-                    o = j0 + jj
-                    if o >= OCg:
+                for r0 in range(0, NR, 8):
+                    valid = max(0, min(8, OCg - j0 - r0))
+                    if valid < 8:
                         for p in range(kc):
-                            panel[p * NR + jj] = 0
-                        continue
-                    src = gw[g * OCg + o, k0:]
-                    for p in range(kc):
-                        panel[p * NR + jj] = src[p]
+                            for jj in range(valid, 8):
+                                panel[p * NR + r0 + jj] = zero
+                    o = g * OCg + j0 + r0
+                    copy8(panel[r0:], NR, gw[o:o + valid, k0:k0 + kc], valid, kc)
                 for i in range(0, rows, MR):
-                    micro(acc, i * ncol + j0, ncol, ap, i * kc, panel, 0, kc, k0 > 0)
+                    micro_rows(acc, i * ncol + j0, ncol, col, i * npw + k0, npw, panel, 0, kc, k0 > 0)
         for o in range(OCg):
             dst = dw2[g * OCg + o]
             for kk in range(Kg):
                 a = acc[kk * ncol + o]
                 dst[kk] = dst[kk] + a if flags & ACC_W else a
-    for oc in range(dw2.shape[0] if flags & NEED_DB else 0):
-        s = dw2.dtype.type(0)
-        for n in range(n0, n1):
-            row = dout[n, oc]
-            for p in range(OL):
-                s += row[p]
+    for oc in range(dw2.shape[0] if flags & NEED_DB else 0):  # gw's rows: dout with zeros between samples
+        s, row = dw2.dtype.type(0), gw[oc, :npw]
+        for q in range(npw):
+            s += row[q]
         db[oc] = db[oc] + s if flags & ACC_B else s
 
 
@@ -381,11 +392,14 @@ def _slot_handle(y, dx, dw_parts, db_parts, x, w2, bias, geom, flags, kind, slop
     return handle(_backward, (y, dx, dw_parts[0], db_parts[0], x, w2, 0, 0, geom, flags))
 
 
-def slots(N, OL, OC, Kg, threads=MAX_SLOTS):
-    """Slots for N samples: a function of the shapes only, unless ``threads`` says
-    otherwise (the forward's results do not depend on the split, the sums of the
-    weight gradient do)."""
-    return max(1, min(N, MAX_SLOTS, threads, N * OL * OC * Kg // SLOT_MACS))
+def slots(N, OL, OC, Kg, threads=None):
+    """Slots for N samples. With ``threads``, at most that many (the forward: its
+    results do not depend on the split). Without, a function of the shapes only (the
+    backward: its weight-gradient sums depend on the split), and a power of two, so
+    that the slots share out evenly over 2, 4, 8 or 16 threads (5 slots on 2 threads
+    kept one thread busy with 3)."""
+    s = max(1, min(N, MAX_SLOTS, MAX_SLOTS if threads is None else threads, N * OL * OC * Kg // SLOT_MACS))
+    return s if threads is not None else 1 << (s.bit_length() - 1)
 
 
 def conv1d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
