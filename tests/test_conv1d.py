@@ -212,7 +212,7 @@ def test_packed_short_sequences_match_the_plain_path(cfg, N, monkeypatch, rng):
     g = rng.standard_normal(conv(x).shape)
     results = []
     default = conv1d_k.SLOT_MACS
-    for pack, slot_macs in ((True, default), (True, 1), (False, default)):  # 1: a slot per sample
+    for pack, slot_macs in ((True, default), (True, 1), (False, default)):  # 1: the most slots
         monkeypatch.setattr(conv1d_packed, "PACK_BELOW", 64 if pack else 0)
         monkeypatch.setattr(conv1d_k, "SLOT_MACS", slot_macs)
         conv.zero_grad()
@@ -258,7 +258,7 @@ KERNEL_CASES = [(3, 4, 13, 6, 5, 2, 2, 1, 2), (2, 3, 10, 2, 4, 3, 0, 1, 1), (5, 
 def test_direct_kernels_match_numpy(case, dtype, slot_macs, monkeypatch, rng):
     from fastnn.kernels import conv1d as conv1d_k
     if slot_macs:
-        monkeypatch.setattr(conv1d_k, "SLOT_MACS", slot_macs)  # the parallel path, a slot per sample
+        monkeypatch.setattr(conv1d_k, "SLOT_MACS", slot_macs)  # the parallel path, the most slots
     N, C, L, OC, K, S, P, D, G = case
     x, w = rng.standard_normal((N, C, L)), rng.standard_normal((OC, C // G, K))
     b = rng.standard_normal(OC)
@@ -303,7 +303,7 @@ def test_inputs_no_output_reads_do_not_reach_the_gradients(slot_macs, monkeypatc
 
 @pytest.mark.parametrize("slot_macs", [None, 1])
 def test_direct_kernels_float64_gradcheck(slot_macs, monkeypatch, rng):
-    # odd shapes through the op: stride 3, dilation 2, groups, fused LeakyReLU; 1: a slot per sample
+    # odd shapes through the op: stride 3, dilation 2, groups, fused LeakyReLU; 1: the most slots
     from fastnn.kernels import conv1d as conv1d_k
     if slot_macs:
         monkeypatch.setattr(conv1d_k, "SLOT_MACS", slot_macs)

@@ -31,7 +31,7 @@ from numba import prange
 
 from . import activations as act_k
 from ._fnptr import call, handle
-from ._jit import kernel, serial_kernel
+from ._jit import SERIAL_BELOW, inline, kernel, serial_kernel
 from ._threading import get_threads
 from .conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, conv_gemm_parallel, parallel_handle, wide_offsets
 from .conv_plan import (  # noqa: F401  (output_size, plan: part of this module's interface)
@@ -213,23 +213,31 @@ def _group_handle(y, dx, dw_parts, vecs, x, w3, cols, tmps, xps, geom, flags, ki
                                    pitch))
 
 
+@inline
+def _sum_block(out, parts, i0, i1, accumulate):
+    total = parts[0, i0:i1]
+    for s in range(1, parts.shape[0]):
+        part = parts[s, i0:i1]
+        for i in range(i1 - i0):
+            total[i] += part[i]
+    dst = out[i0:i1]
+    for i in range(i1 - i0):
+        dst[i] = dst[i] + total[i] if accumulate else total[i]
+
+
 @kernel
 def sum_slots(out, parts, accumulate):
     """out[i] (+)= sum_s parts[s, i], summed in slot order into parts[0] (which is
-    overwritten). Parallel over blocks of i, vectorised along i."""
+    overwritten). Parallel over blocks of i, vectorised along i; serial below
+    SERIAL_BELOW elements, where a parallel launch costs more than the sums."""
     S, M = parts.shape
     blocks = (M + 1023) // 1024
-    for b in prange(blocks):
-        i0 = b * 1024
-        i1 = min(i0 + 1024, M)
-        total = parts[0, i0:i1]
-        for s in range(1, S):
-            part = parts[s, i0:i1]
-            for i in range(i1 - i0):
-                total[i] += part[i]
-        dst = out[i0:i1]
-        for i in range(i1 - i0):
-            dst[i] = dst[i] + total[i] if accumulate else total[i]
+    if S * M < SERIAL_BELOW:
+        for b in range(blocks):
+            _sum_block(out, parts, b * 1024, min(b * 1024 + 1024, M), accumulate)
+    else:
+        for b in prange(blocks):
+            _sum_block(out, parts, b * 1024, min(b * 1024 + 1024, M), accumulate)
 
 
 def _groups(N, slots, per_gemm):

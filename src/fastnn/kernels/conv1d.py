@@ -44,7 +44,8 @@ from .microkernel import KC, MR, NV, copy8, micro_gather, micro_offs, micro_rows
 from .recurrent_product import pack_panels, panel_shape, panel_width
 
 FORWARD, NEED_DX, NEED_DW, NEED_DB, HAS_BIAS, ACC_W, ACC_B = 1, 2, 4, 8, 16, 32, 64
-SLOT_MACS = 1 << 19  # multiply-adds per slot (a prange iteration): at least this many
+SLOT_MACS = 1 << 19  # work per slot (a prange iteration): at least this many multiply-adds, counting
+SLOT_COPIES = 16  # each output as this many more: the layout copies around the products
 MAX_SLOTS = 16
 ROWS_MIN_DEPTH = 16  # a single-slot forward on position rows needs products at least this deep
 
@@ -398,7 +399,7 @@ def slots(N, OL, OC, Kg, threads=None):
     backward: its weight-gradient sums depend on the split), and a power of two, so
     that the slots share out evenly over 2, 4, 8 or 16 threads (5 slots on 2 threads
     kept one thread busy with 3)."""
-    s = max(1, min(N, MAX_SLOTS, MAX_SLOTS if threads is None else threads, N * OL * OC * Kg // SLOT_MACS))
+    s = max(1, min(N, MAX_SLOTS, MAX_SLOTS if threads is None else threads, N * OL * OC * (Kg + SLOT_COPIES) // SLOT_MACS))
     return s if threads is not None else 1 << (s.bit_length() - 1)
 
 

@@ -4,7 +4,7 @@ import math
 
 from numba import prange
 
-from ._jit import BLOCK, kernel
+from ._jit import BLOCK, SERIAL_BELOW, inline, kernel
 from .activations import softmax_row
 from .elementwise import CHUNK
 
@@ -38,20 +38,36 @@ def cross_entropy_forward(losses, probs, logits, targets):
     """Fused log-softmax + NLL per row, stable log-sum-exp.
 
     losses[r] = logsumexp(logits[r]) - logits[r, t_r]; probs[r] = softmax(logits[r]),
-    kept for backward (both overwritten). logits (N, C), targets (N,) int64.
+    kept for backward (both overwritten). logits (N, C), targets (N,) int64. Rows run
+    serially below SERIAL_BELOW elements (a parallel launch costs more than a
+    training batch's rows).
     """
-    for r in prange(logits.shape[0]):
-        losses[r] = softmax_row(probs[r], logits[r]) - logits[r, targets[r]]
+    if logits.size < SERIAL_BELOW:
+        for r in range(logits.shape[0]):
+            losses[r] = softmax_row(probs[r], logits[r]) - logits[r, targets[r]]
+    else:
+        for r in prange(logits.shape[0]):
+            losses[r] = softmax_row(probs[r], logits[r]) - logits[r, targets[r]]
+
+
+@inline
+def _ce_grad_row(d, p, t, scale):
+    for c in range(p.shape[0]):
+        d[c] = scale * p[c]
+    d[t] -= scale
 
 
 @kernel
 def cross_entropy_backward(dlogits, probs, targets, scale):
-    """dlogits[r] = scale * (probs[r] - onehot(t_r)), scale = 1/N (overwrites)."""
+    """dlogits[r] = scale * (probs[r] - onehot(t_r)), scale = 1/N (overwrites); serial
+    below SERIAL_BELOW elements, as the forward."""
     N, C = probs.shape
-    for r in prange(N):
-        for c in range(C):
-            dlogits[r, c] = scale * probs[r, c]
-        dlogits[r, targets[r]] -= scale
+    if probs.size < SERIAL_BELOW:
+        for r in range(N):
+            _ce_grad_row(dlogits[r], probs[r], targets[r], scale)
+    else:
+        for r in prange(N):
+            _ce_grad_row(dlogits[r], probs[r], targets[r], scale)
 
 
 @kernel
