@@ -1,6 +1,7 @@
 """Optimizers, schedulers and the gradient utilities against NumPy references of
 PyTorch's formulas, against PyTorch itself (when installed), and across thread
 counts. Gradients are Tensors (``p.grad``), parameters are updated in ``p.data``."""
+import copy
 import math
 
 import numba
@@ -239,6 +240,51 @@ def test_noncontiguous_grad_and_scalar_parameter():
         opt.step()
     assert_allclose(a.data, ref_sgd(p0, grads, 0.1, momentum=0.9), rtol=1e-12)
     assert_allclose(s.data, ref_sgd(np.array(2.0), [np.array(1.0)] * STEPS, 0.1, momentum=0.9))
+
+
+@pytest.mark.parametrize("cls", [Adam, SGD, RMSprop])
+def test_steps_follow_replaced_data_state_and_hyperparameters(cls):
+    # a step reuses the flat views and scalars it made before only while the arrays
+    # and numbers are the same ones: a new p.data, new state (load_state_dict), a new
+    # lr or betas, another group's hyperparameters at the same step, a dtype change.
+    # The twins step with a new optimizer every time (nothing kept but a state_dict).
+    p0, grads = make_problem((4, 3))
+    kwargs = {"lr": 0.01, "momentum": 0.9} if cls is SGD else {"lr": 0.01}
+    other = {"lr": 0.03, "betas": (0.7, 0.9)} if cls is Adam else {"lr": 0.03}
+
+    def make(a, b):
+        return cls([{"params": [a]}, {"params": [b], **other}], **kwargs)
+
+    a, b, ta, tb = (Parameter(p0.copy()) for _ in range(4))
+    opt = make(a, b)
+    saved = make(ta, tb).state_dict()
+    for i, g in enumerate(grads):
+        if i == 1:
+            a.data = a.data.copy()  # a new array: updated from now on, not the old one
+            old = a.data
+        if i == 2:
+            assert old is a.data
+            opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # new state arrays
+        if i == 3:
+            opt.param_groups[0]["lr"] = 0.05
+            if cls is Adam:
+                opt.param_groups[0]["betas"] = [0.8, 0.99]  # a list: unhashable
+        for p in (a, b, ta, tb):
+            p.grad = grad(g.copy())
+        opt.step()
+        fresh = make(ta, tb)
+        fresh.load_state_dict(copy.deepcopy(saved))
+        for mine, theirs in zip(fresh.param_groups, opt.param_groups):
+            mine.update({k: v for k, v in theirs.items() if k != "params"})
+        fresh.step()
+        saved = fresh.state_dict()
+    assert_array_equal(a.data, ta.data)
+    assert_array_equal(b.data, tb.data)
+    assert not np.array_equal(a.data, b.data)
+    a.data = a.data.astype(np.float32)  # another dtype: the state no longer fits
+    a.grad = grad(grads[0].astype(np.float32))
+    with pytest.raises(ValueError, match="state"):
+        opt.step()
 
 
 def test_gradient_with_wrong_shape_raises():

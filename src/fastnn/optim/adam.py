@@ -59,21 +59,30 @@ class Adam(Optimizer):
                              f"use {'Adam' if self.decoupled else 'AdamW'} instead")
 
     def _update(self, param, data, grad, state, group):
-        dt = data.dtype.type
-        lr, weight_decay, eps = group["lr"], group["weight_decay"], group["eps"]
-        beta1, beta2 = group["betas"]
         exp_avg = self._buffer(state, "exp_avg", param)
         exp_avg_sq = self._buffer(state, "exp_avg_sq", param)
         amsgrad = bool(group.get("amsgrad", False))
         max_exp_avg_sq = self._buffer(state, "max_exp_avg_sq", param) if amsgrad else unused_buffer(data.dtype)
         step = state["step"] = state.get("step", 0) + 1
+        key = (data.dtype, step, group["lr"], tuple(group["betas"]), group["eps"], group["weight_decay"])
+        cache = self.__dict__.setdefault("_consts", {})
+        consts = cache.get(key)
+        if consts is None:  # the step's scalars, made once for all parameters of a group
+            if len(cache) >= 64:  # steps and schedules move on: keep only the latest
+                cache.clear()
+            consts = cache[key] = self._scalars(data.dtype.type, step, group)
+        adam_update(data, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, *consts, self.decoupled, amsgrad)
+
+    def _scalars(self, dt, step, group):
+        """adam_update's scalar arguments for this step, in the parameters' dtype."""
+        lr, weight_decay, eps = group["lr"], group["weight_decay"], group["eps"]
+        beta1, beta2 = group["betas"]
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
         step_size = lr / bias_correction1
         decay = 1 - lr * weight_decay if self.decoupled else 1.0
-        adam_update(data, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, dt(step_size), dt(beta1), dt(1 - beta1),
-                    dt(beta2), dt(1 - beta2), dt(bias_correction2 ** 0.5), dt(eps),
-                    dt(weight_decay), dt(decay), self.decoupled, amsgrad)
+        return (dt(step_size), dt(beta1), dt(1 - beta1), dt(beta2), dt(1 - beta2), dt(bias_correction2 ** 0.5),
+                dt(eps), dt(weight_decay), dt(decay))
 
 
 class AdamW(Adam):

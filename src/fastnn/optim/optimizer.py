@@ -153,6 +153,17 @@ class Optimizer:
         """Update one parameter in place. ``data``/``grad`` are flat views (n,)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement _update")
 
+    def _views(self, p):
+        """This parameter's cache of checked flat views: ``'data'``: (data array, its
+        flat view); a state key: (state array, data array, its flat view). An entry is
+        used while the arrays it came from are the very ones in place (``is``), so a
+        step checks and flattens each parameter's data and state once, not every time."""
+        cache = self.__dict__.setdefault("_flat", {})
+        entry = cache.get(id(p))
+        if entry is None or entry["param"] is not p:
+            entry = cache[id(p)] = {"param": p}
+        return entry
+
     def _flat_views(self, p):
         """Flat views of ``p.data`` (updated in place) and of its gradient, checked."""
         name = type(self).__name__
@@ -160,20 +171,31 @@ class Optimizer:
         if not isinstance(grad, Tensor):
             raise TypeError(f"{name}.step: a parameter's .grad must be a Tensor or None, got {type(grad).__name__}")
         grad = grad.data
-        if data.dtype not in FLOAT_DTYPES or not data.flags.c_contiguous or not data.flags.writeable:
-            raise ValueError(f"{name}.step: parameter data must be a writeable C-contiguous float32/"
-                             f"float64 array, got dtype {data.dtype} with flags {data.flags}")
+        views = self._views(p)
+        hit = views.get("data")
+        if hit is not None and hit[0] is data:
+            flat = hit[1]
+        else:
+            if data.dtype not in FLOAT_DTYPES or not data.flags.c_contiguous or not data.flags.writeable:
+                raise ValueError(f"{name}.step: parameter data must be a writeable C-contiguous float32/"
+                                 f"float64 array, got dtype {data.dtype} with flags {data.flags}")
+            flat = data.reshape(-1)
+            views["data"] = (data, flat)
         if np.shape(grad) != data.shape:
             raise ValueError(f"{name}.step: gradient of shape {np.shape(grad)} does not match "
                              f"its parameter of shape {data.shape}")
-        if not isinstance(grad, np.ndarray) or grad.dtype != data.dtype or not grad.flags.c_contiguous:
+        if type(grad) is not np.ndarray or grad.dtype != data.dtype or not grad.flags.c_contiguous:
             grad = np.ascontiguousarray(grad, dtype=data.dtype)
-        return data.reshape(-1), grad.reshape(-1)
+        return flat, grad.reshape(-1)
 
     def _buffer(self, state, key, param, fill=0.0):
         """The state array ``state[key]`` as a flat view, created as ``fill`` if missing."""
         buf = state.get(key)
         data = param.data
+        views = self._views(param)
+        hit = views.get(key)
+        if hit is not None and hit[0] is buf and hit[1] is data:
+            return hit[2]
         if buf is None:
             buf = np.full_like(data, fill) if fill is not None else np.empty_like(data)
             state[key] = buf
@@ -183,7 +205,9 @@ class Optimizer:
                 f"{buf.dtype} but its parameter has {data.shape} and {data.dtype}; create a new "
                 "optimizer after changing a model's dtype"
             )
-        return buf.reshape(-1)
+        flat = buf.reshape(-1)
+        views[key] = (buf, data, flat)
+        return flat
 
     # ------------------------------------------------------------ state
     def state_dict(self):
