@@ -281,6 +281,27 @@ def test_direct_kernels_match_numpy(case, dtype, slot_macs, monkeypatch, rng):
 
 
 @pytest.mark.parametrize("slot_macs", [None, 1])
+@pytest.mark.parametrize("kind,slope", [(1, 0.0), (2, 0.2), (3, 0.0), (4, 0.0)], ids=["relu", "leaky", "sigmoid", "tanh"])
+def test_backward_applies_the_fused_activations_derivative(kind, slope, slot_macs, monkeypatch, rng):
+    # conv1d_backward(act_out=y, kind) on the activation output's gradient gives what the
+    # separate activation backward and then the plain conv1d backward give
+    from fastnn.kernels import conv1d as conv1d_k
+    from fastnn.ops.activation import fused_activation_grad
+    if slot_macs:
+        monkeypatch.setattr(conv1d_k, "SLOT_MACS", slot_macs)
+    x, w = rng.standard_normal((9, 4, 15)).astype(np.float32), rng.standard_normal((6, 4, 3)).astype(np.float32)
+    y = np.empty((9, 6, 7), np.float32)
+    conv1d_k.conv1d_forward(y, x, w, None, (2, 1, 1, 1), kind=kind, slope=slope)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    got = [np.empty_like(x), np.empty_like(w), np.empty(6, np.float32)]
+    conv1d_k.conv1d_backward(*got, g, x, w, (2, 1, 1, 1), act_out=y, kind=kind, slope=slope)
+    want = [np.empty_like(x), np.empty_like(w), np.empty(6, np.float32)]
+    conv1d_k.conv1d_backward(*want, fused_activation_grad(g, y, kind, slope), x, w, (2, 1, 1, 1))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("slot_macs", [None, 1])
 def test_inputs_no_output_reads_do_not_reach_the_gradients(slot_macs, monkeypatch, rng):
     # L 8, K 3, stride 2: the outputs read x[:, :, :7]; x[:, :, 7] only a padding column
     # of the kernels' wide layout reads. inf there must not make the weight gradient NaN

@@ -247,8 +247,30 @@ def _rows_call(out, x, w2, bias, geom, flags, kind, slope, work):
 
 
 @inline
-def _wide_grad(gw, dout, n0, nb, Lq):
-    # gw[oc, n*Lq + m] = dout[n0 + n, oc, m] for m < OL, zero elsewhere
+def _grad_from_output(dst, g, y, kind, slope):
+    # dst = g * act'(pre-activation), from the activation's output y (the kinds a layer
+    # fuses: their derivative follows from y; the expressions of activations._backward_range)
+    if kind == act_k.RELU:
+        for i in range(dst.shape[0]):
+            dst[i] = g[i] if y[i] > 0 else g[i] * 0
+    elif kind == act_k.LEAKY_RELU:
+        for i in range(dst.shape[0]):
+            dst[i] = g[i] if y[i] > 0 else g[i] * slope
+    elif kind == act_k.SIGMOID:
+        for i in range(dst.shape[0]):
+            dst[i] = g[i] * y[i] * (1 - y[i])
+    elif kind == act_k.TANH:
+        for i in range(dst.shape[0]):
+            dst[i] = g[i] * (1 - y[i] * y[i])
+    else:
+        for i in range(dst.shape[0]):
+            dst[i] = g[i]
+
+
+@inline
+def _wide_grad(gw, dout, yact, n0, nb, Lq, kind, slope):
+    # gw[oc, n*Lq + m] = dout[n0 + n, oc, m] * act'(...) for m < OL (the fused activation's
+    # derivative from its output yact; none for IDENTITY), zero elsewhere
     OL = dout.shape[2]
     flat = gw.reshape(-1)
     for i in range(flat.shape[0]):
@@ -256,7 +278,7 @@ def _wide_grad(gw, dout, n0, nb, Lq):
     for oc in range(gw.shape[0]):
         dst = gw[oc]
         for n in range(nb):
-            _copy(dst[n * Lq:n * Lq + OL], dout[n0 + n, oc])
+            _grad_from_output(dst[n * Lq:n * Lq + OL], dout[n0 + n, oc], yact[n0 + n, oc], kind, slope)
 
 
 @serial_kernel
@@ -356,12 +378,13 @@ def _dweight(dw2, db, gw, dout, x, n0, n1, geom, flags):
 
 
 @serial_kernel
-def _backward(dout, dx, dw2, db, x, w2, n0, n1, geom, flags):
-    # one slot of the backward: dout in the wide layout, then dx, dw and db from it
+def _backward(dout, dx, dw2, db, x, w2, yact, n0, n1, geom, flags, kind, slope):
+    # one slot of the backward: dout (times the fused activation's derivative, from its
+    # output yact) in the wide layout, then dx, dw and db from it
     S, P, D, G = geom
     Lq, npw, row_len = _geometry(x.shape[2], w2.shape[1] * G // x.shape[1], S, P, D, n1 - n0)
     gw = np.empty((dout.shape[1], row_len), dout.dtype)
-    _wide_grad(gw, dout, n0, n1 - n0, Lq)
+    _wide_grad(gw, dout, yact, n0, n1 - n0, Lq, kind, slope)
     if flags & NEED_DX:
         _dinput(dx, gw, w2, n0, n1, geom)
     if flags & (NEED_DW | NEED_DB):
@@ -369,9 +392,9 @@ def _backward(dout, dx, dw2, db, x, w2, n0, n1, geom, flags):
 
 
 @kernel
-def conv1d_slots(y, dx, dw_parts, db_parts, x, w2, bias, geom, flags, kind, slope, fn):
+def conv1d_slots(y, dx, dw_parts, db_parts, x, w2, bias, yact, geom, flags, kind, slope, fn):
     """Every slot, in parallel: the forward (FORWARD: y = out) or the backward (y =
-    dout); slot s covers samples s*N//S to (s+1)*N//S (S = dw_parts.shape[0]) and
+    dout, yact the fused activation's output); slot s covers samples s*N//S to (s+1)*N//S (S = dw_parts.shape[0]) and
     writes its own dw_parts[s], db_parts[s]. Each slot is a call of ``fn``, the handle
     of ``_forward`` or ``_backward`` (``_slot_handle``): called through its address,
     their bodies compile once, serially, never again inside this shell (``_fnptr``: 6.8 -> 0.9
@@ -382,15 +405,16 @@ def conv1d_slots(y, dx, dw_parts, db_parts, x, w2, bias, geom, flags, kind, slop
         if flags & FORWARD:
             call(fn, (y, x, w2, bias, s * N // S, (s + 1) * N // S, geom, flags, kind, slope))
         else:
-            call(fn, (y, dx, dw_parts[s], db_parts[s], x, w2, s * N // S, (s + 1) * N // S, geom, flags))
+            call(fn, (y, dx, dw_parts[s], db_parts[s], x, w2, yact, s * N // S, (s + 1) * N // S, geom, flags, kind,
+                      slope))
 
 
-def _slot_handle(y, dx, dw_parts, db_parts, x, w2, bias, geom, flags, kind, slope):
+def _slot_handle(y, dx, dw_parts, db_parts, x, w2, bias, yact, geom, flags, kind, slope):
     """The ``fn`` argument of conv1d_slots (whose arguments these are): the handle of
     the slot kernel for the arguments of the shell's call (same slicing)."""
     if flags & FORWARD:
         return handle(_forward, (y, x, w2, bias, 0, 0, geom, flags, kind, slope))
-    return handle(_backward, (y, dx, dw_parts[0], db_parts[0], x, w2, 0, 0, geom, flags))
+    return handle(_backward, (y, dx, dw_parts[0], db_parts[0], x, w2, yact, 0, 0, geom, flags, kind, slope))
 
 
 def slots(N, OL, OC, Kg, threads=None):
@@ -433,28 +457,33 @@ def forward_call(out, x, weight, bias, geom, kind=0, slope=0.0, work=None, reuse
     work = workspace() if work is None else work
     # dw_parts/db_parts: unused, their first axis the slot count
     args = (out, x, work.view("conv1d_no_dw", (S, 1, 1), x.dtype), work.view("conv1d_no_db", (S, 1), x.dtype),
-            x, w2, bias, geom, flags, kind, float(slope))
+            x, w2, bias, out, geom, flags, kind, float(slope))
     return functools.partial(conv1d_slots, *args, _slot_handle(*args))
 
 
-def conv1d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False):
+def conv1d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False,
+                    act_out=None, kind=0, slope=0.0):
     """Gradients of conv1d: dx overwritten; dweight, dbias overwritten or added to
     (``accumulate_*``); any may be None to skip it. dout (N, OC, OL) C-contiguous,
-    shapes as in :func:`conv1d_forward`."""
+    shapes as in :func:`conv1d_forward`. With an activation fused into the forward
+    (``kind``: ReLU, LeakyReLU with slope >= 0, Sigmoid or Tanh), dout is the gradient
+    of its output ``act_out`` (N, OC, OL), whose derivative is applied here."""
     N, OC, OL = dout.shape
     w2 = weight.reshape(OC, -1)
     flags = NEED_DX * (dx is not None) + NEED_DW * (dweight is not None) + NEED_DB * (dbias is not None)
     S = slots(N, OL, OC, w2.shape[1])
     dxa = x if dx is None else dx
+    yact, kind = (dout, 0) if act_out is None else (act_out, kind)
     if S == 1:
         flags += ACC_W * accumulate_w + ACC_B * accumulate_b
         dw2 = w2 if dweight is None else dweight.reshape(OC, -1)
-        _backward(dout, dxa, dw2, w2[0] if dbias is None else dbias, x, w2, 0, N, geom, flags)
+        _backward(dout, dxa, dw2, w2[0] if dbias is None else dbias, x, w2, yact, 0, N, geom, flags, kind,
+                  float(slope))
         return
     work = workspace()
     dw_parts = work.view("conv1d_dw", (S,) + w2.shape, x.dtype)
     db_parts = work.view("conv1d_db", (S, OC), x.dtype)
-    args = (dout, dxa, dw_parts, db_parts, x, w2, w2[0], geom, flags, 0, 0.0)
+    args = (dout, dxa, dw_parts, db_parts, x, w2, w2[0], yact, geom, flags, kind, float(slope))
     conv1d_slots(*args, _slot_handle(*args))
     if dweight is not None:
         sum_slots(dweight.reshape(-1), dw_parts.reshape(S, -1), accumulate_w)

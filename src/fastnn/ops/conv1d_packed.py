@@ -13,7 +13,6 @@ from ..kernels import activations as act_k
 from ..kernels import conv1d as conv1d_k
 from ._util import _wrap, attach, direct_grad, recording
 from .activation import activation as _activation
-from .activation import fused_activation_grad
 
 PACK_BELOW = 64  # sequences with fewer outputs than this run on the direct kernels
 
@@ -61,14 +60,12 @@ def _backward(x, weight, bias, x3, w3, geom1, out3, kind, slope):
     def backward(g):
         # forward: out3 = act(conv1d(x3, w3) + b)
         g3 = g.reshape(out3.shape if out3 is not None else (x3.shape[0], w3.shape[0], -1))
-        if out3 is not None:
-            g3 = fused_activation_grad(g3, out3, kind, slope)
-        elif g3.dtype != w3.dtype or not g3.flags.c_contiguous:
+        if g3.dtype != w3.dtype or not g3.flags.c_contiguous:
             g3 = np.ascontiguousarray(g3, dtype=w3.dtype)
         dx = np.empty_like(x3) if need_x else None
         dw_buf, acc_w, dw = _grad_buffer(weight) if need_w else (None, False, None)
         db_buf, acc_b, db = _grad_buffer(bias) if need_b else (None, False, None)
-        conv1d_k.conv1d_backward(dx, dw_buf, db_buf, g3, x3, w3, geom1, acc_w, acc_b)
+        conv1d_k.conv1d_backward(dx, dw_buf, db_buf, g3, x3, w3, geom1, acc_w, acc_b, out3, kind, slope)
         return (None if dx is None else dx.reshape(x.data.shape)), dw, db
 
     return backward
