@@ -1,6 +1,7 @@
 """Conv2d and F.conv2d: forward against the NumPy reference, float64 gradient checks
 over odd configurations, batch chunking, fused epilogue, autograd (reuse, no_grad,
 autograd.grad), threads, bad input, PyTorch."""
+import numba
 import numpy as np
 import pytest
 import reference as ref
@@ -306,6 +307,42 @@ def test_padding_same_and_valid(rng):
         nn.Conv2d(3, 4, 3, padding="same", stride=2)
     with pytest.raises(ValueError, match="conv2d: padding='same' needs stride 1"):
         F.conv2d(x, same.weight, padding="same", stride=2)
+
+
+# (N, C, H, W, OC, KH, KW, SH, SW, PH, PW, DH, DW, bias, kind): the pixel-rows product
+ROWS_CASES = [(1, 6, 14, 14, 16, 5, 5, 1, 1, 0, 0, 1, 1, True, 1),  # lenet's second layer
+              (1, 8, 9, 11, 16, 3, 3, 2, 1, 1, 2, 1, 2, False, 0),  # strides, dilation, no bias
+              (1, 32, 8, 8, 40, 3, 3, 1, 1, 1, 1, 1, 1, True, 4),  # tanh, channels in three panels
+              (1, 20, 6, 6, 16, 5, 5, 1, 1, 2, 2, 1, 1, False, 1),
+              (1, 36, 6, 6, 16, 3, 3, 1, 1, 0, 0, 1, 1, True, 2)]  # two K blocks (Kg 324), leaky
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ROWS_CASES, ids=str)
+def test_pixel_rows_forward_gives_the_wide_bits(case, dtype, rng):
+    # An inference plan's runner for a single small image with deep products takes the
+    # pixel-rows product (pixels as the rows, channels in 16-float32 panels): the same
+    # sums, K blocks and epilogue as the wide product, so the same bits.
+    N, C, H, W, OC, KH, KW, SH, SW, PH, PW, DH, DW, has_bias, kind = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((OC, C, KH, KW)).astype(dtype)
+    b = rng.standard_normal(OC).astype(dtype) if has_bias else None
+    geom = (KH, KW, SH, SW, PH, PW, DH, DW, 1)
+    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    wide, rows = np.full((N, OC, OH, OW), np.nan, dtype), np.full((N, OC, OH, OW), np.nan, dtype)
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("a single image takes the serial paths only when there are more threads than images")
+    with fastnn.set_num_threads(2):  # (another test may have left fewer)
+        conv_k.forward_runner(wide, x, w, b, geom, kind, 0.1)(x)
+        runner = conv_k.forward_runner(rows, x, w, b, geom, kind, 0.1, conv_plan.workspace(), reuse=True)
+    assert runner.__qualname__.startswith("_rows_runner")  # the path under test
+    for _ in range(2):  # a runner is called again and again
+        runner(x)
+        np.testing.assert_array_equal(rows, wide)
+    want = ref.conv2d(x.astype(np.float64), w.astype(np.float64), None, (SH, SW), (PH, PW), (DH, DW), 1)
+    if kind == 0:
+        np.testing.assert_allclose(rows, want + (0 if b is None else b.reshape(-1, 1, 1)), rtol=1e-4, atol=1e-3)
 
 
 def test_save_and_load_round_trip(tmp_path, rng):

@@ -174,7 +174,7 @@ class LayerStep(_Buffered):
             geom = module.kernel_size + module.stride + module._conv_padding + module.dilation + (module.groups,)
             example = x.data if self.gather is None else self.gather
             self.compute = conv_k.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
-                                                 _conv_work(workspaces))
+                                                 _conv_work(workspaces), reuse=True)
         else:
             (k,), (s,), (p,), (d,) = module.kernel_size, module.stride, module._conv_padding, module.dilation
             N, OC, OL = self.out.shape

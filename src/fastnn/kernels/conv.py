@@ -39,8 +39,9 @@ from .conv_plan import (  # noqa: F401  (output_size, plan: part of this module'
     transposed_weight, workspace,
 )
 from .im2col import col2im, gather, pad_images
-from .microkernel import MR
+from .microkernel import KC, MR, micro_gather1
 from .matmul import gemm_serial, matmul
+from .recurrent_product import pack_panels
 
 
 @serial_kernel
@@ -69,6 +70,8 @@ def scatter(out, tmp, n0, nb, oc0, bias, has_bias, kind, slope, OH, pitch):
 
 # a typed 0 for arguments: a literal 0 would compile the callee once more, for it
 _ZERO = np.int64(0)
+
+ROWS_MIN_DEPTH = 64  # the pixel-rows product of a few images needs products at least this deep
 
 # flags of conv2d_slots
 BACKWARD, POINTWISE, HAS_BIAS, NEED_DX, NEED_DW, NEED_DB = 1, 2, 4, 8, 16, 32
@@ -107,6 +110,68 @@ def _forward_group(out, x, w3, bias, cols, tmp, xpf, n0, nb, geom, flags, kind, 
             gemm_serial(dst, w3[g], src, False, False, False)
         if not direct_out or flags & HAS_BIAS or kind != act_k.IDENTITY:
             scatter(out, dst, n0, nb, g * OCg, bias, flags & HAS_BIAS != 0, kind, slope, OH, pitch)
+
+
+@serial_kernel
+def _forward_rows(out, x, xpf, bp, rows, cols, tmp, bias, geom, flags, kind, slope):
+    # out (N, OC, P) = act(conv2d(x, w) + bias) of a few images (G == 1) as out^T
+    # (positions, OC) = col^T @ w^T: the output pixels are the product's rows (MR a tile,
+    # no padding to whole NR-column panels of the wide layout, no columns past each
+    # row's end) and the channels its columns, in one-vector panels (16 float32: a small
+    # channel count padded to 16, not 32). A is read in place from the padded images
+    # xpf (``micro_gather1``: pixel r at rows[r], tap k at cols[k]); B is w^T packed once
+    # (bp (Q, Kg, W)). The same sums and K blocks as the wide product: the same bits.
+    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    N, OC, P = out.shape
+    Q, Kg, W = bp.shape
+    nk = (Kg + KC - 1) // KC
+    kcb, M = (Kg + nk - 1) // nk, N * P
+    pad_images(xpf, x, 0, N, 0, x.shape[1], PH, PW, KW * DW)
+    for q in range(Q):
+        width = min(W, OC - q * W)
+        for r0 in range(0, M, MR):
+            for k0 in range(0, Kg, kcb):
+                micro_gather1(tmp, 0, W, xpf, rows, r0, cols, k0, bp, (q * Kg + k0) * W, min(kcb, Kg - k0), k0 > 0)
+            for r in range(min(MR, M - r0)):
+                n = (r0 + r) // P
+                p = r0 + r - n * P
+                t = tmp[r * W:r * W + width]
+                for j in range(width):
+                    oc = q * W + j
+                    v = t[j] + bias[oc] if flags & HAS_BIAS else t[j]
+                    out[n, oc, p] = act_k._forward_one(v, kind, slope)
+
+
+def _rows_runner(out3, x, w3, bias, geom, flags, kind, slope, OH, pitch, work):
+    """``run(x)`` on ``_forward_rows`` for these shapes, or None where it does not pay:
+    groups, shallow products (Kg < ROWS_MIN_DEPTH: the transposing scalar epilogue
+    would be most of the time; ResNet's first layer, 27 deep on a 32 x 32 image, ran
+    5x slower), or no less padded work than the wide product's (pixels to whole MR
+    tiles and channels to 16, against wide columns to NR panels and channels to MR)."""
+    N, OC, P = out3.shape
+    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    Kg, W = w3.shape[2], 64 // out3.itemsize
+
+    def up(a, b):
+        return (a + b - 1) // b * b
+    if G != 1 or Kg < ROWS_MIN_DEPTH or up(N * P, MR) * up(OC, W) >= up(N * OH * pitch, 2 * W) * up(OC, MR):
+        return None
+    C, Hp, Wp = x.shape[1], x.shape[2] + 2 * PH, x.shape[3] + 2 * PW
+    OW = P // OH
+    plane = C * Hp * Wp + KW * DW
+    bp = np.empty(((OC + W - 1) // W, Kg, W), out3.dtype)
+    pack_panels(bp, w3[0], True)
+    r = np.arange(N * P)
+    rows = np.zeros(up(N * P, MR), np.int64)
+    rows[:N * P] = r // P * plane + (r % P) // OW * SH * Wp + r % OW * SW
+    cols = np.empty(Kg, np.int64)
+    wide_offsets(cols, C, KH, KW, Hp, Wp, DH, DW)
+    xpf = work.view("conv_rows_xpf", (N * plane,), out3.dtype)
+    tmp = work.view("conv_rows_tmp", (MR * W,), out3.dtype)
+
+    def run(x):
+        _forward_rows(out3, x, xpf, bp, rows, cols, tmp, bias, geom, flags, kind, slope)
+    return run
 
 
 @serial_kernel
@@ -257,10 +322,13 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     forward_runner(out, x, weight, bias, geom, kind, slope)(x)
 
 
-def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
+def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None, reuse=False):
     """``run(x)``: :func:`conv2d_forward` into ``out`` for inputs of ``x``'s shape and
     type, with the layout, scratch (from ``work``, a ``Workspace``; this thread's by
-    default) and path chosen once. An inference plan keeps one per layer."""
+    default) and path chosen once. An inference plan keeps one per layer.
+    ``reuse``: the runner will run many times (a plan's), so a few small images may
+    take the pixel-rows product, whose setup (w^T packed, gather offsets) one call
+    would not pay back; the same bits either way."""
     work = workspace() if work is None else work
     N, C = x.shape[0], x.shape[1]
     OC, P = out.shape[1], out.shape[2] * out.shape[3]
@@ -279,7 +347,10 @@ def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None):
     few = N < get_threads()
     if few and N * OC * Kg * P < SERIAL_BELOW_MACS:
         # a few small images (batch-1 inference): the slot kernel's steps, serially on this
-        # thread, with no parallel launch (same groups, same arithmetic)
+        # thread, with no parallel launch (same groups, same arithmetic), or pixel rows
+        rows = _rows_runner(out3, x, w3, bias, geom, flags, kind, slope, OH, pitch, work) if reuse else None
+        if rows is not None:
+            return rows
         groups = [(cols[s], tmps[s], xps[s], n0, nb) for s, n0, nb in _groups(N, slots, per_gemm)]
 
         def run(x):

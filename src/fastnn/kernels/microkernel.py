@@ -241,19 +241,12 @@ def micro_offs(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, a
     return sig, codegen
 
 
-@intrinsic
-def micro_gather(typingctx, c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add):
-    """``micro`` with A unpacked and gathered: A(r, k) = a's data[rows[r_off + r] +
-    cols[k_off + k]] (rows, cols: int64; every such index in range). The same sums in
-    the same order as ``micro`` on A packed. The weight gradient of a convolution reads
-    its im2col matrix this way (row r: a kernel tap's offset in the padded image,
-    column k: an output pixel's), straight from the image."""
-    sig = types.void(c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add)
-
+def _gather_codegen(vectors):
+    """The codegen of ``micro_gather`` over panels of ``vectors`` vectors (NV: NR columns)."""
     def codegen(context, builder, signature, args):
         c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add = args
         fty = context.get_value_type(signature.args[0].dtype)
-        i64 = ir.IntType(64)
+        i64, W = ir.IntType(64), 64 // _bytes(fty)
         cb = _data(context, builder, signature.args[0], c, c_off)
         ab = _data(context, builder, signature.args[3], a, ir.Constant(i64, 0))
         rb = _data(context, builder, signature.args[4], rows, r_off)
@@ -265,10 +258,32 @@ def micro_gather(typingctx, c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_of
             return builder.gep(ab, [builder.add(row[r], builder.load(builder.gep(kb, [k], inbounds=True)))],
                                inbounds=True)
 
-        _emit_micro(context, builder, fty, cb, ldc, a_scalar, _packed_b(builder, fty, bb), kc, add)
+        def b_vector(k, v):
+            return _vector_at(builder, fty, bb, builder.add(builder.mul(k, ir.Constant(i64, vectors * W)),
+                                                            ir.Constant(i64, v * W)))
+
+        _emit_micro(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add, vectors=vectors)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return codegen
+
+
+@intrinsic
+def micro_gather(typingctx, c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add):
+    """``micro`` with A unpacked and gathered: A(r, k) = a's data[rows[r_off + r] +
+    cols[k_off + k]] (rows, cols: int64; every such index in range). The same sums in
+    the same order as ``micro`` on A packed. The weight gradient of a convolution reads
+    its im2col matrix this way (row r: a kernel tap's offset in the padded image,
+    column k: an output pixel's), straight from the image."""
+    return types.void(c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add), _gather_codegen(NV)
+
+
+@intrinsic
+def micro_gather1(typingctx, c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add):
+    """``micro_gather`` on one-vector panels: an MR x (64 bytes) tile (16 float32
+    columns), B packed in panels that wide. For products of few columns (16 output
+    channels), which an NR-column panel would pad to twice their work."""
+    return types.void(c, c_off, ldc, a, rows, r_off, cols, k_off, bp, b_off, kc, add), _gather_codegen(1)
 
 
 # the three rounds of an 8 x 8 transpose as two-vector shuffles (the unpack, pair and
