@@ -60,7 +60,9 @@ def write_config(folder, name="run.toml", epochs=2, data='path = "digits.npz"', 
 
 
 def run(argv, capsys):
-    code = cli.main([str(a) for a in argv])
+    # (in this process: ``--threads`` would set the count for every test after this one)
+    with fastnn.set_num_threads(fastnn.get_num_threads()):
+        code = cli.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 

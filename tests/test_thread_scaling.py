@@ -2,6 +2,8 @@
 import os
 import sys
 
+import numba
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.append(ROOT)
@@ -9,7 +11,11 @@ from bench import thread_scaling  # noqa: E402
 
 
 def test_a_tiny_product_gives_a_row_with_shares_of_peak(capsys):
-    assert thread_scaling.main(["--threads", "1", "--shapes", "64x32x16", "--rounds", "1"]) == 0
+    previous = numba.get_num_threads()  # (the script sets this thread's count: restored for the tests after)
+    try:
+        assert thread_scaling.main(["--threads", "1", "--shapes", "64x32x16", "--rounds", "1"]) == 0
+    finally:
+        numba.set_num_threads(previous)
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if line.startswith("| 64 x 32 x 16 | 1 |")]
     assert len(rows) == 1
