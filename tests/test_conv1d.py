@@ -281,7 +281,8 @@ def test_direct_kernels_match_numpy(case, dtype, slot_macs, monkeypatch, rng):
 
 
 @pytest.mark.parametrize("slot_macs", [None, 1])
-@pytest.mark.parametrize("kind,slope", [(1, 0.0), (2, 0.2), (3, 0.0), (4, 0.0)], ids=["relu", "leaky", "sigmoid", "tanh"])
+@pytest.mark.parametrize("kind,slope", [(1, 0.0), (2, 0.2), (3, 0.0), (4, 0.0)],
+                         ids=["relu", "leaky", "sigmoid", "tanh"])
 def test_backward_applies_the_fused_activations_derivative(kind, slope, slot_macs, monkeypatch, rng):
     # conv1d_backward(act_out=y, kind) on the activation output's gradient gives what the
     # separate activation backward and then the plain conv1d backward give

@@ -33,13 +33,15 @@ from . import activations as act_k
 from ._fnptr import call, handle
 from ._jit import SERIAL_BELOW, inline, kernel, serial_kernel
 from ._threading import get_threads
-from .conv_gemm import chunk_pixels, conv_gemm, conv_gemm_dw, conv_gemm_parallel, parallel_handle, wide_offsets
+from .conv_gemm import (
+    _blocking, chunk_pixels, conv_gemm, conv_gemm_dw, conv_gemm_parallel, parallel_handle, wide_offsets,
+)
 from .conv_plan import (  # noqa: F401  (output_size, plan: part of this module's interface)
     SERIAL_BELOW_MACS, dw_budget, layout, output_size, plan, scratch, transposed_geometry, transposed_pays,
     transposed_weight, workspace,
 )
 from .im2col import col2im, gather, pad_images
-from .microkernel import KC, MR, micro_gather1
+from .microkernel import MR, micro_gather1
 from .matmul import gemm_serial, matmul
 from .recurrent_product import pack_panels
 
@@ -124,8 +126,7 @@ def _forward_rows(out, x, xpf, bp, rows, cols, tmp, bias, geom, flags, kind, slo
     KH, KW, SH, SW, PH, PW, DH, DW, G = geom
     N, OC, P = out.shape
     Q, Kg, W = bp.shape
-    nk = (Kg + KC - 1) // KC
-    kcb, M = (Kg + nk - 1) // nk, N * P
+    kcb, M = _blocking(Kg, OC, out.itemsize)[1], N * P  # the wide product's K blocks: its sums
     pad_images(xpf, x, 0, N, 0, x.shape[1], PH, PW, KW * DW)
     for q in range(Q):
         width = min(W, OC - q * W)
