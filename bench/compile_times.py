@@ -122,10 +122,13 @@ def tables(result, top=15):
     return "\n".join(lines)
 
 
-def _run(args, cache, label):
+def _run(args, cache, label, jobs=None):
+    env = _env(cache)
+    env.pop("FASTNN_COMPILE_JOBS", None)
+    if jobs is not None:
+        env["FASTNN_COMPILE_JOBS"] = str(jobs)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "fastnn", *args], env=_env(cache),
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "fastnn", *args], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise RuntimeError(f"{label}: {done.stderr}")
@@ -134,23 +137,27 @@ def _run(args, cache, label):
 
 def demos():
     """Markdown: wall seconds of a cold ``demo --epochs 1`` per model (empty cache; the
-    whole process, so import + compile + one epoch), and of ``import fastnn`` warm."""
-    lines = ["| run | cold s | warm s |", "|---|---|---|"]
+    whole process, so import + compile + one epoch): as it runs (the first step's
+    kernels compiled in the CPUs' worth of processes), and in one process
+    (``FASTNN_COMPILE_JOBS=1``); then warm, and ``import fastnn`` warm."""
+    lines = ["| run | cold s | cold s, one process | warm s |", "|---|---|---|---|"]
     for model in ("mlp", "cnn", "lstm", "transformer", "conv1d"):
+        args = ["demo", "--model", model, "--epochs", "1", "--no-progress"]
         with tempfile.TemporaryDirectory(prefix="fastnn-cold-demo-") as cache:
-            args = ["demo", "--model", model, "--epochs", "1", "--no-progress"]
             try:
                 cold = _run(args, cache, model)
             except RuntimeError:
                 continue  # a model this build does not have
             warm = _run(args, cache, model)
-        lines.append(f"| demo --model {model} --epochs 1 | {cold:.1f} | {warm:.1f} |")
+        with tempfile.TemporaryDirectory(prefix="fastnn-cold-demo-") as cache:
+            serial = _run(args, cache, model, jobs=1)
+        lines.append(f"| demo --model {model} --epochs 1 | {cold:.1f} | {serial:.1f} | {warm:.1f} |")
     best = min(_import_seconds() for _ in range(5))
-    lines.append(f"| import fastnn (best of 5) | | {best:.2f} |")
+    lines.append(f"| import fastnn (best of 5) | | | {best:.2f} |")
     with tempfile.TemporaryDirectory(prefix="fastnn-first-step-") as cache:
         _first_step_seconds(cache)  # fills the cache
         best = min(_first_step_seconds(cache) for _ in range(5))
-    lines.append(f"| import fastnn + first lenet training step, in the process (best of 5) | | {best:.2f} |")
+    lines.append(f"| import fastnn + first lenet training step, in the process (best of 5) | | | {best:.2f} |")
     return "\n".join(lines)
 
 

@@ -1,6 +1,13 @@
+import os
+
 import numba
 import numpy as np
 import pytest
+
+# fit's first-run compile in worker processes (fastnn._precompile) stays off in the
+# suite, and in the interpreters tests start: what a test counts compiling happens in
+# its own process. tests/test_precompile.py turns it on where it is the subject.
+os.environ["FASTNN_COMPILE_JOBS"] = "1"
 
 
 @pytest.fixture

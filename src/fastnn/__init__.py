@@ -29,6 +29,7 @@ from .serialization import load, save  # noqa: F401
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
 from .training import History, evaluate, fit, predict  # noqa: F401
 from .inference import CompiledModule, compile  # noqa: F401,A001
+from ._precompile import precompile  # noqa: F401
 
 # dtypes, PyTorch's names for NumPy's
 float32 = float = _np.float32  # noqa: A001

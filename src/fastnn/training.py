@@ -152,7 +152,8 @@ def _loss_item(value, where):
 
 def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         validation_data=None, seed=None, progress=True, scheduler=None, callbacks=(),
-        checkpoint_dir=None, keep_checkpoints=None, resume=None, deterministic=None, distributed=False):
+        checkpoint_dir=None, keep_checkpoints=None, resume=None, deterministic=None, distributed=False,
+        compile_jobs=None):
     """Train ``model`` on ``(x, y)`` with mini-batch gradient descent.
 
     Args:
@@ -191,6 +192,11 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
             ``fastnn.use_deterministic_algorithms``, which is on during the call.
         distributed: train data-parallel over the MPI ranks this process is one of
             (``mpirun -n N``; arrays only): see ``fastnn.distributed.fit``.
+        compile_jobs: on a first run (an empty kernel cache, arrays as data), the
+            kernels of the first step (and of ``evaluate`` on such a batch) compile
+            in this many processes at once before it (``fastnn.precompile``). None:
+            ``FASTNN_COMPILE_JOBS``, else the CPUs this process may use (at most 8);
+            1: each kernel compiles in this process when first called.
 
     Returns a ``History`` (with ``resume``: including the epochs before it). Raises ``FloatingPointError`` naming the epoch and the
     batch when the loss stops being finite.
@@ -219,6 +225,9 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
         raise ValueError(f"fit: epochs must be >= 0, got {epochs}")
     if keep_checkpoints is not None and (isinstance(keep_checkpoints, bool) or int(keep_checkpoints) < 1):
         raise ValueError(f"fit: keep_checkpoints must be a positive int or None, got {keep_checkpoints!r}")
+    if compile_jobs is not None and (isinstance(compile_jobs, bool) or not isinstance(compile_jobs, (int, np.integer))
+                                     or compile_jobs < 1):
+        raise ValueError(f"fit: compile_jobs must be a positive int or None, got {compile_jobs!r}")
     deterministic = _config.are_deterministic_algorithms_enabled() if deterministic is None else bool(deterministic)
     if deterministic and seed is None and resume is None and not isinstance(x, DataLoader):
         raise ValueError("fit: deterministic=True needs a seed (the shuffling order and nothing else is random here; "
@@ -245,11 +254,30 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     was_deterministic = _config.are_deterministic_algorithms_enabled()
     _config.use_deterministic_algorithms(deterministic)
     try:
+        if loader is None and start < int(epochs):
+            _first_run_compile(model, x, y, loss, optimizer, batch_size, compile_jobs, validation_data, progress)
         _fit_epochs(model, batches, loss, optimizer, range(start, int(epochs)), epochs, batch_size, validation_data,
                     progress, scheduler, callbacks, rng, loader, history, checkpoint_dir, keep_checkpoints)
     finally:
         _config.use_deterministic_algorithms(was_deterministic)
     return history
+
+
+def _first_run_compile(model, x, y, loss, optimizer, batch_size, jobs, validation_data, progress):
+    """On a first run (an empty kernel cache; once per process), compile the first
+    step's kernels in ``jobs`` processes at once (see ``fastnn._precompile``)."""
+    from ._precompile import default_jobs, first_run_due, precompile
+
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if not first_run_due(jobs):
+        return None
+    def rows(a, n):
+        return None if a is None else np.asarray(a[:n])
+
+    n, m = min(batch_size, len(x)), min(max(batch_size, 256), len(x))  # a step's batch; evaluate's
+    return precompile(model, rows(x, n), rows(y, n), loss, optimizer, jobs,
+                      inference_calls=2 if validation_data is not None else 1, eval_x=rows(x, m), eval_y=rows(y, m),
+                      progress=progress)
 
 
 def _fit_epochs(model, batches, loss, optimizer, epoch_range, epochs, batch_size, validation_data, progress,

@@ -60,6 +60,8 @@ class Tracer:
         method = sys._getframe(2).f_code in _METHOD_CODES  # x + y (Tensor.__add__), not add(x, y)
         tensors = all(isinstance(a, Tensor) for a in args)
         temporary = self._temporaries(args, (key, method)) if tensors else None
+        if self.baselines is None:  # calibrating: only the references count, so no kernel runs
+            return args[0]
         out = call_unplanned(fn, *args)
         self.calls.append(Call(key, args if tensors else None, out, temporary))
         return out
@@ -76,8 +78,9 @@ class _Probe(Module):
 def calibrate(dtype=np.float32):
     """The references a tracer sees to a temporary argument on each path: a layer call
     (``bn(conv(x))``, or ``Sequential``'s plan-mode loop), ``add(a, b)``, ``a + b`` and
-    ``relu(x)``. The probes run the add and ReLU kernels on arrays of ``dtype``: the
-    model's, so that no other dtype's kernels compile (the counts do not depend on it)."""
+    ``relu(x)``. The probes' operations run no kernel (the tracer returns their first
+    argument while calibrating), so calibrating compiles nothing; ``dtype`` is the
+    model's (the counts do not depend on it)."""
     tracer, state = Tracer(), _planstate.plan_state
     found = {}
 

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - other Numba builds: slower, same answe
     _fingerprint = typeof
 
 _HANDLES = {}  # (py_func, argument fingerprints) -> handle
+_recording = None  # while ``fastnn._precompile`` discovers a step's kernels: records instead
 
 
 def _tag(argtypes):
@@ -55,6 +56,8 @@ def handle(dispatcher, args):
     """``(address, tag)`` of the serial kernel ``dispatcher`` compiled for the types of
     ``args``, for :func:`call`. Compiles on first use; a typing error, or a kernel
     that returns a value, raises here in Python, before any shell runs."""
+    if _recording is not None:
+        return _recording(dispatcher, args)
     try:
         key = (dispatcher.py_func, tuple(map(_fingerprint, args)))  # ~0.3 us an argument
     except (NotImplementedError, TypeError, ValueError):  # a value without a fingerprint: type it the slow way

@@ -49,3 +49,8 @@ _BYTE = np.zeros(1, np.uint8)  # the dtype ``_aligned_bytes`` allocates
 def _aligned_bytes(nbytes):
     # (in a kernel: reading an address from Python (``.ctypes.data``) costs more)
     return empty_like_row(nbytes, _BYTE)
+
+
+# what ``fastnn._precompile``'s discovery runs in its place (it runs no kernel: this
+# one's result is used in Python, to carve arrays from)
+_aligned_bytes.py_func.discovery_stand_in = lambda nbytes: np.empty(nbytes, np.uint8)
