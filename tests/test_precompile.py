@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -127,29 +128,42 @@ def test_fit_compiles_a_first_run_in_processes_and_says_so(tmp_path):
     assert "compiling" not in warm and "epoch 1/1" in warm
 
 
-def test_a_model_the_child_cannot_import_falls_back(tmp_path):
-    proc = _run("""
+MAIN_MODEL = """
     import json
     import numpy as np
     import fastnn
     from fastnn import nn
 
-    class Net(nn.Module):  # in __main__: the discovery process cannot unpickle it
+    class Net(nn.Module):  # in __main__: it travels to the discovery process by value
         def __init__(self):
             super().__init__()
             self.emb = nn.Embedding(5, 2)
 
         def forward(self, x):
             return self.emb(x)
-
+    {extra}
     model = Net()
     x = np.arange(8).reshape(8, 1) % 5
-    report = fastnn.precompile(model, x, jobs=2)
-    out = model(x)  # the first step compiles as before
-    print(json.dumps({"skipped": report["skipped"], "kernels": report["kernels"], "shape": list(out.shape)}))
-    """, tmp_path)
-    found = json.loads(proc.stdout.splitlines()[-1])
-    assert "found nothing" in found["skipped"] and found["kernels"] == 0
+    report = fastnn.precompile(model, x, jobs=2, inference_calls=0)
+    out = model(x)  # the first step: compiled by then, or compiling as before
+    print(json.dumps({{"skipped": report["skipped"], "kernels": report["kernels"], "shape": list(out.shape)}}))
+"""
+
+
+def test_a_model_class_from_main_is_discovered(tmp_path):
+    found = json.loads(_run(MAIN_MODEL.format(extra=""), tmp_path).stdout.splitlines()[-1])
+    assert found["skipped"] is None and found["kernels"] >= 1, found
+    assert found["shape"] == [8, 1, 2]
+
+
+def test_a_model_the_child_cannot_rebuild_falls_back(tmp_path):
+    extra = """
+    def broken(self, state):
+        raise RuntimeError("not here")
+    Net.__setstate__ = broken  # unpickling fails in the discovery process
+    """
+    found = json.loads(_run(MAIN_MODEL.format(extra=extra), tmp_path).stdout.splitlines()[-1])
+    assert "found nothing" in found["skipped"] and found["kernels"] == 0, found
     assert found["shape"] == [8, 1, 2]
 
 
@@ -157,9 +171,9 @@ def test_precompile_skips_without_workers_cache_or_pickling(monkeypatch):
     model = nn.Linear(3, 2)
     x = np.zeros((2, 3), np.float32)
     assert "jobs < 2" in fastnn.precompile(model, x, jobs=1)["skipped"]
-    model.hook = lambda: None  # a lambda does not pickle
+    model.lock = threading.Lock()  # does not pickle
     assert "does not pickle" in fastnn.precompile(model, x, jobs=2)["skipped"]
-    del model.hook
+    del model.lock
     monkeypatch.setattr(fastnn.kernels._jit, "CACHE", False)
     assert "cache is off" in fastnn.precompile(model, x, jobs=2)["skipped"]
 

@@ -21,10 +21,11 @@ found without compiling anything:
 3. The real first step then loads the rest from the cache (about 8 ms a kernel).
 
 Workers are plain ``python -c`` subprocesses: they never import the caller's main
-module (``multiprocessing``'s spawn would re-run an unguarded script). A model
-whose classes the child cannot import (defined in ``__main__`` or a notebook) is not
-discovered, and the first step compiles as before. Any failure (no subprocesses
-allowed, a worker killed, a timeout) falls back to the same.
+module (``multiprocessing``'s spawn would re-run an unguarded script). The payload
+is pickled with Numba's bundled cloudpickle, so a model class defined in ``__main__``
+or a notebook travels by value. A model that does not pickle, or that the child
+cannot rebuild, is not discovered, and the first step compiles as before; so does
+any other failure (no subprocesses allowed, a worker killed, a timeout).
 """
 import os
 import pickle
@@ -332,6 +333,17 @@ def _cache_root():
     return folder
 
 
+def _dumps(obj):
+    """Pickled by Numba's bundled cloudpickle where it has one: classes and functions
+    defined in ``__main__`` (a script, a notebook) then travel by value, so the child
+    can rebuild a model it could not import."""
+    try:
+        from numba import cloudpickle
+    except ImportError:  # pragma: no cover - a Numba without it: classes travel by reference
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _spawn(entry, folder, stdin=None):
     env = dict(os.environ)
     env["NUMBA_CACHE_DIR"] = _cache_root()
@@ -410,7 +422,7 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
         header = pickle.dumps({"path": list(sys.path), "threads": fastnn.get_num_threads(),
                                "deterministic": fastnn.are_deterministic_algorithms_enabled(),
                                "inference_calls": int(inference_calls)})
-        body = pickle.dumps((model, optimizer, loss, x, y, eval_x, eval_y))
+        body = _dumps((model, optimizer, loss, x, y, eval_x, eval_y))
     except Exception as err:
         report["skipped"] = f"the model, optimizer or loss does not pickle ({type(err).__name__}: {err})"
         return report
@@ -430,7 +442,7 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
             return report
         found = _wait_for_items(folder, lambda: child.poll() is None, min(timeout, 120.0))
         if found is None:
-            report["skipped"] = "the discovery process found nothing (the model's classes may not import there)"
+            report["skipped"] = "the discovery process found nothing (it could not rebuild the model, or died)"
             return report
         items = found["items"]
         report.update(kernels=len(items), complete=found["complete"], jobs=jobs)
