@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -228,3 +229,33 @@ def test_compile_jobs_from_the_environment(monkeypatch):
     monkeypatch.setenv("FASTNN_COMPILE_JOBS", "many")
     with pytest.raises(ValueError, match="FASTNN_COMPILE_JOBS"):
         _precompile.default_jobs()
+
+
+def test_schedule_puts_callees_first_and_callers_wait_for_them():
+    matmul = "fastnn.kernels.matmul"
+    items = [((matmul, "linear_serial"), "a"), (("fastnn.kernels.optim", "sgd_update"), "b"),
+             ((matmul, "gemm_serial"), "c")]
+    ordered, waits = _precompile.schedule(items)
+    names = [name for (module, name), sig in ordered]
+    assert names.index("gemm_serial") < names.index("linear_serial")  # linear_serial calls gemm_serial
+    assert waits[names.index("linear_serial")] == [names.index("gemm_serial")]
+    assert waits[names.index("gemm_serial")] == [] and waits[names.index("sgd_update")] == []
+
+
+def test_an_item_waits_for_what_it_calls_then_gives_up(tmp_path, monkeypatch):
+    missing = (("fastnn.kernels.no_such_module", "k"), None)  # fails to compile: still marked done
+    items, waits = [missing, missing], [[1], []]
+    open(tmp_path / "claim-1", "wb").close()  # item 1: another process is on it
+    monkeypatch.setattr(_precompile, "WAIT_LIMIT", 30.0)
+    threading.Timer(0.3, lambda: open(tmp_path / "done-1", "wb").close()).start()
+    start = time.monotonic()
+    assert _precompile.compile_items(str(tmp_path), items, waits) == 0
+    assert 0.3 <= time.monotonic() - start < 10 and (tmp_path / "done-0").exists()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    open(other / "claim-1", "wb").close()  # ... and never finishes it
+    monkeypatch.setattr(_precompile, "WAIT_LIMIT", 0.2)
+    start = time.monotonic()
+    _precompile.compile_items(str(other), items, waits)
+    assert 0.2 <= time.monotonic() - start < 10 and (other / "done-0").exists()

@@ -150,34 +150,63 @@ def _nothing(*args, **kwargs):
     return None
 
 
-def _cost(dispatcher, memo):
-    """A rough measure of what compiling ``dispatcher`` costs: the bytecode of its
-    function and of every fastnn kernel it calls (Numba links and optimises them all
-    again in the caller), doubled for a parallel kernel (its loop body compiles apart)."""
-    found = memo.get(id(dispatcher))
-    if found is not None:
-        return found
-    memo[id(dispatcher)] = 0  # (recursion guard)
+def _callees(dispatcher):
+    """The fastnn kernels ``dispatcher``'s function names (calls, unless through a handle)."""
     func = dispatcher.py_func
-    total = len(func.__code__.co_code)
+    found = []
     for name in func.__code__.co_names:
         value = getattr(func, "__globals__", {}).get(name)
         callee = getattr(value, "dispatcher", value)
-        if callee is not dispatcher and hasattr(callee, "py_func") and hasattr(callee, "overloads"):
-            if (getattr(callee.py_func, "__module__", "") or "").startswith("fastnn.kernels."):
-                total += _cost(callee, memo)
+        if callee is not dispatcher and hasattr(callee, "py_func") and hasattr(callee, "overloads") \
+                and (getattr(callee.py_func, "__module__", "") or "").startswith("fastnn.kernels."):
+            found.append(callee)
+    return found
+
+
+def _closure(dispatcher, memo):
+    """``(cost, kernels)`` of compiling ``dispatcher``: a rough measure, the bytecode of
+    its function and of every fastnn kernel it calls (Numba links and optimises them
+    all again in the caller), doubled for a parallel kernel (its loop body compiles
+    apart); and the ids of those kernels, transitively."""
+    found = memo.get(id(dispatcher))
+    if found is not None:
+        return found
+    memo[id(dispatcher)] = (0, frozenset())  # (recursion guard)
+    cost, kernels = len(dispatcher.py_func.__code__.co_code), set()
+    for callee in _callees(dispatcher):
+        callee_cost, callee_kernels = _closure(callee, memo)
+        cost += callee_cost
+        kernels |= callee_kernels | {id(callee)}
     if getattr(dispatcher, "targetoptions", {}).get("parallel"):
-        total *= 2
-    memo[id(dispatcher)] = total
-    return total
+        cost *= 2
+    memo[id(dispatcher)] = found = (cost, frozenset(kernels))
+    return found
 
 
-def by_cost(items):
-    """``items`` with the costliest first (see :func:`_cost`), so that the last ones
-    left for the processes are short; ties keep call order."""
+def schedule(items):
+    """``(items, waits)``: the items in the order to compile them, and for each the
+    indices of the items whose kernels it calls. Numba compiles a callee inside its
+    caller unless it finds it in the cache, so a caller waits for those
+    (:func:`compile_items`) rather than compile them a second time beside another
+    process. The order is by the longest chain of waits an item starts, costs summed
+    (:func:`_closure`): the callees a costly caller waits for come first, and the
+    last items left for the processes are short."""
     memo = {}
-    costs = [_cost(_resolve(name), memo) for name, _ in items]
-    return [items[i] for i in sorted(range(len(items)), key=lambda i: -costs[i])]
+    dispatchers = [_resolve(name) for name, _ in items]
+    closures = [_closure(d, memo) for d in dispatchers]
+    waits = [[j for j in range(len(items)) if j != i and id(dispatchers[j]) in closures[i][1]]
+             for i in range(len(items))]
+    waiters = [[i for i in range(len(items)) if j in waits[i]] for j in range(len(items))]
+    rank = {}
+
+    def chain(j):  # callees never call their callers: no cycles
+        if j not in rank:
+            rank[j] = closures[j][0] + max((chain(i) for i in waiters[j]), default=0)
+        return rank[j]
+
+    order = sorted(range(len(items)), key=lambda i: -chain(i))
+    position = {i: k for k, i in enumerate(order)}
+    return [items[i] for i in order], [sorted(position[j] for j in waits[i]) for i in order]
 
 
 def _one_step(model, optimizer, loss, x, y, inference_calls, eval_x, eval_y):
@@ -243,15 +272,31 @@ def _claim(folder, i):
         return False
 
 
-def compile_items(folder, items, done=None):
-    """Compile each item no other process has claimed; returns how many this one compiled.
-    An item that fails to compile is left to the first step, which raises its error."""
-    count = 0
-    for i, (name, sig) in enumerate(items):
-        if os.path.exists(os.path.join(folder, "stop")):
-            break
+WAIT_LIMIT = 60.0  # seconds an item waits for the items whose kernels it calls
+
+
+def compile_items(folder, items, waits=None, done=None):
+    """Compile the items no other process has claimed, each as soon as the items it
+    waits for are done (``schedule``), the first such in order; returns how many this
+    process compiled. An item that fails to compile is left to the first step, which
+    raises its error there."""
+    def finished(j):
+        return os.path.exists(os.path.join(folder, f"done-{j}"))
+
+    count, pending, blocked_since = 0, list(range(len(items))), None
+    while pending and not os.path.exists(os.path.join(folder, "stop")):
+        patient = blocked_since is None or time.monotonic() - blocked_since < WAIT_LIMIT
+        ready = [i for i in pending if not (waits and patient and not all(map(finished, waits[i])))]
+        if not ready:
+            blocked_since = blocked_since or time.monotonic()
+            time.sleep(0.02)
+            continue
+        i = ready[0]
+        pending.remove(i)
+        blocked_since = None
         if not _claim(folder, i):
             continue
+        name, sig = items[i]
         try:
             dispatcher = _resolve(name)
             if sig not in dispatcher.overloads:
@@ -274,6 +319,7 @@ def _child_setup():
     import fastnn
 
     fastnn.set_num_threads(header["threads"])
+    fastnn.set_default_dtype(header["dtype"])
     fastnn.use_deterministic_algorithms(header["deterministic"])
     return header, pickle.load(sys.stdin.buffer)
 
@@ -284,17 +330,18 @@ def _discovery_main():
     header, (model, optimizer, loss, x, y, eval_x, eval_y) = _child_setup()
     items, complete = discover(model, optimizer, loss, x, y, header["inference_calls"], eval_x, eval_y)
     kept = []
-    for item in by_cost(items):  # an argument type that does not pickle: left to the first step
+    for item in items:  # an argument type that does not pickle: left to the first step
         try:
             pickle.dumps(item)
             kept.append(item)
         except Exception:  # noqa: S112
             continue
+    kept, waits = schedule(kept)
     partial = os.path.join(folder, ITEMS + ".part")
     with open(partial, "wb") as f:
-        pickle.dump({"items": kept, "complete": complete}, f)
+        pickle.dump({"items": kept, "waits": waits, "complete": complete}, f)
     os.replace(partial, os.path.join(folder, ITEMS))
-    compile_items(folder, kept)
+    compile_items(folder, kept, waits)
 
 
 def _wait_for_items(folder, alive, timeout):
@@ -316,7 +363,7 @@ def _worker_main():
     parent = os.getppid()
     found = _wait_for_items(folder, lambda: os.getppid() == parent, 120.0)
     if found is not None:
-        compile_items(folder, found["items"])
+        compile_items(folder, found["items"], found["waits"])
 
 
 # ------------------------------------------------------------------ the caller's side
@@ -420,6 +467,7 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
 
     try:
         header = pickle.dumps({"path": list(sys.path), "threads": fastnn.get_num_threads(),
+                               "dtype": np.dtype(fastnn.get_default_dtype()).name,
                                "deterministic": fastnn.are_deterministic_algorithms_enabled(),
                                "inference_calls": int(inference_calls)})
         body = _dumps((model, optimizer, loss, x, y, eval_x, eval_y))
@@ -455,7 +503,7 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
             counted[0] = n
 
         with compiling(lambda: None):  # this bar says it: no one-line notice
-            report["compiled_here"] = compile_items(folder, items, done)
+            report["compiled_here"] = compile_items(folder, items, found["waits"], done)
         deadline = time.monotonic() + timeout
         for proc in procs:
             proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
