@@ -11,6 +11,7 @@ import threading
 class _PlanState(threading.local):
     plan = None
     packs = None  # the running plan's PackedWeights, also while a layer runs unplanned
+    auto = False  # in ``inference_mode``: the outermost module call in eval mode runs on a plan
 
 
 plan_state = _PlanState()

@@ -101,6 +101,24 @@ def trace(model, args):
     return Plan(model, make_steps(calls), generation), out
 
 
+_SEEN = weakref.WeakKeyDictionary()  # model -> OrderedDict of signatures seen once (inference_mode)
+
+
+def _first_sight(model, sig):
+    """True the first time ``sig`` comes for ``model`` (of the last ``2 * MAX_PLANS``
+    signatures without a plan); it is then remembered. Under ``_LOCK``."""
+    seen = _SEEN.get(model)
+    if seen is None:
+        seen = _SEEN[model] = OrderedDict()
+    if sig in seen:
+        del seen[sig]
+        return False
+    seen[sig] = None
+    while len(seen) > 2 * MAX_PLANS:
+        seen.popitem(last=False)
+    return True
+
+
 class _Dynamic:
     """A signature whose forward did not replay its trace: eager until the next mode change."""
 
@@ -108,14 +126,17 @@ class _Dynamic:
         self.generation = generation
 
 
-def run(model, args, copy=True):
+def run(model, args, copy=True, auto=False):
     """``model(*args)``, on its plan when eval mode and grad-disabled allow one.
-    ``copy=False``: the result may be a plan buffer, overwritten by the next call."""
+    ``copy=False``: the result may be a plan buffer, overwritten by the next call.
+    ``auto`` (``inference_mode``): a shape's first call runs as it is and the second
+    traces the plan, so that shapes seen once never pay for a plan."""
     if _grad_state.enabled or model.training or _planstate.plan_state.plan is not None:
         return model(*args)
     sig = _signature(args)
     if sig is None:
         return model(*args)
+    given = args
     if len(args) != 1 or type(args[0]) is not Tensor:
         args = tuple(a if isinstance(a, Tensor) else _wrap(a) for a in args)
     plans = _PLANS.get(model)
@@ -133,6 +154,9 @@ def run(model, args, copy=True):
         plan = plans.get(sig)
         if plan is not None:
             plans.move_to_end(sig)
+        first = plan is None and auto and _first_sight(model, sig)
+    if first:
+        return model(*given)
     if isinstance(plan, _Dynamic) and plan.generation == _module.mode_generation():
         return model(*args)
     if not isinstance(plan, Plan) or not plan.valid():
@@ -176,6 +200,8 @@ class CompiledModule(Module):
     The original is ``_orig_mod`` (as in PyTorch, ``state_dict`` keys gain that prefix);
     attribute reads fall through to it.
     """
+
+    _auto_plan = False  # it plans on its own, from the first call at a shape
 
     def __init__(self, model):
         super().__init__()

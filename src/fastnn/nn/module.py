@@ -30,6 +30,20 @@ def mode_generation():
     return _mode_changes[0]
 
 
+def _run_planned(module, inputs):
+    """``module(*inputs)`` in ``inference_mode`` and eval mode: on its inference plan
+    (``fastnn.inference.run``, which plans a shape from its second call). What it calls
+    inside runs as usual: only the outermost call plans."""
+    from ..inference import run
+
+    state = plan_state
+    state.auto = False
+    try:
+        return run(module, inputs, auto=True)
+    finally:
+        state.auto = True
+
+
 class Module(StateDict):
     """Base class of all layers and models.
 
@@ -44,6 +58,7 @@ class Module(StateDict):
     """
 
     _registry = {}
+    _auto_plan = True  # inference_mode may run it on a plan (not a wrapper that plans itself)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -139,9 +154,12 @@ class Module(StateDict):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
     def __call__(self, *inputs, **kwargs):
-        plan = plan_state.plan
+        state = plan_state
+        plan = state.plan
         if plan is not None:
             return plan.module_call(self, inputs, kwargs)
+        if state.auto and not self.training and not kwargs and self._auto_plan:
+            return _run_planned(self, inputs)
         return self.forward(*inputs, **kwargs)
 
     def get_submodule(self, target):
