@@ -102,12 +102,12 @@ class inference_mode(no_grad):
         self.mode = not mode
 
     def __enter__(self):
-        super().__enter__()
+        self._previous, _state.enabled = _state.enabled, self.mode
         self._auto, plan_state.auto = plan_state.auto, not self.mode
 
     def __exit__(self, *exc):
-        plan_state.auto = self._auto
-        return super().__exit__(*exc)
+        _state.enabled, plan_state.auto = self._previous, self._auto
+        return False
 
     def __call__(self, fn):
         @functools.wraps(fn)

@@ -34,14 +34,18 @@ def _run_planned(module, inputs):
     """``module(*inputs)`` in ``inference_mode`` and eval mode: on its inference plan
     (``fastnn.inference.run``, which plans a shape from its second call). What it calls
     inside runs as usual: only the outermost call plans."""
-    from ..inference import run
-
+    global _inference_run
+    if _inference_run is None:  # (inference sits above the modules: imported on first use)
+        from ..inference import run as _inference_run
     state = plan_state
     state.auto = False
     try:
-        return run(module, inputs, auto=True)
+        return _inference_run(module, inputs, auto=True)
     finally:
         state.auto = True
+
+
+_inference_run = None
 
 
 class Module(StateDict):
