@@ -4,7 +4,8 @@ and ``fastnn.compile``: what PyTorch's inference idioms cost in fastnn.
     python bench/inference_modes.py            # every workload
     python bench/inference_modes.py lenet mlp  # some
 
-One process; per workload and way, the best of 7 timed loops (microseconds a call).
+One process; per workload and way, the best of 7 timed loops (microseconds a call),
+the three ways taking turns.
 ``no_grad`` runs the layers as they are; ``inference_mode`` runs the model on its
 inference plan from the second call at a shape; ``compile`` is ``fastnn.compile(model)``
 called under ``no_grad`` (what ``bench/compare_peers.py`` measures as fastnn).
@@ -19,14 +20,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.workloads import INPUT_SHAPE, NAMES, import_fastnn, make_runner  # noqa: E402
 
 
-def best_us(fn, n):
-    best = float("inf")
-    for _ in range(7):
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - start) / n)
-    return best * 1e6
+def best_us(fns, n, rounds=7):
+    """Per callable, the best over ``rounds`` of the mean of ``n`` calls (us), the
+    callables taking turns within each round so that a drifting clock hits all alike."""
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best[i] = min(best[i], (time.perf_counter() - start) / n)
+    return [b * 1e6 for b in best]
 
 
 def main(names):
@@ -49,7 +53,7 @@ def main(names):
         for _ in range(3):  # compile, trace, plan
             eager(), planned(), compiled()
         n = 200 if name in ("resnet", "transformer") else 2000
-        print(f"| {name} | {best_us(eager, n):.1f} | {best_us(planned, n):.1f} | {best_us(compiled, n):.1f} |")
+        print("| {} | {:.1f} | {:.1f} | {:.1f} |".format(name, *best_us((eager, planned, compiled), n)))
 
 
 if __name__ == "__main__":
