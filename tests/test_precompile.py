@@ -203,6 +203,24 @@ def test_fit_precompiles_once_on_an_empty_cache(monkeypatch):
     fit(compile_jobs=2)
     assert calls[-1][1]["inference_calls"] == 1
 
+    # a DataLoader: its dataset's first samples, collated, without touching its iterator
+    loader = fastnn.data.DataLoader(fastnn.data.TensorDataset(x, y), batch_size=4, shuffle=True)
+    monkeypatch.setitem(_precompile._first_run, "tried", False)
+    fastnn.fit(model, loader, None, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.1), progress=False,
+               compile_jobs=2)
+    args, kwargs = calls[-1]
+    assert len(calls) == 3 and args[1].shape == (4, 3) and args[2].shape == (4, 2)
+    np.testing.assert_array_equal(np.asarray(args[1].data if hasattr(args[1], "data") else args[1]), x[:4])
+
+    class Stream(fastnn.data.IterableDataset):  # no first batch to take apart: nothing
+        def __iter__(self):
+            return iter(zip(x, y))
+
+    monkeypatch.setitem(_precompile._first_run, "tried", False)
+    fastnn.fit(model, fastnn.data.DataLoader(Stream(), batch_size=4), None, nn.MSELoss(),
+               optim.SGD(model.parameters(), lr=0.1), progress=False, compile_jobs=2)
+    assert len(calls) == 3
+
 
 def test_precompile_rejects_bad_arguments():
     x = np.zeros((2, 3), np.float32)

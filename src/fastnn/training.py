@@ -192,8 +192,8 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
             ``fastnn.use_deterministic_algorithms``, which is on during the call.
         distributed: train data-parallel over the MPI ranks this process is one of
             (``mpirun -n N``; arrays only): see ``fastnn.distributed.fit``.
-        compile_jobs: on a first run (an empty kernel cache, arrays as data), the
-            kernels of the first step (and of ``evaluate`` on such a batch) compile
+        compile_jobs: on a first run (an empty kernel cache; data not an
+            ``IterableDataset``), the kernels of the first step (and of ``evaluate``) compile
             in this many processes at once before it (``fastnn.precompile``). None:
             ``FASTNN_COMPILE_JOBS``, else the CPUs this process may use (at most 8);
             1: each kernel compiles in this process when first called.
@@ -254,8 +254,9 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     was_deterministic = _config.are_deterministic_algorithms_enabled()
     _config.use_deterministic_algorithms(deterministic)
     try:
-        if loader is None and start < int(epochs):
-            _first_run_compile(model, x, y, loss, optimizer, batch_size, compile_jobs, validation_data, progress)
+        if start < int(epochs):
+            _first_run_compile(model, x, y, loss, optimizer, batch_size, compile_jobs, validation_data, progress,
+                               loader)
         _fit_epochs(model, batches, loss, optimizer, range(start, int(epochs)), epochs, batch_size, validation_data,
                     progress, scheduler, callbacks, rng, loader, history, checkpoint_dir, keep_checkpoints)
     finally:
@@ -263,21 +264,33 @@ def fit(model, x, y, loss, optimizer, epochs=1, batch_size=32, shuffle=True,
     return history
 
 
-def _first_run_compile(model, x, y, loss, optimizer, batch_size, jobs, validation_data, progress):
+def _first_run_compile(model, x, y, loss, optimizer, batch_size, jobs, validation_data, progress, loader):
     """On a first run (an empty kernel cache; once per process), compile the first
-    step's kernels in ``jobs`` processes at once (see ``fastnn._precompile``)."""
+    step's kernels in ``jobs`` processes at once (see ``fastnn._precompile``). With a
+    DataLoader (or a Dataset), its first batch made apart from its iterator: the
+    dataset's first samples through its ``collate_fn``; an IterableDataset: nothing."""
     from ._precompile import default_jobs, first_run_due, precompile
 
     jobs = default_jobs() if jobs is None else int(jobs)
+    if loader is not None and (loader._iterable or not loader._auto_collation):
+        return None
     if not first_run_due(jobs):
         return None
+    inference_calls = 2 if validation_data is not None else 1
+    if loader is not None:
+        try:
+            n = min(loader.batch_size, len(loader.dataset))
+            xb, yb = loader.collate_fn([loader.dataset[i] for i in range(n)])
+        except Exception:  # noqa: BLE001 - a dataset this cannot sample: the first step compiles
+            return None
+        return precompile(model, xb, yb, loss, optimizer, jobs, inference_calls=inference_calls, progress=progress)
+
     def rows(a, n):
         return None if a is None else np.asarray(a[:n])
 
     n, m = min(batch_size, len(x)), min(max(batch_size, 256), len(x))  # a step's batch; evaluate's
-    return precompile(model, rows(x, n), rows(y, n), loss, optimizer, jobs,
-                      inference_calls=2 if validation_data is not None else 1, eval_x=rows(x, m), eval_y=rows(y, m),
-                      progress=progress)
+    return precompile(model, rows(x, n), rows(y, n), loss, optimizer, jobs, inference_calls=inference_calls,
+                      eval_x=rows(x, m), eval_y=rows(y, m), progress=progress)
 
 
 def _fit_epochs(model, batches, loss, optimizer, epoch_range, epochs, batch_size, validation_data, progress,
