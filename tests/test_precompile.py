@@ -277,3 +277,26 @@ def test_an_item_waits_for_what_it_calls_then_gives_up(tmp_path, monkeypatch):
     start = time.monotonic()
     _precompile.compile_items(str(other), items, waits)
     assert 0.2 <= time.monotonic() - start < 10 and (other / "done-0").exists()
+
+
+def test_predict_compiles_a_first_run_in_processes(tmp_path):
+    proc = _run(EMBEDDING + """
+    import json
+    model.train()
+    """ + LISTEN + """
+    from fastnn import _precompile
+    reports = []
+    original = _precompile.precompile
+    _precompile.precompile = lambda *a, **k: (reports.append(original(*a, **k)), compiled.clear())
+    out = fastnn.predict(model, x, batch_size=16)
+    again = fastnn.predict(model, x, batch_size=16)  # once per process
+    report = reports[0]
+    report.pop("seconds")
+    print(json.dumps({"reports": len(reports), "report": report, "compiled": compiled, "training": model.training,
+                      "shape": list(out.shape)}))
+    """, tmp_path, jobs="2")
+    found = json.loads(proc.stdout.splitlines()[-1])
+    report = found["report"]
+    assert found["reports"] == 1 and report["skipped"] is None and report["complete"], report
+    assert found["compiled"] == [], found["compiled"]  # after it, nothing: the plan's kernels are compiled
+    assert found["training"] and found["shape"] == [64, 1, 2]

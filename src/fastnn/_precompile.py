@@ -209,23 +209,24 @@ def schedule(items):
     return [items[i] for i in order], [sorted(position[j] for j in waits[i]) for i in order]
 
 
-def _one_step(model, optimizer, loss, x, y, inference_calls, eval_x, eval_y):
-    """A training step on ``(x, y)``, then ``inference_calls`` (0-2) calls on ``eval_x``
-    (and its loss against ``eval_y``) as ``evaluate`` makes them."""
+def _one_step(model, optimizer, loss, x, y, inference_calls, eval_x, eval_y, train=True):
+    """A training step on ``(x, y)`` (with ``train``), then ``inference_calls`` (0-2)
+    calls on ``eval_x`` (and its loss against ``eval_y``) as ``evaluate`` makes them."""
     from . import inference as plans
     from .autograd.grad_mode import no_grad
     from .tensor import Tensor, _wrap
 
-    model.train()
-    if optimizer is not None:
-        optimizer.zero_grad()
-    out = model(_wrap(x))
-    if loss is not None and y is not None:
-        target = _wrap(y if y.dtype.kind != "f" or not isinstance(out, Tensor) else y.astype(out.dtype))
-        value = loss(out, target)
-        value.backward()
+    if train:
+        model.train()
         if optimizer is not None:
-            optimizer.step()
+            optimizer.zero_grad()
+        out = model(_wrap(x))
+        if loss is not None and y is not None:
+            target = _wrap(y if y.dtype.kind != "f" or not isinstance(out, Tensor) else y.astype(out.dtype))
+            value = loss(out, target)
+            value.backward()
+            if optimizer is not None:
+                optimizer.step()
     if inference_calls:
         model.eval()
         with no_grad():
@@ -235,7 +236,7 @@ def _one_step(model, optimizer, loss, x, y, inference_calls, eval_x, eval_y):
                 loss(out, _wrap(eval_y if eval_y.dtype.kind != "f" else eval_y.astype(out.dtype)))
 
 
-def discover(model, optimizer, loss, x, y, inference_calls=2, eval_x=None, eval_y=None):
+def discover(model, optimizer, loss, x, y, inference_calls=2, eval_x=None, eval_y=None, train=True):
     """``(items, complete)``: the kernels (``((module, name), argument types)``, in call
     order) one step would compile, and whether the step ran to its end. Only for a
     process that has run no fastnn kernel (see the module docstring): the child."""
@@ -247,7 +248,7 @@ def discover(model, optimizer, loss, x, y, inference_calls=2, eval_x=None, eval_
     with _Recorder() as recorder:
         try:
             _one_step(model, optimizer, loss, x, y, inference_calls, x if eval_x is None else eval_x,
-                      y if eval_x is None else eval_y)
+                      y if eval_x is None else eval_y, train)
             complete = True
         except Exception:  # a check that read what no kernel computed: what was found stands
             complete = False
@@ -328,7 +329,8 @@ def _discovery_main():
     """Entry point of the discovery child: discover, publish the items, then compile."""
     folder = sys.argv[1]
     header, (model, optimizer, loss, x, y, eval_x, eval_y) = _child_setup()
-    items, complete = discover(model, optimizer, loss, x, y, header["inference_calls"], eval_x, eval_y)
+    items, complete = discover(model, optimizer, loss, x, y, header["inference_calls"], eval_x, eval_y,
+                               header["train"])
     kept = []
     for item in items:  # an argument type that does not pickle: left to the first step
         try:
@@ -407,7 +409,7 @@ def _spawn(entry, folder, stdin=None):
 
 
 def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference_calls=2, eval_x=None, eval_y=None,
-               progress=False, timeout=600.0):
+               train=True, progress=False, timeout=600.0):
     """Compile the kernels a training step of ``model`` on a batch like ``x`` needs,
     and its inference on such a batch, in ``jobs`` processes at once, into the kernel
     cache; returns a report dict.
@@ -420,7 +422,8 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
     per shape) or 2 (the plan's run too: repeated calls, as ``predict`` makes over
     many batches), on ``eval_x`` and ``eval_y``: a batch as ``evaluate`` or ``predict``
     sees it (default: ``x`` and ``y``; their 256 rows can take other kernels than a
-    training batch's 32). ``jobs`` (default: ``default_jobs()``) counts this process.
+    training batch's 32). ``train=False``: inference alone (what ``predict`` needs).
+    ``jobs`` (default: ``default_jobs()``) counts this process.
 
     Changes none of its arguments: the step runs on pickled copies in a child
     process, which calls ``forward`` there (whatever it prints is discarded). Never
@@ -469,7 +472,7 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
         header = pickle.dumps({"path": list(sys.path), "threads": fastnn.get_num_threads(),
                                "dtype": np.dtype(fastnn.get_default_dtype()).name,
                                "deterministic": fastnn.are_deterministic_algorithms_enabled(),
-                               "inference_calls": int(inference_calls)})
+                               "inference_calls": int(inference_calls), "train": bool(train)})
         body = _dumps((model, optimizer, loss, x, y, eval_x, eval_y))
     except Exception as err:
         report["skipped"] = f"the model, optimizer or loss does not pickle ({type(err).__name__}: {err})"

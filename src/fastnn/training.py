@@ -293,6 +293,15 @@ def _first_run_compile(model, x, y, loss, optimizer, batch_size, jobs, validatio
                       eval_x=rows(x, m), eval_y=rows(y, m), progress=progress)
 
 
+def _first_run_compile_inference(model, x, batch_size, progress):
+    """``predict``'s first run (arrays): the plan's kernels for a batch, as ``fit``'s."""
+    from ._precompile import default_jobs, first_run_due, precompile
+
+    if first_run_due(default_jobs()):
+        n = min(batch_size, len(x))
+        precompile(model, np.asarray(x[:n]), train=False, inference_calls=2 if len(x) > n else 1, progress=progress)
+
+
 def _fit_epochs(model, batches, loss, optimizer, epoch_range, epochs, batch_size, validation_data, progress,
                 scheduler, callbacks, rng, loader, history, checkpoint_dir, keep_checkpoints):
     checked = False
@@ -413,6 +422,8 @@ def predict(model, x, batch_size=256, out=None, progress=False):
     else:
         x, _, _, batch_size = _check_data(x, None, batch_size, "predict")
         batches = ArrayBatches(x, None, batch_size)
+    if not is_data(x):
+        _first_run_compile_inference(model, x, batch_size, progress)
     outputs = Outputs(batches.total, out, "predict")
     bar = progress_bar(total=batches.total, desc="predict", enabled=progress, unit="sample")
     try:
