@@ -300,3 +300,18 @@ def test_predict_compiles_a_first_run_in_processes(tmp_path):
     assert found["reports"] == 1 and report["skipped"] is None and report["complete"], report
     assert found["compiled"] == [], found["compiled"]  # after it, nothing: the plan's kernels are compiled
     assert found["training"] and found["shape"] == [64, 1, 2]
+
+
+def test_the_predict_command_compiles_a_first_run_in_processes(tmp_path):
+    pytest.importorskip("tqdm")
+    fastnn.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(5, 2))
+    fastnn.save(model, str(tmp_path / "model.fnn"))
+    x = np.arange(40).reshape(40, 1) % 5
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.run([sys.executable, "-m", "fastnn", "predict", str(tmp_path / "model.fnn"),
+                           str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--batch-size", "16"],
+                          env=_env(tmp_path / "cache", jobs="2"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "compiling kernels in 2 processes (first run only)" in proc.stderr, proc.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), fastnn.predict(model, x))

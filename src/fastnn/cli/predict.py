@@ -14,6 +14,7 @@ def _predict(args):
     from ..inference import run as run_planned
     from ..progress import progress_bar
     from ..tensor import Tensor, _wrap
+    from ..training import _first_run_compile_inference
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -43,6 +44,8 @@ def _predict(args):
             return out.data if isinstance(out, Tensor) else np.asarray(out)
 
         first = next(chunks)
+        # an empty kernel cache: the plan's kernels compile in several processes first
+        _first_run_compile_inference(model, first, len(first), not args.no_progress, more=n > len(first))
         try:
             out = score(first)
         except (ValueError, TypeError) as err:
