@@ -175,6 +175,16 @@ def test_precompile_skips_without_workers_cache_or_pickling(monkeypatch):
     model.lock = threading.Lock()  # does not pickle
     assert "does not pickle" in fastnn.precompile(model, x, jobs=2)["skipped"]
     del model.lock
+    with monkeypatch.context() as patch:
+        patch.setattr(_precompile, "MAX_BYTES", 16)  # the Linear holds 32 bytes
+        assert "too much to copy" in fastnn.precompile(model, x, jobs=2)["skipped"]
+
+    def no_folder(**kwargs):
+        raise OSError("read-only")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_precompile.tempfile, "mkdtemp", no_folder)
+        assert "no temporary folder" in fastnn.precompile(model, x, jobs=2)["skipped"]
     monkeypatch.setattr(fastnn.kernels._jit, "CACHE", False)
     assert "cache is off" in fastnn.precompile(model, x, jobs=2)["skipped"]
 

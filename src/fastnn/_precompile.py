@@ -33,12 +33,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
 
 ITEMS = "items.pkl"  # the recorded kernels, written by the discovery child
 MAX_JOBS = 8  # more processes than this add more import and memory than they save
+MAX_BYTES = 1 << 29  # a model with more parameter and buffer bytes is not copied to the child
 ENV_JOBS = "FASTNN_COMPILE_JOBS"
 
 
@@ -57,14 +59,16 @@ def default_jobs():
 
 
 _first_run = {"tried": False}  # fit's automatic precompile runs at most once per process
+_first_run_lock = threading.Lock()
 
 
 def first_run_due(jobs):
     """For ``fit``: True once per process, when ``jobs`` > 1 and the kernel cache is empty."""
-    if _first_run["tried"] or jobs < 2 or not cache_is_empty():
-        return False
-    _first_run["tried"] = True
-    return True
+    with _first_run_lock:
+        if _first_run["tried"] or jobs < 2 or not cache_is_empty():
+            return False
+        _first_run["tried"] = True
+        return True
 
 
 def cache_is_empty():
@@ -74,7 +78,10 @@ def cache_is_empty():
 
     if not _jit.CACHE:
         return False
-    folder = gemm.dispatcher._cache._cache_path  # every kernel file shares this folder
+    try:
+        folder = gemm.dispatcher._cache._cache_path  # every kernel file shares this folder
+    except AttributeError:  # pragma: no cover - another Numba's cache layout: never guess "empty"
+        return False
     try:
         return not any(name.endswith(".nbi") for name in os.listdir(folder))
     except OSError:
@@ -466,6 +473,10 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
         report["skipped"] = "the kernel cache is off: worker processes could not share what they compile"
     if report["skipped"]:
         return report
+    size = sum(a.data.nbytes for a in (*model.parameters(), *model.buffers()))
+    if size > MAX_BYTES:
+        report["skipped"] = f"the model holds {size / 2**20:.0f} MiB: too much to copy to the discovery process"
+        return report
     import fastnn
 
     try:
@@ -477,7 +488,11 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
     except Exception as err:
         report["skipped"] = f"the model, optimizer or loss does not pickle ({type(err).__name__}: {err})"
         return report
-    folder = tempfile.mkdtemp(prefix="fastnn-precompile-")
+    try:
+        folder = tempfile.mkdtemp(prefix="fastnn-precompile-")
+    except OSError as err:
+        report["skipped"] = f"no temporary folder ({err})"
+        return report
     procs = []
     bar = None
     try:
