@@ -151,3 +151,24 @@ def test_a_model_with_non_array_inputs_runs_as_it_is(bad):
             out = model(x, bad)
     np.testing.assert_array_equal(out.data, 2 * np.ones((2, 3), np.float32))
     assert _plans(model) == []
+
+
+def test_results_in_lists_and_dicts_are_the_callers():
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = _model()
+
+        def forward(self, x):
+            out = self.body(x)
+            return {"logits": out, "all": [out, out * 2]}
+
+    model, x = Heads().eval(), _x()
+    with fastnn.inference_mode():
+        for _ in range(3):
+            first = model(x)
+        kept = first["logits"].data.copy()
+        model(_x(seed=2))  # another input: the plan's buffers are written again
+    np.testing.assert_array_equal(first["logits"].data, kept)
+    np.testing.assert_array_equal(first["all"][0].data, kept)
+    assert len(_plans(model)) == 1

@@ -107,7 +107,12 @@ def _own(out, buffers):
     if isinstance(out, Tensor):
         return _wrap(out.data.copy()) if _root(out.data) in buffers else out
     if isinstance(out, tuple):
-        return tuple(_own(o, buffers) for o in out)
+        items = [_own(o, buffers) for o in out]
+        return type(out)(*items) if hasattr(out, "_fields") else tuple(items)  # (a namedtuple keeps its type)
+    if isinstance(out, list):
+        return [_own(o, buffers) for o in out]
+    if isinstance(out, dict):
+        return type(out)((k, _own(v, buffers)) for k, v in out.items())
     return out
 
 
