@@ -29,7 +29,6 @@ from .serialization import load, save  # noqa: F401
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
 from .training import History, evaluate, fit, predict  # noqa: F401
 from .inference import CompiledModule, compile  # noqa: F401,A001
-from ._precompile import precompile  # noqa: F401
 
 # dtypes, PyTorch's names for NumPy's
 float32 = float = _np.float32  # noqa: A001
@@ -44,3 +43,12 @@ bool = _np.bool_  # noqa: A001
 # ``fastnn.tensor`` is the creation function (as ``torch.tensor``), not the module
 # ``fastnn/tensor.py`` that defines Tensor (importing a submodule sets the attribute)
 from .ops.creation import tensor  # noqa: E402,F401
+
+
+def __getattr__(name):
+    # ``fastnn.precompile`` (``_precompile``: subprocesses, pickling) imports on first use
+    if name == "precompile":
+        from ._precompile import precompile
+
+        return precompile
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

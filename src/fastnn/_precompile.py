@@ -7,9 +7,9 @@ loss, the optimizer and the thread settings, not from the numbers, so it can be
 found without compiling anything:
 
 1. **Discovery**, in a child process (nothing it does can touch this one): a
-   pickled copy of the model, optimizer and loss runs one training step and two
-   inference calls (the plan's trace and its run) with every fastnn kernel replaced
-   by a recorder. A kernel call records the kernel and its argument types and does
+   pickled copy of the model, optimizer and loss runs one training step and up to
+   two inference calls (the plan's trace and its run) with every fastnn kernel
+   replaced by a recorder. A kernel call records the kernel and its argument types and does
    nothing; a handle (``_fnptr.handle``) records its serial kernel and gives a dummy
    that only recorded kernels ever receive. No machine code runs there, so the
    arrays the kernels would have filled hold garbage, which only Python-side checks
