@@ -4,6 +4,7 @@ import threading
 
 from .._planstate import plan_state
 
+
 class _GradState(threading.local):
     enabled = True  # each thread starts with grad enabled
 
