@@ -325,3 +325,16 @@ def test_the_predict_command_compiles_a_first_run_in_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "compiling kernels in 2 processes (first run only)" in proc.stderr, proc.stderr[-2000:]
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), fastnn.predict(model, x))
+
+
+def test_info_shows_the_first_run_compile(tmp_path):
+    def info(*args, **env):
+        done = subprocess.run([sys.executable, "-m", "fastnn", "info", *args], capture_output=True, text=True,
+                              timeout=120, env=dict(_env(tmp_path / "empty"), **env))
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    found = json.loads(info("--json", FASTNN_COMPILE_JOBS="3"))
+    assert found["compile_jobs"] == 3 and found["cache_empty"] is True
+    assert "compile jobs    3 on a first run (FASTNN_COMPILE_JOBS; the cache is empty" in info(FASTNN_COMPILE_JOBS="3")
+    assert "compile jobs    FASTNN_COMPILE_JOBS must be a positive int" in info(FASTNN_COMPILE_JOBS="x")

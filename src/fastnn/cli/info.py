@@ -15,7 +15,7 @@ def collect_info():
     import llvmlite.binding as llvm
     import numba
 
-    from .. import __version__, _malloc
+    from .. import __version__, _malloc, _precompile
     from ..kernels import _jit, _threading
 
     try:
@@ -42,7 +42,17 @@ def collect_info():
         "cache": bool(_jit.CACHE), "cache_dir": cache_dir, "cache_reason": _jit.CACHE_REASON,
         "cache_writable": bool(cache_dir) and _jit._writable_dir(cache_dir),
         "malloc_tuning": _malloc.STATE,
+        "compile_jobs": _compile_jobs(), "cache_empty": _precompile.cache_is_empty(),
     }
+
+
+def _compile_jobs():
+    from .. import _precompile
+
+    try:
+        return _precompile.default_jobs()
+    except ValueError as err:  # a bad FASTNN_COMPILE_JOBS: say so here rather than fail
+        return str(err)
 
 
 def _info(args):
@@ -65,5 +75,14 @@ def _info(args):
         _say(f"kernel cache    {info['cache_dir']} ({state}; {info['cache_reason']})")
     else:
         _say(f"kernel cache    {info['cache_reason']}")
+    from .. import _precompile
+
+    jobs = info["compile_jobs"]
+    if isinstance(jobs, int):
+        source = _precompile.ENV_JOBS if os.environ.get(_precompile.ENV_JOBS) else "CPUs allowed, at most 8"
+        now = "is empty: the next fit or predict compiles so" if info["cache_empty"] else "holds kernels"
+        _say(f"compile jobs    {jobs} on a first run ({source}; the cache {now})")
+    else:
+        _say(f"compile jobs    {jobs}")
     _say(f"malloc tuning   {info['malloc_tuning']}")
     return 0
