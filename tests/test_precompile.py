@@ -207,6 +207,8 @@ def test_fit_precompiles_once_on_an_empty_cache(monkeypatch):
     (args, kwargs), = calls
     assert args[1].shape == (4, 3) and args[2].shape == (4, 2) and args[5] == 2
     assert kwargs["inference_calls"] == 2  # validation: evaluate runs the plan from the second epoch
+    (last_x, last_y), = kwargs["more"]  # 10 rows in batches of 4: the last batch has 2
+    assert last_x.shape == (2, 3) and last_y.shape == (2, 2)
     fit(compile_jobs=2)  # once per process
     assert len(calls) == 1
     monkeypatch.setitem(_precompile._first_run, "tried", False)
@@ -338,3 +340,23 @@ def test_info_shows_the_first_run_compile(tmp_path):
     assert found["compile_jobs"] == 3 and found["cache_empty"] is True
     assert "compile jobs    3 on a first run (FASTNN_COMPILE_JOBS; the cache is empty" in info(FASTNN_COMPILE_JOBS="3")
     assert "compile jobs    FASTNN_COMPILE_JOBS must be a positive int" in info(FASTNN_COMPILE_JOBS="x")
+
+
+def test_discovery_records_helpers_python_calls_and_a_last_batch(tmp_path):
+    proc = _run("""
+    import json
+    import numpy as np
+    from fastnn import nn, optim
+    from fastnn._precompile import discover
+    model = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    x = np.random.default_rng(0).standard_normal((64, 8, 16, 16)).astype(np.float32)
+    found = {}
+    for more in ([], [(x[:1], np.zeros(1))]):
+        items, complete = discover(model, optim.SGD(model.parameters(), lr=0.1), lambda out, y: out.sum(), x,
+                                   np.zeros(64), 0, more=more)
+        found[len(more)] = [name for (module, name), sig in items]
+    print(json.dumps(found))
+    """, tmp_path)
+    found = json.loads(proc.stdout.splitlines()[-1])
+    assert "dw_budget" in found["0"]  # an inlined helper the conv's Python calls: compiled for it
+    assert set(found["0"]) < set(found["1"])  # one image: the serial paths too (64: the parallel ones)

@@ -95,7 +95,7 @@ def _kernel_names():
     from ._warmup import all_kernels
 
     names = {}
-    for key, value in all_kernels().items():
+    for key, value in all_kernels(inline=True).items():
         module, name = key.split(".")
         names[id(getattr(value, "dispatcher", value))] = (f"fastnn.kernels.{module}", name)
     return names
@@ -131,9 +131,9 @@ class _Recorder:
             module = getattr(dispatcher.py_func, "__module__", "") or ""
             if not module.startswith("fastnn.kernels.") or kws:
                 return original(dispatcher, *args, **kws)
+            recorder.record(dispatcher, tuple(dispatcher.typeof_pyval(a) for a in args))
             if dispatcher.targetoptions.get("inline") == "always":
                 return dispatcher.py_func  # a small helper Python calls too (sizes...): run as Python
-            recorder.record(dispatcher, tuple(dispatcher.typeof_pyval(a) for a in args))
             return getattr(dispatcher.py_func, "discovery_stand_in", _nothing)
 
         def handle(dispatcher, args):
@@ -216,14 +216,15 @@ def schedule(items):
     return [items[i] for i in order], [sorted(position[j] for j in waits[i]) for i in order]
 
 
-def _one_step(model, optimizer, loss, x, y, inference_calls, eval_x, eval_y, train=True):
-    """A training step on ``(x, y)`` (with ``train``), then ``inference_calls`` (0-2)
-    calls on ``eval_x`` (and its loss against ``eval_y``) as ``evaluate`` makes them."""
+def _one_step(model, optimizer, loss, x, y, inference_calls, eval_x, eval_y, train=True, more=()):
+    """A training step on ``(x, y)`` and on each further ``(x, y)`` of ``more`` (with
+    ``train``), then ``inference_calls`` (0-2) calls on ``eval_x`` (and its loss against
+    ``eval_y``) as ``evaluate`` makes them."""
     from . import inference as plans
     from .autograd.grad_mode import no_grad
     from .tensor import Tensor, _wrap
 
-    if train:
+    for x, y in ((x, y), *more) if train else ():
         model.train()
         if optimizer is not None:
             optimizer.zero_grad()
@@ -243,7 +244,7 @@ def _one_step(model, optimizer, loss, x, y, inference_calls, eval_x, eval_y, tra
                 loss(out, _wrap(eval_y if eval_y.dtype.kind != "f" else eval_y.astype(out.dtype)))
 
 
-def discover(model, optimizer, loss, x, y, inference_calls=2, eval_x=None, eval_y=None, train=True):
+def discover(model, optimizer, loss, x, y, inference_calls=2, eval_x=None, eval_y=None, train=True, more=()):
     """``(items, complete)``: the kernels (``((module, name), argument types)``, in call
     order) one step would compile, and whether the step ran to its end. Only for a
     process that has run no fastnn kernel (see the module docstring): the child."""
@@ -255,7 +256,7 @@ def discover(model, optimizer, loss, x, y, inference_calls=2, eval_x=None, eval_
     with _Recorder() as recorder:
         try:
             _one_step(model, optimizer, loss, x, y, inference_calls, x if eval_x is None else eval_x,
-                      y if eval_x is None else eval_y, train)
+                      y if eval_x is None else eval_y, train, more)
             complete = True
         except Exception:  # a check that read what no kernel computed: what was found stands
             complete = False
@@ -335,9 +336,9 @@ def _child_setup():
 def _discovery_main():
     """Entry point of the discovery child: discover, publish the items, then compile."""
     folder = sys.argv[1]
-    header, (model, optimizer, loss, x, y, eval_x, eval_y) = _child_setup()
+    header, (model, optimizer, loss, x, y, eval_x, eval_y, more) = _child_setup()
     items, complete = discover(model, optimizer, loss, x, y, header["inference_calls"], eval_x, eval_y,
-                               header["train"])
+                               header["train"], more)
     kept = []
     for item in items:  # an argument type that does not pickle: left to the first step
         try:
@@ -416,7 +417,7 @@ def _spawn(entry, folder, stdin=None):
 
 
 def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference_calls=2, eval_x=None, eval_y=None,
-               train=True, progress=False, timeout=600.0):
+               train=True, more=(), progress=False, timeout=600.0):
     """Compile the kernels a training step of ``model`` on a batch like ``x`` needs,
     and its inference on such a batch, in ``jobs`` processes at once, into the kernel
     cache; returns a report dict.
@@ -430,6 +431,8 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
     many batches), on ``eval_x`` and ``eval_y``: a batch as ``evaluate`` or ``predict``
     sees it (default: ``x`` and ``y``; their 256 rows can take other kernels than a
     training batch's 32). ``train=False``: inference alone (what ``predict`` needs).
+    ``more``: further ``(x, y)`` batches the training step runs on too (an epoch's
+    last, smaller batch can take other kernels: a serial path, say).
     ``jobs`` (default: ``default_jobs()``) counts this process.
 
     Changes none of its arguments: the step runs on pickled copies in a child
@@ -464,9 +467,12 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
         a = np.asarray(a.data if isinstance(a, Tensor) else a)
         return a.astype(model.dtype, copy=False) if a.dtype.kind == "f" else a
 
+    def target(a):
+        return None if a is None else np.asarray(a.data if isinstance(a, Tensor) else a)
+
     x, eval_x = array(x), None if eval_x is None else array(eval_x)
-    y = None if y is None else np.asarray(y.data if isinstance(y, Tensor) else y)
-    eval_y = None if eval_y is None else np.asarray(eval_y.data if isinstance(eval_y, Tensor) else eval_y)
+    y, eval_y = target(y), target(eval_y)
+    more = [(array(mx), target(my)) for mx, my in more]
     if jobs < 2:
         report["skipped"] = "one process (jobs < 2)"
     elif not _jit.CACHE:
@@ -484,7 +490,7 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
                                "dtype": np.dtype(fastnn.get_default_dtype()).name,
                                "deterministic": fastnn.are_deterministic_algorithms_enabled(),
                                "inference_calls": int(inference_calls), "train": bool(train)})
-        body = _dumps((model, optimizer, loss, x, y, eval_x, eval_y))
+        body = _dumps((model, optimizer, loss, x, y, eval_x, eval_y, more))
     except Exception as err:
         report["skipped"] = f"the model, optimizer or loss does not pickle ({type(err).__name__}: {err})"
         return report

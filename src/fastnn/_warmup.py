@@ -190,8 +190,9 @@ def _run_optimizers(rng, dtype):
                 opt.step()
 
 
-def all_kernels():
-    """``{"module.name": kernel}`` for every kernel dispatcher in ``fastnn.kernels``."""
+def all_kernels(inline=False):
+    """``{"module.name": kernel}`` for every kernel dispatcher in ``fastnn.kernels``
+    (``inline``: also the helpers inlined into their callers, which Python may call too)."""
     found = {}
     for info in pkgutil.iter_modules(kernels.__path__):
         if info.name.startswith("_"):
@@ -203,7 +204,7 @@ def all_kernels():
                 continue
             if dispatcher.py_func.__module__ != module.__name__:
                 continue
-            if getattr(dispatcher, "targetoptions", {}).get("inline") == "always":
+            if getattr(dispatcher, "targetoptions", {}).get("inline") == "always" and not inline:
                 continue  # inlined into its callers, never compiled on its own
             found[f"{info.name}.{name}"] = value
     return found

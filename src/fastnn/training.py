@@ -289,8 +289,10 @@ def _first_run_compile(model, x, y, loss, optimizer, batch_size, jobs, validatio
         return None if a is None else np.asarray(a[:n])
 
     n, m = min(batch_size, len(x)), min(max(batch_size, 256), len(x))  # a step's batch; evaluate's
+    last = len(x) % n  # an epoch's last, smaller batch
+    more = [(np.asarray(x[-last:]), None if y is None else np.asarray(y[-last:]))] if last else []
     return precompile(model, rows(x, n), rows(y, n), loss, optimizer, jobs, inference_calls=inference_calls,
-                      eval_x=rows(x, m), eval_y=rows(y, m), progress=progress)
+                      eval_x=rows(x, m), eval_y=rows(y, m), more=more, progress=progress)
 
 
 def _first_run_compile_inference(model, x, batch_size, progress, more=None):
