@@ -91,6 +91,9 @@ def test_precompile_leaves_the_first_step_nothing_to_compile(tmp_path):
     proc = _run(EMBEDDING + """
     import json
     before = [p.data.copy() for p in model.parameters()]
+    import sys
+    import fastnn._precompile
+    forked = fastnn._precompile._can_fork()  # a fresh interpreter on Linux: forked children
     report = fastnn.precompile(model, x[:8], y[:8], loss, opt, jobs=2, inference_calls=2)
     unchanged = all(np.array_equal(b, p.data) for b, p in zip(before, model.parameters()))
     untouched = not opt.state and model.training
@@ -100,7 +103,8 @@ def test_precompile_leaves_the_first_step_nothing_to_compile(tmp_path):
     fastnn.predict(model, x[:8], batch_size=8)
     report.pop("seconds")
     print(json.dumps({"report": report, "unchanged": unchanged, "untouched": untouched,
-                      "compiled": compiled, "loss": history["loss"][0]}))
+                      "compiled": compiled, "loss": history["loss"][0],
+                      "forked": forked == sys.platform.startswith("linux")}))
     """, tmp_path)
     found = json.loads(proc.stdout.splitlines()[-1])
     report = found["report"]
@@ -108,7 +112,7 @@ def test_precompile_leaves_the_first_step_nothing_to_compile(tmp_path):
     assert report["kernels"] >= 4, report  # embedding forward/backward, MSE, SGD
     assert found["unchanged"] and found["untouched"]  # the step ran on copies, elsewhere
     assert found["compiled"] == [], found["compiled"]  # everything came from the cache or this process
-    assert np.isfinite(found["loss"])
+    assert np.isfinite(found["loss"]) and found["forked"]
 
 
 def test_fit_compiles_a_first_run_in_processes_and_says_so(tmp_path):
@@ -145,14 +149,17 @@ MAIN_MODEL = """
     {extra}
     model = Net()
     x = np.arange(8).reshape(8, 1) % 5
+    import fastnn._precompile
+    fastnn._precompile.FORK = {fork}
     report = fastnn.precompile(model, x, jobs=2, inference_calls=0)
     out = model(x)  # the first step: compiled by then, or compiling as before
     print(json.dumps({{"skipped": report["skipped"], "kernels": report["kernels"], "shape": list(out.shape)}}))
 """
 
 
-def test_a_model_class_from_main_is_discovered(tmp_path):
-    found = json.loads(_run(MAIN_MODEL.format(extra=""), tmp_path).stdout.splitlines()[-1])
+@pytest.mark.parametrize("fork", [False, True])
+def test_a_model_class_from_main_is_discovered(tmp_path, fork):
+    found = json.loads(_run(MAIN_MODEL.format(extra="", fork=fork), tmp_path).stdout.splitlines()[-1])
     assert found["skipped"] is None and found["kernels"] >= 1, found
     assert found["shape"] == [8, 1, 2]
 
@@ -163,12 +170,13 @@ def test_a_model_the_child_cannot_rebuild_falls_back(tmp_path):
         raise RuntimeError("not here")
     Net.__setstate__ = broken  # unpickling fails in the discovery process
     """
-    found = json.loads(_run(MAIN_MODEL.format(extra=extra), tmp_path).stdout.splitlines()[-1])
+    found = json.loads(_run(MAIN_MODEL.format(extra=extra, fork=False), tmp_path).stdout.splitlines()[-1])
     assert "found nothing" in found["skipped"] and found["kernels"] == 0, found
     assert found["shape"] == [8, 1, 2]
 
 
 def test_precompile_skips_without_workers_cache_or_pickling(monkeypatch):
+    monkeypatch.setattr(_precompile, "FORK", False)  # started children: the payload is pickled
     model = nn.Linear(3, 2)
     x = np.zeros((2, 3), np.float32)
     assert "jobs < 2" in fastnn.precompile(model, x, jobs=1)["skipped"]
