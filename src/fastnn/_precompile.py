@@ -74,6 +74,13 @@ def first_run_due(jobs):
         return True
 
 
+def _kernels_ran():
+    """True once any fastnn kernel has machine code in this process (compiled or loaded)."""
+    from ._warmup import all_kernels
+
+    return any(len(getattr(k, "dispatcher", k).overloads) for k in all_kernels().values())
+
+
 def cache_is_empty():
     """True when the kernel cache is on and holds no kernel of this fastnn yet (a first run)."""
     from .kernels import _jit
@@ -108,13 +115,12 @@ class _Recorder:
     """Stands in for every fastnn kernel's compilation while active: see the module docstring."""
 
     def __init__(self):
-        self.items, self.seen, self.unnamed = [], set(), 0
+        self.items, self.seen = [], set()
         self.names = _kernel_names()
 
     def record(self, dispatcher, sig):
         name = self.names.get(id(dispatcher))
-        if name is None:
-            self.unnamed += 1
+        if name is None:  # not a module-level kernel: nothing a worker could find by name
             return
         key = (name, sig)
         if key not in self.seen:
@@ -251,9 +257,7 @@ def discover(model, optimizer, loss, x, y, inference_calls=2, eval_x=None, eval_
     """``(items, complete)``: the kernels (``((module, name), argument types)``, in call
     order) one step would compile, and whether the step ran to its end. Only for a
     process that has run no fastnn kernel (see the module docstring): the child."""
-    from ._warmup import all_kernels
-
-    if any(len(getattr(k, "dispatcher", k).overloads) for k in all_kernels().values()):
+    if _kernels_ran():
         raise RuntimeError("fastnn: discover() runs only in a process that has run no fastnn kernel "
                            "(it would run compiled kernels on arrays no kernel filled)")
     with _Recorder() as recorder:
@@ -298,12 +302,11 @@ def compile_items(folder, items, waits=None, done=None):
     count, pending, blocked_since = 0, list(range(len(items))), None
     while pending and not os.path.exists(os.path.join(folder, "stop")):
         patient = blocked_since is None or time.monotonic() - blocked_since < WAIT_LIMIT
-        ready = [i for i in pending if not (waits and patient and not all(map(finished, waits[i])))]
-        if not ready:
+        i = next((i for i in pending if not (waits and patient and not all(map(finished, waits[i])))), None)
+        if i is None:
             blocked_since = blocked_since or time.monotonic()
             time.sleep(0.02)
             continue
-        i = ready[0]
         pending.remove(i)
         blocked_since = None
         if not _claim(folder, i):
@@ -396,9 +399,7 @@ def _can_fork():
     none, and would refuse)."""
     if not (FORK and hasattr(os, "fork") and sys.platform.startswith("linux")) or threading.active_count() != 1:
         return False
-    from ._warmup import all_kernels
-
-    return not any(len(getattr(k, "dispatcher", k).overloads) for k in all_kernels().values())
+    return not _kernels_ran()
 
 
 class _Forked:
@@ -503,8 +504,9 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
     last, smaller batch can take other kernels: a serial path, say).
     ``jobs`` (default: ``default_jobs()``) counts this process.
 
-    Changes none of its arguments: the step runs on pickled copies in a child
-    process, which calls ``forward`` there (whatever it prints is discarded). Never
+    Changes none of its arguments: the step runs on copies in a child process (a fork,
+    or pickled copies in a fresh interpreter), which calls ``forward`` there (whatever
+    it prints is discarded). Never
     raises for a model it cannot discover: the report's ``skipped`` says why, and
     the first step compiles as usual.
 
@@ -517,10 +519,9 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
     """
     from .kernels import _jit
     from .kernels._cache import compiling
+    from .nn.module import Module
     from .progress import progress_bar
     from .tensor import Tensor
-
-    from .nn.module import Module
 
     if not isinstance(model, Module):
         raise TypeError(f"precompile: expected a fastnn Module, got {type(model).__name__}")
@@ -531,14 +532,15 @@ def precompile(model, x, y=None, loss=None, optimizer=None, jobs=None, inference
     start = time.perf_counter()
     report = {"kernels": 0, "complete": False, "compiled_here": 0, "jobs": 1, "seconds": 0.0, "skipped": None}
     jobs = default_jobs() if jobs is None else int(jobs)
-    def array(a):
-        a = np.asarray(a.data if isinstance(a, Tensor) else a)
-        return a.astype(model.dtype, copy=False) if a.dtype.kind == "f" else a
 
     def target(a):
         return None if a is None else np.asarray(a.data if isinstance(a, Tensor) else a)
 
-    x, eval_x = array(x), None if eval_x is None else array(eval_x)
+    def array(a):  # an input: float data in the model's dtype, as fit converts it
+        a = target(a)
+        return a.astype(model.dtype, copy=False) if a is not None and a.dtype.kind == "f" else a
+
+    x, eval_x = array(x), array(eval_x)
     y, eval_y = target(y), target(eval_y)
     more = [(array(mx), target(my)) for mx, my in more]
     if jobs < 2:

@@ -295,15 +295,15 @@ def _first_run_compile(model, x, y, loss, optimizer, batch_size, jobs, validatio
                       eval_x=rows(x, m), eval_y=rows(y, m), more=more, progress=progress)
 
 
-def _first_run_compile_inference(model, x, batch_size, progress, more=None):
+def _first_run_compile_inference(model, x, batch_size, progress, repeated=None):
     """``predict``'s first run (arrays): the plan's kernels for a batch, as ``fit``'s;
-    ``more``: whether batches of this shape follow (default: more rows than a batch)."""
+    ``repeated``: whether batches of this shape follow (default: more rows than a batch)."""
     from ._precompile import default_jobs, first_run_due, precompile
 
     if first_run_due(default_jobs()):
         n = min(batch_size, len(x))
-        more = len(x) > n if more is None else more
-        precompile(model, np.asarray(x[:n]), train=False, inference_calls=2 if more else 1, progress=progress)
+        repeated = len(x) > n if repeated is None else repeated
+        precompile(model, np.asarray(x[:n]), train=False, inference_calls=2 if repeated else 1, progress=progress)
 
 
 def _fit_epochs(model, batches, loss, optimizer, epoch_range, epochs, batch_size, validation_data, progress,

@@ -31,6 +31,10 @@ def collect_info():
     env_threads = os.environ.get("NUMBA_NUM_THREADS")
     user_layer = _threading._user_layer
     cache_dir = _jit.CACHE_DIR
+    try:
+        compile_jobs = _precompile.default_jobs()
+    except ValueError as err:  # a bad FASTNN_COMPILE_JOBS: say so here rather than fail
+        compile_jobs = str(err)
     return {
         "fastnn": __version__, "python": platform.python_version(), "numpy": np.__version__,
         "numba": numba.__version__, "llvmlite": llvmlite.__version__, "platform": platform.platform(),
@@ -42,17 +46,10 @@ def collect_info():
         "cache": bool(_jit.CACHE), "cache_dir": cache_dir, "cache_reason": _jit.CACHE_REASON,
         "cache_writable": bool(cache_dir) and _jit._writable_dir(cache_dir),
         "malloc_tuning": _malloc.STATE,
-        "compile_jobs": _compile_jobs(), "cache_empty": _precompile.cache_is_empty(),
+        "compile_jobs": compile_jobs, "cache_empty": _precompile.cache_is_empty(),
+        "compile_jobs_source": _precompile.ENV_JOBS if os.environ.get(_precompile.ENV_JOBS)
+        else f"CPUs allowed, at most {_precompile.MAX_JOBS}",
     }
-
-
-def _compile_jobs():
-    from .. import _precompile
-
-    try:
-        return _precompile.default_jobs()
-    except ValueError as err:  # a bad FASTNN_COMPILE_JOBS: say so here rather than fail
-        return str(err)
 
 
 def _info(args):
@@ -75,13 +72,10 @@ def _info(args):
         _say(f"kernel cache    {info['cache_dir']} ({state}; {info['cache_reason']})")
     else:
         _say(f"kernel cache    {info['cache_reason']}")
-    from .. import _precompile
-
     jobs = info["compile_jobs"]
     if isinstance(jobs, int):
-        source = _precompile.ENV_JOBS if os.environ.get(_precompile.ENV_JOBS) else "CPUs allowed, at most 8"
         now = "is empty: the next fit or predict compiles so" if info["cache_empty"] else "holds kernels"
-        _say(f"compile jobs    {jobs} on a first run ({source}; the cache {now})")
+        _say(f"compile jobs    {jobs} on a first run ({info['compile_jobs_source']}; the cache {now})")
     else:
         _say(f"compile jobs    {jobs}")
     _say(f"malloc tuning   {info['malloc_tuning']}")

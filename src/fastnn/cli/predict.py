@@ -45,7 +45,7 @@ def _predict(args):
 
         first = next(chunks)
         # an empty kernel cache: the plan's kernels compile in several processes first
-        _first_run_compile_inference(model, first, len(first), not args.no_progress, more=n > len(first))
+        _first_run_compile_inference(model, first, len(first), not args.no_progress, repeated=n > len(first))
         try:
             out = score(first)
         except (ValueError, TypeError) as err:
