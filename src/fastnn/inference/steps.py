@@ -13,6 +13,7 @@ from ..kernels import conv as conv_k
 from ..kernels import conv1d as conv1d_k
 from ..kernels import matmul_packed as packed_k
 from ..kernels import norm as norm_k
+from ..kernels import winograd
 from ..kernels._threading import get_threads
 from ..kernels.conv_plan import Workspace
 from ..kernels.elementwise import add as add_kernel
@@ -173,8 +174,12 @@ class LayerStep(_Buffered):
         elif isinstance(module, Conv2d):
             geom = module.kernel_size + module.stride + module._conv_padding + module.dilation + (module.groups,)
             example = x.data if self.gather is None else self.gather
-            self.compute = conv_k.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
-                                                 _conv_work(workspaces), reuse=True)
+            if winograd.applies(example.shape, self.w.shape, geom):  # 3 x 3, stride 1, 32+ channels
+                self.compute = winograd.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
+                                                       get_threads(), _conv_work(workspaces))
+            else:
+                self.compute = conv_k.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
+                                                     _conv_work(workspaces), reuse=True)
         else:
             (k,), (s,), (p,), (d,) = module.kernel_size, module.stride, module._conv_padding, module.dilation
             N, OC, OL = self.out.shape

@@ -1,0 +1,153 @@
+"""Winograd F(2x2, 3x3) convolution (``kernels.winograd``), the inference plans' 3 x 3
+stride-1 convolution of 32 or more channels: against a float64 NumPy reference, every
+padding, edge and channel count, fused bias and activations, the thread split, and
+on a plan against the eager forward. (Inference only: it has no backward, so no
+gradient check; training runs the GEMM convolution.)"""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn.inference import steps as plan_steps
+from fastnn.kernels import activations as act_k
+from fastnn.kernels import winograd
+from fastnn.kernels.conv_plan import Workspace
+
+
+def reference(x, w, b, PH, PW):
+    """The direct convolution in float64: sum over the 9 taps of shifted images."""
+    N, C, H, W = x.shape
+    xp = np.zeros((N, C, H + 2 * PH, W + 2 * PW))
+    xp[:, :, PH:PH + H, PW:PW + W] = x
+    OH, OW = H + 2 * PH - 2, W + 2 * PW - 2
+    out = np.zeros((N, w.shape[0], OH, OW))
+    for kh in range(3):
+        for kw in range(3):
+            out += np.einsum("nchw,oc->nohw", xp[:, :, kh:kh + OH, kw:kw + OW], w[:, :, kh, kw].astype(np.float64))
+    return out if b is None else out + b.astype(np.float64)[None, :, None, None]
+
+
+def _act(v, kind, slope):
+    if kind == act_k.RELU:
+        return np.maximum(v, 0)
+    if kind == act_k.LEAKY_RELU:
+        return np.where(v > 0, v, v * slope)
+    if kind == act_k.SIGMOID:
+        return 1 / (1 + np.exp(-v))
+    return v
+
+
+def _run(x, w, b, PH, PW, kind=act_k.IDENTITY, slope=0.0, threads=2):
+    N, C, H, W = x.shape
+    out = np.full((N, w.shape[0], H + 2 * PH - 2, W + 2 * PW - 2), np.nan, x.dtype)
+    geom = (3, 3, 1, 1, PH, PW, 1, 1, 1)
+    winograd.forward_runner(out, x, w, b, geom, kind, slope, threads, Workspace())(x)
+    return out
+
+
+CASES = [  # N, C, OC, H, W, PH, PW
+    (1, 8, 8, 5, 5, 1, 1),
+    (2, 9, 11, 7, 6, 0, 2),      # odd and even sizes, no padding across, OC not a multiple of MR
+    (3, 16, 20, 9, 13, 2, 1),    # odd output width: the last tile's second column dropped
+    (1, 3, 5, 3, 4, 0, 0),       # one row of tiles, an odd output height of 1
+    (2, 32, 32, 16, 16, 1, 1),   # several panels of tiles, split over threads
+    (1, 4, 9, 1, 1, 1, 1),       # a 1 x 1 image: padding only
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_matches_the_direct_convolution(case, dtype):
+    N, C, OC, H, W, PH, PW = case
+    rng = np.random.default_rng(sum(case))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((OC, C, 3, 3)).astype(dtype)
+    b = rng.standard_normal(OC).astype(dtype)
+    want = reference(x, w, b, PH, PW)
+    got = _run(x, w, b, PH, PW)
+    # float64: rounding only; float32: a few units in the last place of the largest output
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
+    assert not np.isnan(got).any()  # every output element written
+
+
+def test_many_channels_take_several_k_blocks():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((1, 300, 4, 5))  # 300 > KC = 256: two K blocks of 150
+    w = rng.standard_normal((17, 300, 3, 3))
+    want = reference(x, w, None, 1, 1)
+    np.testing.assert_allclose(_run(x, w, None, 1, 1), want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("kind,slope", [(act_k.RELU, 0.0), (act_k.LEAKY_RELU, 0.1), (act_k.SIGMOID, 0.0)])
+def test_fused_activation(kind, slope):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 8, 7, 9))
+    w = rng.standard_normal((12, 8, 3, 3))
+    b = rng.standard_normal(12)
+    want = _act(reference(x, w, b, 1, 1), kind, slope)
+    np.testing.assert_allclose(_run(x, w, b, 1, 1, kind, slope), want, rtol=1e-12, atol=1e-12)
+
+
+def test_results_do_not_depend_on_the_thread_split():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 32, 14, 10)).astype(np.float32)
+    w = rng.standard_normal((40, 32, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(40).astype(np.float32)
+    one = _run(x, w, b, 1, 1, threads=1)
+    assert np.array_equal(_run(x, w, b, 1, 1, threads=2), one)
+    assert np.array_equal(_run(x, w, b, 1, 1, threads=3), one)
+
+
+@pytest.mark.parametrize("geom,channels,ok", [
+    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (32, 32), True),
+    ((3, 3, 1, 1, 0, 2, 1, 1, 1), (64, 32), True),
+    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (16, 32), False),  # too few input channels to pay
+    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (32, 8), False),   # too few output channels
+    ((3, 3, 2, 2, 1, 1, 1, 1, 1), (32, 32), False),  # stride 2
+    ((3, 3, 1, 1, 2, 2, 2, 2, 1), (32, 32), False),  # dilation 2
+    ((3, 3, 1, 1, 1, 1, 1, 1, 2), (32, 32), False),  # groups
+    ((5, 5, 1, 1, 2, 2, 1, 1, 1), (32, 32), False),  # 5 x 5
+    ((3, 3, 1, 1, 3, 3, 1, 1, 1), (32, 32), False),  # padding past 2
+])
+def test_applies_to_3x3_stride_1_with_enough_channels(geom, channels, ok):
+    C, OC = channels
+    assert winograd.applies((1, C, 8, 8), (OC, C // geom[8], geom[0], geom[1]), geom) is ok
+
+
+class _Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        out = nn.functional.relu(self.bn1(self.conv1(x)))
+        return nn.functional.relu(self.bn2(self.conv2(out)) + x)
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_a_plan_runs_it_and_equals_the_eager_forward(batch, monkeypatch):
+    built = []
+    runner = winograd.forward_runner
+
+    def counting(*args):
+        built.append(args[2].shape)
+        return runner(*args)
+
+    monkeypatch.setattr(plan_steps.winograd, "forward_runner", counting)
+    fastnn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), _Block(32),
+                          nn.Conv2d(32, 40, 3, padding=1), nn.Flatten()).eval()
+    for m in model.modules():  # statistics a folded BatchNorm has to get right
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.data[:] = np.linspace(-0.5, 0.5, m.num_features)
+            m.running_var.data[:] = np.linspace(0.5, 2.0, m.num_features)
+    x = np.random.default_rng(4).standard_normal((batch, 3, 11, 9)).astype(np.float32)
+    compiled = fastnn.compile(model)
+    with fastnn.no_grad():
+        want = model(x).data
+        for _ in range(3):
+            got = compiled(x).data
+    assert built == [(32, 32, 3, 3), (32, 32, 3, 3), (40, 32, 3, 3)]  # not the 3-channel first layer
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
