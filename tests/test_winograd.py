@@ -79,10 +79,11 @@ def test_many_channels_take_several_k_blocks():
     np.testing.assert_allclose(_run(x, w, None, 1, 1), want, rtol=0, atol=1e-12 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("width", [9, 14])  # float64 rows of 5 and 7 tiles: the vectors, overlapping
 @pytest.mark.parametrize("kind,slope", [(act_k.RELU, 0.0), (act_k.LEAKY_RELU, 0.1), (act_k.SIGMOID, 0.0)])
-def test_fused_activation(kind, slope):
+def test_fused_activation(kind, slope, width):
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((2, 8, 7, 9))
+    x = rng.standard_normal((2, 8, 7, width))
     w = rng.standard_normal((12, 8, 3, 3))
     b = rng.standard_normal(12)
     want = _act(reference(x, w, b, 1, 1), kind, slope)
@@ -99,20 +100,22 @@ def test_results_do_not_depend_on_the_thread_split():
     assert np.array_equal(_run(x, w, b, 1, 1, threads=3), one)
 
 
-@pytest.mark.parametrize("geom,channels,ok", [
-    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (32, 32), True),
-    ((3, 3, 1, 1, 0, 2, 1, 1, 1), (64, 32), True),
-    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (16, 32), False),  # too few input channels to pay
-    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (32, 8), False),   # too few output channels
-    ((3, 3, 2, 2, 1, 1, 1, 1, 1), (32, 32), False),  # stride 2
-    ((3, 3, 1, 1, 2, 2, 2, 2, 1), (32, 32), False),  # dilation 2
-    ((3, 3, 1, 1, 1, 1, 1, 1, 2), (32, 32), False),  # groups
-    ((5, 5, 1, 1, 2, 2, 1, 1, 1), (32, 32), False),  # 5 x 5
-    ((3, 3, 1, 1, 3, 3, 1, 1, 1), (32, 32), False),  # padding past 2
+@pytest.mark.parametrize("geom,channels,width,dtype,ok", [
+    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (32, 32), 16, np.float32, True),
+    ((3, 3, 1, 1, 0, 2, 1, 1, 1), (8, 32), 14, np.float32, True),    # 16 output columns: 8 tiles a row
+    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (32, 32), 14, np.float32, False),  # 7 tiles a row: less than a vector
+    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (32, 32), 8, np.float64, True),    # 4 tiles: a float64 vector
+    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (16, 16), 32, np.float32, False),  # too few channels to pay
+    ((3, 3, 1, 1, 1, 1, 1, 1, 1), (4, 64), 32, np.float32, False),   # too few input channels
+    ((3, 3, 2, 2, 1, 1, 1, 1, 1), (32, 32), 32, np.float32, False),  # stride 2
+    ((3, 3, 1, 1, 2, 2, 2, 2, 1), (32, 32), 32, np.float32, False),  # dilation 2
+    ((3, 3, 1, 1, 1, 1, 1, 1, 2), (32, 32), 32, np.float32, False),  # groups
+    ((5, 5, 1, 1, 2, 2, 1, 1, 1), (32, 32), 32, np.float32, False),  # 5 x 5
+    ((3, 3, 1, 1, 3, 3, 1, 1, 1), (32, 32), 32, np.float32, False),  # padding past 2
 ])
-def test_applies_to_3x3_stride_1_with_enough_channels(geom, channels, ok):
+def test_applies_where_it_pays(geom, channels, width, dtype, ok):
     C, OC = channels
-    assert winograd.applies((1, C, 8, 8), (OC, C // geom[8], geom[0], geom[1]), geom) is ok
+    assert winograd.applies((1, C, 8, width), (OC, C // geom[8], geom[0], geom[1]), geom, dtype) is ok
 
 
 class _Block(nn.Module):
@@ -143,7 +146,7 @@ def test_a_plan_runs_it_and_equals_the_eager_forward(batch, monkeypatch):
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.data[:] = np.linspace(-0.5, 0.5, m.num_features)
             m.running_var.data[:] = np.linspace(0.5, 2.0, m.num_features)
-    x = np.random.default_rng(4).standard_normal((batch, 3, 11, 9)).astype(np.float32)
+    x = np.random.default_rng(4).standard_normal((batch, 3, 11, 17)).astype(np.float32)  # 9 tiles a row
     compiled = fastnn.compile(model)
     with fastnn.no_grad():
         want = model(x).data

@@ -49,7 +49,7 @@ def _layer_cases():
         ("Conv2d(one large image)", lambda: nn.Conv2d(16, 32, 3, padding=1),  # columns over threads
          floats(1, 16, 16, 16)),
         ("Conv2d(3x3, 32 channels)", lambda: nn.Conv2d(32, 32, 3, padding=1),  # Winograd on a plan, panels
-         floats(2, 32, 12, 12)),  # over threads
+         floats(2, 32, 8, 16)),  # over threads
         ("MaxPool2d", lambda: nn.MaxPool2d(2), floats(2, 2, 6, 6)),
         ("MaxPool2d(3, stride 1)", lambda: nn.MaxPool2d(3, stride=1, padding=1), floats(2, 2, 6, 6)),  # serial
         ("AvgPool2d", lambda: nn.AvgPool2d(2, stride=1, padding=1), floats(2, 2, 6, 6)),

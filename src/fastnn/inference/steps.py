@@ -174,7 +174,7 @@ class LayerStep(_Buffered):
         elif isinstance(module, Conv2d):
             geom = module.kernel_size + module.stride + module._conv_padding + module.dilation + (module.groups,)
             example = x.data if self.gather is None else self.gather
-            if winograd.applies(example.shape, self.w.shape, geom):  # 3 x 3, stride 1, 32+ channels
+            if winograd.applies(example.shape, self.w.shape, geom, self.dtype):  # 3 x 3, stride 1, wide enough
                 self.compute = winograd.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
                                                        get_threads(), _conv_work(workspaces))
             else:
