@@ -30,6 +30,7 @@ import numpy as np
 from numba import prange
 
 from . import activations as act_k
+from . import winograd
 from ._fnptr import call, handle
 from ._jit import SERIAL_BELOW, inline, kernel, serial_kernel
 from ._threading import get_threads
@@ -318,8 +319,13 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     """out (N, OC, OH, OW) = act(conv2d(x, weight) + bias), overwritten.
 
     x (N, C, H, W), weight (OC, C/G, KH, KW), bias (OC,) or None; C-contiguous,
-    one dtype. ``kind``/``slope`` pick a fused activation (``activations``).
+    one dtype. ``kind``/``slope`` pick a fused activation (``activations``). A 3 x 3,
+    stride-1 convolution wide enough to pay runs by Winograd F(2x2, 3x3)
+    (``winograd``: 2.25x fewer multiply-adds, results within rounding).
     """
+    if winograd.applies(x.shape, weight.shape, geom, x.dtype):
+        winograd.conv2d_forward(out, x, weight, bias, geom, kind, slope)
+        return
     forward_runner(out, x, weight, bias, geom, kind, slope)(x)
 
 

@@ -29,11 +29,10 @@ from numba.extending import intrinsic
 from . import activations as act_k
 from ._fnptr import call, handle
 from ._jit import inline, kernel, serial_kernel
+from ._threading import get_threads
+from .conv_plan import workspace
 from .im2col import pad_images
-from .microkernel import KC, MR, NV, _bytes, _data, micro, pack_a
-
-# G: the 3-tap kernel's transform (4 x 3); B^T and A^T are written out in the loops
-_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+from .microkernel import KC, MR, NV, _bytes, _data, micro
 
 LANES = 32  # bytes of the transforms' vectors: 8 float32 (a tile row of a 16 x 16 output is 8 tiles)
 # where it pays, measured against the GEMM convolution on a plan (2 threads, batch 1 and
@@ -66,19 +65,43 @@ def _geometry(C, OC, itemsize):
     return NR, (C + nk - 1) // nk, rows, C * NR + 64 // itemsize, rows * NR + 64 // itemsize
 
 
-def pack_weight(weight, dtype):
-    """The weights (OC, C, 3, 3) transformed (U[e] = G g G^T, in float64, then ``dtype``)
-    and packed for the micro-kernel: flat, U[e]'s K block k0 and row group i at
-    ``e*rows*C + k0*rows + i*kc``."""
+def pack_weight(ap, weight):
+    """``ap`` (flat, ``16*rows*C``: see ``_geometry``) = the weights (OC, C, 3, 3)
+    transformed, U[e] = G g G^T (in float64, then ap's dtype), and packed for the
+    micro-kernel: U[e]'s K block k0 and row group i at ``e*rows*C + k0*rows + i*kc``,
+    rows past OC zero. Returns ap."""
     OC, C = weight.shape[:2]
-    u = np.einsum("ik,ockl,jl->ijoc", _G, np.asarray(weight, np.float64), _G).reshape(16, OC, C)
-    u = np.ascontiguousarray(u, dtype=dtype)
-    _, kcb, rows, _, _ = _geometry.py_func(C, OC, np.dtype(dtype).itemsize)
-    ap = np.zeros(16 * rows * C, dtype)
-    for e in range(16):
-        for k0 in range(0, C, kcb):
-            pack_a(ap[e * rows * C + k0 * rows:], u[e], False, 0, OC, k0, min(kcb, C - k0))
+    _, kcb, rows, _, _ = _geometry.py_func(C, OC, ap.itemsize)
+    _transform_weight(ap, weight, kcb, rows)
     return ap
+
+
+@serial_kernel
+def _transform_weight(ap, w, kcb, rows):
+    # pack_weight's work: per (oc, c), t = G g (4 x 3), then U = t G^T (4 x 4), with
+    # G's rows (1, 0, 0), (1, 1, 1) / 2, (1, -1, 1) / 2, (0, 0, 1)
+    OC, C = w.shape[0], w.shape[1]
+    stride = rows * C  # between the 16 U[e]
+    t = np.empty((4, 3))
+    for k0 in range(0, C, kcb):
+        kc = min(kcb, C - k0)
+        for oc in range(rows):
+            for k in range(kc):
+                at = k0 * rows + oc // MR * MR * kc + k * MR + oc % MR
+                if oc >= OC:
+                    for e in range(16):
+                        ap[e * stride + at] = 0
+                    continue
+                g = w[oc, k0 + k]
+                for j in range(3):
+                    g0, g1, g2 = np.float64(g[0, j]), np.float64(g[1, j]), np.float64(g[2, j])
+                    t[0, j], t[1, j], t[2, j], t[3, j] = g0, (g0 + g1 + g2) * 0.5, (g0 - g1 + g2) * 0.5, g2
+                for i in range(4):
+                    t0, t1, t2 = t[i, 0], t[i, 1], t[i, 2]
+                    ap[(4 * i) * stride + at] = t0
+                    ap[(4 * i + 1) * stride + at] = (t0 + t1 + t2) * 0.5
+                    ap[(4 * i + 2) * stride + at] = (t0 - t1 + t2) * 0.5
+                    ap[(4 * i + 3) * stride + at] = t2
 
 
 def _lanes(fty):
@@ -346,16 +369,29 @@ def winograd_parallel(out, x, ap, bias, has_bias, kind, slope, PH, PW, npan, bps
                   bps[c], ms[c], eos[c], xpfs[c]))
 
 
-def forward_runner(out, x, weight, bias, geom, kind, slope, threads, work):
+def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
+    """out (N, OC, OH, OW) = act(conv2d(x, weight) + bias) by Winograd F(2x2, 3x3), for
+    one call (``applies`` must hold; C-contiguous arrays of one dtype): the weights
+    transformed now, scratch this thread's (``conv_plan.workspace``), the panels over
+    this thread's thread count."""
+    work = workspace()
+    C, OC = x.shape[1], out.shape[1]
+    rows = _geometry.py_func(C, OC, x.itemsize)[2]
+    ap = pack_weight(work.view("winograd_ap", (16 * rows * C,), x.dtype), weight)
+    forward_runner(out, x, ap, bias, geom, kind, slope, get_threads(), work, packed=True)(x)
+
+
+def forward_runner(out, x, weight, bias, geom, kind, slope, threads, work, packed=False):
     """``run(x)``: out = act(conv2d(x, weight) + bias) by Winograd F(2x2, 3x3) for inputs
     of ``x``'s shape and dtype (``applies`` must hold), the weights transformed and
-    packed now, scratch from ``work`` (a ``conv_plan.Workspace``), the panels split over
-    at most ``threads`` threads."""
+    packed now (``packed``: ``weight`` is already, by ``pack_weight``), scratch from
+    ``work`` (a ``conv_plan.Workspace``), the panels split over at most ``threads``
+    threads."""
     N, C = x.shape[:2]
     OC, OH, OW = out.shape[1:]
     dt = x.dtype
-    NR, _, _, sb, sm = _geometry.py_func(C, OC, dt.itemsize)
-    ap = pack_weight(weight, dt)
+    NR, _, rows, sb, sm = _geometry.py_func(C, OC, dt.itemsize)
+    ap = weight if packed else pack_weight(np.empty(16 * rows * C, dt), np.ascontiguousarray(weight, dt))
     has_bias = bias is not None
     bias = np.ascontiguousarray(bias, dt) if has_bias else ap[:1]
     kind, slope = int(kind), float(slope)
