@@ -46,8 +46,8 @@ def _layer_cases():
          floats(2, 4, 7, 7)),
         ("Conv2d+ReLU", lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), floats(2, 1, 6, 6)),
         ("Conv2d(one image)", lambda: nn.Conv2d(2, 4, 3, padding=1), floats(1, 2, 6, 6)),  # the serial path
-        ("Conv2d(one large image)", lambda: nn.Conv2d(16, 32, 3, padding=1),  # columns over threads
-         floats(1, 16, 16, 16)),
+        ("Conv2d(one large image)", lambda: nn.Conv2d(16, 16, 3, padding=1),  # columns over threads
+         floats(1, 16, 24, 24)),  # (16 + 16 channels: the GEMM convolution, not Winograd)
         ("Conv2d(3x3, 32 channels)", lambda: nn.Conv2d(32, 32, 3, padding=1),  # Winograd on a plan, panels
          floats(2, 32, 8, 16)),  # over threads
         ("MaxPool2d", lambda: nn.MaxPool2d(2), floats(2, 2, 6, 6)),
