@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) convolution: 3 x 3, stride 1, for inference plans.
+"""Winograd F(2x2, 3x3) convolution: 3 x 3, stride 1, where it pays (``applies``).
 
 Each 2 x 2 block of output pixels (a tile) of an output channel is
 
@@ -10,10 +10,12 @@ Convolutional Neural Networks", 2016). The sum over c is, for each of the 16
 elements e of the 4 x 4 transformed patch, a product U[e] (OC, C) @ V[e] (C, tiles):
 16 products of 16 * OC * C per tile against 36 * OC * C for the direct convolution's
 four pixels, 2.25x fewer multiply-adds. The weights' transform U = G g G^T is made
-once (a plan's weights are constant) and packed for the micro-kernel; the input's
-transform V is written straight into the micro-kernel's packed B panels, NR tiles a
-panel; the output's transform adds the bias, applies the fused activation and
-writes NCHW.
+and packed for the micro-kernel once per inference plan (its weights are constant),
+or at each eager call (``conv2d_forward``: a pass over the weights); the input's
+transform V, from images each thread pads itself, is written straight into the
+micro-kernel's packed B panels, NR tiles a panel; the output's transform adds the
+bias, applies the fused activation and writes NCHW. Both transforms run W tiles at
+a time in vector registers (``_input_vectors``, ``_output_vectors``).
 
 The transforms only add and subtract (G's halves are exact), so the result differs
 from the direct convolution's by rounding alone, a few units in the last place
