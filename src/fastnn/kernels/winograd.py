@@ -55,35 +55,51 @@ def applies(x_shape, w_shape, geom, dtype):
             and (OW + 1) // 2 >= LANES // np.dtype(dtype).itemsize)
 
 
+# an eager call transforms the weights each time (about 10 ns per pair of channels,
+# where a tile saves about 0.2 ns per pair): below this many tiles it does not pay
+EAGER_MIN_TILES = 128
+
+
+def pays_eagerly(out_shape):
+    """Whether an eager call (weights transformed per call) producing ``out_shape``
+    (N, OC, OH, OW) has enough tiles to pay for its weight transform."""
+    N, _, OH, OW = out_shape
+    return N * ((OH + 1) // 2) * ((OW + 1) // 2) >= EAGER_MIN_TILES
+
+
 @inline
 def _geometry(C, OC, itemsize):
-    # (NR, kcb, rows, sb, sm): tiles a panel, K (the channels) in equal blocks of at most
-    # KC, the output channels rounded up to whole MR-row micro-tiles, and the distances
-    # between the 16 products' B panels and results in the scratch: a cache line more
-    # than their sizes, so that the transforms' 16 streams do not all fall into the same
-    # L1 sets (at 4 KiB apart, 16 streams thrash an 8-way cache: 4x slower)
+    # (NR, kcb, rows, sb, sm, sa): tiles a panel, K (the channels) in equal blocks of at
+    # most KC, the output channels rounded up to whole MR-row micro-tiles, and the
+    # distances between the 16 products' B panels, results and packed weights: a cache
+    # line more than their sizes, so that the transforms' 16 streams do not all fall
+    # into the same L1 sets (at 4 KiB apart, 16 streams thrash an 8-way cache: 4x slower)
     nk = (C + KC - 1) // KC
-    NR, rows = NV * (64 // itemsize), (OC + MR - 1) // MR * MR
-    return NR, (C + nk - 1) // nk, rows, C * NR + 64 // itemsize, rows * NR + 64 // itemsize
+    NR, rows, skew = NV * (64 // itemsize), (OC + MR - 1) // MR * MR, 64 // itemsize
+    return NR, (C + nk - 1) // nk, rows, C * NR + skew, rows * NR + skew, rows * C + skew
+
+
+def packed_size(C, OC, dtype):
+    """Elements of ``pack_weight``'s ap for C input and OC output channels."""
+    return 16 * _geometry.py_func(C, OC, np.dtype(dtype).itemsize)[5]
 
 
 def pack_weight(ap, weight):
-    """``ap`` (flat, ``16*rows*C``: see ``_geometry``) = the weights (OC, C, 3, 3)
-    transformed, U[e] = G g G^T (in float64, then ap's dtype), and packed for the
-    micro-kernel: U[e]'s K block k0 and row group i at ``e*rows*C + k0*rows + i*kc``,
-    rows past OC zero. Returns ap."""
+    """``ap`` (flat, ``packed_size``) = the weights (OC, C, 3, 3) transformed, U[e] =
+    G g G^T (in float64, then ap's dtype), and packed for the micro-kernel: U[e]'s K
+    block k0 and row group i at ``e*sa + k0*rows + i*kc`` (``_geometry``), rows past
+    OC zero. Returns ap."""
     OC, C = weight.shape[:2]
-    _, kcb, rows, _, _ = _geometry.py_func(C, OC, ap.itemsize)
-    _transform_weight(ap, weight, kcb, rows)
+    _, kcb, rows, _, _, sa = _geometry.py_func(C, OC, ap.itemsize)
+    _transform_weight(ap, weight, kcb, rows, sa)
     return ap
 
 
 @serial_kernel
-def _transform_weight(ap, w, kcb, rows):
+def _transform_weight(ap, w, kcb, rows, stride):
     # pack_weight's work: per (oc, c), t = G g (4 x 3), then U = t G^T (4 x 4), with
     # G's rows (1, 0, 0), (1, 1, 1) / 2, (1, -1, 1) / 2, (0, 0, 1)
     OC, C = w.shape[0], w.shape[1]
-    stride = rows * C  # between the 16 U[e]
     t = np.empty((4, 3))
     for k0 in range(0, C, kcb):
         kc = min(kcb, C - k0)
@@ -301,7 +317,7 @@ def winograd_panels(out, x, ap, bias, has_bias, kind, slope, PH, PW, p_lo, p_hi,
     (``im2col.pad_images``) with a tail the vector loads may read into."""
     N, C, H, W = x.shape
     OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
-    NR, kcb, rows, sb, sm = _geometry(C, OC, x.itemsize)
+    NR, kcb, rows, sb, sm, sa = _geometry(C, OC, x.itemsize)
     th, tw = (OH + 1) // 2, (OW + 1) // 2
     per_image = th * tw
     T = N * per_image
@@ -334,7 +350,7 @@ def winograd_panels(out, x, ap, bias, has_bias, kind, slope, PH, PW, p_lo, p_hi,
             for k0 in range(0, C, kcb):
                 kc = min(kcb, C - k0)
                 for i in range(0, rows, MR):
-                    micro(m, e * sm + i * NR, NR, ap, e * rows * C + k0 * rows + i * kc, bp, e * sb + k0 * NR,
+                    micro(m, e * sm + i * NR, NR, ap, e * sa + k0 * rows + i * kc, bp, e * sb + k0 * NR,
                           kc, k0 > 0)
         j, n, ty, tx0 = 0, n0, ty0, tx00
         while j < cols:
@@ -378,8 +394,7 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     this thread's thread count."""
     work = workspace()
     C, OC = x.shape[1], out.shape[1]
-    rows = _geometry.py_func(C, OC, x.itemsize)[2]
-    ap = pack_weight(work.view("winograd_ap", (16 * rows * C,), x.dtype), weight)
+    ap = pack_weight(work.view("winograd_ap", (packed_size(C, OC, x.dtype),), x.dtype), weight)
     forward_runner(out, x, ap, bias, geom, kind, slope, get_threads(), work, packed=True)(x)
 
 
@@ -392,8 +407,8 @@ def forward_runner(out, x, weight, bias, geom, kind, slope, threads, work, packe
     N, C = x.shape[:2]
     OC, OH, OW = out.shape[1:]
     dt = x.dtype
-    NR, _, rows, sb, sm = _geometry.py_func(C, OC, dt.itemsize)
-    ap = weight if packed else pack_weight(np.empty(16 * rows * C, dt), np.ascontiguousarray(weight, dt))
+    NR, _, _, sb, sm, _ = _geometry.py_func(C, OC, dt.itemsize)
+    ap = weight if packed else pack_weight(np.empty(packed_size(C, OC, dt), dt), np.ascontiguousarray(weight, dt))
     has_bias = bias is not None
     bias = np.ascontiguousarray(bias, dt) if has_bias else ap[:1]
     kind, slope = int(kind), float(slope)
