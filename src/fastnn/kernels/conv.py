@@ -321,10 +321,11 @@ def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
     x (N, C, H, W), weight (OC, C/G, KH, KW), bias (OC,) or None; C-contiguous,
     one dtype. ``kind``/``slope`` pick a fused activation (``activations``). A 3 x 3,
     stride-1 convolution wide and large enough to pay runs by Winograd F(2x2, 3x3)
-    (``winograd``: 2.25x fewer multiply-adds, results within rounding).
+    (``winograd``: 2.25x fewer multiply-adds, results within rounding), the weights
+    transformed for this one call.
     """
     if winograd.applies(x.shape, weight.shape, geom, x.dtype) and winograd.pays_eagerly(out.shape):
-        winograd.conv2d_forward(out, x, weight, bias, geom, kind, slope)
+        winograd.forward_runner(out, x, weight, bias, geom, kind, slope, get_threads(), workspace(), keep=False)(x)
         return
     forward_runner(out, x, weight, bias, geom, kind, slope)(x)
 

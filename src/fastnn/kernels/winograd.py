@@ -11,7 +11,7 @@ elements e of the 4 x 4 transformed patch, a product U[e] (OC, C) @ V[e] (C, til
 16 products of 16 * OC * C per tile against 36 * OC * C for the direct convolution's
 four pixels, 2.25x fewer multiply-adds. The weights' transform U = G g G^T is made
 and packed for the micro-kernel once per inference plan (its weights are constant),
-or at each eager call (``conv2d_forward``: a pass over the weights); the input's
+or at each eager call (a pass over the weights); the input's
 transform V, from images each thread pads itself, is written straight into the
 micro-kernel's packed B panels, NR tiles a panel; the output's transform adds the
 bias, applies the fused activation and writes NCHW. Both transforms run W tiles at
@@ -31,8 +31,6 @@ from numba.extending import intrinsic
 from . import activations as act_k
 from ._fnptr import call, handle
 from ._jit import inline, kernel, serial_kernel
-from ._threading import get_threads
-from .conv_plan import workspace
 from .im2col import pad_images
 from .microkernel import KC, MR, NV, _bytes, _data, micro
 
@@ -187,8 +185,9 @@ def _input_transform(bp, xpf, base, Wp, c, sb, j, L, NR):
 
 def _output_math(context, builder, signature, args, m_at, bias, relu):
     """(y00, y01, y10, y11): A^T M A + bias of W tiles as vectors, M[e] the vector at
-    element ``m_at + e*sm`` of the array argument ``m_at`` names (index into args), then
-    ReLU'd where the i1 ``relu`` is set (``v if v > 0 else v * 0``: NaN stays NaN)."""
+    element ``m_off + e*sm`` of the array m, where (m, m_off, sm) are ``args[m_at:m_at +
+    3]``, then ReLU'd where the i1 ``relu`` is set (``v if v > 0 else v * 0``: NaN stays
+    NaN)."""
     m, m_off, sm = args[m_at], args[m_at + 1], args[m_at + 2]
     fty = context.get_value_type(signature.args[m_at].dtype)
     W, size, i64, i32 = _lanes(fty), _bytes(fty), ir.IntType(64), ir.IntType(32)
@@ -208,8 +207,8 @@ def _output_math(context, builder, signature, args, m_at, bias, relu):
         v = builder.fadd(v, splat)
         return builder.select(relu, builder.select(builder.fcmp_ordered(">", v, zero), v, builder.fmul(v, zero)), v)
 
-    return [finish(builder.fadd(builder.fadd(s[0], s[1]), s[2])) for s in (s0, s1)] + \
-        [finish(builder.fsub(builder.fsub(s[1], s[2]), s[3])) for s in (s0, s1)]
+    return [finish(y) for s in (s0, s1)
+            for y in (builder.fadd(builder.fadd(s[0], s[1]), s[2]), builder.fsub(builder.fsub(s[1], s[2]), s[3]))]
 
 
 @intrinsic
@@ -226,7 +225,7 @@ def _output_vectors(typingctx, out, o_off, ow, two_rows, m, m_off, sm, bias, rel
         W, size, i32 = _lanes(fty), _bytes(fty), ir.IntType(32)
         wide = ir.VectorType(fty, 2 * W).as_pointer()
         relu = builder.icmp_unsigned("!=", args[8], ir.Constant(args[8].type, 0))
-        y00, y10, y01, y11 = _output_math(context, builder, signature, args, 4, args[7], relu)
+        y00, y01, y10, y11 = _output_math(context, builder, signature, args, 4, args[7], relu)
         ob = _data(context, builder, signature.args[0], out, o_off)
         pairs = ir.Constant(ir.VectorType(i32, 2 * W), [k // 2 + (k % 2) * W for k in range(2 * W)])
         builder.store(builder.shuffle_vector(y00, y01, pairs), builder.bitcast(ob, wide), align=size)
@@ -249,7 +248,7 @@ def _output_rows(typingctx, dst, d_off, ld, m, m_off, sm, bias):
         fty = context.get_value_type(signature.args[0].dtype)
         size, i64 = _bytes(fty), ir.IntType(64)
         vty = ir.VectorType(fty, _lanes(fty)).as_pointer()
-        y00, y10, y01, y11 = _output_math(context, builder, signature, args, 3, args[6], ir.Constant(ir.IntType(1), 0))
+        y00, y01, y10, y11 = _output_math(context, builder, signature, args, 3, args[6], ir.Constant(ir.IntType(1), 0))
         db = _data(context, builder, signature.args[0], dst, d_off)
         for k, v in enumerate((y00, y01, y10, y11)):
             p = builder.gep(db, [builder.mul(ld, ir.Constant(i64, k))], inbounds=True)
@@ -387,28 +386,19 @@ def winograd_parallel(out, x, ap, bias, has_bias, kind, slope, PH, PW, npan, bps
                   bps[c], ms[c], eos[c], xpfs[c]))
 
 
-def conv2d_forward(out, x, weight, bias, geom, kind=0, slope=0.0):
-    """out (N, OC, OH, OW) = act(conv2d(x, weight) + bias) by Winograd F(2x2, 3x3), for
-    one call (``applies`` must hold; C-contiguous arrays of one dtype): the weights
-    transformed now, scratch this thread's (``conv_plan.workspace``), the panels over
-    this thread's thread count."""
-    work = workspace()
-    C, OC = x.shape[1], out.shape[1]
-    ap = pack_weight(work.view("winograd_ap", (packed_size(C, OC, x.dtype),), x.dtype), weight)
-    forward_runner(out, x, ap, bias, geom, kind, slope, get_threads(), work, packed=True)(x)
-
-
-def forward_runner(out, x, weight, bias, geom, kind, slope, threads, work, packed=False):
+def forward_runner(out, x, weight, bias, geom, kind, slope, threads, work, keep=True):
     """``run(x)``: out = act(conv2d(x, weight) + bias) by Winograd F(2x2, 3x3) for inputs
     of ``x``'s shape and dtype (``applies`` must hold), the weights transformed and
-    packed now (``packed``: ``weight`` is already, by ``pack_weight``), scratch from
-    ``work`` (a ``conv_plan.Workspace``), the panels split over at most ``threads``
-    threads."""
+    packed now, scratch from ``work`` (a ``conv_plan.Workspace``), the panels split over
+    at most ``threads`` threads. ``keep``: the runner runs again and again (a plan's),
+    so the packed weights get an array of their own; else they go into ``work`` too."""
     N, C = x.shape[:2]
     OC, OH, OW = out.shape[1:]
     dt = x.dtype
     NR, _, _, sb, sm, _ = _geometry.py_func(C, OC, dt.itemsize)
-    ap = weight if packed else pack_weight(np.empty(packed_size(C, OC, dt), dt), np.ascontiguousarray(weight, dt))
+    size = packed_size(C, OC, dt)
+    ap = pack_weight(np.empty(size, dt) if keep else work.view("winograd_ap", (size,), dt),
+                     np.ascontiguousarray(weight, dt))
     has_bias = bias is not None
     bias = np.ascontiguousarray(bias, dt) if has_bias else ap[:1]
     kind, slope = int(kind), float(slope)
