@@ -350,6 +350,25 @@ def test_plain_sequential_runs_bound_to_its_buffers(monkeypatch):
     assert not np.allclose(before, after)
 
 
+def test_first_conv1d_layer_runs_on_the_path_chosen_for_its_plan(monkeypatch):
+    """A plan's first Conv1d reads the caller's input, a new array each call: it still
+    takes the position-rows product a bound step would (chosen once, when the plan is
+    built), on that call's input, and equals eager."""
+    from fastnn.kernels import conv1d as conv1d_k
+
+    real, read = conv1d_k._forward_rows, []
+    monkeypatch.setattr(conv1d_k, "_forward_rows", lambda out, x, *rest: read.append(x) or real(out, x, *rest))
+    rng = np.random.default_rng(3)
+    model = nn.Sequential(nn.Conv1d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(32 * 10, 3)).eval()
+    compiled = fastnn.compile(model)
+    inputs = [rng.standard_normal((1, 32, 19)).astype(np.float32) for _ in range(4)]
+    with fastnn.no_grad():
+        for x in inputs:
+            np.testing.assert_allclose(compiled(x).data, model(x).data, rtol=2e-5, atol=2e-5)
+    assert [any(a is x for a in read) for x in inputs] == [False, True, True, True]  # (the first call traces)
+
+
 def test_read_only_and_strided_inputs_get_plans_of_their_own():
     model, compiled, x = _cnn(4)
     frozen = x.copy()

@@ -22,7 +22,7 @@ from ..nn.linear import Linear
 from ..nn.pooling import AvgPool2d, MaxPool2d
 from ..ops.arith import ADD
 from ..ops.conv1d_packed import packs
-from ..ops.linear import linear_call, linear_into
+from ..ops.linear import linear_call, linear_runner
 from ..ops.pool import _NO_INDEX, adaptive_avg_plan, avg_pool_into, max_pool_into, pool_plan
 from ..tensor import _wrap
 
@@ -150,6 +150,8 @@ def _conv_work(workspaces):
 class LayerStep(_Buffered):
     """Linear, Conv1d or Conv2d with a folded BatchNorm and a fused activation."""
 
+    linear = conv1d = False  # a Linear unpacked, a Conv1d on conv1d's kernels: ``bind`` binds their calls
+
     def __init__(self, module, x, out, bn, act, workspaces, alloc):
         super().__init__(module, x, out.data.shape, alloc)
         w, b = module.weight.data, None if module.bias is None else module.bias.data
@@ -164,9 +166,11 @@ class LayerStep(_Buffered):
             K = self.w.shape[1]
             self.out2 = self.out.reshape(-1, self.w.shape[0])
             self.in_shape2 = (self.out2.shape[0], K)
-            self.compute = self._linear
             packed = packed_weight(self.w, self.out2.shape[0], workspaces)  # pre-pack the weight
-            if packed is not None:
+            if packed is None:
+                self.compute = linear_runner(self.out2, self.in_shape2, self.w, self.b, self.kind, self.slope)
+                self.linear = True
+            else:
                 self.packed, self.ap, self.tmp = packed
                 self.has_bias = self.b is not None
                 self.bias = self.b if self.has_bias else self.w[0]
@@ -185,8 +189,13 @@ class LayerStep(_Buffered):
             N, OC, OL = self.out.shape
             if packs(N, OL):
                 self.geom = (s, p, d, module.groups)
-                self.compute = self._conv1d
                 self.work = _conv_work(workspaces)
+                # (as the calls ``bind`` makes, position rows included: the first step's
+                # input is the caller's, so its path is chosen here, once)
+                example = x.data if self.gather is None else self.gather
+                self.compute = conv1d_k.forward_runner(self.out, example, self.w, self.b, self.geom, self.kind,
+                                                       self.slope, self.work, reuse=True)
+                self.conv1d = True
             else:  # long sequences: the 2-D kernels on height-1 views
                 self.geom = (1, k, 1, s, 0, p, 1, d, module.groups)
                 self.w4 = self.w.reshape(OC, -1, 1, k)
@@ -194,22 +203,16 @@ class LayerStep(_Buffered):
                 self.compute = self._conv1d_as_2d
 
     def bind(self, xd):
-        if self.compute == self._linear:
+        if self.linear:
             return linear_call(self.out2, xd.reshape(self.in_shape2), self.w, self.b, self.kind, self.slope)
-        if self.compute == self._conv1d:
+        if self.conv1d:
             return conv1d_k.forward_call(self.out, xd, self.w, self.b, self.geom, self.kind, self.slope, self.work,
                                          reuse=True)
         return super().bind(xd)
 
-    def _linear(self, xd):
-        linear_into(self.out2, xd.reshape(self.in_shape2), self.w, self.b, self.kind, self.slope)
-
     def _linear_packed(self, xd):
         packed_k.gemm_packed(self.out2, xd.reshape(self.in_shape2), self.packed, self.ap, self.tmp, get_threads(),
                              self.bias, self.kind, self.slope, self.has_bias)
-
-    def _conv1d(self, xd):
-        conv1d_k.conv1d_forward(self.out, xd, self.w, self.b, self.geom, self.kind, self.slope)
 
     def _conv1d_as_2d(self, xd):
         N, C, L = xd.shape

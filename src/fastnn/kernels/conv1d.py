@@ -463,6 +463,21 @@ def forward_call(out, x, weight, bias, geom, kind=0, slope=0.0, work=None, reuse
     return functools.partial(conv1d_slots, *args, _slot_handle(*args))
 
 
+def forward_runner(out, x, weight, bias, geom, kind=0, slope=0.0, work=None, reuse=False):
+    """``run(x)``: :func:`forward_call`'s work for any input of ``x``'s shape and type
+    (the first layer of an inference plan, whose input is the caller's): the path,
+    slots and scratch chosen once, as ``forward_call`` chooses them for ``x``."""
+    call = forward_call(out, x, weight, bias, geom, kind, slope, work, reuse)
+    fn, args = call.func, call.args
+    at = [i for i, a in enumerate(args) if a is x]
+    head, tail = args[:at[0]], args[at[-1] + 1:]
+    if len(at) == 1:
+        return lambda x: fn(*head, x, *tail)
+    mid = args[at[0] + 1:at[1]]  # (conv1d_slots takes the input twice: as x, and as its unused dx)
+    assert len(at) == 2, "forward_runner: the input at more than two places"
+    return lambda x: fn(*head, x, *mid, x, *tail)
+
+
 def conv1d_backward(dx, dweight, dbias, dout, x, weight, geom, accumulate_w=False, accumulate_b=False,
                     act_out=None, kind=0, slope=0.0):
     """Gradients of conv1d: dx overwritten; dweight, dbias overwritten or added to

@@ -86,6 +86,18 @@ def linear_call(out2, x2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
     return functools.partial(linear_serial, out2, x2, w, b if has_bias else w[0], act_kind, act_slope, has_bias)
 
 
+def linear_runner(out2, shape2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
+    """``run(x)``: ``linear_into(out2, x.reshape(shape2), w, b, act_kind, act_slope)``
+    for C-contiguous inputs of ``shape2``'s size and ``w``'s dtype (an inference plan's
+    first layer, whose input is the caller's), with the path chosen once, as
+    :func:`linear_call` chooses it: the same kernel calls, so the same bits."""
+    if out2.shape[0] * out2.shape[1] * shape2[1] >= GEMV_SPLIT_FLOPS:
+        return lambda x: linear_into(out2, x.reshape(shape2), w, b, act_kind, act_slope)
+    has_bias = b is not None
+    bias = b if has_bias else w[0]
+    return lambda x: linear_serial(out2, x.reshape(shape2), w, bias, act_kind, act_slope, has_bias)
+
+
 def product_into(out2, x2, weight, b, act_kind=act_k.IDENTITY, act_slope=0.0):
     """``linear_into`` with the weight Tensor ``weight``: while an inference plan runs,
     from the plan's packed copy of it (``fastnn.inference.packs``; the same bits)."""
