@@ -50,6 +50,8 @@ def _layer_cases():
          floats(1, 16, 24, 24)),  # (16 + 16 channels: the GEMM convolution, not Winograd)
         ("Conv2d(3x3, 32 channels)", lambda: nn.Conv2d(32, 32, 3, padding=1),  # Winograd on a plan, panels
          floats(2, 32, 8, 16)),  # over threads
+        ("Conv2d(5x5, 6 -> 16 channels, 16 images)", lambda: nn.Conv2d(6, 16, 5),  # images in the lanes on a
+         floats(16, 6, 14, 14)),  # plan (LeNet's second convolution), rows over threads
         ("MaxPool2d", lambda: nn.MaxPool2d(2), floats(2, 2, 6, 6)),
         ("MaxPool2d(3, stride 1)", lambda: nn.MaxPool2d(3, stride=1, padding=1), floats(2, 2, 6, 6)),  # serial
         ("AvgPool2d", lambda: nn.AvgPool2d(2, stride=1, padding=1), floats(2, 2, 6, 6)),

@@ -11,6 +11,7 @@ from ..kernels import activations as act_k
 from ..kernels import aligned
 from ..kernels import conv as conv_k
 from ..kernels import conv1d as conv1d_k
+from ..kernels import conv_lanes
 from ..kernels import matmul_packed as packed_k
 from ..kernels import norm as norm_k
 from ..kernels import winograd
@@ -181,6 +182,9 @@ class LayerStep(_Buffered):
             if winograd.applies(example.shape, self.w.shape, geom, self.dtype):  # 3 x 3, stride 1, wide enough
                 self.compute = winograd.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
                                                        get_threads(), _conv_work(workspaces))
+            elif conv_lanes.applies(example.shape, self.w.shape, self.out.shape, geom, self.dtype):  # small images
+                self.compute = conv_lanes.forward_runner(self.out, example, self.w, self.b, geom, self.kind,
+                                                         self.slope, get_threads())
             else:
                 self.compute = conv_k.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
                                                      _conv_work(workspaces), reuse=True)

@@ -211,14 +211,8 @@ def micro_row1(typingctx, c, c_off, a, a_off, bp, b_off, pstride, kc, add):
     return types.void(c, c_off, a, a_off, bp, b_off, pstride, kc, add), _row_codegen(1)
 
 
-@intrinsic
-def micro_offs(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
-    """``micro`` with B unpacked, each of its rows a run of NR elements somewhere in b:
-    B(k, j) = b's data[b_off + offs[o_off + k] + j] (offs: int64). The same sums in the
-    same order as ``micro`` on those rows packed. An implicit GEMM's B rows are runs of
-    a padded image (``conv_gemm``), read in place instead of packed."""
-    sig = types.void(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add)
-
+def _offs_codegen(rows):
+    """The codegen of ``micro_offs`` over the first ``rows`` rows of the A panel."""
     def codegen(context, builder, signature, args):
         c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add = args
         fty = context.get_value_type(signature.args[0].dtype)
@@ -235,10 +229,32 @@ def micro_offs(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, a
 
         _emit_micro(context, builder, fty, cb, ldc,
                     lambda k, r: builder.gep(ab, [_packed_a(builder, k, r, None, None)], inbounds=True),
-                    b_vector, kc, add)
+                    b_vector, kc, add, rows=rows)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return codegen
+
+
+@intrinsic
+def micro_offs(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
+    """``micro`` with B unpacked, each of its rows a run of NR elements somewhere in b:
+    B(k, j) = b's data[b_off + offs[o_off + k] + j] (offs: int64). The same sums in the
+    same order as ``micro`` on those rows packed. An implicit GEMM's B rows are runs of
+    a padded image (``conv_gemm``), read in place instead of packed."""
+    return types.void(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add), _offs_codegen(MR)
+
+
+@intrinsic
+def micro_offs6(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
+    """``micro_offs`` over the first 6 rows of the A panel (rows 6 and 7 of c untouched):
+    a last tile of 5 or 6 rows without the work of 8."""
+    return types.void(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add), _offs_codegen(6)
+
+
+@intrinsic
+def micro_offs4(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
+    """``micro_offs`` over the first 4 rows of the A panel: a last tile of up to 4 rows."""
+    return types.void(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add), _offs_codegen(4)
 
 
 def _gather_codegen(vectors):

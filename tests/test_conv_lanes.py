@@ -1,0 +1,157 @@
+"""The convolution with the batch in the vector lanes (``kernels.conv_lanes``), which
+inference plans run for many small images with few channels (``applies``): against a
+float64 NumPy reference over strides, paddings, dilations, odd and short rows,
+partial image blocks, every last-tile height and two K blocks; fused bias and
+activations; the thread split; where it applies; and on a plan against the eager
+forward."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn.kernels import activations as act_k
+from fastnn.kernels import conv_lanes
+
+
+def reference(x, w, b, geom):
+    """The direct convolution in float64: a sum over the taps of strided, shifted views."""
+    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    N, C, H, W = x.shape
+    xp = np.zeros((N, C, H + 2 * PH, W + 2 * PW))
+    xp[:, :, PH:PH + H, PW:PW + W] = x
+    OH = (H + 2 * PH - DH * (KH - 1) - 1) // SH + 1
+    OW = (W + 2 * PW - DW * (KW - 1) - 1) // SW + 1
+    out = np.zeros((N, w.shape[0], OH, OW))
+    for kh in range(KH):
+        for kw in range(KW):
+            patch = xp[:, :, kh * DH:kh * DH + SH * (OH - 1) + 1:SH, kw * DW:kw * DW + SW * (OW - 1) + 1:SW]
+            out += np.einsum("nchw,oc->nohw", patch, w[:, :, kh, kw].astype(np.float64))
+    return out if b is None else out + b.astype(np.float64)[None, :, None, None]
+
+
+def _act(v, kind, slope):
+    if kind == act_k.RELU:
+        return np.maximum(v, 0)
+    if kind == act_k.LEAKY_RELU:
+        return np.where(v > 0, v, v * slope)
+    if kind == act_k.SIGMOID:
+        return 1 / (1 + np.exp(-v))
+    return v
+
+
+def _run(x, w, b, geom, kind=act_k.IDENTITY, slope=0.0, threads=2):
+    out_shape = reference(x[:1], w, None, geom).shape[1:]
+    out = np.full((x.shape[0], *out_shape), np.nan, x.dtype)
+    conv_lanes.forward_runner(out, x, w, b, geom, kind, slope, threads)(x)
+    return out
+
+
+CASES = [  # N, C, OC, H, W, K, stride (rows), padding, dilation
+    (16, 1, 6, 12, 12, 5, 1, 2, 1),    # LeNet's first layer in small: a last tile of 6 rows
+    (16, 6, 16, 14, 14, 5, 1, 0, 1),   # LeNet's second: two whole tiles
+    (17, 3, 3, 7, 9, 3, 1, 1, 1),      # a second block of 1 image; 3 rows (a 4-row tile); odd output width
+    (33, 4, 9, 6, 5, 3, 2, 1, 1),      # stride 2 down; 9 channels: a whole tile and one of 1 row
+    (16, 2, 5, 9, 11, 3, 1, 2, 2),     # dilation 2, rows of 11 (one block of 8 pixels and a tail)
+    (20, 16, 12, 6, 7, 5, 1, 2, 1),    # 400 taps: two K blocks; 12 channels: 8 + a 4-row tile
+    (16, 2, 7, 1, 3, 1, 1, 0, 1),      # 1 x 1: a single row of 3 pixels
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c)))
+def test_matches_the_direct_convolution(case, dtype):
+    N, C, OC, H, W, K, S, P, D = case
+    rng = np.random.default_rng(sum(case))
+    geom = (K, K, S, 1, P, P, D, D, 1)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((OC, C, K, K)).astype(dtype)
+    b = rng.standard_normal(OC).astype(dtype)
+    want = reference(x, w, b, geom)
+    got = _run(x, w, b, geom)
+    tol = 1e-12 if dtype == np.float64 else 2e-6  # of the largest output: rounding only
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
+    assert not np.isnan(got).any()  # every output element written
+    again = _run(x, w, None, geom)  # no bias; and the runner's buffers reused below
+    np.testing.assert_allclose(again, want - b.astype(np.float64)[None, :, None, None], rtol=0,
+                               atol=tol * np.abs(want).max())
+
+
+def test_a_runner_reads_each_call_s_input():
+    rng = np.random.default_rng(1)
+    geom = (3, 3, 1, 1, 1, 1, 1, 1, 1)
+    w = rng.standard_normal((6, 2, 3, 3))
+    first, second = (rng.standard_normal((16, 2, 5, 10)) for _ in range(2))
+    out = np.empty((16, 6, 5, 10))
+    run = conv_lanes.forward_runner(out, first, w, None, geom, act_k.IDENTITY, 0.0, 2)
+    run(first)
+    run(second)
+    np.testing.assert_allclose(out, reference(second, w, None, geom), rtol=0, atol=1e-12 * np.abs(out).max())
+
+
+@pytest.mark.parametrize("kind,slope", [(act_k.RELU, 0.0), (act_k.LEAKY_RELU, 0.1), (act_k.SIGMOID, 0.0),
+                                        (act_k.TANH, 0.0)])
+def test_fused_activation(kind, slope):
+    rng = np.random.default_rng(2)
+    geom = (3, 3, 1, 1, 1, 1, 1, 1, 1)
+    x = rng.standard_normal((18, 3, 6, 10))
+    w = rng.standard_normal((10, 3, 3, 3))
+    b = rng.standard_normal(10)
+    want = reference(x, w, b, geom)
+    want = np.tanh(want) if kind == act_k.TANH else _act(want, kind, slope)
+    np.testing.assert_allclose(_run(x, w, b, geom, kind, slope), want, rtol=1e-12, atol=1e-12)
+
+
+def test_results_do_not_depend_on_the_thread_split():
+    rng = np.random.default_rng(3)
+    geom = (5, 5, 1, 1, 2, 2, 1, 1, 1)
+    x = rng.standard_normal((40, 4, 9, 12)).astype(np.float32)
+    w = rng.standard_normal((14, 4, 5, 5)).astype(np.float32)
+    b = rng.standard_normal(14).astype(np.float32)
+    one = _run(x, w, b, geom, act_k.RELU, threads=1)
+    assert np.array_equal(_run(x, w, b, geom, act_k.RELU, threads=2), one)
+    assert np.array_equal(_run(x, w, b, geom, act_k.RELU, threads=3), one)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,geom,dtype,ok", [
+    ((64, 1, 28, 28), (6, 1, 5, 5), (5, 5, 1, 1, 2, 2, 1, 1, 1), np.float32, True),    # LeNet's layers
+    ((64, 6, 14, 14), (16, 6, 5, 5), (5, 5, 1, 1, 0, 0, 1, 1, 1), np.float32, True),
+    ((15, 6, 14, 14), (16, 6, 5, 5), (5, 5, 1, 1, 0, 0, 1, 1, 1), np.float32, False),  # fewer images than lanes
+    ((8, 6, 14, 14), (16, 6, 5, 5), (5, 5, 1, 1, 0, 0, 1, 1, 1), np.float64, True),    # float64: 8 lanes
+    ((17, 6, 14, 14), (16, 6, 5, 5), (5, 5, 1, 1, 0, 0, 1, 1, 1), np.float32, False),  # a block nearly empty
+    ((32, 3, 32, 32), (32, 3, 3, 3), (3, 3, 1, 1, 1, 1, 1, 1, 1), np.float32, False),  # little padding to save
+    ((64, 16, 10, 10), (32, 16, 3, 3), (3, 3, 1, 1, 1, 1, 1, 1, 1), np.float32, True),  # 0.83 of the work
+    ((32, 32, 16, 16), (64, 32, 3, 3), (3, 3, 1, 1, 1, 1, 1, 1, 1), np.float32, False),  # 0.89: about level
+    ((64, 6, 14, 14), (16, 6, 5, 5), (5, 5, 1, 2, 0, 0, 1, 1, 1), np.float32, False),  # stride across
+    ((64, 6, 14, 14), (16, 3, 5, 5), (5, 5, 1, 1, 0, 0, 1, 1, 2), np.float32, False),  # groups
+])
+def test_applies_where_it_pays(x_shape, w_shape, geom, dtype, ok):
+    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    out_shape = (x_shape[0], w_shape[0], (x_shape[2] + 2 * PH - DH * (KH - 1) - 1) // SH + 1,
+                 (x_shape[3] + 2 * PW - DW * (KW - 1) - 1) // SW + 1)
+    assert conv_lanes.applies(x_shape, w_shape, out_shape, geom, dtype) is ok
+
+
+@pytest.mark.parametrize("batch", [16, 64])
+def test_a_plan_runs_it_and_equals_the_eager_forward(batch, monkeypatch):
+    built = []
+    runner = conv_lanes.forward_runner
+
+    def counting(*args, **kwargs):
+        built.append(args[2].shape)
+        return runner(*args, **kwargs)
+
+    monkeypatch.setattr(conv_lanes, "forward_runner", counting)
+    fastnn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 5 * 5, 10))
+    bn = model[1]
+    bn.running_mean.data[:] = np.linspace(-0.5, 0.5, 6)  # statistics the folded BatchNorm has to get right
+    bn.running_var.data[:] = np.linspace(0.5, 2.0, 6)
+    model.eval()
+    compiled = fastnn.compile(model)
+    rng = np.random.default_rng(4)
+    with fastnn.no_grad():
+        for _ in range(3):
+            x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+            np.testing.assert_allclose(compiled(x).data, model(x).data, rtol=2e-5, atol=2e-5)
+    assert built == [(6, 1, 5, 5), (16, 6, 5, 5)]  # both layers, once: the plan's
