@@ -76,6 +76,39 @@ def test_matches_the_direct_convolution(case, dtype):
                                atol=tol * np.abs(want).max())
 
 
+def _pool2(v):
+    """max_pool2d(v, 2) in NumPy: 2 x 2 windows, rounding down, a NaN in a window wins."""
+    N, C, H, W = v.shape
+    v = v[:, :, :H // 2 * 2, :W // 2 * 2].reshape(N, C, H // 2, 2, W // 2, 2)
+    return v.max(axis=(3, 5))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [(16, 1, 6, 28, 28, 5, 2), (17, 3, 5, 9, 10, 3, 1), (20, 4, 12, 7, 9, 3, 0),
+                                  (16, 2, 3, 6, 21, 3, 1), (16, 2, 5, 8, 8, 1, 0)], ids=lambda c: "x".join(map(str, c)))
+def test_a_2x2_max_pool_after_it(case, dtype):
+    """``pooled``: the convolution, its activation and a 2 x 2 max pool in one pass; odd
+    output sizes round down; a NaN in a window comes out as NaN."""
+    N, C, OC, H, W, K, P = case
+    rng = np.random.default_rng(sum(case))
+    geom = (K, K, 1, 1, P, P, 1, 1, 1)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    x[1, 0, 2, 3] = np.nan  # a NaN reaches a few windows of image 1
+    x[2, 0, 1, 1] = x[2, 0, 2, 5] = x[2, 0, 5, 4] = x[2, 0, 4, 6] = np.nan  # 1 x 1: each place in a window
+    w = rng.standard_normal((OC, C, K, K)).astype(dtype)
+    b = rng.standard_normal(OC).astype(dtype)
+    conv = reference(x, w, b, geom)
+    want = _pool2(np.where(conv > 0, conv, conv * 0.1))
+    OH, OW = conv_lanes.conv_size(x.shape, geom)
+    out = np.full((N, OC, OH // 2, OW // 2), -7.0, dtype)
+    conv_lanes.forward_runner(out, x, w, b, geom, act_k.LEAKY_RELU, 0.1, 2, pooled=True)(x)
+    assert np.array_equal(np.isnan(out), np.isnan(want)) and np.isnan(want).any()
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(out, want, rtol=0, atol=tol * np.nanmax(np.abs(want)))
+    with pytest.raises(ValueError, match="conv_lanes.forward_runner: output of shape"):
+        conv_lanes.forward_runner(out, x, w, b, geom, act_k.RELU, 0.0, 2)  # (an unpooled call's shape differs)
+
+
 def test_a_runner_reads_each_call_s_input():
     rng = np.random.default_rng(1)
     geom = (3, 3, 1, 1, 1, 1, 1, 1, 1)
@@ -131,27 +164,41 @@ def test_applies_where_it_pays(x_shape, w_shape, geom, dtype, ok):
     assert conv_lanes.applies(x_shape, w_shape, out_shape, geom, dtype) is ok
 
 
+def _lenet(pool):
+    fastnn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(), pool(),
+                          nn.Conv2d(6, 16, 5), nn.ReLU(), pool(), nn.Flatten(), nn.Linear(16 * 5 * 5, 10))
+    bn = model[1]
+    bn.running_mean.data[:] = np.linspace(-0.5, 0.5, 6)  # statistics the folded BatchNorm has to get right
+    bn.running_var.data[:] = np.linspace(0.5, 2.0, 6)
+    return model.eval()
+
+
 @pytest.mark.parametrize("batch", [16, 64])
-def test_a_plan_runs_it_and_equals_the_eager_forward(batch, monkeypatch):
+@pytest.mark.parametrize("pool,pooled", [(lambda: nn.MaxPool2d(2), True),  # in the convolution's epilogue
+                                         (lambda: nn.MaxPool2d(2, ceil_mode=True), False),  # a step of its own
+                                         (lambda: nn.MaxPool2d(3, 2, padding=1), False)],
+                         ids=["2x2", "ceil_mode", "3x3"])
+def test_a_plan_runs_it_and_equals_the_eager_forward(batch, pool, pooled, monkeypatch):
     built = []
     runner = conv_lanes.forward_runner
 
     def counting(*args, **kwargs):
-        built.append(args[2].shape)
+        built.append((args[2].shape, kwargs.get("pooled", False)))
         return runner(*args, **kwargs)
 
     monkeypatch.setattr(conv_lanes, "forward_runner", counting)
-    fastnn.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 5 * 5, 10))
-    bn = model[1]
-    bn.running_mean.data[:] = np.linspace(-0.5, 0.5, 6)  # statistics the folded BatchNorm has to get right
-    bn.running_var.data[:] = np.linspace(0.5, 2.0, 6)
-    model.eval()
+    model = _lenet(pool)
     compiled = fastnn.compile(model)
     rng = np.random.default_rng(4)
     with fastnn.no_grad():
         for _ in range(3):
             x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-            np.testing.assert_allclose(compiled(x).data, model(x).data, rtol=2e-5, atol=2e-5)
-    assert built == [(6, 1, 5, 5), (16, 6, 5, 5)]  # both layers, once: the plan's
+            x[0, 0, 9, 9] = np.nan  # (a NaN the pools carry, or not, alike)
+            got, want = compiled(x).data, model(x).data
+            assert np.array_equal(np.isnan(got), np.isnan(want))
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    if pooled:
+        assert built == [((6, 1, 5, 5), True), ((16, 6, 5, 5), True)]  # both layers, once: the plan's
+    else:
+        assert [shape for shape, _ in built] == [(6, 1, 5, 5), (16, 6, 5, 5)] and not any(p for _, p in built)

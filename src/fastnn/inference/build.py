@@ -19,7 +19,9 @@ from ..ops.activation import ACTIVATION_KINDS, RELU, relu
 from ..ops.arith import ADD, add
 from .encoder_step import EncoderLayerStep, encoder_ok, plain_encoder_kwargs
 from .recurrent_step import RECURRENT, RecurrentStep, recurrent_ok
-from .steps import ActivationStep, LayerStep, NormStep, Passed, PoolStep, ResidualStep, Step, _Buffered
+from .steps import (
+    ActivationStep, LayerStep, NormStep, Passed, PoolStep, ResidualStep, Step, _Buffered, pools_in_epilogue,
+)
 
 _ACTIVATIONS = (ReLU, LeakyReLU, Sigmoid, Tanh, GELU)
 _LAYERS = (Linear, Conv1d, Conv2d)
@@ -137,14 +139,19 @@ def make_steps(calls):
         if j is not None and _act_of(calls[j[0]]) is not None:
             act, last = _act_of(calls[j[0]]), j[0]
             folded.append(last)
+        pooled, j = None, consumer[last]
+        if j is not None and pools_in_epilogue(module, x, c.out, calls[j[0]].key):
+            pooled, last = calls[j[0]].out, j[0]
+            folded.append(last)
         residual = None
         j = consumer[last]
-        if j is not None and calls[j[0]].key is ADD and calls[j[0]].out.data.shape == c.out.data.shape:
+        if (pooled is None and j is not None and calls[j[0]].key is ADD
+                and calls[j[0]].out.data.shape == c.out.data.shape):
             after = consumer[j[0]]
             residual = (j, _act_of(calls[after[0]]) if after is not None else None, after)
             last = j[0] if residual[1] is None else after[0]
         # the buffer lives until the last call reading it under any of its names
-        step = steps[i] = LayerStep(module, x, c.out, bn, act, workspaces, buffers.taker(i, ends[last]))
+        step = steps[i] = LayerStep(module, x, c.out, bn, act, workspaces, buffers.taker(i, ends[last]), pooled)
         for j in folded:
             steps[j] = Passed(calls[j].key, step)
         if residual is not None:

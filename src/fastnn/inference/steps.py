@@ -148,13 +148,34 @@ def _conv_work(workspaces):
     return workspaces["conv"]
 
 
+def _conv2d_geom(module):
+    return module.kernel_size + module.stride + module._conv_padding + module.dilation + (module.groups,)
+
+
+def pools_in_epilogue(module, x, out, pool):
+    """True when the 2 x 2 max pool ``pool`` (a module) that takes the result of
+    ``module(x)`` (``out``) can run in the epilogue of its LayerStep: a Conv2d the step
+    runs with the batch in the vector lanes (``conv_lanes``), the pool of kernel and
+    stride 2 without padding, dilation, rounding up or indices."""
+    if not isinstance(module, Conv2d) or not isinstance(pool, MaxPool2d) or "forward" in pool.__dict__:
+        return False
+    if (tuple(pool.kernel_size), tuple(pool.stride), tuple(pool.padding), tuple(pool.dilation)) != \
+            ((2, 2), (2, 2), (0, 0), (1, 1)) or pool.ceil_mode or pool.return_indices:
+        return False
+    geom, shape, dtype = _conv2d_geom(module), x.data.shape, x.data.dtype
+    w_shape, out_shape = module.weight.data.shape, out.data.shape
+    return (not winograd.applies(shape, w_shape, geom, dtype)
+            and conv_lanes.applies(shape, w_shape, out_shape, geom, dtype))
+
+
 class LayerStep(_Buffered):
-    """Linear, Conv1d or Conv2d with a folded BatchNorm and a fused activation."""
+    """Linear, Conv1d or Conv2d with a folded BatchNorm and a fused activation (and a
+    Conv2d with the 2 x 2 max pool after it: ``pools_in_epilogue``, ``pooled``)."""
 
     linear = conv1d = False  # a Linear unpacked, a Conv1d on conv1d's kernels: ``bind`` binds their calls
 
-    def __init__(self, module, x, out, bn, act, workspaces, alloc):
-        super().__init__(module, x, out.data.shape, alloc)
+    def __init__(self, module, x, out, bn, act, workspaces, alloc, pooled=None):
+        super().__init__(module, x, (out if pooled is None else pooled).data.shape, alloc)
         w, b = module.weight.data, None if module.bias is None else module.bias.data
         if bn is not None:
             scale, shift = _bn_affine(bn)
@@ -177,9 +198,12 @@ class LayerStep(_Buffered):
                 self.bias = self.b if self.has_bias else self.w[0]
                 self.compute = self._linear_packed
         elif isinstance(module, Conv2d):
-            geom = module.kernel_size + module.stride + module._conv_padding + module.dilation + (module.groups,)
+            geom = _conv2d_geom(module)
             example = x.data if self.gather is None else self.gather
-            if winograd.applies(example.shape, self.w.shape, geom, self.dtype):  # 3 x 3, stride 1, wide enough
+            if pooled is not None:  # (pools_in_epilogue says it applies)
+                self.compute = conv_lanes.forward_runner(self.out, example, self.w, self.b, geom, self.kind,
+                                                         self.slope, get_threads(), pooled=True)
+            elif winograd.applies(example.shape, self.w.shape, geom, self.dtype):  # 3 x 3, stride 1, wide enough
                 self.compute = winograd.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
                                                        get_threads(), _conv_work(workspaces))
             elif conv_lanes.applies(example.shape, self.w.shape, self.out.shape, geom, self.dtype):  # small images

@@ -24,7 +24,7 @@ from numba import prange
 
 from . import activations as act_k
 from ._fnptr import call, handle
-from ._jit import kernel, serial_kernel
+from ._jit import inline, kernel, serial_kernel
 from .microkernel import KC, MR, micro_offs, micro_offs4, micro_offs6, pack_a, transpose8
 
 VECTOR = 64  # bytes: the images of a block (L) fill one vector
@@ -96,55 +96,79 @@ def _lanes_in(xf, x, i0, i1, PH, PW, dims):
                     dst[w * L] = src[w]
 
 
+@inline
+def _bias_act(row, bias, has_bias, kind, slope):
+    # row = act(row + bias) in place (a contiguous run: vector loops)
+    if has_bias:
+        for j in range(row.shape[0]):
+            row[j] += bias
+    if kind != act_k.IDENTITY:
+        act_k._forward_range(row, row, kind, slope)
+
+
 @serial_kernel
 def _lanes_rows(out, xf, yf, ap, offs, bias, has_bias, kind, slope, dims, i0, i1):
-    # output rows i = b * OH + oh for i0 <= i < i1: the products of every channel tile
-    # and pixel pair of the row into yl (flat yf), then out[n, :, oh, :] for the row's
-    # images, with bias and activation. xf: xl flat (a pair's second pixel may read one
-    # vector past a block's end); dims (N, C, Hp, Wp, OC, OCp, OH, OW, OWp, K, SH, L)
-    N, C, Hp, Wp, OC, OCp, OH, OW, OWp, K, SH, L = dims
+    # rows i = b * R + r of out (R = out.shape[2]) for i0 <= i < i1: the products of
+    # every channel tile and pixel pair of conv output row r, or of rows 2r and 2r + 1
+    # when ``pooled`` (a 2 x 2 max pool follows), into yl (flat yf); then out[n, :, r, :]
+    # for the block's images, with bias and activation (and the pool). xf: xl flat (a
+    # pair's second pixel may read one vector past a block's end); dims (N, C, Hp, Wp,
+    # OC, OCp, OH, OW, OWp, K, SH, L, pooled)
+    N, C, Hp, Wp, OC, OCp, OH, OW, OWp, K, SH, L, pooled = dims
+    R, RW = out.shape[2], out.shape[3]  # out's rows and row width
     ldc = OH * OWp * L
-    lo = OC * OH * OW  # out's image stride
+    lo = OC * R * RW  # out's image stride
     of = out.reshape(-1)
     for i in range(i0, i1):
-        b = i // OH
-        oh = i - b * OH
-        x0 = (b * C * Hp + oh * SH) * Wp * L
-        y0 = (b * OCp * OH + oh) * OWp * L
-        for ow in range(0, OW, 2):
-            for p in range(OCp // MR):
-                c_off = y0 + p * MR * ldc + ow * L
-                rows = OC - p * MR  # (the last tile's rows, from 1 to MR: on as few as do them)
-                for k0 in range(0, K, KC):
-                    kc = min(KC, K - k0)
-                    a_off = OCp * k0 + p * MR * kc
-                    if rows <= 4:
-                        micro_offs4(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
-                    elif rows <= 6:
-                        micro_offs6(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
-                    else:
-                        micro_offs(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
+        b = i // R
+        r = i - b * R
+        oh0 = 2 * r if pooled else r
+        for oh in range(oh0, oh0 + 1 + pooled):
+            x0 = (b * C * Hp + oh * SH) * Wp * L
+            y0 = (b * OCp * OH + oh) * OWp * L
+            for ow in range(0, OW, 2):
+                for p in range(OCp // MR):
+                    c_off = y0 + p * MR * ldc + ow * L
+                    rows = OC - p * MR  # (the last tile's rows, from 1 to MR: on as few as do them)
+                    for k0 in range(0, K, KC):
+                        kc = min(KC, K - k0)
+                        a_off = OCp * k0 + p * MR * kc
+                        if rows <= 4:
+                            micro_offs4(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
+                        elif rows <= 6:
+                            micro_offs6(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
+                        else:
+                            micro_offs(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
         nl = min(L, N - b * L)  # images in the block
-        l8, w8 = nl // 8 * 8, OW // 8 * 8
+        l8, w8 = nl // 8 * 8, RW // 8 * 8
+        y0 = (b * OCp * OH + oh0) * OWp * L
         for oc in range(OC):
             # the channel's row of the block, (OW, L) lane-major: bias and activation
-            # on it as it is (contiguous: vector loops), then transposed into out
+            # on it as it is (contiguous: vector loops), the pool into its head, then
+            # transposed into out
             row = yf[y0 + oc * ldc:y0 + oc * ldc + OW * L]
-            if has_bias:
-                v0 = bias[oc]
-                for j in range(row.shape[0]):
-                    row[j] += v0
-            if kind != act_k.IDENTITY:
-                act_k._forward_range(row, row, kind, slope)
-            d0 = ((b * L * OC + oc) * OH + oh) * OW  # out[b * L, oc, oh, 0]
+            _bias_act(row, bias[oc] if has_bias else row[0], has_bias, kind, slope)
+            if pooled:
+                below = yf[y0 + oc * ldc + OWp * L:y0 + oc * ldc + OWp * L + OW * L]
+                _bias_act(below, bias[oc] if has_bias else row[0], has_bias, kind, slope)
+                for w in range(RW):  # max_pool2d's order, NaN winning: (0, 0), (0, 1), (1, 0), (1, 1)
+                    for l in range(L):
+                        m = row[2 * w * L + l]
+                        v = row[(2 * w + 1) * L + l]
+                        m = v if v > m or v != v else m  # noqa: PLR0124 (NaN test)
+                        v = below[2 * w * L + l]
+                        m = v if v > m or v != v else m  # noqa: PLR0124
+                        v = below[(2 * w + 1) * L + l]
+                        row[w * L + l] = v if v > m or v != v else m  # noqa: PLR0124
+            d0 = ((b * L * OC + oc) * R + r) * RW  # out[b * L, oc, r, 0]
             for l in range(0, l8, 8):
                 for w in range(0, w8, 8):
                     transpose8(of, d0 + l * lo + w, lo, yf, y0 + oc * ldc + w * L + l, L)
-                if w8 < OW and OW >= 8:  # the last 8 pixels, overlapping the block before
-                    transpose8(of, d0 + l * lo + OW - 8, lo, yf, y0 + oc * ldc + (OW - 8) * L + l, L)
+                if w8 < RW and RW >= 8:  # the last 8 pixels, overlapping the block before
+                    transpose8(of, d0 + l * lo + RW - 8, lo, yf, y0 + oc * ldc + (RW - 8) * L + l, L)
             for l in range(nl):  # rows under 8 pixels, and the images past whole 8s
-                dst = of[d0 + l * lo:d0 + l * lo + OW]
-                for w in range(OW if l < l8 and OW >= 8 else 0, OW):
+                dst = of[d0 + l * lo:d0 + l * lo + RW]
+                for w in range(RW if l < l8 and RW >= 8 else 0, RW):
                     dst[w] = row[w * L + l]
 
 
@@ -158,7 +182,7 @@ def lanes_parallel(out, x, xf, yf, ap, offs, bias, has_bias, kind, slope, dims, 
     two ``prange`` loops of one count into one, which would start rows on inputs not
     yet copied.)"""
     NB = (dims[0] + dims[11] - 1) // dims[11]
-    n_in, n_rows = NB * dims[1], NB * dims[6]
+    n_in, n_rows = NB * dims[1], NB * out.shape[2]
     for t in prange(parts_in):
         call(fn_in, (xf, x, t * n_in // parts_in, (t + 1) * n_in // parts_in, PH, PW, dims))
     for t in prange(parts_rows):
@@ -179,13 +203,25 @@ def pack_weight(weight):
     return ap
 
 
-def forward_runner(out, x, weight, bias, geom, kind, slope, threads):
+def conv_size(x_shape, geom):
+    """(OH, OW) of the convolution of ``x_shape`` by ``geom``."""
+    KH, KW, SH, SW, PH, PW, DH, DW, G = geom
+    return ((x_shape[2] + 2 * PH - DH * (KH - 1) - 1) // SH + 1, (x_shape[3] + 2 * PW - DW * (KW - 1) - 1) // SW + 1)
+
+
+def forward_runner(out, x, weight, bias, geom, kind, slope, threads, pooled=False):
     """``run(x)``: out = act(conv2d(x, weight) + bias) for inputs of ``x``'s shape and
     dtype (``applies`` must hold), the weights packed and the buffers made now (a
-    plan's: they are its own), the work split over at most ``threads`` threads."""
+    plan's: they are its own), the work split over at most ``threads`` threads.
+    ``pooled``: out = max_pool2d(act(conv2d(x, weight) + bias), 2) instead (kernel and
+    stride 2, no padding, rounding down), the pool's values bit for bit."""
     KH, KW, SH, SW, PH, PW, DH, DW, G = geom
     N, C, H, W = x.shape
-    OC, OH, OW = out.shape[1:]
+    OC = out.shape[1]
+    OH, OW = conv_size(x.shape, geom)
+    if out.shape[2:] != ((OH // 2, OW // 2) if pooled else (OH, OW)):
+        raise ValueError(f"conv_lanes.forward_runner: output of shape {out.shape} for a convolution to {(OH, OW)}"
+                         + (", pooled" if pooled else ""))
     dt = x.dtype
     L = lanes(dt)
     NB, Hp, Wp, OCp, OWp = -(-N // L), H + 2 * PH, W + 2 * PW, _up(OC, MR), _up(OW, 2)
@@ -200,12 +236,13 @@ def forward_runner(out, x, weight, bias, geom, kind, slope, threads):
     has_bias = bias is not None
     bias = np.ascontiguousarray(bias, dt) if has_bias else ap[:1]
     kind, slope = int(kind), float(slope)
-    dims = (N, C, Hp, Wp, OC, OCp, OH, OW, OWp, K, SH, L)
-    parts_in, parts_rows = max(1, min(threads, NB * C)), max(1, min(threads, NB * OH))
+    dims = (N, C, Hp, Wp, OC, OCp, OH, OW, OWp, K, SH, L, int(pooled))
+    rows = NB * out.shape[2]
+    parts_in, parts_rows = max(1, min(threads, NB * C)), max(1, min(threads, rows))
     if parts_rows == 1:
         def run(x):
             _lanes_in(xf, x, 0, NB * C, PH, PW, dims)
-            _lanes_rows(out, xf, yf, ap, offs, bias, has_bias, kind, slope, dims, 0, NB * OH)
+            _lanes_rows(out, xf, yf, ap, offs, bias, has_bias, kind, slope, dims, 0, rows)
         return run
     fn_in = handle(_lanes_in, (xf, x, 0, 0, PH, PW, dims))
     fn_rows = handle(_lanes_rows, (out, xf, yf, ap, offs, bias, has_bias, kind, slope, dims, 0, 0))
