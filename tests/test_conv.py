@@ -26,6 +26,7 @@ CONFIGS = [
     (1, 2, 6, 6, 4, 1, 2, 1, 1, 1),                      # 1x1 with stride and padding
     (3, 5, 8, 9, 4, 3, 1, 0, 1, 1),                      # no padding, batch 3
     (2, 16, 16, 16, 24, 3, 1, 1, 1, 1),                  # 3x3, stride 1, 40 channels: Winograd (and dx)
+    (2, 3, 10, 12, 7, 3, 1, 1, 1, 1),                    # 7 channels: a last tile of 7 rows, read in place
 ]
 IDS = [f"cfg{i}" for i in range(len(CONFIGS))]
 FUSABLE = [("relu", 0.0), ("leaky_relu", 0.1), ("sigmoid", 0.0), ("tanh", 0.0)]
