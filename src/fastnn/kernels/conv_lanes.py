@@ -75,7 +75,7 @@ def _lanes_in(xf, x, i0, i1, PH, PW, dims):
     N, C, Hp, Wp, L = dims[0], dims[1], dims[2], dims[3], dims[11]
     H, W = x.shape[2], x.shape[3]
     lx = C * H * W  # x's image stride
-    w8 = W // 8 * 8
+    blocks = (W + 7) // 8 if W >= 8 else 0  # blocks of 8 pixels a row
     xs = x.reshape(-1)
     for i in range(i0, i1):
         b, c = i // C, i % C
@@ -85,10 +85,9 @@ def _lanes_in(xf, x, i0, i1, PH, PW, dims):
             d0 = ((b * C + c) * Hp + h + PH) * Wp * L + PW * L  # xl[b, c, h + PH, PW, 0]
             s0 = ((b * L * C + c) * H + h) * W  # x[b * L, c, h, 0]
             for l in range(0, l8, 8):
-                for w in range(0, w8, 8):
+                for wb in range(blocks):  # (the last block ends the row, overlapping the one before)
+                    w = min(8 * wb, W - 8)
                     transpose8(xf, d0 + w * L + l, L, xs, s0 + l * lx + w, lx)
-                if w8 < W and W >= 8:  # the last 8 pixels, overlapping the block before
-                    transpose8(xf, d0 + (W - 8) * L + l, L, xs, s0 + l * lx + W - 8, lx)
             for l in range(nl):
                 src = xs[s0 + l * lx:s0 + l * lx + W]
                 dst = xf[d0 + l:]
@@ -140,17 +139,19 @@ def _lanes_rows(out, xf, yf, ap, offs, bias, has_bias, kind, slope, dims, i0, i1
                         else:
                             micro_offs(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
         nl = min(L, N - b * L)  # images in the block
-        l8, w8 = nl // 8 * 8, RW // 8 * 8
+        l8 = nl // 8 * 8
+        blocks = (RW + 7) // 8 if RW >= 8 else 0  # blocks of 8 pixels a row
         y0 = (b * OCp * OH + oh0) * OWp * L
         for oc in range(OC):
             # the channel's row of the block, (OW, L) lane-major: bias and activation
             # on it as it is (contiguous: vector loops), the pool into its head, then
             # transposed into out
             row = yf[y0 + oc * ldc:y0 + oc * ldc + OW * L]
-            _bias_act(row, bias[oc] if has_bias else row[0], has_bias, kind, slope)
+            # (the row, and the one below when pooled, padding pixel included: one call)
+            both = yf[y0 + oc * ldc:y0 + oc * ldc + (OWp * pooled + OW) * L]
+            _bias_act(both, bias[oc] if has_bias else row[0], has_bias, kind, slope)
             if pooled:
                 below = yf[y0 + oc * ldc + OWp * L:y0 + oc * ldc + OWp * L + OW * L]
-                _bias_act(below, bias[oc] if has_bias else row[0], has_bias, kind, slope)
                 for w in range(RW):  # max_pool2d's order, NaN winning: (0, 0), (0, 1), (1, 0), (1, 1)
                     for l in range(L):
                         m = row[2 * w * L + l]
@@ -162,10 +163,9 @@ def _lanes_rows(out, xf, yf, ap, offs, bias, has_bias, kind, slope, dims, i0, i1
                         row[w * L + l] = v if v > m or v != v else m  # noqa: PLR0124
             d0 = ((b * L * OC + oc) * R + r) * RW  # out[b * L, oc, r, 0]
             for l in range(0, l8, 8):
-                for w in range(0, w8, 8):
+                for wb in range(blocks):  # (the last block ends the row, overlapping the one before)
+                    w = min(8 * wb, RW - 8)
                     transpose8(of, d0 + l * lo + w, lo, yf, y0 + oc * ldc + w * L + l, L)
-                if w8 < RW and RW >= 8:  # the last 8 pixels, overlapping the block before
-                    transpose8(of, d0 + l * lo + RW - 8, lo, yf, y0 + oc * ldc + (RW - 8) * L + l, L)
             for l in range(nl):  # rows under 8 pixels, and the images past whole 8s
                 dst = of[d0 + l * lo:d0 + l * lo + RW]
                 for w in range(RW if l < l8 and RW >= 8 else 0, RW):
