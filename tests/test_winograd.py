@@ -13,28 +13,12 @@ from fastnn.kernels import activations as act_k
 from fastnn.kernels import winograd
 from fastnn.kernels.conv_plan import Workspace
 
+from _conv_reference import activation_reference, conv2d_reference
+
 
 def reference(x, w, b, PH, PW):
-    """The direct convolution in float64: sum over the 9 taps of shifted images."""
-    N, C, H, W = x.shape
-    xp = np.zeros((N, C, H + 2 * PH, W + 2 * PW))
-    xp[:, :, PH:PH + H, PW:PW + W] = x
-    OH, OW = H + 2 * PH - 2, W + 2 * PW - 2
-    out = np.zeros((N, w.shape[0], OH, OW))
-    for kh in range(3):
-        for kw in range(3):
-            out += np.einsum("nchw,oc->nohw", xp[:, :, kh:kh + OH, kw:kw + OW], w[:, :, kh, kw].astype(np.float64))
-    return out if b is None else out + b.astype(np.float64)[None, :, None, None]
-
-
-def _act(v, kind, slope):
-    if kind == act_k.RELU:
-        return np.maximum(v, 0)
-    if kind == act_k.LEAKY_RELU:
-        return np.where(v > 0, v, v * slope)
-    if kind == act_k.SIGMOID:
-        return 1 / (1 + np.exp(-v))
-    return v
+    """The direct 3 x 3 convolution in float64."""
+    return conv2d_reference(x, w, b, (3, 3, 1, 1, PH, PW, 1, 1, 1))
 
 
 def _run(x, w, b, PH, PW, kind=act_k.IDENTITY, slope=0.0, threads=2):
@@ -86,7 +70,7 @@ def test_fused_activation(kind, slope, width):
     x = rng.standard_normal((2, 8, 7, width))
     w = rng.standard_normal((12, 8, 3, 3))
     b = rng.standard_normal(12)
-    want = _act(reference(x, w, b, 1, 1), kind, slope)
+    want = activation_reference(reference(x, w, b, 1, 1), kind, slope)
     np.testing.assert_allclose(_run(x, w, b, 1, 1, kind, slope), want, rtol=1e-12, atol=1e-12)
 
 
