@@ -162,10 +162,17 @@ def pools_in_epilogue(module, x, out, pool):
     if (tuple(pool.kernel_size), tuple(pool.stride), tuple(pool.padding), tuple(pool.dilation)) != \
             ((2, 2), (2, 2), (0, 0), (1, 1)) or pool.ceil_mode or pool.return_indices:
         return False
-    geom, shape, dtype = _conv2d_geom(module), x.data.shape, x.data.dtype
-    w_shape, out_shape = module.weight.data.shape, out.data.shape
-    return (not winograd.applies(shape, w_shape, geom, dtype)
-            and conv_lanes.applies(shape, w_shape, out_shape, geom, dtype))
+    return _conv2d_path(x.data.shape, module.weight.data.shape, out.data.shape, _conv2d_geom(module),
+                        x.data.dtype) is conv_lanes
+
+
+def _conv2d_path(x_shape, w_shape, out_shape, geom, dtype):
+    # the kernel module a plan's Conv2d runs on: winograd, conv_lanes or conv
+    if winograd.applies(x_shape, w_shape, geom, dtype):  # 3 x 3, stride 1, wide enough
+        return winograd
+    if conv_lanes.applies(x_shape, w_shape, out_shape, geom, dtype):  # many small images
+        return conv_lanes
+    return conv_k
 
 
 class LayerStep(_Buffered):
@@ -200,15 +207,13 @@ class LayerStep(_Buffered):
         elif isinstance(module, Conv2d):
             geom = _conv2d_geom(module)
             example = x.data if self.gather is None else self.gather
-            if pooled is not None:  # (pools_in_epilogue says it applies)
-                self.compute = conv_lanes.forward_runner(self.out, example, self.w, self.b, geom, self.kind,
-                                                         self.slope, get_threads(), pooled=True)
-            elif winograd.applies(example.shape, self.w.shape, geom, self.dtype):  # 3 x 3, stride 1, wide enough
+            path = _conv2d_path(example.shape, self.w.shape, out.data.shape, geom, self.dtype)
+            if path is winograd:
                 self.compute = winograd.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
                                                        get_threads(), _conv_work(workspaces))
-            elif conv_lanes.applies(example.shape, self.w.shape, self.out.shape, geom, self.dtype):  # small images
+            elif path is conv_lanes:  # (with the pool when pools_in_epilogue said it applies)
                 self.compute = conv_lanes.forward_runner(self.out, example, self.w, self.b, geom, self.kind,
-                                                         self.slope, get_threads())
+                                                         self.slope, get_threads(), pooled=pooled is not None)
             else:
                 self.compute = conv_k.forward_runner(self.out, example, self.w, self.b, geom, self.kind, self.slope,
                                                      _conv_work(workspaces), reuse=True)

@@ -19,7 +19,7 @@ from ._fnptr import call, handle
 from ._jit import inline, kernel, serial_kernel
 from .im2col import pad_images
 from .matmul import _pack_b
-from .microkernel import KC, MR, NV, micro, micro_gather, micro_offs, micro_offs4, micro_offs6, pack_a
+from .microkernel import KC, MR, NV, micro, micro_gather, micro_offs, micro_offs_rows, pack_a
 
 
 @inline
@@ -105,13 +105,9 @@ def conv_gemm(out, w, xpf, plane, offs, Pc, j_lo, j_hi):
             if inplace:  # the micro-kernel reads the runs where they are: no packing
                 for i in range(0, OCg, MR):
                     aoff = k0 * rows + i * kc
-                    if i + MR <= out.shape[0]:  # (a last tile of up to 6 or 4 rows on as many: the same sums)
-                        if OCg - i <= 4:
-                            micro_offs4(out, i * ldo + j0, ldo, ap, aoff, xpf, b * plane + p, offs, k0, kc, add)
-                        elif OCg - i <= 6:
-                            micro_offs6(out, i * ldo + j0, ldo, ap, aoff, xpf, b * plane + p, offs, k0, kc, add)
-                        else:
-                            micro_offs(out, i * ldo + j0, ldo, ap, aoff, xpf, b * plane + p, offs, k0, kc, add)
+                    if i + MR <= out.shape[0]:  # (a last tile of a few rows on as few: the same sums)
+                        micro_offs_rows(OCg - i, out, i * ldo + j0, ldo, ap, aoff, xpf, b * plane + p, offs, k0, kc,
+                                        add)
                     else:
                         micro_offs(tmp, 0, NR, ap, aoff, xpf, b * plane + p, offs, k0, kc, False)
                         _from_tmp(out, i, j0, cols, tmp, add, NR)

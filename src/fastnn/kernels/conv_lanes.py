@@ -25,7 +25,7 @@ from numba import prange
 from . import activations as act_k
 from ._fnptr import call, handle
 from ._jit import inline, kernel, serial_kernel
-from .microkernel import KC, MR, micro_offs, micro_offs4, micro_offs6, pack_a, transpose8
+from .microkernel import KC, MR, micro_offs_rows, pack_a, transpose8
 
 VECTOR = 64  # bytes: the images of a block (L) fill one vector
 
@@ -128,16 +128,10 @@ def _lanes_rows(out, xf, yf, ap, offs, bias, has_bias, kind, slope, dims, i0, i1
             for ow in range(0, OW, 2):
                 for p in range(OCp // MR):
                     c_off = y0 + p * MR * ldc + ow * L
-                    rows = OC - p * MR  # (the last tile's rows, from 1 to MR: on as few as do them)
-                    for k0 in range(0, K, KC):
+                    for k0 in range(0, K, KC):  # (the last tile's rows on as few as compute them)
                         kc = min(KC, K - k0)
-                        a_off = OCp * k0 + p * MR * kc
-                        if rows <= 4:
-                            micro_offs4(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
-                        elif rows <= 6:
-                            micro_offs6(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
-                        else:
-                            micro_offs(yf, c_off, ldc, ap, a_off, xf, x0 + ow * L, offs, k0, kc, k0 > 0)
+                        micro_offs_rows(OC - p * MR, yf, c_off, ldc, ap, OCp * k0 + p * MR * kc, xf, x0 + ow * L,
+                                        offs, k0, kc, k0 > 0)
         nl = min(L, N - b * L)  # images in the block
         l8 = nl // 8 * 8
         blocks = (RW + 7) // 8 if RW >= 8 else 0  # blocks of 8 pixels a row

@@ -12,7 +12,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._jit import serial_kernel, typed
+from ._jit import inline, serial_kernel, typed
 
 MR = 8  # micro-tile rows
 NV = 2  # micro-tile width in 64-byte vectors: NR = 32 float32 or 16 float64 columns
@@ -255,6 +255,19 @@ def micro_offs6(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, 
 def micro_offs4(typingctx, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
     """``micro_offs`` over the first 4 rows of the A panel: a last tile of up to 4 rows."""
     return types.void(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add), _offs_codegen(4)
+
+
+@inline
+def micro_offs_rows(rows, c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add):
+    """``micro_offs`` of a tile whose first ``rows`` rows (1 to MR) are wanted, on as few
+    rows of the micro-kernel as compute them: 4, 6 or MR (the same sums; the rows past
+    those in c untouched)."""
+    if rows <= 4:
+        micro_offs4(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add)
+    elif rows <= 6:
+        micro_offs6(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add)
+    else:
+        micro_offs(c, c_off, ldc, ap, a_off, b, b_off, offs, o_off, kc, add)
 
 
 def _gather_codegen(vectors):

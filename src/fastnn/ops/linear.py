@@ -63,7 +63,7 @@ def linear_into(out2, x2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
     has_bias = b is not None
     if not has_bias:
         b = w[0]
-    if _one_call(out2, x2):
+    if _one_call(out2, x2.shape[1]):
         linear_serial(out2, x2, w, b, act_kind, act_slope, has_bias)
     else:
         matmul(out2, x2, w, trans_b=True)
@@ -71,19 +71,26 @@ def linear_into(out2, x2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
             act_k.bias_activation_forward(out2, b, act_kind, act_slope, has_bias)
 
 
-def _one_call(out2, x2):
-    # what matmul runs serially: the whole Linear in one kernel call
-    return out2.shape[0] * out2.shape[1] * x2.shape[1] < GEMV_SPLIT_FLOPS
+def _one_call(out2, K):
+    # what matmul runs serially: the whole Linear (depth K) in one kernel call
+    return out2.shape[0] * out2.shape[1] * K < GEMV_SPLIT_FLOPS
+
+
+def _path(out2, K, w, b, act_kind, act_slope):
+    # (fn, rest): linear_into(out2, x2, w, b, act_kind, act_slope) is fn(out2, x2, *rest),
+    # the path chosen once for products of depth K
+    if not _one_call(out2, K):
+        return linear_into, (w, b, act_kind, act_slope)
+    has_bias = b is not None
+    return linear_serial, (w, b if has_bias else w[0], act_kind, act_slope, has_bias)
 
 
 def linear_call(out2, x2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
     """A zero-argument callable doing ``linear_into(out2, x2, w, b, act_kind,
     act_slope)`` on these very arrays (an inference plan's fixed buffers), with the
     path chosen once: the same kernel calls, so the same bits."""
-    if not _one_call(out2, x2):
-        return functools.partial(linear_into, out2, x2, w, b, act_kind, act_slope)
-    has_bias = b is not None
-    return functools.partial(linear_serial, out2, x2, w, b if has_bias else w[0], act_kind, act_slope, has_bias)
+    fn, rest = _path(out2, x2.shape[1], w, b, act_kind, act_slope)
+    return functools.partial(fn, out2, x2, *rest)
 
 
 def linear_runner(out2, shape2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
@@ -91,11 +98,8 @@ def linear_runner(out2, shape2, w, b, act_kind=act_k.IDENTITY, act_slope=0.0):
     for C-contiguous inputs of ``shape2``'s size and ``w``'s dtype (an inference plan's
     first layer, whose input is the caller's), with the path chosen once, as
     :func:`linear_call` chooses it: the same kernel calls, so the same bits."""
-    if out2.shape[0] * out2.shape[1] * shape2[1] >= GEMV_SPLIT_FLOPS:
-        return lambda x: linear_into(out2, x.reshape(shape2), w, b, act_kind, act_slope)
-    has_bias = b is not None
-    bias = b if has_bias else w[0]
-    return lambda x: linear_serial(out2, x.reshape(shape2), w, bias, act_kind, act_slope, has_bias)
+    fn, rest = _path(out2, shape2[1], w, b, act_kind, act_slope)
+    return lambda x: fn(out2, x.reshape(shape2), *rest)
 
 
 def product_into(out2, x2, weight, b, act_kind=act_k.IDENTITY, act_slope=0.0):
