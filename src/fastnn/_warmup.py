@@ -65,6 +65,7 @@ def _layer_cases():
         ("RNN(relu, batch_first)", lambda: nn.RNN(4, 5, nonlinearity="relu", batch_first=True), floats(2, 3, 4)),
         ("LSTM", lambda: nn.LSTM(4, 5, num_layers=2), floats(3, 2, 4)),
         ("GRU", lambda: nn.GRU(4, 5, batch_first=True), floats(2, 3, 4)),
+        ("LSTM(one sequence, 64 units)", lambda: nn.LSTM(4, 64), floats(3, 1, 4)),  # on a plan: units over threads
     ]
     if hasattr(nn, "LastStep"):
         cases.append(("LSTM+LastStep", lambda: nn.Sequential(nn.LSTM(4, 5, batch_first=True), nn.LastStep(),

@@ -8,7 +8,9 @@ and a call runs the kernels only: the input product x @ W_ih^T (on W_ih packed o
 when the product packs, the bits of the unpacked product) and ``sequence_forward``.
 
 Every batch runs on the packed W_hh, a batch of one or a few rows one row at a time
-(``times_packed_row``, at the speed W_hh streams from cache), where an eager call
+(``times_packed_row``, at the speed W_hh streams from cache) and, on several
+threads, each step's hidden units split over them (``sequence_forward_split``: each
+core streams its part of W_hh from its own cache), where an eager call
 on fewer than MR rows multiplies by W_hh's rows as they are (dot products), as
 packing W_hh on every call would cost it more than it saves. Results equal the eager
 eval forward within float32 rounding (the same products summed in another order).
@@ -21,6 +23,7 @@ from ..kernels import matmul_packed as packed_k
 from ..kernels import recurrent as rk
 from ..kernels import recurrent_product as rp
 from ..kernels._threading import get_threads
+from ..kernels.microkernel import MR
 from ..nn.recurrent import GRU, LSTM, RNN
 from ..ops._rnn_run import _biases
 from ..ops.linear import linear_into
@@ -46,6 +49,14 @@ class _Direction:
         w_ih, w_hh = (np.ascontiguousarray(p.data) for p in layer[:2])
         G, H = w_hh.shape
         self.bias, self.b_hn = _biases(layer[2], layer[3], mode, G, H, dt)
+        threads = get_threads()
+        chunk, chunks = rp.chunking(N, threads)
+        # one panel of rows: the threads split each step's hidden units, on the gate
+        # columns (of both products, and the biases) permuted part by part
+        self.bounds = rk.split_bounds(H, threads, dt) if chunks == 1 else None
+        if self.bounds is not None:
+            order = rk.split_order(H, G // H, self.bounds)
+            w_ih, w_hh, self.bias = w_ih[order], w_hh[order], self.bias[order]
         self.gates = aligned.empty((T, N, G), dt)
         self.gates2 = self.gates.reshape(T * N, G)
         self.w_ih = w_ih
@@ -54,13 +65,22 @@ class _Direction:
         self.hs[0] = 0
         self.aux = aligned.empty((T + 1, N, H) if mode in (rk.LSTM, rk.GRU) else (1, 1, 1), dt)
         self.aux[0] = 0
-        chunk, chunks = rp.chunking(N, get_threads())
-        nr = rp.panel_width(dt)
-        self.hw = np.zeros((chunks, chunk * ((G + nr - 1) // nr * nr)), dt)
-        self.ap = np.zeros((chunks, chunk * G), dt)
         self.wp = aligned.empty(rp.panel_shape(H, G, dt), dt)
         rp.pack_panels(self.wp, w_hh, True)
         self.w_hh, self.chunk, self.mode = w_hh, chunk, mode
+        if self.bounds is not None:
+            parts = len(self.bounds) - 1
+            self.hw = aligned.empty((parts, MR * G), dt)
+            self.ap = aligned.empty((parts, MR * H), dt)
+            self.gs = aligned.empty((parts, G), dt)
+            self.patience = rk.split_patience(self.wp, parts)
+            self.sync = aligned.empty(rk.sync_size(T, parts), np.int64)
+            self.fn = rk.split_handle(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, self.hw,
+                                      self.ap, self.gs, self.sync, self.bounds, mode, self.patience)
+            return
+        nr = rp.panel_width(dt)
+        self.hw = np.zeros((chunks, chunk * ((G + nr - 1) // nr * nr)), dt)
+        self.ap = np.zeros((chunks, chunk * G), dt)
         self.fn = rk.forward_handle(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, w_hh, self.hw,
                                     self.ap, mode)
 
@@ -70,8 +90,12 @@ class _Direction:
             packed_k.gemm_packed(self.gates2, inp, *self.packed, get_threads(), self.bias, act_k.IDENTITY, 0.0, False)
         else:
             linear_into(self.gates2, inp, self.w_ih, None)
-        rk.sequence_forward(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, self.w_hh, self.hw,
-                            self.ap, self.chunk, self.mode, True, self.fn)
+        if self.bounds is not None:
+            rk.sequence_forward_split(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, self.hw, self.ap,
+                                      self.gs, self.sync, self.bounds, self.mode, self.patience, self.fn)
+        else:
+            rk.sequence_forward(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, self.w_hh, self.hw,
+                                self.ap, self.chunk, self.mode, True, self.fn)
         return self.hs[1:]
 
 

@@ -19,12 +19,13 @@ with b_hn inside r * (...).
 import math
 
 import numpy as np
-from numba import prange, types
+from numba import get_thread_id, prange, types
 from numba.extending import overload
 
+from ._atomic import compare_swap, fetch_add, load_acquire, pause
 from ._fnptr import call, handle
 from ._jit import FASTMATH, kernel, serial_kernel
-from .recurrent_product import times_packed_rows, times_rows
+from .recurrent_product import panel_width, times_packed_rows, times_rows
 
 RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
 GATES = {RNN_TANH: 1, RNN_RELU: 1, LSTM: 4, GRU: 3}
@@ -76,17 +77,16 @@ def _sigmoid_typed(v):
 
 
 @serial_kernel
-def _forward_row(hs, aux, gates, w, bias, b_hn, t, n, mode):
-    # One sample's step: w (G,) = h_{t-1} @ W_hh^T for this row.
-    H = hs.shape[2]
-    g = gates[t, n]
-    hp = hs[t, n]
-    ho = hs[t + 1, n]
+def _forward_row(g, w, bias, b_hn, hp, ho, cp, co, mode):
+    # One sample's step for H hidden units (every unit, or a part of
+    # sequence_forward_split's): g, w, bias hold the row's gates, h_{t-1} @ W_hh^T and
+    # biases for them, gate by gate (g[k * H + j]: gate k of unit j); b_hn, hp (h_{t-1}),
+    # ho (h_t) H entries each; cp, co: LSTM c_{t-1} and c_t, GRU's co W_hn h + b_hn
+    # (any arrays for the Elman cells).
+    H = hp.shape[0]
     if mode == LSTM:
         for k in range(4 * H):
             g[k] += w[k] + bias[k]
-        cp = aux[t, n]
-        co = aux[t + 1, n]
         for j in range(H):
             i = _sigmoid(g[j])
             f = _sigmoid(g[H + j])
@@ -100,7 +100,7 @@ def _forward_row(hs, aux, gates, w, bias, b_hn, t, n, mode):
             co[j] = c
             ho[j] = o * _tanh(c)
     elif mode == GRU:
-        hn = aux[t + 1, n]
+        hn = co
         for j in range(H):
             r = _sigmoid(g[j] + w[j] + bias[j])
             z = _sigmoid(g[H + j] + w[H + j] + bias[H + j])
@@ -189,7 +189,9 @@ def _forward_chunk(hs, aux, gates, bias, b_hn, wp, w, hw, ap, n0, n1, mode, pack
             times_rows(hw, C, hs[t], n0, n1 - n0, w, _OVERWRITE)
         for n in range(n0, n1):
             r = n - n0
-            _forward_row(hs, aux, gates, hw[r * C:r * C + G], bias, b_hn, t, n, mode)
+            hp, ho = hs[t, n], hs[t + 1, n]
+            cp, co = (aux[t, n], aux[t + 1, n]) if mode == LSTM or mode == GRU else (hp, ho)
+            _forward_row(gates[t, n], hw[r * C:r * C + G], bias, b_hn, hp, ho, cp, co, mode)
 
 
 @kernel
@@ -220,6 +222,125 @@ def sequence_forward(hs, aux, gates, bias, b_hn, wp, w, hw, ap, chunk, mode, pac
 def forward_handle(hs, aux, gates, bias, b_hn, wp, w, hw, ap, mode):
     """The ``fn`` argument of sequence_forward (whose arguments these are)."""
     return handle(_forward_chunk, (hs, aux, gates, bias, b_hn, wp, w, hw[0], ap[0], 0, 0, mode, True))
+
+
+SYNC_LINE = 8  # int64s in a cache line: each flag of the split hand-off has a line of its own
+PATIENCE = 200  # spin-waits (25 ns each on this Zen 4) before a thread runs a late part itself
+
+
+@serial_kernel
+def _run_part(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, t, u0, u1, mode):
+    # Step t of hidden units u0..u1-1 for every row, reading gates (a copy of each
+    # row's, in gs, is activated), writing hs and aux: run twice, it writes the same bits.
+    N = gates.shape[1]
+    gc = gates.shape[2] // hs.shape[2]
+    NR = wp.shape[2]
+    c0, c1 = gc * u0, gc * u1  # the part's gate columns (permuted: gate by gate)
+    C = c1 - c0
+    times_packed_rows(hw, ap, hs[t], 0, N, wp[c0 // NR:c1 // NR], _OVERWRITE)
+    g = gs[:C]
+    for n in range(N):
+        g[:] = gates[t, n, c0:c1]
+        hp, ho = hs[t, n, u0:u1], hs[t + 1, n, u0:u1]
+        cp, co = (aux[t, n, u0:u1], aux[t + 1, n, u0:u1]) if mode == LSTM or mode == GRU else (hp, ho)
+        _forward_row(g, hw[n * C:(n + 1) * C], bias[c0:c1], b_hn[u0:u1], hp, ho, cp, co, mode)
+
+
+@serial_kernel
+def _forward_part(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience, me):
+    # One thread's run of sequence_forward_split: at each step, every part it can
+    # claim (part ``me`` first, whose weights its core has cached since the last
+    # call), then a wait for each other part to be done; a part still not done after
+    # ``patience`` spins, its thread held up, it runs itself.
+    T = gates.shape[0]
+    parts = bounds.shape[0] - 1
+    for t in range(T):
+        base = t * 2 * parts * SYNC_LINE  # parts claim flags, then parts done flags
+        for k in range(2 * parts):  # claim what it can, its own part first; then wait for each
+            q = (me + k) % parts if k < parts else k - parts
+            done = base + (parts + q) * SYNC_LINE
+            if k < parts:
+                claim = base + q * SYNC_LINE
+                run = load_acquire(sync, claim) == 0 and compare_swap(sync, claim, 0, 1)
+            else:
+                spins = 0
+                while spins < patience and load_acquire(sync, done) == 0:
+                    spins += 1
+                    pause()
+                run = load_acquire(sync, done) == 0
+            if run:
+                _run_part(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, t, bounds[q], bounds[q + 1], mode)
+                fetch_add(sync, done, 1)  # (a full barrier: the part's stores come first)
+
+
+@kernel
+def sequence_forward_split(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience, fn):
+    """sequence_forward for a batch too small to split (one MR panel of rows): each
+    step's hidden units split into parts (``bounds``, from :func:`split_bounds`),
+    which the threads claim and run, then meet before the next step.
+
+    The gate columns are permuted part by part (:func:`split_order`): W_hh's rows
+    before pack_panels, so a part's columns are whole panels of wp, and those of
+    ``gates`` (W_ih's rows, for the input product) and ``bias`` alike, so a part's
+    gates of a row are contiguous; hs, aux and b_hn keep their order. ``gates`` is
+    only read (for inference: the activated gates are not kept).
+
+    A thread runs the part of its thread number first, so from call to call it reads
+    the same weights from its own core's cache (one core streams W_hh from its cache
+    at a rate two cores double). A thread that comes late (a sleeping worker) or
+    never (a one-thread pool, or more parts than threads) leaves its parts to the
+    others: a part is claimed only by a thread about to run it. A thread held up
+    while it runs a part (descheduled by the system) is not waited for long: after
+    a bounded spin another thread runs the part too, which is safe because a part
+    writes the same bits whoever runs it and when (``gates`` is not written). So the
+    order and speed the pool runs the iterations at cannot block a step. Each output
+    sums the same products in the same order as sequence_forward's: the same bits.
+    hw (parts, MR * G), ap (parts, MR * H), gs (parts, G): per-iteration scratch;
+    sync: int64, :func:`sync_size` long, overwritten. patience: spin-waits before a
+    thread runs a part that is not done (:func:`split_patience`). fn: :func:`split_handle`.
+    """
+    for i in range(sync.shape[0]):  # (a plain loop: never fused with the prange below)
+        sync[i] = 0
+    parts = bounds.shape[0] - 1
+    for c in prange(parts):
+        me = get_thread_id() % parts
+        call(fn, (hs, aux, gates, bias, b_hn, wp, hw[c], ap[c], gs[c], sync, bounds, mode, patience, me))
+
+
+def split_handle(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience):
+    """The ``fn`` argument of sequence_forward_split (whose arguments these are)."""
+    return handle(_forward_part, (hs, aux, gates, bias, b_hn, wp, hw[0], ap[0], gs[0], sync, bounds, mode, patience,
+                                  patience))
+
+
+def split_patience(wp, parts):
+    """The spin-waits before a thread runs a part that is not done itself: PATIENCE,
+    about 5 us here, plus about twice the time a core takes to stream a part's weights."""
+    return PATIENCE + wp.nbytes // (2048 * parts)
+
+
+def split_bounds(H, threads, dtype):
+    """The hidden units' part boundaries (int64, parts + 1) for sequence_forward_split:
+    whole panels of each gate per part; None when H is not a whole number of at least
+    two panels, or there is one thread."""
+    NR = panel_width(dtype)
+    panels = H // NR
+    parts = min(threads, panels)
+    if H % NR or parts < 2:
+        return None
+    return np.array([q * panels // parts * NR for q in range(parts + 1)], np.int64)
+
+
+def split_order(H, gc, bounds):
+    """The order of W_hh's rows (gate k's unit j is row k*H + j) that puts each part's
+    gate columns together, part by part, for pack_panels."""
+    return np.concatenate([np.arange(k * H + bounds[q], k * H + bounds[q + 1])
+                           for q in range(len(bounds) - 1) for k in range(gc)])
+
+
+def sync_size(T, parts):
+    """The length of sequence_forward_split's sync array."""
+    return T * 2 * parts * SYNC_LINE
 
 
 @serial_kernel
