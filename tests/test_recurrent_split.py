@@ -17,9 +17,12 @@ from fastnn.kernels.microkernel import MR
 MODES = {"rnn_tanh": rk.RNN_TANH, "rnn_relu": rk.RNN_RELU, "lstm": rk.LSTM, "gru": rk.GRU}
 
 
-def _problem(mode, T, N, H, dtype, rng):
+def _problem(mode, T, N, H, dtype, rng, In=24):
+    # x and W_ih in eighths of small integers: the input product is exact in any
+    # order, so both paths start from the same gates bit for bit
     G = rk.GATES[mode] * H
-    gates = rng.standard_normal((T, N, G)).astype(dtype)
+    x = (rng.integers(-8, 9, (T * N, In)) / 8).astype(dtype)
+    w_ih = (rng.integers(-4, 5, (G, In)) / 32).astype(dtype)
     w_hh = (rng.standard_normal((G, H)) / np.sqrt(H)).astype(dtype)
     bias = rng.standard_normal(G).astype(dtype)
     b_hn = rng.standard_normal(H).astype(dtype)
@@ -27,14 +30,16 @@ def _problem(mode, T, N, H, dtype, rng):
     aux = np.zeros((T + 1, N, H), dtype)
     hs[0] = rng.standard_normal((N, H))
     aux[0] = rng.standard_normal((N, H))
-    return gates, w_hh, bias, b_hn, hs, aux
+    return x, w_ih, w_hh, bias, b_hn, hs, aux
 
 
-def _by_rows(mode, gates, w_hh, bias, b_hn, hs, aux):
-    """sequence_forward, one chunk of rows (what the split stands in for)."""
-    gates, hs, aux = gates.copy(), hs.copy(), aux.copy()
-    T, N, G = gates.shape
-    H = w_hh.shape[1]
+def _by_rows(mode, x, w_ih, w_hh, bias, b_hn, hs, aux):
+    """The input product, then sequence_forward on one chunk of rows (what the split
+    stands in for)."""
+    hs, aux = hs.copy(), aux.copy()
+    T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    G = w_hh.shape[0]
+    gates = (x.astype(np.float64) @ w_ih.T.astype(np.float64)).astype(x.dtype).reshape(T, N, G)
     chunk, chunks = rp.chunking(N, 1)
     wp = np.zeros(rp.panel_shape(H, G, gates.dtype), gates.dtype)
     rp.pack_panels(wp, w_hh, True)
@@ -43,31 +48,34 @@ def _by_rows(mode, gates, w_hh, bias, b_hn, hs, aux):
     ap = np.zeros((chunks, chunk * G), gates.dtype)
     fn = rk.forward_handle(hs, aux, gates, bias, b_hn, wp, w_hh, hw, ap, mode)
     rk.sequence_forward(hs, aux, gates, bias, b_hn, wp, w_hh, hw, ap, chunk, mode, True, fn)
-    return hs, aux, gates
+    return hs, aux
 
 
-def _by_units(mode, gates, w_hh, bias, b_hn, hs, aux, parts, patience=None):
-    gates, hs, aux = gates.copy(), hs.copy(), aux.copy()
-    T, N, G = gates.shape
-    H = w_hh.shape[1]
-    dt = gates.dtype
+def _by_units(mode, x, w_ih, w_hh, bias, b_hn, hs, aux, parts, patience=None):
+    hs, aux = hs.copy(), aux.copy()
+    T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    G, In = w_ih.shape
+    dt = x.dtype
     bounds = rk.split_bounds(H, parts, dt)
     assert bounds is not None and len(bounds) - 1 == parts
     order = rk.split_order(H, G // H, bounds)  # every gate column permuted, part by part
-    gates, bias = np.ascontiguousarray(gates[:, :, order]), bias[order]
+    bias = bias[order]
     wp = aligned.empty(rp.panel_shape(H, G, dt), dt)
     rp.pack_panels(wp, np.ascontiguousarray(w_hh[order]), True)
+    wip = aligned.empty(rp.panel_shape(In, G, dt), dt)
+    rp.pack_panels(wip, np.ascontiguousarray(w_ih[order]), True)
+    gates = np.full((T, N, G), np.nan, dt)
     hw = np.full((parts, MR * G), np.nan, dt)
-    ap = np.full((parts, MR * H), np.nan, dt)
+    ap = np.full((parts, MR * max(H, In)), np.nan, dt)
     gs = np.full((parts, G), np.nan, dt)
-    sync = aligned.empty(rk.sync_size(T, parts), np.int64)
+    sync = aligned.empty(rk.sync_size(T, N, parts), np.int64)
     sync[:] = 3  # what a previous call or garbage left: the kernel starts from zero
-    before = gates.copy()
     if patience is None:
         patience = rk.split_patience(wp, parts)
-    fn = rk.split_handle(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience)
-    rk.sequence_forward_split(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience, fn)
-    np.testing.assert_array_equal(gates, before)  # read only: a part may run twice
+    fn = rk.split_handle(hs, aux, gates, x, wip, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience)
+    rk.sequence_forward_split(hs, aux, gates, x, wip, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience, fn)
+    want = (x.astype(np.float64) @ w_ih[order].T.astype(np.float64)).astype(dt)
+    np.testing.assert_array_equal(gates.reshape(T * N, G), want)  # the input product, whole
     return hs, aux
 
 
@@ -75,7 +83,8 @@ def _by_units(mode, gates, w_hh, bias, b_hn, hs, aux, parts, patience=None):
 @pytest.mark.parametrize("dtype,H,parts", [(np.float32, 64, 2), (np.float32, 96, 2), (np.float32, 128, 4),
                                            (np.float64, 32, 2), (np.float64, 48, 3)])
 def test_split_gives_the_bits_of_the_row_chunks(mode, dtype, H, parts, rng, threads):
-    # rows one by one (N <= 3) and in a padded panel (N = 5, 8); parts of one and of
+    # rows one by one (N <= 3) and in a padded panel (N = 5, 8), the input product on
+    # whole and partial panels of MR rows (T * N = 5 ... 40); parts of one and of
     # two panels per gate (H = 96: 1 + 2); as many parts as threads, and more (4 parts
     # on 2 threads, or any parts on 1: a thread runs the parts the others do not reach);
     # parts run twice when a thread runs out of patience

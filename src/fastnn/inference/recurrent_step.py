@@ -60,7 +60,12 @@ class _Direction:
         self.gates = aligned.empty((T, N, G), dt)
         self.gates2 = self.gates.reshape(T * N, G)
         self.w_ih = w_ih
-        self.packed = packed_weight(w_ih, T * N, workspaces)  # (bp, ap, tmp) or None
+        In = w_ih.shape[1]
+        if self.bounds is None:
+            self.packed = packed_weight(w_ih, T * N, workspaces)  # (bp, ap, tmp) or None
+        else:  # (the split kernel runs the input product too, on W_ih^T in panels)
+            self.wip = aligned.empty(rp.panel_shape(In, G, dt), dt)
+            rp.pack_panels(self.wip, w_ih, True)
         self.hs = aligned.empty((T + 1, N, H), dt)
         self.hs[0] = 0
         self.aux = aligned.empty((T + 1, N, H) if mode in (rk.LSTM, rk.GRU) else (1, 1, 1), dt)
@@ -71,12 +76,13 @@ class _Direction:
         if self.bounds is not None:
             parts = len(self.bounds) - 1
             self.hw = aligned.empty((parts, MR * G), dt)
-            self.ap = aligned.empty((parts, MR * H), dt)
+            self.ap = aligned.empty((parts, MR * max(H, In)), dt)
             self.gs = aligned.empty((parts, G), dt)
             self.patience = rk.split_patience(self.wp, parts)
-            self.sync = aligned.empty(rk.sync_size(T, parts), np.int64)
-            self.fn = rk.split_handle(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, self.hw,
-                                      self.ap, self.gs, self.sync, self.bounds, mode, self.patience)
+            self.sync = aligned.empty(rk.sync_size(T, N, parts), np.int64)
+            example = aligned.empty((T * N, In), dt)  # (an input's type: the handle's)
+            self.fn = rk.split_handle(self.hs, self.aux, self.gates, example, self.wip, self.bias, self.b_hn,
+                                      self.wp, self.hw, self.ap, self.gs, self.sync, self.bounds, mode, self.patience)
             return
         nr = rp.panel_width(dt)
         self.hw = np.zeros((chunks, chunk * ((G + nr - 1) // nr * nr)), dt)
@@ -86,16 +92,17 @@ class _Direction:
 
     def run(self, inp):
         """The layer's outputs hs[1:] (T, N, H) for its time-major input ``inp`` (T*N, In)."""
+        if self.bounds is not None:
+            rk.sequence_forward_split(self.hs, self.aux, self.gates, inp, self.wip, self.bias, self.b_hn, self.wp,
+                                      self.hw, self.ap, self.gs, self.sync, self.bounds, self.mode, self.patience,
+                                      self.fn)
+            return self.hs[1:]
         if self.packed is not None:
             packed_k.gemm_packed(self.gates2, inp, *self.packed, get_threads(), self.bias, act_k.IDENTITY, 0.0, False)
         else:
             linear_into(self.gates2, inp, self.w_ih, None)
-        if self.bounds is not None:
-            rk.sequence_forward_split(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, self.hw, self.ap,
-                                      self.gs, self.sync, self.bounds, self.mode, self.patience, self.fn)
-        else:
-            rk.sequence_forward(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, self.w_hh, self.hw,
-                                self.ap, self.chunk, self.mode, True, self.fn)
+        rk.sequence_forward(self.hs, self.aux, self.gates, self.bias, self.b_hn, self.wp, self.w_hh, self.hw,
+                            self.ap, self.chunk, self.mode, True, self.fn)
         return self.hs[1:]
 
 

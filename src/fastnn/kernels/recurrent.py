@@ -25,7 +25,8 @@ from numba.extending import overload
 from ._atomic import compare_swap, fetch_add, load_acquire, pause
 from ._fnptr import call, handle
 from ._jit import FASTMATH, kernel, serial_kernel
-from .recurrent_product import panel_width, times_packed_rows, times_rows
+from .microkernel import MR, micro
+from .recurrent_product import pack_rows, panel_width, times_packed, times_packed_rows, times_rows
 
 RNN_TANH, RNN_RELU, LSTM, GRU = 0, 1, 2, 3
 GATES = {RNN_TANH: 1, RNN_RELU: 1, LSTM: 4, GRU: 3}
@@ -247,19 +248,50 @@ def _run_part(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, t, u0, u1, mode):
 
 
 @serial_kernel
-def _forward_part(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience, me):
-    # One thread's run of sequence_forward_split: at each step, every part it can
-    # claim (part ``me`` first, whose weights its core has cached since the last
-    # call), then a wait for each other part to be done; a part still not done after
-    # ``patience`` spins, its thread held up, it runs itself.
+def _project(gates, x, wip, ap, tmp, item, bounds):
+    # Input product item ``item`` of sequence_forward_split: one MR-row panel of x
+    # (T*N, In) times one part's gate columns of W_ih^T (wip: packed, permuted part by
+    # part), into those rows and columns of gates (item = part * panels + panel).
+    R, In = x.shape
+    G = gates.shape[2]
+    parts = bounds.shape[0] - 1
+    gc = G // bounds[parts]
+    NR = wip.shape[2]
+    panels = (R + MR - 1) // MR
+    q, p = item // panels, item % panels
+    r0 = p * MR
+    rows = min(MR, R - r0)
+    c0, c1 = gc * bounds[q], gc * bounds[q + 1]
+    C = c1 - c0
+    pack_rows(ap, x, r0, rows)
+    g = gates.reshape(R * G)
+    if rows == MR:  # straight into gates, G apart
+        for j in range(c0 // NR, c1 // NR):
+            micro(g, r0 * G + j * NR, G, ap, 0, wip, j * In * NR, In, _OVERWRITE)
+        return
+    times_packed(tmp, ap, wip[c0 // NR:c1 // NR], rows, _OVERWRITE)
+    for r in range(rows):
+        g[(r0 + r) * G + c0:(r0 + r) * G + c1] = tmp[r * C:(r + 1) * C]
+
+
+@serial_kernel
+def _forward_part(hs, aux, gates, x, wip, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience, me):
+    # One thread's run of sequence_forward_split: first the input product's items,
+    # then at each step its parts; in each round every item it can claim (from its own
+    # share on: the same weights as the call before, in its core's cache), then a wait
+    # for each other item to be done; one still not done after ``patience`` spins, its
+    # thread held up, it runs itself.
     T = gates.shape[0]
     parts = bounds.shape[0] - 1
-    for t in range(T):
-        base = t * 2 * parts * SYNC_LINE  # parts claim flags, then parts done flags
-        for k in range(2 * parts):  # claim what it can, its own part first; then wait for each
-            q = (me + k) % parts if k < parts else k - parts
-            done = base + (parts + q) * SYNC_LINE
-            if k < parts:
+    items = parts * ((x.shape[0] + MR - 1) // MR)
+    for t in range(-1, T):  # t = -1: the input product
+        n = items if t < 0 else parts
+        base = 0 if t < 0 else (items + t * parts) * 2 * SYNC_LINE  # n claim flags, then n done flags
+        start = me * n // parts
+        for k in range(2 * n):  # claim what it can, its own share first; then wait for each
+            q = (start + k) % n if k < n else k - n
+            done = base + (n + q) * SYNC_LINE
+            if k < n:
                 claim = base + q * SYNC_LINE
                 run = load_acquire(sync, claim) == 0 and compare_swap(sync, claim, 0, 1)
             else:
@@ -268,53 +300,60 @@ def _forward_part(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode
                     spins += 1
                     pause()
                 run = load_acquire(sync, done) == 0
-            if run:
+            if not run:
+                continue
+            if t < 0:
+                _project(gates, x, wip, ap, hw, q, bounds)
+            else:
                 _run_part(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, t, bounds[q], bounds[q + 1], mode)
-                fetch_add(sync, done, 1)  # (a full barrier: the part's stores come first)
+            fetch_add(sync, done, 1)  # (a full barrier: the item's stores come first)
 
 
 @kernel
-def sequence_forward_split(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience, fn):
-    """sequence_forward for a batch too small to split (one MR panel of rows): each
-    step's hidden units split into parts (``bounds``, from :func:`split_bounds`),
-    which the threads claim and run, then meet before the next step.
+def sequence_forward_split(hs, aux, gates, x, wip, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience, fn):
+    """One layer over all T steps, its input product included, for a batch too small
+    to split (one MR panel of rows): the product's rows and columns and then each
+    step's hidden units split into parts (``bounds``, from :func:`split_bounds`), which
+    the threads claim and run, meeting after the product and after each step.
 
-    The gate columns are permuted part by part (:func:`split_order`): W_hh's rows
-    before pack_panels, so a part's columns are whole panels of wp, and those of
-    ``gates`` (W_ih's rows, for the input product) and ``bias`` alike, so a part's
-    gates of a row are contiguous; hs, aux and b_hn keep their order. ``gates`` is
-    only read (for inference: the activated gates are not kept).
+    x (T*N, In): the layer's input, time-major; wip: W_ih^T packed by pack_panels;
+    gates (T, N, G): overwritten with x @ W_ih^T. The gate columns are permuted part by
+    part (:func:`split_order`): W_ih's and W_hh's rows before pack_panels, so a
+    part's columns are whole panels of wip and wp, and ``bias`` alike, so a part's
+    gates of a row are contiguous; hs, aux and b_hn keep their order. After the
+    product, ``gates`` is only read (for inference: the activated gates are not kept).
 
-    A thread runs the part of its thread number first, so from call to call it reads
+    A thread runs the share of its thread number first, so from call to call it reads
     the same weights from its own core's cache (one core streams W_hh from its cache
     at a rate two cores double). A thread that comes late (a sleeping worker) or
-    never (a one-thread pool, or more parts than threads) leaves its parts to the
-    others: a part is claimed only by a thread about to run it. A thread held up
-    while it runs a part (descheduled by the system) is not waited for long: after
-    a bounded spin another thread runs the part too, which is safe because a part
-    writes the same bits whoever runs it and when (``gates`` is not written). So the
-    order and speed the pool runs the iterations at cannot block a step. Each output
-    sums the same products in the same order as sequence_forward's: the same bits.
-    hw (parts, MR * G), ap (parts, MR * H), gs (parts, G): per-iteration scratch;
-    sync: int64, :func:`sync_size` long, overwritten. patience: spin-waits before a
-    thread runs a part that is not done (:func:`split_patience`). fn: :func:`split_handle`.
+    never (a one-thread pool, or more parts than threads) leaves its share to the
+    others: an item is claimed only by a thread about to run it. A thread held up
+    while it runs an item (descheduled by the system) is not waited for long: after
+    a bounded spin another thread runs the item too, which is safe because an item
+    writes the same bits whoever runs it and when. So the order and speed the pool
+    runs the iterations at cannot block a step. Each step's output sums the same
+    products in the same order as sequence_forward's: given the same gates, the same bits.
+    hw (parts, MR * G), ap (parts, MR * max(H, In)), gs (parts, G): per-iteration
+    scratch; sync: int64, :func:`sync_size` long, overwritten. patience: spin-waits
+    before a thread runs an item that is not done (:func:`split_patience`). fn:
+    :func:`split_handle`.
     """
     for i in range(sync.shape[0]):  # (a plain loop: never fused with the prange below)
         sync[i] = 0
     parts = bounds.shape[0] - 1
     for c in prange(parts):
         me = get_thread_id() % parts
-        call(fn, (hs, aux, gates, bias, b_hn, wp, hw[c], ap[c], gs[c], sync, bounds, mode, patience, me))
+        call(fn, (hs, aux, gates, x, wip, bias, b_hn, wp, hw[c], ap[c], gs[c], sync, bounds, mode, patience, me))
 
 
-def split_handle(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience):
+def split_handle(hs, aux, gates, x, wip, bias, b_hn, wp, hw, ap, gs, sync, bounds, mode, patience):
     """The ``fn`` argument of sequence_forward_split (whose arguments these are)."""
-    return handle(_forward_part, (hs, aux, gates, bias, b_hn, wp, hw[0], ap[0], gs[0], sync, bounds, mode, patience,
-                                  patience))
+    return handle(_forward_part, (hs, aux, gates, x, wip, bias, b_hn, wp, hw[0], ap[0], gs[0], sync, bounds, mode,
+                                  patience, patience))
 
 
 def split_patience(wp, parts):
-    """The spin-waits before a thread runs a part that is not done itself: PATIENCE,
+    """The spin-waits before a thread runs an item that is not done itself: PATIENCE,
     about 5 us here, plus about twice the time a core takes to stream a part's weights."""
     return PATIENCE + wp.nbytes // (2048 * parts)
 
@@ -338,9 +377,9 @@ def split_order(H, gc, bounds):
                            for q in range(len(bounds) - 1) for k in range(gc)])
 
 
-def sync_size(T, parts):
-    """The length of sequence_forward_split's sync array."""
-    return T * 2 * parts * SYNC_LINE
+def sync_size(T, N, parts):
+    """The length of sequence_forward_split's sync array (T steps of N rows)."""
+    return (parts * ((T * N + MR - 1) // MR) + T * parts) * 2 * SYNC_LINE
 
 
 @serial_kernel
