@@ -271,15 +271,18 @@ def gemm(out, a, b, trans_a, trans_b, accumulate, threads, fns):
                 call(tiles, (out, a, bp, work[:na], work[na:na + MR * NR], ta, accumulate, swap, ntiles - ntiles,
                              ntiles, mc, per, g0, g1, j0, ncols, kcb, NR))
                 continue
-            for ci in prange(threads):
+            # (two loops of counts Numba cannot prove equal, so it never fuses them: every
+            # tile must wait for the whole block to be packed)
+            packers, tilers = max(1, min(threads, npack)), max(1, min(threads, ntiles))
+            for ci in prange(packers):
                 c = np.int64(ci)
-                call(pack, (bp, b, tb, c * npack // threads, (c + 1) * npack // threads,
+                call(pack, (bp, b, tb, c * npack // packers, (c + 1) * npack // packers,
                             g0, g1, j0, ncols, kcb, NR))
-            for ci in prange(threads):
+            for ci in prange(tilers):
                 c = np.int64(ci)
                 w0 = c * stride
                 call(tiles, (out, a, bp, work[w0:w0 + na], work[w0 + na:w0 + na + MR * NR], ta, accumulate, swap,
-                             c * ntiles // threads, (c + 1) * ntiles // threads, mc, per, g0, g1, j0, ncols, kcb,
+                             c * ntiles // tilers, (c + 1) * ntiles // tilers, mc, per, g0, g1, j0, ncols, kcb,
                              NR))
 
 
