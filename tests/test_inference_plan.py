@@ -466,3 +466,49 @@ def test_recurrent_layers_on_a_plan(layer):
         planned = _peak_bytes(compiled, x)
     results = sum(t.data.nbytes for t in model(x))
     assert planned < results + 4096, (planned, results)
+
+
+class _Last(nn.Module):
+    """A module of no state whose forward makes no step: the last time step."""
+
+    def forward(self, x):
+        return x[:, -1]
+
+
+class _Relu(nn.Module):
+    """A module of no state whose forward makes a step (a relu after the layer before)."""
+
+    def forward(self, x):
+        return fastnn.nn.functional.relu(x)
+
+
+class _Holder(nn.Module):
+    """A module that holds a layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(6, 6)
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("middle,chained", [(_Last, True), (_Relu, False), (_Holder, False)],
+                         ids=["stateless", "makes_a_step", "holds_a_layer"])
+def test_sequential_with_a_stateless_module_runs_as_a_chain(middle, chained, rng):
+    # a custom module of no parameters, buffers or children in a Sequential is called
+    # as it is between the steps (the plan skips the Sequential's forward); one that
+    # makes a step of its own, or holds a layer, leaves the model's forward to run
+    if middle is _Last:
+        model = nn.Sequential(nn.LSTM(4, 6, batch_first=True), middle(), nn.Linear(6, 3)).eval()
+        x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    else:  # (last: only the count of the steps it made tells)
+        model = nn.Sequential(nn.Linear(4, 6), middle()).eval()
+        x = rng.standard_normal((2, 4)).astype(np.float32)
+    compiled = fastnn.compile(model)
+    with fastnn.no_grad():
+        want = model(x).data
+        for _ in range(3):
+            np.testing.assert_allclose(compiled(x).data, want, rtol=2e-5, atol=2e-5)
+    plan = list(inference._PLANS[model].values())[-1]
+    assert (plan.chain is not None) == chained

@@ -189,8 +189,10 @@ class _Buffers:
 
 def flat_chain(model, steps):
     """The calls that replace ``model``'s forward when it is a ``Sequential`` whose
-    children are each a step (in order) or a view or eval-mode dropout: its steps (the
-    folded ones left out) and the views' ``forward``, one after another. None otherwise."""
+    children are each a step (in order), a view, an eval-mode dropout or a module of
+    no parameters, buffers or children that made no step (a custom ``x[:, -1]``, say):
+    its steps (the folded ones left out), the views' ``forward`` and those modules
+    themselves, one after another. None otherwise."""
     if type(model) is not Sequential or "forward" in model.__dict__:
         return None
     chain, k = [], 0
@@ -205,7 +207,13 @@ def flat_chain(model, steps):
             k += 1
         elif type(child) in _VIEWS:
             chain.append(child.forward)
-        elif type(child) not in _DROPOUTS or child.training:
+        elif type(child) in _DROPOUTS:
+            if child.training:
+                return None
+        elif not (child._parameters or child._buffers or child._modules):
+            # (a step its forward made would be the next one: the count below then fails)
+            chain.append(child)
+        else:
             return None
     return chain if k == len(steps) else None
 
