@@ -51,9 +51,11 @@ class _Direction:
         self.bias, self.b_hn = _biases(layer[2], layer[3], mode, G, H, dt)
         threads = get_threads()
         chunk, chunks = rp.chunking(N, threads)
-        # one panel of rows: the threads split each step's hidden units, on the gate
-        # columns (of both products, and the biases) permuted part by part
-        self.bounds = rk.split_bounds(H, threads, dt) if chunks == 1 else None
+        # one panel of rows: the threads split the input product and each step's hidden
+        # units, on the gate columns (of both products, and the biases) permuted part by
+        # part; one thread runs it as one part, so that the results do not depend on
+        # the thread count
+        self.bounds = rk.split_bounds(H, threads, dt) if N <= MR else None
         if self.bounds is not None:
             order = rk.split_order(H, G // H, self.bounds)
             w_ih, w_hh, self.bias = w_ih[order], w_hh[order], self.bias[order]

@@ -360,12 +360,12 @@ def split_patience(wp, parts):
 
 def split_bounds(H, threads, dtype):
     """The hidden units' part boundaries (int64, parts + 1) for sequence_forward_split:
-    whole panels of each gate per part; None when H is not a whole number of at least
-    two panels, or there is one thread."""
+    whole panels of each gate per part, ``threads`` parts at most (one thread: one
+    part); None when H is not a whole number of at least two panels."""
     NR = panel_width(dtype)
     panels = H // NR
     parts = min(threads, panels)
-    if H % NR or parts < 2:
+    if H % NR or panels < 2:
         return None
     return np.array([q * panels // parts * NR for q in range(parts + 1)], np.int64)
 
