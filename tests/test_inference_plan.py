@@ -12,6 +12,8 @@ import fastnn
 from fastnn import _warmup, inference, nn
 from fastnn.nn import functional as F
 
+from _recurrent_models import States
+
 
 def _randomise_norms(model, rng):
     for m in model.modules():
@@ -425,19 +427,6 @@ def _first(out):
     return out[0] if isinstance(out, tuple) else out
 
 
-class _States(nn.Module):
-    """A recurrent layer's final states as the result, besides its output."""
-
-    def __init__(self, layer):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x):
-        out, state = self.layer(x)
-        h, c = state if isinstance(state, tuple) else (state, None)
-        return out, h, c if c is not None else h
-
-
 @pytest.mark.parametrize("layer", [
     nn.LSTM(5, 8, num_layers=2, bidirectional=True, batch_first=True), nn.GRU(5, 8), nn.RNN(5, 8, num_layers=3)],
     ids=["lstm", "gru", "rnn"])
@@ -447,7 +436,7 @@ def test_recurrent_layers_on_a_plan(layer):
     follow weight changes, and a repeated call allocates nothing but those copies.
     One, a few and many rows: rows one by one, and in padded panels of the packed W_hh."""
     rng = np.random.default_rng(11)
-    model = _States(layer).eval()
+    model = States(layer).eval()
     compiled = fastnn.compile(model)
     for N in (1, 3, 19):
         shape = (N, 6, 5) if layer.batch_first else (6, N, 5)

@@ -14,6 +14,8 @@ from fastnn.kernels import recurrent as rk
 from fastnn.kernels import recurrent_product as rp
 from fastnn.kernels.microkernel import MR
 
+from _recurrent_models import States
+
 MODES = {"rnn_tanh": rk.RNN_TANH, "rnn_relu": rk.RNN_RELU, "lstm": rk.LSTM, "gru": rk.GRU}
 
 
@@ -134,16 +136,6 @@ def test_atomics_count_and_claim_exactly_once(threads):
         assert won == 5000 and all_claimed and owners
 
 
-class _States(nn.Module):
-    def __init__(self, layer):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x):
-        out, state = self.layer(x)
-        return out, *(state if isinstance(state, tuple) else (state,))
-
-
 @pytest.mark.parametrize("layer,shape,dtype", [
     (nn.LSTM(16, 64, batch_first=True), (1, 7, 16), np.float32),
     (nn.GRU(8, 96, num_layers=2), (6, 3, 8), np.float32),
@@ -151,7 +143,7 @@ class _States(nn.Module):
 ], ids=["lstm", "gru", "rnn_relu"])
 def test_plan_on_the_split_equals_the_eager_layer(layer, shape, dtype, rng):
     from fastnn.inference.recurrent_step import RecurrentStep
-    model = _States(layer.to(dtype)).eval()
+    model = States(layer.to(dtype)).eval()
     compiled = fastnn.compile(model)
     x = rng.standard_normal(shape).astype(dtype)
     tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
@@ -171,7 +163,7 @@ def test_plan_on_the_split_equals_the_eager_layer(layer, shape, dtype, rng):
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads")
 def test_plan_results_do_not_depend_on_the_thread_count(rng):
     # one thread runs the split too (every part): the same bits as two
-    model = _States(nn.LSTM(700, 64, batch_first=True)).eval()  # (a deep input product: K blocks)
+    model = States(nn.LSTM(700, 64, batch_first=True)).eval()  # (a deep input product: K blocks)
     x = rng.standard_normal((2, 9, 700)).astype(np.float32)
     runs = []
     for threads in (1, 2):
