@@ -97,7 +97,19 @@ def test_split_gives_the_bits_of_the_row_chunks(mode, dtype, H, parts, rng, thre
         for patience in (None, 0):  # no patience: every part not done when a thread looks runs twice
             for got in threads(lambda: _by_units(MODES[mode], *problem, parts, patience)):
                 for g, w in zip(got, want):
-                    np.testing.assert_array_equal(g, w)
+                    _same(g, w)
+
+
+def _same(got, want):
+    # The two kernels inline the one cell loop into different callers; the optimised
+    # build compiles both copies alike (the same bits), but a bounds-checked build
+    # (NUMBA_BOUNDSCHECK=1) contracts or reassociates GRU's sums differently in one
+    # copy, so there only the rounding agrees: a few units in the last place
+    if numba.config.BOUNDSCHECK:
+        ulp = np.finfo(got.dtype).eps
+        np.testing.assert_allclose(got, want, rtol=8 * ulp, atol=8 * ulp)
+    else:
+        np.testing.assert_array_equal(got, want)
 
 
 def test_split_bounds_take_whole_panels():

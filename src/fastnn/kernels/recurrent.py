@@ -332,7 +332,9 @@ def sequence_forward_split(hs, aux, gates, x, wip, bias, b_hn, wp, hw, ap, gs, s
     a bounded spin another thread runs the item too, which is safe because an item
     writes the same bits whoever runs it and when. So the order and speed the pool
     runs the iterations at cannot block a step. Each step's output sums the same
-    products in the same order as sequence_forward's: given the same gates, the same bits.
+    products in the same order as sequence_forward's: given the same gates, the same
+    bits in the optimised build (a bounds-checked one compiles GRU's cell loop in the
+    two kernels with different contractions: the last place may differ there).
     hw (parts, MR * G), ap (parts, MR * max(H, In)), gs (parts, G): per-iteration
     scratch; sync: int64, :func:`sync_size` long, overwritten. patience: spin-waits
     before a thread runs an item that is not done (:func:`split_patience`). fn:
