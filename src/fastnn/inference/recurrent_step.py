@@ -6,11 +6,13 @@ weights, W_hh packed into the micro-kernel's panels, the work arrays, the
 per-chunk kernel handle. The step makes them once, for each layer and direction,
 and a call runs the kernels only: the input product x @ W_ih^T (on W_ih packed once
 when the product packs, the bits of the unpacked product) and ``sequence_forward``.
+A batch of up to MR rows whose hidden size is whole panels runs both in one kernel
+instead, ``sequence_forward_split``: the input product, then each step, split over
+the threads by gate columns (each core streams its part of W_hh from its own cache),
+one thread running it as one part, so that the results do not depend on the thread count.
 
 Every batch runs on the packed W_hh, a batch of one or a few rows one row at a time
-(``times_packed_row``, at the speed W_hh streams from cache) and, on several
-threads, each step's hidden units split over them (``sequence_forward_split``: each
-core streams its part of W_hh from its own cache), where an eager call
+(``times_packed_row``, at the speed W_hh streams from cache), where an eager call
 on fewer than MR rows multiplies by W_hh's rows as they are (dot products), as
 packing W_hh on every call would cost it more than it saves. Results equal the eager
 eval forward within float32 rounding (the same products summed in another order).
@@ -82,8 +84,8 @@ class _Direction:
             self.gs = aligned.empty((parts, G), dt)
             self.patience = rk.split_patience(self.wp, parts)
             self.sync = aligned.empty(rk.sync_size(T, N, parts), np.int64)
-            example = aligned.empty((T * N, In), dt)  # (an input's type: the handle's)
-            self.fn = rk.split_handle(self.hs, self.aux, self.gates, example, self.wip, self.bias, self.b_hn,
+            # (the handle is made for the types of the arguments: gates2 has an input's, (T*N, .) C-contiguous)
+            self.fn = rk.split_handle(self.hs, self.aux, self.gates, self.gates2, self.wip, self.bias, self.b_hn,
                                       self.wp, self.hw, self.ap, self.gs, self.sync, self.bounds, mode, self.patience)
             return
         nr = rp.panel_width(dt)

@@ -6,7 +6,8 @@ One layer runs as
   sequence_forward: per step t, hw = h_{t-1} @ W_hh^T (matmul's register-blocked
       micro-kernel on a W_hh packed once; a few rows one by one, unpadded), then one
       fused pass: bias, gates, state
-and backward as
+(for inference on up to MR rows, sequence_forward_split runs both, split over the
+threads by gate columns) and backward as
   sequence_backward: per step t (reversed), the gate gradients, then dh = dhw[t] @ W_hh
   dW_ih = dxw^T @ x, dW_hh = dhw^T @ hs[:-1], dx = dxw @ W_ih   big matmuls (the caller)
 Samples are independent, so threads split the batch and each runs all T steps for
