@@ -18,7 +18,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, serial_kernel
+from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, linked_kernel, serial_kernel
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, GELU = 0, 1, 2, 3, 4, 5
 _INV_SQRT2 = 0.7071067811865476
@@ -234,7 +234,7 @@ def _extra_backward_range(dx, dout, x, kind, p):
             dx[i] = dout[i] * _extra_grad(x[i], kind, p)
 
 
-@serial_kernel
+@linked_kernel
 def forward_block(out, x, kind, slope, lo, hi):
     """out[lo:hi] = act(x[lo:hi]) for a kind below FIRST_EXTRA. A kernel of its own,
     called by both branches of its parallel shell (and per block in its parallel loop),
@@ -242,20 +242,20 @@ def forward_block(out, x, kind, slope, lo, hi):
     _forward_range(out[lo:hi], x[lo:hi], kind, slope)
 
 
-@serial_kernel
+@linked_kernel
 def extra_forward_block(out, x, kind, slope, lo, hi):
     """forward_block for the further kinds (RELU6 and up)."""
     _extra_forward_range(out[lo:hi], x[lo:hi], kind, slope)
 
 
-@serial_kernel
+@linked_kernel
 def backward_block(dx, dout, x, y, kind, slope, lo, hi):
     """dx[lo:hi] = dout * act'(x) on [lo, hi) for a kind below FIRST_EXTRA (see
     forward_block)."""
     _backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], y[lo:hi], kind, slope)
 
 
-@serial_kernel
+@linked_kernel
 def extra_backward_block(dx, dout, x, y, kind, slope, lo, hi):
     """backward_block for the further kinds, which differentiate from their input x."""
     _extra_backward_range(dx[lo:hi], dout[lo:hi], x[lo:hi], kind, slope)

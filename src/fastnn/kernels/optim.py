@@ -13,7 +13,7 @@ zero-length arrays: the kernels never index them then.
 import numpy as np
 from numba import prange
 
-from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, serial_kernel, unfused
+from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, linked_kernel, unfused
 
 # clip_grad_norm_ sums squares in this many chunks, whatever the thread count, so
 # the rounding (and the result) is the same on 1 thread and on N.
@@ -47,7 +47,7 @@ def _sgd_element(param, momentum_buffer, grad, i, lr, momentum, one_minus_dampen
     param[i] = param[i] - lr * d_p
 
 
-@serial_kernel
+@linked_kernel
 def _sgd_views(param, momentum_buffer, grad, lr, momentum, one_minus_dampening,
                weight_decay, use_momentum, nesterov, first_step):
     for i in range(param.shape[0]):  # from 0 over views: vectorises
@@ -96,7 +96,7 @@ def _adam_element(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, i, step_size
     param[i] = p - step_size * (m / denom)
 
 
-@serial_kernel
+@linked_kernel
 def _adam_views(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, step_size, beta1,
                 one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,
                 weight_decay, decay, decoupled, amsgrad):
@@ -158,7 +158,7 @@ def _rmsprop_element(param, square_avg, grad_avg, momentum_buffer, grad, i, lr, 
         param[i] = param[i] - lr * (g / avg)
 
 
-@serial_kernel
+@linked_kernel
 def _rmsprop_views(param, square_avg, grad_avg, momentum_buffer, grad, lr, alpha,
                    one_minus_alpha, eps, weight_decay, momentum, centered, use_momentum):
     for i in range(param.shape[0]):  # from 0 over views: vectorises
@@ -220,7 +220,7 @@ def sum_of_squares(out, x):
     out[0] = total
 
 
-@serial_kernel
+@linked_kernel
 def _adagrad_views(param, state_sum, grad, clr, eps, weight_decay):
     for i in range(param.shape[0]):  # from 0 over views: vectorises
         g = grad[i]
