@@ -102,7 +102,8 @@ def _bias_act(row, bias, has_bias, kind, slope):
         for j in range(row.shape[0]):
             row[j] += bias
     if kind != act_k.IDENTITY:
-        act_k._forward_range(row, row, kind, slope)
+        n = row.shape[0]
+        act_k.forward_block(row, row, kind, slope, n - n, n)  # (a call: see activations.bias_activation_row)
 
 
 @serial_kernel

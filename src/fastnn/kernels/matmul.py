@@ -12,7 +12,7 @@ import numpy as np
 from numba import prange
 
 from ._fnptr import call, handle
-from ._jit import inline, kernel, serial_kernel, typed
+from ._jit import inline, kernel, linked_kernel, serial_kernel, typed
 from ._threading import get_threads
 from .activations import IDENTITY, bias_activation_row
 from .aligned import empty_like_row
@@ -113,7 +113,7 @@ def _tiles(out, a, bp, ap, tmp, trans_a, accumulate, swap, t0, t1, mc, per, g0, 
                             orow[c] = orow[c] + trow[c] if add else trow[c]
 
 
-@serial_kernel
+@linked_kernel  # (linked: a caller's constant flags pick its loops when LLVM inlines it)
 def _direct(out, a, b, trans_a, trans_b, accumulate, j0, j1):
     # Unpacked serial out[:, j0:j1] (+)= op(a) @ op(b)[:, j0:j1] for tiny products and
     # M < 4 rows: row axpys over contiguous rows of b, or dot products with rows of
