@@ -143,9 +143,24 @@ class KernelCache(FunctionCache):
             _cache_problem(self._cache_path, "written", exc)
 
 
+class _Deferred:
+    """A kernel's :class:`KernelCache`, made at its first use (a kernel's first call):
+    making the ~180 caches at import (source paths, cache folders, index names) was a
+    tenth of ``import fastnn``."""
+
+    def __init__(self, py_func):
+        self._py_func = py_func
+
+    def __getattr__(self, name):
+        cache = self.__dict__.get("_made")
+        if cache is None:
+            cache = self.__dict__["_made"] = KernelCache(self._py_func)
+        return getattr(cache, name)
+
+
 def with_kernel_cache(dispatcher):
     """Give a Numba dispatcher a :class:`KernelCache` (what ``cache=True`` would do, trusted)."""
-    dispatcher._cache = KernelCache(dispatcher.py_func)
+    dispatcher._cache = _Deferred(dispatcher.py_func)
     return dispatcher
 
 
