@@ -174,6 +174,28 @@ def test_bounds_checked_runs_do_not_reuse_unchecked_cached_kernels():
     assert checked.stdout.strip() == "checked"
 
 
+def test_kernels_first_called_after_numba_reloads_its_settings_keep_their_folder(tmp_path):
+    """Before a compile, Numba resets its settings from the environment whenever a
+    NUMBA_ variable changed (in a fresh process fastnn's own export of
+    NUMBA_THREADING_LAYER does that), dropping the cache folder fastnn chose. A kernel
+    first called after such a compile still caches in fastnn's folder: here a
+    bounds-checked run's own, so the warm unchecked ``multiply`` is not loaded."""
+    code = ("import os\nimport numpy as np\nfrom fastnn.kernels.elementwise import add, multiply\n"
+            "os.environ['NUMBA_FASTNN_TEST_CHANGED'] = '1'\n"
+            "a, b = np.zeros(3, np.float32), np.zeros(2, np.float32)\n"
+            "add(a, a, a)\n"  # compiles in the checked run: Numba reloads its settings first
+            "try:\n    multiply(a, a, b)\n    print('unchecked')\n"
+            "except IndexError:\n    print('checked')\n")
+    base = {k: v for k, v in os.environ.items() if k != "NUMBA_BOUNDSCHECK"}
+    base["NUMBA_CACHE_DIR"] = str(tmp_path)
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=dict(base, NUMBA_BOUNDSCHECK="0"), timeout=300)
+    checked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=dict(base, NUMBA_BOUNDSCHECK="1"), timeout=300)
+    assert plain.returncode == 0 and checked.returncode == 0, plain.stderr + checked.stderr
+    assert (plain.stdout.strip(), checked.stdout.strip()) == ("unchecked", "checked")
+
+
 KERNELS = textwrap.dedent("""
     import json, warnings
     with warnings.catch_warnings(record=True) as caught:

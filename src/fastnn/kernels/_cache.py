@@ -29,8 +29,10 @@ import hashlib
 import os
 import re
 import sys
+import threading
 import warnings
 
+import numba
 from numba.core import event
 from numba.core.caching import FunctionCache, IndexDataCacheFile
 
@@ -143,18 +145,38 @@ class KernelCache(FunctionCache):
             _cache_problem(self._cache_path, "written", exc)
 
 
+_making = threading.Lock()
+
+
 class _Deferred:
     """A kernel's :class:`KernelCache`, made at its first use (a kernel's first call):
-    making the ~180 caches at import (source paths, cache folders, index names) was a
-    tenth of ``import fastnn``."""
+    making the ~216 caches at import (source paths, cache folders, index names) was a
+    tenth of ``import fastnn``.
+
+    The cache goes in the folder chosen when the kernel was defined (``_jit``'s choice,
+    ``numba.config.CACHE_DIR``), not whatever that setting says at the first call:
+    Numba resets its settings from the environment before a compile whenever a
+    ``NUMBA_`` variable changed (fastnn exports ``NUMBA_THREADING_LAYER``), which
+    drops the folder ``_jit`` chose (a bounds-checked build's own ``boundscheck``
+    folder, a fallback folder). Made then, a bounds-checked run's caches loaded the
+    unchecked kernels."""
 
     def __init__(self, py_func):
         self._py_func = py_func
+        self._folder = numba.config.CACHE_DIR
 
     def __getattr__(self, name):
         cache = self.__dict__.get("_made")
         if cache is None:
-            cache = self.__dict__["_made"] = KernelCache(self._py_func)
+            with _making:
+                cache = self.__dict__.get("_made")
+                if cache is None:
+                    now = numba.config.CACHE_DIR
+                    numba.config.CACHE_DIR = self._folder
+                    try:
+                        cache = self.__dict__["_made"] = KernelCache(self._py_func)
+                    finally:
+                        numba.config.CACHE_DIR = now
         return getattr(cache, name)
 
 
