@@ -319,16 +319,22 @@ def activation_backward(dx, dout, x, y, kind, slope):
 
 
 @inline
+def activation_row(row, kind, slope):
+    # row = act(row) in place on one 1-D row, for the epilogues of layer kernels: a call
+    # of forward_block (typed once per dtype), not its loops inlined here: inlined, they
+    # were most of the compile time of each kernel that has such an epilogue
+    if kind != IDENTITY:
+        n = row.shape[0]
+        forward_block(row, row, kind, slope, n - n, n)  # (n - n: a variable 0, one compile)
+
+
+@inline
 def bias_activation_row(row, bias, kind, slope, has_bias):
-    # row[j] = act(row[j] + bias[j]) on one 1-D row. The activation is a call of
-    # forward_block (typed once per dtype), not its loops inlined here: inlined, they
-    # were most of the compile time of each kernel that has this epilogue.
+    # row[j] = act(row[j] + bias[j]) on one 1-D row
     if has_bias:
         for j in range(row.shape[0]):
             row[j] += bias[j]
-    if kind != IDENTITY:
-        n = row.shape[0]
-        forward_block(row, row, kind, slope, n - n, n)
+    activation_row(row, kind, slope)
 
 
 @serial_kernel

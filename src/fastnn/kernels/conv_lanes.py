@@ -101,9 +101,7 @@ def _bias_act(row, bias, has_bias, kind, slope):
     if has_bias:
         for j in range(row.shape[0]):
             row[j] += bias
-    if kind != act_k.IDENTITY:
-        n = row.shape[0]
-        act_k.forward_block(row, row, kind, slope, n - n, n)  # (a call: see activations.bias_activation_row)
+    act_k.activation_row(row, kind, slope)
 
 
 @serial_kernel
