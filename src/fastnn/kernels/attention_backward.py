@@ -10,7 +10,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from ._fnptr import call, handle
-from ._jit import FASTMATH, kernel, serial_kernel
+from ._jit import FASTMATH, inline, kernel, serial_kernel
 from .attention import BK, BQ, NO_TRI, TRI_K, TRI_Q, _COLS, _ROWS, _ZERO, _scores, _times_block, _unit
 from .vector_exp import prob_row
 
@@ -71,6 +71,17 @@ def _probs_loop(s, dp, r, a, shift, dl, scale, lim, bk):
         drow[c] = 0
 
 
+@inline
+def _store(dst, r0, acc, rows, cols):
+    # dst[r0 + r, c] = acc[r, c] for r < rows, c < cols. Loops, not a slice assignment:
+    # Numba links its shape-mismatch error (string formatting, ~0.8 s of compile) into
+    # every kernel that assigns an array to a slice.
+    for r in range(rows):
+        d, a = dst[r0 + r], acc[r]
+        for c in range(cols):
+            d[c] = a[c]
+
+
 @serial_kernel
 def _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx, mrows,
                has_mask, scale, causal, bh, jb, with_dq, D, NR, Lp, Sp):
@@ -93,8 +104,8 @@ def _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, 
         _times_block(dkacc, _ZERO, dp, _COLS, bk, qrows[bh], i0, bq, Dp, NR, Lp, tri_k)  # dK_j += dS^T Q_i
         if with_dq:  # dQ_i += dS K_j
             _times_block(dqacc, i0, dp, _ROWS, bq, krows[bh], j0, bk, Dp, NR, Sp, tri_q)
-    dk[bh, j0:j0 + bk] = dkacc[:bk, :D]
-    dv[bh, j0:j0 + bk] = dvacc[:bk, :Dv]
+    _store(dk[bh], j0, dkacc, bk, D)
+    _store(dv[bh], j0, dvacc, bk, Dv)
 
 
 @serial_kernel
@@ -114,7 +125,7 @@ def _query_block(dq, qa, doa, kcols, vcols, krows, lse, delta, mask, midx, mrows
               bh, i0, bq, j0, bk, D, Dv, NR)
         tri_q = TRI_Q if causal and j0 == i0 else NO_TRI
         _times_block(dqacc, _ZERO, dp, _ROWS, bq, krows[bh], j0, bk, Dp, NR, Sp, tri_q)
-    dq[bh, i0:i0 + bq] = dqacc[:bq, :D]
+    _store(dq[bh], i0, dqacc, bq, D)
 
 
 @serial_kernel
@@ -137,7 +148,7 @@ def _backward_unit(dq, dk, dv, qa, doa, kcols, vcols, krows, qrows, dorows, lse,
         for jb in range((S + BK - 1) // BK):
             _key_block(dk, dv, dqacc, qa, doa, kcols, vcols, krows, qrows, dorows, lse, delta, mask, midx,
                        mrows, has_mask, scale, causal, u, jb, phase == 2, D, NR, Lp, Sp)
-        dq[u] = dqacc[:L, :D]
+        _store(dq[u], 0, dqacc, L, D)
 
 
 @kernel
