@@ -2,9 +2,10 @@
 by the caller, so a loss value never depends on the thread count."""
 import math
 
+import numpy as np
 from numba import prange
 
-from ._jit import BLOCK, SERIAL_BELOW, inline, kernel
+from ._jit import BLOCK, SERIAL_BELOW, kernel, serial_kernel
 from .activations import softmax_row
 from .elementwise import CHUNK
 
@@ -33,6 +34,13 @@ def mse_backward(dpred, pred, target, scale):
             d[i] = scale * (p[i] - t[i])
 
 
+@serial_kernel
+def _ce_rows(losses, probs, logits, targets, r0, r1):
+    # rows r0..r1 of cross_entropy_forward: one compiled body for both of its branches
+    for r in range(r0, r1):
+        losses[r] = softmax_row(probs[r], logits[r]) - logits[r, targets[r]]
+
+
 @kernel
 def cross_entropy_forward(losses, probs, logits, targets):
     """Fused log-softmax + NLL per row, stable log-sum-exp.
@@ -42,32 +50,36 @@ def cross_entropy_forward(losses, probs, logits, targets):
     serially below SERIAL_BELOW elements (a parallel launch costs more than a
     training batch's rows).
     """
+    N = logits.shape[0]
     if logits.size < SERIAL_BELOW:
-        for r in range(logits.shape[0]):
-            losses[r] = softmax_row(probs[r], logits[r]) - logits[r, targets[r]]
+        _ce_rows(losses, probs, logits, targets, N - N, N)  # (N - N: a variable 0, one compile of the callee)
     else:
-        for r in prange(logits.shape[0]):
-            losses[r] = softmax_row(probs[r], logits[r]) - logits[r, targets[r]]
+        for r in prange(N):
+            i = np.int64(r)  # (the prange index is unsigned: one compile of the callee)
+            _ce_rows(losses, probs, logits, targets, i, i + 1)
 
 
-@inline
-def _ce_grad_row(d, p, t, scale):
-    for c in range(p.shape[0]):
-        d[c] = scale * p[c]
-    d[t] -= scale
+@serial_kernel
+def _ce_grad_rows(dlogits, probs, targets, scale, r0, r1):
+    # rows r0..r1 of cross_entropy_backward
+    for r in range(r0, r1):
+        d, p = dlogits[r], probs[r]
+        for c in range(p.shape[0]):
+            d[c] = scale * p[c]
+        d[targets[r]] -= scale
 
 
 @kernel
 def cross_entropy_backward(dlogits, probs, targets, scale):
     """dlogits[r] = scale * (probs[r] - onehot(t_r)), scale = 1/N (overwrites); serial
     below SERIAL_BELOW elements, as the forward."""
-    N, C = probs.shape
+    N = probs.shape[0]
     if probs.size < SERIAL_BELOW:
-        for r in range(N):
-            _ce_grad_row(dlogits[r], probs[r], targets[r], scale)
+        _ce_grad_rows(dlogits, probs, targets, scale, N - N, N)
     else:
         for r in prange(N):
-            _ce_grad_row(dlogits[r], probs[r], targets[r], scale)
+            i = np.int64(r)
+            _ce_grad_rows(dlogits, probs, targets, scale, i, i + 1)
 
 
 @kernel
