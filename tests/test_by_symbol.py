@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 CALLEE = textwrap.dedent('''
-    from fastnn.kernels._jit import serial_kernel
+    from fastnn.kernels._jit import noalias_kernel, serial_kernel
 
 
     @serial_kernel
@@ -37,6 +37,13 @@ CALLEE = textwrap.dedent('''
         for j in range(x.shape[1]):
             s += x[i, j]
         return s + OFFSET
+
+
+    @noalias_kernel
+    def scale_rows(out, x, a):
+        for i in range(out.shape[0]):
+            for j in range(out.shape[1]):
+                out[i, j] = a * x[i, j]
 ''')
 
 CALLERS = textwrap.dedent('''
@@ -188,3 +195,25 @@ def test_an_edited_callee_is_what_cached_callers_call(tmp_path):
     edited = _fresh(tmp_path, cache)
     _check(edited, 5.0)
     assert edited["misses"] == dict(rows=0, rows_serial=0, total=0, axpy_row=1, row_sum=1), edited["misses"]
+
+
+def _noalias_arguments(dispatcher):
+    """How many arguments of the kernel's own function (not its Python wrapper) are noalias."""
+    (ir,) = dispatcher.inspect_llvm().values()
+    name = dispatcher.py_func.__name__
+    (line,) = [line for line in ir.splitlines()
+               if line.startswith("define") and name in line and "cpython" not in line and "cfunc" not in line]
+    return line.count("noalias")
+
+
+def test_a_noalias_kernel_promises_llvm_that_its_arrays_do_not_overlap(probe):
+    """``noalias_kernel``: its array arguments are marked noalias (a serial kernel's are
+    not: only its return and exception slots), and it computes the same."""
+    _, callee = probe
+    x = np.arange(6.0).reshape(2, 3)
+    out = np.zeros_like(x)
+    callee.scale_rows(out, x, 2.0)
+    assert out.tolist() == (2.0 * x).tolist()
+    callee.row_sum(x, 0)
+    plain = _noalias_arguments(callee.row_sum)
+    assert _noalias_arguments(callee.scale_rows) >= plain + 4, (plain, _noalias_arguments(callee.scale_rows))

@@ -163,6 +163,22 @@ def serial_kernel(func):
     return by_symbol(_jit(func, parallel=False))
 
 
+def _noalias_flags(flags):
+    flags.noalias = True
+    return flags
+
+
+def noalias_kernel(func):
+    """A serial kernel (called by symbol, as ``serial_kernel``) compiled with Numba's
+    ``noalias`` flag: LLVM may assume that its array arguments never overlap, so a loop
+    over several arrays vectorises with no run-time overlap checks, as it does inside a
+    parallel loop's body (where Numba sets that flag itself when it finds no aliasing).
+    Only for kernels whose callers never pass overlapping arrays (never in place)."""
+    dispatcher = _jit(func, parallel=False)
+    dispatcher._compiler._customize_flags = _noalias_flags  # (Numba's hook for a dispatcher's flags)
+    return by_symbol(dispatcher)
+
+
 def linked_kernel(func):
     """A serial kernel whose callers link its code (Numba's own way), so LLVM may inline
     it: for the elementwise loops over several arrays that parallel shells call per

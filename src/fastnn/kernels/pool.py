@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import inline, kernel, serial_kernel
+from ._jit import inline, kernel, noalias_kernel, serial_kernel
 from .im2col import valid_range
 
 
@@ -276,14 +276,27 @@ def max_pool_tiled_forward(out, argmax, x, KH, KW, with_index):
     the plane: kernel (KH, KW) == stride, no padding, dilation 1, OH * KH <= H and
     OW * KW <= W. out, x (N, C, H, W); argmax (N, C, OH, OW), or any 4-D int32
     array when not with_index. Parallel over planes."""
-    N, C = x.shape[0], x.shape[1]
-    for p in prange(N * C):
+    planes = x.shape[0] * x.shape[1]
+    blocks = min(planes, 64)  # runs of planes: a call per plane cost up to 1.2x (its 40-odd arguments)
+    for p in prange(blocks):
+        q = np.int64(p)  # (the prange index is unsigned: one compile of the callee)
+        _tiled_planes(out, argmax, x, q * planes // blocks, (q + 1) * planes // blocks, KH, KW, with_index)
+
+
+@noalias_kernel
+def _tiled_planes(out, argmax, x, p0, p1, KH, KW, with_index):
+    # planes p0..p1 (plane p = n * C + c) of max_pool_tiled_forward: the one compiled
+    # body of both kernels, which call it (inlined in both, the plane's loops were most
+    # of their compile time: in the cnn demo 1.86 + 0.74 -> 0.33 + 0.07 + 0.68 CPU s).
+    # out, argmax and x never overlap (noalias_kernel: the loops vectorise as they did
+    # inlined in the parallel loop; without it the big layers ran up to 1.4x slower).
+    C = x.shape[1]
+    for p in range(p0, p1):
         _tiled_plane(out, argmax, x, p // C, p % C, KH, KW, with_index)
 
 
 @serial_kernel
 def max_pool_tiled_forward_serial(out, argmax, x, KH, KW, with_index):
     """:func:`max_pool_tiled_forward` on the calling thread, for small inputs."""
-    for n in range(x.shape[0]):
-        for c in range(x.shape[1]):
-            _tiled_plane(out, argmax, x, n, c, KH, KW, with_index)
+    planes = x.shape[0] * x.shape[1]
+    _tiled_planes(out, argmax, x, planes - planes, planes, KH, KW, with_index)
