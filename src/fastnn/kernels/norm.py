@@ -4,12 +4,20 @@ Per-channel statistics are summed in float64, serially in a fixed order, by the 
 iteration that owns the channel: results are bitwise independent of the thread
 count. ``mean``/``invstd`` (float64, (C,)) carry the batch statistics from the
 training forward to the backward.
+
+The training forward and the backwards are parallel shells over channels, each
+channel a call of a serial kernel of its loops (``noalias_kernel``: the arrays never
+overlap). Compiled inside the parallel loop, the same loops cost about 0.2-0.3 CPU s
+more (compile CPU s, each with a first parallel compile's fixed cost: training
+forward 1.27-1.35 -> 1.03-1.08, backward 0.75 -> 0.60, eval backward 0.89 -> 0.73),
+at the same speed.
 """
 import math
 
+import numpy as np
 from numba import prange
 
-from ._jit import inline, kernel
+from ._jit import inline, kernel, noalias_kernel
 
 
 @inline
@@ -23,19 +31,13 @@ def _normalize_channel(out, x, c, mu, inv, weight, bias, affine):
             out[n, c, i] = (x[n, c, i] - mu_t) * scale + shift
 
 
-@kernel
-def batch_norm_train_forward(out, mean, invstd, running_mean, running_var, x, weight, bias,
-                             eps, momentum, update_running, affine):
-    """Batch statistics: out = (x - mean_c) * invstd_c * weight_c + bias_c (overwritten),
-    mean/invstd (C,) overwritten with the batch mean and 1/sqrt(var + eps).
-
-    With update_running: running_mean = (1 - momentum) * running_mean + momentum * mean,
-    running_var likewise with the unbiased variance var * M / (M - 1), M = N * L.
-    weight/bias are read only if affine. Parallel over channels.
-    """
-    N, C, L = x.shape
+@noalias_kernel
+def _train_channels(out, mean, invstd, running_mean, running_var, x, weight, bias, eps, momentum, update_running,
+                    affine, c0, c1):
+    # channels c0..c1 of batch_norm_train_forward
+    N, L = x.shape[0], x.shape[2]
     count = N * L
-    for c in prange(C):
+    for c in range(c0, c1):
         s = 0.0
         for n in range(N):
             for i in range(L):
@@ -58,6 +60,22 @@ def batch_norm_train_forward(out, mean, invstd, running_mean, running_var, x, we
 
 
 @kernel
+def batch_norm_train_forward(out, mean, invstd, running_mean, running_var, x, weight, bias,
+                             eps, momentum, update_running, affine):
+    """Batch statistics: out = (x - mean_c) * invstd_c * weight_c + bias_c (overwritten),
+    mean/invstd (C,) overwritten with the batch mean and 1/sqrt(var + eps).
+
+    With update_running: running_mean = (1 - momentum) * running_mean + momentum * mean,
+    running_var likewise with the unbiased variance var * M / (M - 1), M = N * L.
+    weight/bias are read only if affine. Parallel over channels.
+    """
+    for p in prange(x.shape[1]):
+        c = np.int64(p)
+        _train_channels(out, mean, invstd, running_mean, running_var, x, weight, bias, eps, momentum,
+                        update_running, affine, c, c + 1)
+
+
+@kernel
 def batch_norm_eval_forward(out, x, running_mean, running_var, weight, bias, eps, affine):
     """Running statistics: out = (x - running_mean_c) / sqrt(running_var_c + eps)
     * weight_c + bias_c (overwritten). Parallel over (sample, channel) rows."""
@@ -73,19 +91,13 @@ def batch_norm_eval_forward(out, x, running_mean, running_var, weight, bias, eps
             out[n, c, i] = (x[n, c, i] - mu) * scale + shift
 
 
-@kernel
-def batch_norm_backward(dx, dweight, dbias, dout, x, mean, invstd, weight, affine,
-                        accumulate_w, accumulate_b):
-    """Backward of the batch-statistics forward, with xhat = (x - mean) * invstd:
-
-        dbias_c (+)= sum dout;  dweight_c (+)= sum dout * xhat   (only if affine)
-        dx = weight_c * invstd_c * (dout - mean(dout) - xhat * mean(dout * xhat))  (overwritten)
-
-    Sums over n and l of each channel. Parallel over channels.
-    """
+@noalias_kernel
+def _backward_channels(dx, dweight, dbias, dout, x, mean, invstd, weight, affine, accumulate_w, accumulate_b,
+                       c0, c1):
+    # channels c0..c1 of batch_norm_backward
     N, C, L = x.shape
     count = N * L
-    for c in prange(C):
+    for c in range(c0, c1):
         mu = mean[c]
         inv = invstd[c]
         s_dy = 0.0
@@ -117,18 +129,27 @@ def batch_norm_backward(dx, dweight, dbias, dout, x, mean, invstd, weight, affin
 
 
 @kernel
-def batch_norm_eval_backward(dx, dweight, dbias, dout, x, running_mean, running_var, weight, eps, affine,
-                             need_dx, need_dw, need_db, accumulate_w, accumulate_b):
-    """Backward of the running-statistics forward (the statistics are constants), with
-    invstd = 1/sqrt(running_var + eps) and xhat = (x - running_mean) * invstd:
+def batch_norm_backward(dx, dweight, dbias, dout, x, mean, invstd, weight, affine,
+                        accumulate_w, accumulate_b):
+    """Backward of the batch-statistics forward, with xhat = (x - mean) * invstd:
 
-        dx = dout * weight_c * invstd_c   (overwritten, if need_dx; weight 1 unless affine)
-        dweight_c (+)= sum dout * xhat (if need_dw);  dbias_c (+)= sum dout (if need_db)
+        dbias_c (+)= sum dout;  dweight_c (+)= sum dout * xhat   (only if affine)
+        dx = weight_c * invstd_c * (dout - mean(dout) - xhat * mean(dout * xhat))  (overwritten)
 
-    Sums over n and l of each channel, in float64. Parallel over channels.
+    Sums over n and l of each channel. Parallel over channels.
     """
+    for p in prange(x.shape[1]):
+        c = np.int64(p)
+        _backward_channels(dx, dweight, dbias, dout, x, mean, invstd, weight, affine, accumulate_w, accumulate_b,
+                           c, c + 1)
+
+
+@noalias_kernel
+def _eval_backward_channels(dx, dweight, dbias, dout, x, running_mean, running_var, weight, eps, affine, need_dx,
+                            need_dw, need_db, accumulate_w, accumulate_b, c0, c1):
+    # channels c0..c1 of batch_norm_eval_backward
     N, C, L = dout.shape
-    for c in prange(C):
+    for c in range(c0, c1):
         inv = 1.0 / math.sqrt(running_var[c] + eps)
         if need_dw or need_db:
             mu = running_mean[c]
@@ -154,3 +175,22 @@ def batch_norm_eval_backward(dx, dweight, dbias, dout, x, running_mean, running_
             for n in range(N):
                 for i in range(L):
                     dx[n, c, i] = dout[n, c, i] * k
+
+
+@kernel
+def batch_norm_eval_backward(dx, dweight, dbias, dout, x, running_mean, running_var, weight, eps, affine,
+                             need_dx, need_dw, need_db, accumulate_w, accumulate_b):
+    """Backward of the running-statistics forward (the statistics are constants), with
+    invstd = 1/sqrt(running_var + eps) and xhat = (x - running_mean) * invstd:
+
+        dx = dout * weight_c * invstd_c   (overwritten, if need_dx; weight 1 unless affine)
+        dweight_c (+)= sum dout * xhat (if need_dw);  dbias_c (+)= sum dout (if need_db)
+
+    Sums over n and l of each channel, in float64. Parallel over channels.
+    """
+    for p in prange(x.shape[1]):
+        c = np.int64(p)
+        _eval_backward_channels(dx, dweight, dbias, dout, x, running_mean, running_var, weight, eps, affine, need_dx,
+                                need_dw, need_db, accumulate_w, accumulate_b, c, c + 1)
+
+
