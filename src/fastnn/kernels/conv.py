@@ -32,7 +32,7 @@ from numba import prange
 from . import activations as act_k
 from . import winograd
 from ._fnptr import call, handle
-from ._jit import SERIAL_BELOW, inline, kernel, serial_kernel
+from ._jit import SERIAL_BELOW, kernel, noalias_kernel, serial_kernel
 from ._threading import get_threads
 from .conv_gemm import (
     _blocking, chunk_pixels, conv_gemm, conv_gemm_dw, conv_gemm_parallel, parallel_handle, wide_offsets,
@@ -280,16 +280,21 @@ def _group_handle(y, dx, dw_parts, vecs, x, w3, cols, tmps, xps, geom, flags, ki
                                    pitch))
 
 
-@inline
-def _sum_block(out, parts, i0, i1, accumulate):
-    total = parts[0, i0:i1]
-    for s in range(1, parts.shape[0]):
-        part = parts[s, i0:i1]
+@noalias_kernel
+def _sum_blocks(out, parts, b0, b1, accumulate):
+    # blocks b0..b1 (1024 elements each) of sum_slots: the one compiled body of both its
+    # branches (out never overlaps parts)
+    M = parts.shape[1]
+    for b in range(b0, b1):
+        i0, i1 = b * 1024, min(b * 1024 + 1024, M)
+        total = parts[0, i0:i1]
+        for s in range(1, parts.shape[0]):
+            part = parts[s, i0:i1]
+            for i in range(i1 - i0):
+                total[i] += part[i]
+        dst = out[i0:i1]
         for i in range(i1 - i0):
-            total[i] += part[i]
-    dst = out[i0:i1]
-    for i in range(i1 - i0):
-        dst[i] = dst[i] + total[i] if accumulate else total[i]
+            dst[i] = dst[i] + total[i] if accumulate else total[i]
 
 
 @kernel
@@ -300,11 +305,12 @@ def sum_slots(out, parts, accumulate):
     S, M = parts.shape
     blocks = (M + 1023) // 1024
     if S * M < SERIAL_BELOW:
-        for b in range(blocks):
-            _sum_block(out, parts, b * 1024, min(b * 1024 + 1024, M), accumulate)
+        _sum_blocks(out, parts, blocks - blocks, blocks, accumulate)  # (a variable 0: one compile of the callee)
     else:
-        for b in prange(blocks):
-            _sum_block(out, parts, b * 1024, min(b * 1024 + 1024, M), accumulate)
+        runs = min(blocks, 64)  # runs of blocks: a call per block cost up to 1.2x
+        for p in prange(runs):
+            r = np.int64(p)  # (the prange index is unsigned: one compile of the callee)
+            _sum_blocks(out, parts, r * blocks // runs, (r + 1) * blocks // runs, accumulate)
 
 
 def _groups(N, slots, per_gemm):
