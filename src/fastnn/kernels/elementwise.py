@@ -2,7 +2,7 @@
 import numpy as np
 from numba import prange
 
-from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, serial_kernel
+from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, noalias_kernel, serial_kernel
 
 # Reductions split their input into chunks of this many elements; the split does
 # not depend on the thread count, so sums are bitwise reproducible.
@@ -41,9 +41,10 @@ def add(out, a, b):
             _add_range(out, a, b, i * BLOCK, min(n, (i + 1) * BLOCK))
 
 
-@inline
+@noalias_kernel
 def _sum_rows(out, x, r0, r1, accumulate):
-    # out[:] (+)= sum of rows r0..r1 of x, added in order (whole rows: vectorises).
+    # out[:] (+)= sum of rows r0..r1 of x, added in order (whole rows: vectorises). The
+    # one compiled body of column_sum's three calls (out never overlaps x).
     if not accumulate:
         for j in range(out.shape[0]):  # a loop, not out[:] = 0: in a parallel kernel that is a parfor
             out[j] = 0
@@ -65,13 +66,14 @@ def column_sum(out, x, accumulate):
     """
     M, N = x.shape
     if M * N < (1 << 22) or M < 512:
-        _sum_rows(out, x, 0, M, accumulate)
+        _sum_rows(out, x, M - M, M, accumulate)  # (M - M: a variable 0, one compile of the callee)
         return
     chunks = min(64, M // 256)
     partial = np.empty((chunks, N), x.dtype)
-    for c in prange(chunks):
+    for ci in prange(chunks):
+        c = np.int64(ci)  # (the prange index is unsigned: one compile of the callee)
         _sum_rows(partial[c], x, c * M // chunks, (c + 1) * M // chunks, False)
-    _sum_rows(out, partial, 0, chunks, accumulate)
+    _sum_rows(out, partial, M - M, chunks, accumulate)
 
 
 @inline
