@@ -21,7 +21,7 @@ import numpy as np
 from numba import prange
 
 from ._fnptr import call, handle
-from ._jit import SERIAL_BELOW, inline, kernel, serial_kernel
+from ._jit import SERIAL_BELOW, inline, kernel, noalias_kernel, serial_kernel
 
 ROW_BLOCKS = 256  # forward: rows are split into at most this many blocks (one call each)
 ROW_CHUNKS = 32  # backward: rows are split into at most this many chunks, each with its own partials
@@ -271,6 +271,21 @@ def _store(target, values, accumulate):
         _put(target, p, values[p], accumulate)
 
 
+@noalias_kernel
+def _merge_partials(dweight, dbias, partial, accumulate_w, accumulate_b):
+    # dweight, dbias (+)= the chunks' partial sums, added in chunk order in float64. A
+    # kernel of its own: in norm_rows_backward's parallel shell these loops cost about
+    # 0.3 compile CPU s more (a LayerNorm's first backward 2.67-2.77 -> 2.29-2.47 s)
+    P = partial.shape[2]
+    total = np.zeros((2, P), np.float64)
+    for ch in range(partial.shape[0]):
+        for i in range(2):
+            for p in range(P):
+                total[i, p] += partial[ch, i, p]
+    _store(dweight, total[0], accumulate_w)
+    _store(dbias, total[1], accumulate_b)
+
+
 @kernel
 def norm_rows_backward(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, spatial, affine,
                        per_column, need_dx, need_params, accumulate_x, accumulate_w, accumulate_b, fn):
@@ -299,13 +314,7 @@ def norm_rows_backward(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, 
             call(fn, (dx, partial, dout, x, mean, rstd, weight, np.int64(c), chunks, groups, spatial, affine,
                       per_column, need_dx, need_params, accumulate_x))
     if P > 0:
-        total = np.zeros((2, P), np.float64)
-        for ch in range(chunks):
-            for i in range(2):
-                for p in range(P):
-                    total[i, p] += partial[ch, i, p]
-        _store(dweight, total[0], accumulate_w)
-        _store(dbias, total[1], accumulate_b)
+        _merge_partials(dweight, dbias, partial, accumulate_w, accumulate_b)
 
 
 def backward_handle(dx, dweight, dbias, dout, x, mean, rstd, weight, groups, spatial, affine, per_column, need_dx,
