@@ -296,6 +296,13 @@ def compile_items(folder, items, waits=None, done=None):
     waits for are done (``schedule``), the first such in order; returns how many this
     process compiled. An item that fails to compile is left to the first step, which
     raises its error there."""
+    from ._claims import claiming
+
+    with claiming(folder):  # the kernels these call: each compiled by one process (see _claims)
+        return _compile_items(folder, items, waits, done)
+
+
+def _compile_items(folder, items, waits, done):
     def finished(j):
         return os.path.exists(os.path.join(folder, f"done-{j}"))
 

@@ -265,11 +265,19 @@ def _compile_in_workers(units, jobs, bar, out):
     the shared on-disk cache (their errors show again in the final pass, which also
     compiles whatever a worker that died left undone)."""
     import multiprocessing
+    import shutil
+    import tempfile
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    # spawn: a fresh interpreter, whatever threading layer or pool this process has
-    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    from . import _claims
+
+    # spawn: a fresh interpreter, whatever threading layer or pool this process has; the
+    # workers claim each kernel they compile (the serial kernels that several cases
+    # call, compiled once: see _claims)
+    folder = tempfile.mkdtemp(prefix="fastnn-warmup-")
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_claims.install,
+                               initargs=(folder,))
     try:
         for future in as_completed([pool.submit(run_case, i, dtype) for i, dtype in units]):
             future.result()
@@ -278,6 +286,7 @@ def _compile_in_workers(units, jobs, bar, out):
         out(f"  a worker process died ({err}); compiling the rest here")
     finally:  # on Ctrl-C too: drop the cases not started instead of waiting for them
         pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def warmup(dtypes=(np.float32,), out=print, jobs=1, progress=False):
