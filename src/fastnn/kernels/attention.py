@@ -57,8 +57,16 @@ def _online(st, m, lsum, alpha, shift, bk):
 @overload(_online, jit_options={"fastmath": FASTMATH})
 def _online_typed(st, m, lsum, alpha, shift, bk):
     if st.dtype == types.float32:
-        return lambda st, m, lsum, alpha, shift, bk: online_cols(st, m, lsum, alpha, bk)
+        return lambda st, m, lsum, alpha, shift, bk: _online_cols(st, m, lsum, alpha, bk)
     return lambda st, m, lsum, alpha, shift, bk: _online_t(st, m, lsum, alpha, shift, bk)
+
+
+@serial_kernel
+def _online_cols(st, m, lsum, alpha, bk):
+    # online_cols as a kernel of its own (one call a block): inlined, its vector code
+    # compiled again in each process that compiled a kernel calling _online (0.9 CPU s
+    # twice in the cold transformer demo, whose training and inference call it)
+    online_cols(st, m, lsum, alpha, bk)
 
 
 # ---------------------------------------------------------------- packing
