@@ -307,6 +307,31 @@ def test_values_do_not_depend_on_thread_count(name, threads, rng):
         np.testing.assert_array_equal(other[1], first[1])
 
 
+def test_cross_entropy_options_give_the_same_bits_on_the_serial_and_parallel_paths(rng):
+    """With class weights, ignore_index, smoothing or probability targets, rows run in
+    parallel above SERIAL_BELOW elements and serially below: the same per-row code, so
+    each row's loss and gradient are the same bits either way."""
+    from fastnn.kernels._jit import SERIAL_BELOW
+
+    C = 40
+    n = SERIAL_BELOW // C + 64  # parallel as a whole; each half runs serially
+    x = rng.standard_normal((n, C)).astype(np.float32)
+    labels = rng.integers(0, C, n)
+    q = rng.random((n, C)).astype(np.float32)
+    q /= q.sum(axis=1, keepdims=True)
+    w = np.linspace(0.5, 1.5, C).astype(np.float32)
+    up = rng.random(n).astype(np.float32)
+    for target, kwargs in ((labels, dict(weight=w, ignore_index=3, label_smoothing=0.1)),
+                           (q, dict(weight=w, label_smoothing=0.1))):
+        whole = value_and_grad(F.cross_entropy, x, target, reduction="none", upstream=up, **kwargs)
+        h = n // 2
+        halves = [value_and_grad(F.cross_entropy, x[s], target[s], reduction="none", upstream=up[s], **kwargs)
+                  for s in (slice(0, h), slice(h, n))]
+        assert x[:h].size < SERIAL_BELOW <= x.size
+        np.testing.assert_array_equal(whole[0], np.concatenate([v for v, _ in halves]))
+        np.testing.assert_array_equal(whole[1], np.concatenate([g for _, g in halves]))
+
+
 def test_all_ignored_mean_is_nan_with_zero_gradient():
     value, grad = value_and_grad(F.cross_entropy, np.ones((3, 4)), np.full(3, -100))
     assert np.isnan(value) and np.all(grad == 0)

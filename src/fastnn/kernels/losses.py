@@ -113,16 +113,11 @@ def bce_logits_backward(dx, x, target, scale):
 
 
 # ------------------------------------------------ class weights, ignore_index, smoothing
-@kernel
-def cross_entropy_forward_full(losses, row_weights, probs, logits, targets, weight, ignore_index, smoothing):
-    """Cross-entropy per row with class ``weight`` (C,), ``ignore_index`` and label smoothing e:
-
-    losses[r] = (1-e) w[t] (lse - x[t]) + e/C sum_c w[c] (lse - x[c]), row_weights[r] = w[t];
-    both 0 for a row whose target is ``ignore_index`` (its probs row is left unwritten).
-    probs[r] = softmax(logits[r]). All outputs overwritten; parallel over rows.
-    """
-    N, C = logits.shape
-    for r in prange(N):
+@serial_kernel
+def _ce_full_rows(losses, row_weights, probs, logits, targets, weight, ignore_index, smoothing, r0, r1):
+    # rows r0..r1 of cross_entropy_forward_full
+    C = logits.shape[1]
+    for r in range(r0, r1):
         t = targets[r]
         if t == ignore_index:
             losses[r] = 0
@@ -141,14 +136,30 @@ def cross_entropy_forward_full(losses, row_weights, probs, logits, targets, weig
 
 
 @kernel
-def cross_entropy_backward_full(dlogits, probs, targets, weight, weight_total, scales, step, ignore_index, smoothing):
-    """d/dlogits of cross_entropy_forward_full, scaled by scales[r * step] (step 0: one scale):
+def cross_entropy_forward_full(losses, row_weights, probs, logits, targets, weight, ignore_index, smoothing):
+    """Cross-entropy per row with class ``weight`` (C,), ``ignore_index`` and label smoothing e:
 
-    dx[r, c] = s ((1-e) w[t] (p[c] - [c == t]) + e/C (W p[c] - w[c])), W = weight_total = sum(w);
-    ignored rows get 0. dlogits (N, C) overwritten; parallel over rows.
+    losses[r] = (1-e) w[t] (lse - x[t]) + e/C sum_c w[c] (lse - x[c]), row_weights[r] = w[t];
+    both 0 for a row whose target is ``ignore_index`` (its probs row is left unwritten).
+    probs[r] = softmax(logits[r]). All outputs overwritten; parallel over rows, serial
+    below SERIAL_BELOW elements (as ``cross_entropy_forward``).
     """
-    N, C = probs.shape
-    for r in prange(N):
+    N = logits.shape[0]
+    if logits.size < SERIAL_BELOW:
+        _ce_full_rows(losses, row_weights, probs, logits, targets, weight, ignore_index, smoothing, N - N, N)
+    else:
+        runs = min(N, 64)  # runs of rows: a call per row cost up to 10% on 4096 rows
+        for q in prange(runs):
+            k = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
+            _ce_full_rows(losses, row_weights, probs, logits, targets, weight, ignore_index, smoothing, k * N // runs,
+                          (k + 1) * N // runs)
+
+
+@serial_kernel
+def _ce_full_grad_rows(dlogits, probs, targets, weight, weight_total, scales, step, ignore_index, smoothing, r0, r1):
+    # rows r0..r1 of cross_entropy_backward_full
+    C = probs.shape[1]
+    for r in range(r0, r1):
         t = targets[r]
         if t == ignore_index:
             for c in range(C):
@@ -164,13 +175,30 @@ def cross_entropy_backward_full(dlogits, probs, targets, weight, weight_total, s
 
 
 @kernel
-def soft_cross_entropy_forward(losses, lses, mass, probs, logits, target, weight, smoothing):
-    """Cross-entropy with class probabilities ``target`` (N, C), smoothed to
-    q = (1-e) target + e/C:  losses[r] = sum_c w[c] q[c] (lse - x[c]); lses[r] = lse,
-    mass[r] = sum_c w[c] q[c] and probs[r] = softmax(x[r]) kept for backward.
-    All outputs overwritten; parallel over rows."""
-    N, C = logits.shape
-    for r in prange(N):
+def cross_entropy_backward_full(dlogits, probs, targets, weight, weight_total, scales, step, ignore_index, smoothing):
+    """d/dlogits of cross_entropy_forward_full, scaled by scales[r * step] (step 0: one scale):
+
+    dx[r, c] = s ((1-e) w[t] (p[c] - [c == t]) + e/C (W p[c] - w[c])), W = weight_total = sum(w);
+    ignored rows get 0. dlogits (N, C) overwritten; parallel over rows, serial below
+    SERIAL_BELOW elements.
+    """
+    N = probs.shape[0]
+    if probs.size < SERIAL_BELOW:
+        _ce_full_grad_rows(dlogits, probs, targets, weight, weight_total, scales, step, ignore_index, smoothing,
+                           N - N, N)
+    else:
+        runs = min(N, 64)  # runs of rows: a call per row cost up to 10% on 4096 rows
+        for q in prange(runs):
+            k = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
+            _ce_full_grad_rows(dlogits, probs, targets, weight, weight_total, scales, step, ignore_index, smoothing,
+                               k * N // runs, (k + 1) * N // runs)
+
+
+@serial_kernel
+def _soft_rows(losses, lses, mass, probs, logits, target, weight, smoothing, r0, r1):
+    # rows r0..r1 of soft_cross_entropy_forward
+    C = logits.shape[1]
+    for r in range(r0, r1):
         x = logits[r]
         lse = softmax_row(probs[r], x)
         loss = lse * 0
@@ -185,14 +213,45 @@ def soft_cross_entropy_forward(losses, lses, mass, probs, logits, target, weight
 
 
 @kernel
-def soft_cross_entropy_backward(dlogits, probs, target, weight, mass, scales, step, smoothing):
-    """dx[r, c] = s (mass[r] p[c] - w[c] q[c]), s = scales[r * step] (overwrites)."""
-    N, C = probs.shape
-    for r in prange(N):
+def soft_cross_entropy_forward(losses, lses, mass, probs, logits, target, weight, smoothing):
+    """Cross-entropy with class probabilities ``target`` (N, C), smoothed to
+    q = (1-e) target + e/C:  losses[r] = sum_c w[c] q[c] (lse - x[c]); lses[r] = lse,
+    mass[r] = sum_c w[c] q[c] and probs[r] = softmax(x[r]) kept for backward.
+    All outputs overwritten; parallel over rows, serial below SERIAL_BELOW elements."""
+    N = logits.shape[0]
+    if logits.size < SERIAL_BELOW:
+        _soft_rows(losses, lses, mass, probs, logits, target, weight, smoothing, N - N, N)
+    else:
+        runs = min(N, 64)  # runs of rows: a call per row cost up to 10% on 4096 rows
+        for q in prange(runs):
+            k = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
+            _soft_rows(losses, lses, mass, probs, logits, target, weight, smoothing, k * N // runs, (k + 1) * N // runs)
+
+
+@serial_kernel
+def _soft_grad_rows(dlogits, probs, target, weight, mass, scales, step, smoothing, r0, r1):
+    # rows r0..r1 of soft_cross_entropy_backward
+    C = probs.shape[1]
+    for r in range(r0, r1):
         s = scales[r * step]
         k = s * mass[r]
         for c in range(C):
             dlogits[r, c] = k * probs[r, c] - s * weight[c] * ((1 - smoothing) * target[r, c] + smoothing / C)
+
+
+@kernel
+def soft_cross_entropy_backward(dlogits, probs, target, weight, mass, scales, step, smoothing):
+    """dx[r, c] = s (mass[r] p[c] - w[c] q[c]), s = scales[r * step] (overwrites);
+    parallel over rows, serial below SERIAL_BELOW elements."""
+    N = probs.shape[0]
+    if probs.size < SERIAL_BELOW:
+        _soft_grad_rows(dlogits, probs, target, weight, mass, scales, step, smoothing, N - N, N)
+    else:
+        runs = min(N, 64)  # runs of rows: a call per row cost up to 10% on 4096 rows
+        for q in prange(runs):
+            k = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
+            _soft_grad_rows(dlogits, probs, target, weight, mass, scales, step, smoothing, k * N // runs,
+                            (k + 1) * N // runs)
 
 
 @kernel
