@@ -12,6 +12,7 @@ from numba.extending import overload
 from ._fnptr import call, handle
 from ._jit import FASTMATH, inline, kernel, serial_kernel
 from .attention import BK, BQ, NO_TRI, TRI_K, TRI_Q, _COLS, _ROWS, _ZERO, _scores, _times_block, _unit
+from .elementwise import copy_run
 from .vector_exp import prob_row
 
 _ONE = np.float32(1)  # the logits' factor once a mask has been added (a typed global: see attention._ADD)
@@ -73,13 +74,9 @@ def _probs_loop(s, dp, r, a, shift, dl, scale, lim, bk):
 
 @inline
 def _store(dst, r0, acc, rows, cols):
-    # dst[r0 + r, c] = acc[r, c] for r < rows, c < cols. Loops, not a slice assignment:
-    # Numba links its shape-mismatch error (string formatting, ~0.8 s of compile) into
-    # every kernel that assigns an array to a slice.
+    # dst[r0 + r, c] = acc[r, c] for r < rows, c < cols (see elementwise.copy_run)
     for r in range(rows):
-        d, a = dst[r0 + r], acc[r]
-        for c in range(cols):
-            d[c] = a[c]
+        copy_run(dst[r0 + r], 0, acc[r], 0, cols)
 
 
 @serial_kernel

@@ -58,12 +58,6 @@ def _blocks(K):
 
 
 @inline
-def _copy(dst, src):
-    for q in range(dst.shape[0]):
-        dst[q] = src[q]
-
-
-@inline
 def _wide_input(xw, x, n0, nb, Lq, S, P):
     # xw[c, ph, n*Lq + m] = x[n0 + n, c, m*S + ph - P] for n < nb, zero outside x and past
     # the last sample: row (c, kw) of the wide im2col matrix is xw[c, kw*D % S, kw*D // S:]

@@ -9,6 +9,15 @@ from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, noalias_kernel, serial_ke
 CHUNK = 4096
 
 
+@inline
+def copy_run(dst, i, src, j, n):
+    # dst[i:i + n] = src[j:j + n] on 1-D arrays, inside a kernel. A loop, not a slice
+    # assignment: Numba links its shape-mismatch error (string formatting and unicode
+    # helpers, ~0.8 s of compile) into every kernel that assigns an array to a slice.
+    for k in range(n):
+        dst[i + k] = src[j + k]
+
+
 @serial_kernel
 def _add_range(out, a, b, lo, hi):
     # out[lo:hi] = a[lo:hi] + b[lo:hi]. From 0 over views: vectorises (see

@@ -25,7 +25,8 @@ from numba.extending import overload
 
 from ._atomic import compare_swap, fetch_add, load_acquire, pause
 from ._fnptr import call, handle
-from ._jit import FASTMATH, inline, kernel, serial_kernel
+from ._jit import FASTMATH, kernel, serial_kernel
+from .elementwise import copy_run
 from .microkernel import MR, micro
 from .recurrent_product import pack_rows, panel_width, times_packed, times_packed_rows, times_rows
 
@@ -230,15 +231,6 @@ SYNC_LINE = 8  # int64s in a cache line: each flag of the split hand-off has a l
 PATIENCE = 200  # spin-waits (25 ns each on this Zen 4) before a thread runs a late part itself
 
 
-@inline
-def _copy(dst, i, src, j, n):
-    # dst[i:i + n] = src[j:j + n], 1-D. A loop, not a slice assignment: Numba links its
-    # shape-mismatch error (string formatting, ~0.8 s of compile) into every kernel that
-    # assigns an array to a slice.
-    for k in range(n):
-        dst[i + k] = src[j + k]
-
-
 @serial_kernel
 def _run_part(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, t, u0, u1, mode):
     # Step t of hidden units u0..u1-1 for every row, reading gates (a copy of each
@@ -251,7 +243,7 @@ def _run_part(hs, aux, gates, bias, b_hn, wp, hw, ap, gs, t, u0, u1, mode):
     times_packed_rows(hw, ap, hs[t], 0, N, wp[c0 // NR:c1 // NR], _OVERWRITE)
     g = gs[:C]
     for n in range(N):
-        _copy(g, 0, gates[t, n], c0, C)
+        copy_run(g, 0, gates[t, n], c0, C)
         hp, ho = hs[t, n, u0:u1], hs[t + 1, n, u0:u1]
         cp, co = (aux[t, n, u0:u1], aux[t + 1, n, u0:u1]) if mode == LSTM or mode == GRU else (hp, ho)
         _forward_row(g, hw[n * C:(n + 1) * C], bias[c0:c1], b_hn[u0:u1], hp, ho, cp, co, mode)
@@ -281,7 +273,7 @@ def _project(gates, x, wip, ap, tmp, item, bounds):
         return
     times_packed(tmp, ap, wip[c0 // NR:c1 // NR], rows, _OVERWRITE)
     for r in range(rows):
-        _copy(g, (r0 + r) * G + c0, tmp, r * C, C)
+        copy_run(g, (r0 + r) * G + c0, tmp, r * C, C)
 
 
 @serial_kernel
@@ -400,9 +392,9 @@ def _backward_chunk(dxw, dhw, dh, dc, dout, dh_n, dc_n, gates, hs, aux, wp, ap, 
     C = wp.shape[0] * wp.shape[2]
     dh[:] = 0
     for n in range(n0, n1):  # the gradients w.r.t. h_n (and c_n) enter at the last step
-        _copy(dh, (n - n0) * C, dh_n[n], 0, H)
+        copy_run(dh, (n - n0) * C, dh_n[n], 0, H)
         if mode == LSTM:
-            _copy(dc[n], 0, dc_n[n], 0, H)
+            copy_run(dc[n], 0, dc_n[n], 0, H)
     for t in range(gates.shape[0] - 1, -1, -1):
         for n in range(n0, n1):
             r = n - n0
