@@ -32,7 +32,7 @@ from numba import prange
 from . import activations as act_k
 from . import winograd
 from ._fnptr import call, handle
-from ._jit import SERIAL_BELOW, kernel, noalias_kernel, serial_kernel
+from ._jit import RUNS, SERIAL_BELOW, kernel, noalias_kernel, serial_kernel
 from ._threading import get_threads
 from .conv_gemm import (
     _blocking, chunk_pixels, conv_gemm, conv_gemm_dw, conv_gemm_parallel, parallel_handle, wide_offsets,
@@ -307,7 +307,7 @@ def sum_slots(out, parts, accumulate):
     if S * M < SERIAL_BELOW:
         _sum_blocks(out, parts, blocks - blocks, blocks, accumulate)  # (a variable 0: one compile of the callee)
     else:
-        runs = min(blocks, 64)  # runs of blocks: a call per block cost up to 1.2x
+        runs = min(blocks, RUNS)
         for p in prange(runs):
             r = np.int64(p)  # (the prange index is unsigned: one compile of the callee)
             _sum_blocks(out, parts, r * blocks // runs, (r + 1) * blocks // runs, accumulate)

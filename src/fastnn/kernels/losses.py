@@ -5,7 +5,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import BLOCK, SERIAL_BELOW, inline, kernel, serial_kernel
+from ._jit import BLOCK, RUNS, SERIAL_BELOW, inline, kernel, serial_kernel
 from .activations import softmax_row
 from .elementwise import CHUNK
 
@@ -148,7 +148,7 @@ def cross_entropy_forward_full(losses, row_weights, probs, logits, targets, weig
     if logits.size < SERIAL_BELOW:
         _ce_full_rows(losses, row_weights, probs, logits, targets, weight, ignore_index, smoothing, N - N, N)
     else:
-        runs = min(N, 64)  # runs of rows: a call per row cost up to 10% on 4096 rows
+        runs = min(N, RUNS)
         for q in prange(runs):
             k = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
             _ce_full_rows(losses, row_weights, probs, logits, targets, weight, ignore_index, smoothing, k * N // runs,
@@ -187,7 +187,7 @@ def cross_entropy_backward_full(dlogits, probs, targets, weight, weight_total, s
         _ce_full_grad_rows(dlogits, probs, targets, weight, weight_total, scales, step, ignore_index, smoothing,
                            N - N, N)
     else:
-        runs = min(N, 64)  # runs of rows: a call per row cost up to 10% on 4096 rows
+        runs = min(N, RUNS)
         for q in prange(runs):
             k = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
             _ce_full_grad_rows(dlogits, probs, targets, weight, weight_total, scales, step, ignore_index, smoothing,
@@ -222,7 +222,7 @@ def soft_cross_entropy_forward(losses, lses, mass, probs, logits, target, weight
     if logits.size < SERIAL_BELOW:
         _soft_rows(losses, lses, mass, probs, logits, target, weight, smoothing, N - N, N)
     else:
-        runs = min(N, 64)  # runs of rows: a call per row cost up to 10% on 4096 rows
+        runs = min(N, RUNS)
         for q in prange(runs):
             k = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
             _soft_rows(losses, lses, mass, probs, logits, target, weight, smoothing, k * N // runs, (k + 1) * N // runs)
@@ -247,7 +247,7 @@ def soft_cross_entropy_backward(dlogits, probs, target, weight, mass, scales, st
     if probs.size < SERIAL_BELOW:
         _soft_grad_rows(dlogits, probs, target, weight, mass, scales, step, smoothing, N - N, N)
     else:
-        runs = min(N, 64)  # runs of rows: a call per row cost up to 10% on 4096 rows
+        runs = min(N, RUNS)
         for q in prange(runs):
             k = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
             _soft_grad_rows(dlogits, probs, target, weight, mass, scales, step, smoothing, k * N // runs,

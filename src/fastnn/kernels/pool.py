@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import inline, kernel, noalias_kernel, serial_kernel
+from ._jit import RUNS, inline, kernel, noalias_kernel, serial_kernel
 from .im2col import valid_range
 
 
@@ -112,7 +112,7 @@ def max_pool_backward(dx, dout, argmax):
     """dx[p] = sum of dout[p, o] scattered to argmax[p, o] (overwritten). dx (planes,
     H, W), dout and argmax (planes, OH, OW)."""
     planes = dx.shape[0]
-    runs = min(planes, 64)  # runs of planes: a call per plane cost 4-5% (its 30-odd arguments)
+    runs = min(planes, RUNS)
     for q in prange(runs):
         r = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
         _scatter_planes(dx, dout, argmax, r * planes // runs, (r + 1) * planes // runs)
@@ -204,7 +204,7 @@ def avg_pool_forward_serial(out, x, geom, adaptive, include_pad):
 def avg_pool_backward(dx, dout, geom, adaptive, include_pad):
     """dx[p] = each dout[p, o] / divisor spread over its window (overwritten)."""
     planes = dx.shape[0]
-    runs = min(planes, 64)  # runs of planes, as max_pool_backward
+    runs = min(planes, RUNS)
     for q in prange(runs):
         r = np.int64(q)  # (the prange index is unsigned: one compile of the callee)
         _avg_backward_planes(dx, dout, geom, adaptive, include_pad, r * planes // runs, (r + 1) * planes // runs)
@@ -295,10 +295,10 @@ def max_pool_tiled_forward(out, argmax, x, KH, KW, with_index):
     OW * KW <= W. out, x (N, C, H, W); argmax (N, C, OH, OW), or any 4-D int32
     array when not with_index. Parallel over planes."""
     planes = x.shape[0] * x.shape[1]
-    blocks = min(planes, 64)  # runs of planes: a call per plane cost up to 1.2x (its 40-odd arguments)
-    for p in prange(blocks):
+    runs = min(planes, RUNS)
+    for p in prange(runs):
         q = np.int64(p)  # (the prange index is unsigned: one compile of the callee)
-        _tiled_planes(out, argmax, x, q * planes // blocks, (q + 1) * planes // blocks, KH, KW, with_index)
+        _tiled_planes(out, argmax, x, q * planes // runs, (q + 1) * planes // runs, KH, KW, with_index)
 
 
 @noalias_kernel
