@@ -110,10 +110,12 @@ def _dispatchers(kernels):
 def install(folder, kernels=None):
     """Coordinate this process's compiles of ``kernels`` (default: every fastnn kernel)
     through ``folder`` until :func:`uninstall` (what :func:`claiming` does; for a worker
-    process's initializer)."""
-    for dispatcher in _dispatchers(kernels):
+    process's initializer). Returns their dispatchers."""
+    dispatchers = _dispatchers(kernels)
+    for dispatcher in dispatchers:
         if "compile" not in vars(dispatcher):
             dispatcher.compile = _coordinated(dispatcher, folder)
+    return dispatchers
 
 
 def uninstall(kernels=None):
@@ -125,8 +127,8 @@ def uninstall(kernels=None):
 def claiming(folder, kernels=None):
     """Within: this process's compiles of ``kernels`` (default: every fastnn kernel) claim
     them in ``folder`` first (see the module docstring)."""
-    install(folder, kernels)
+    dispatchers = install(folder, kernels)
     try:
         yield
     finally:
-        uninstall(kernels)
+        uninstall(dispatchers)
