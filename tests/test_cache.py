@@ -52,6 +52,7 @@ STEP = textwrap.dedent("""
     print(json.dumps({"cache": _jit.CACHE, "dir": _jit.CACHE_DIR, "loss": value,
                       "weight": model[0].weight.data.tolist(),
                       "warnings": [str(w.message) for w in caught if "fastnn" in str(w.message)],
+                      "compiler_set_up": "numba.np.arraymath" in sys.modules,
                       "misses": sum(sum(s.cache_misses.values()) for s in stats),
                       "hits": sum(sum(s.cache_hits.values()) for s in stats)}))
 """)
@@ -135,6 +136,20 @@ def test_read_only_install_unwritable_caches_and_concurrent_compiles(tmp_path):
     again = _finish(_start(_env(NUMBA_CACHE_DIR=shared), "--kernels-only"))  # the racers' cache loads cleanly
     assert again["misses"] == 0 and again["hits"] > 0
     assert again["weight"] == reference["weight"]
+
+
+def test_a_warm_cache_loads_kernels_without_setting_up_the_compiler(tmp_path):
+    """Numba's loader sets up its whole compiler (every lowering registry, SciPy's BLAS
+    check) before loading a cached kernel; ``KernelCache`` binds only what cached code
+    calls. The warm step (parallel shells, serial kernels called by symbol, allocation
+    through the NRT) loads everything, sets up nothing and computes the same bits."""
+    env = _env(NUMBA_CACHE_DIR=tmp_path / "cache")
+    cold = _finish(_start(env))
+    assert cold["misses"] > 0 and cold["compiler_set_up"]
+    warm = _finish(_start(env))
+    assert warm["misses"] == 0 and warm["hits"] > 0 and not warm["warnings"]
+    assert not warm["compiler_set_up"]
+    assert (warm["loss"], warm["weight"]) == (cold["loss"], cold["weight"])
 
 
 def test_a_temp_cache_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):

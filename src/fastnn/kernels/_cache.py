@@ -35,6 +35,7 @@ import warnings
 import numba
 from numba.core import event
 from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.runtime import rtsys
 
 _file_facts = {}  # path -> (sha256 of its bytes, paths of the kernel files it imports)
 _digests = {}  # path -> digest of the file and everything it imports
@@ -132,8 +133,17 @@ class KernelCache(FunctionCache):
                                       os.path.abspath(py_func.__code__.co_filename))
 
     def load_overload(self, sig, target_context):
+        # Numba's own ``load_overload`` first calls ``target_context.refresh()``: on the first
+        # load of a process that imports and installs every lowering registry Numba has
+        # (``numba.np.arraymath``, and SciPy for its BLAS check), which only a compile needs,
+        # and every compile does it first (``CompilerBase.__init__``). Cached machine code needs
+        # only the symbols it calls bound: the NRT's (bound here), Numba's C helpers (bound
+        # when ``numba.core.base`` is imported), the math library's (when the target context
+        # is made), the threading layer's and fastnn's callees (the kernel's ``reload_init``).
+        rtsys.initialize(target_context)
         try:
-            return super().load_overload(sig, target_context)
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
         except Exception as exc:  # a data file that does not unpickle or rebuild
             _cache_problem(self._cache_path, "read", exc)
             return None
