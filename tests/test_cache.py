@@ -17,6 +17,7 @@ import sys
 import textwrap
 
 import numba
+import numpy as np
 
 import fastnn
 
@@ -150,6 +151,41 @@ def test_a_warm_cache_loads_kernels_without_setting_up_the_compiler(tmp_path):
     assert warm["misses"] == 0 and warm["hits"] > 0 and not warm["warnings"]
     assert not warm["compiler_set_up"]
     assert (warm["loss"], warm["weight"]) == (cold["loss"], cold["weight"])
+
+
+LINKED = textwrap.dedent("""
+    import json
+    import numba
+    import numpy as np
+    from fastnn.kernels import activations
+    x = np.linspace(-2, 2, 9).astype(np.float32)
+    direct = np.zeros_like(x)
+    activations.forward_block(direct, x, activations.TANH, 0.0, 0, 9)
+    library = next(iter(activations.forward_block.overloads.values())).library
+    unparsed = library._shared_module is None
+
+    @numba.njit  # not cached: compiled here, linking the kernel's code from the cache
+    def caller(out, x, lo):
+        activations.forward_block(out, x, activations.TANH, 0.0, lo, x.shape[0])
+
+    linked = np.zeros_like(x)
+    caller(linked, x, 0)
+    print(json.dumps({"direct": direct.tolist(), "linked": linked.tolist(), "unparsed": unparsed,
+                      "parsed": library._shared_module is not None,
+                      "hits": sum(activations.forward_block.stats.cache_hits.values())}))
+""")
+
+
+def test_a_kernel_loaded_from_the_cache_links_into_a_new_caller(tmp_path):
+    """A cached kernel's IR for linking is parsed only when a compile links it (then it is)."""
+    env = _env(NUMBA_CACHE_DIR=tmp_path / "cache")
+    runs = [subprocess.run([sys.executable, "-c", LINKED], env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), runs[-1].stderr[-3000:]
+    cold, warm = (json.loads(run.stdout.strip().splitlines()[-1]) for run in runs)
+    assert cold["hits"] == 0 and warm["hits"] == 1 and warm["unparsed"] and warm["parsed"]
+    assert warm["direct"] == warm["linked"] == cold["direct"] == cold["linked"]
+    assert np.allclose(cold["direct"], np.tanh(np.linspace(-2, 2, 9)), atol=1e-6)
 
 
 def test_a_temp_cache_folder_owned_by_someone_else_is_not_used(tmp_path, monkeypatch):

@@ -32,9 +32,11 @@ import sys
 import threading
 import warnings
 
+import llvmlite.binding as llvm
 import numba
 from numba.core import event
-from numba.core.caching import FunctionCache, IndexDataCacheFile
+from numba.core.caching import CompileResultCacheImpl, FunctionCache, IndexDataCacheFile
+from numba.core.codegen import JITCodeLibrary
 from numba.core.runtime import rtsys
 
 _file_facts = {}  # path -> (sha256 of its bytes, paths of the kernel files it imports)
@@ -122,9 +124,69 @@ class _IndexFile(IndexDataCacheFile):
             return {}
 
 
+# A cached kernel's code library, as KernelCache saves it: Numba's ("object" kind) holds the
+# object code and, for linking into other kernels, the kernel's whole optimised IR as bitcode,
+# which Numba's loader parses and walks (for the names it defines) at every load: 40% of
+# loading a kernel. This kind adds those names, and the bitcode is parsed only when a compile
+# links the kernel (rarely: callers of serial kernels call them by symbol).
+_LAZY_KIND = "fastnn-lazy-bitcode"
+
+
+class _LazyLinkingLibrary(JITCodeLibrary):
+    """A loaded kernel's library whose module for linking is parsed on first use."""
+    _bitcode = None
+
+    def _get_module_for_linking(self):
+        if self._shared_module is None and self._bitcode is not None:
+            self._shared_module = llvm.parse_bitcode(self._bitcode)
+            self._bitcode = None
+        return super()._get_module_for_linking()
+
+
+def _unserialize_lazy(codegen, state):
+    """Numba's ``CPUCodeLibrary._unserialize`` of the "object" kind, the bitcode left unparsed."""
+    name, _, (object_code, bitcode, names) = state
+    library = _LazyLinkingLibrary(codegen, name)
+    library.enable_object_caching()
+    library._set_compiled_object(object_code)
+    library._bitcode = bitcode
+    library._finalize_final_module()
+    codegen._engine._defined_symbols.update(names)
+    return library
+
+
+def _read_lazy_kind(codegen):
+    """Teach the CPU codegen (one per process) to load libraries of the lazy kind."""
+    if getattr(codegen, "_fastnn_lazy", False):
+        return
+    plain = codegen.unserialize_library
+
+    def unserialize_library(serialized):
+        return _unserialize_lazy(codegen, serialized) if serialized[1] == _LAZY_KIND else plain(serialized)
+
+    codegen.unserialize_library = unserialize_library
+    codegen._fastnn_lazy = True
+
+
+class _CacheImpl(CompileResultCacheImpl):
+    """Saves a kernel's library in the lazy kind (see ``_LAZY_KIND``)."""
+
+    def reduce(self, cres):
+        libdata, *rest = super().reduce(cres)
+        name, kind, data = libdata
+        if kind == "object":
+            module = cres.library._get_module_for_linking()
+            names = tuple(value.name for values in (module.functions, module.global_variables)
+                          for value in values if not value.is_declaration)
+            libdata = (name, _LAZY_KIND, (*data, names))
+        return (libdata, *rest)
+
+
 class KernelCache(FunctionCache):
     """Numba's per-function cache, keyed on the sources of the kernel files a kernel
     imports, and never fatal (see the module docstring)."""
+
+    _impl_class = _CacheImpl
 
     def __init__(self, py_func):
         super().__init__(py_func)
@@ -141,6 +203,7 @@ class KernelCache(FunctionCache):
         # when ``numba.core.base`` is imported), the math library's (when the target context
         # is made), the threading layer's and fastnn's callees (the kernel's ``reload_init``).
         rtsys.initialize(target_context)
+        _read_lazy_kind(target_context.codegen())
         try:
             with self._guard_against_spurious_io_errors():
                 return self._load_overload(sig, target_context)
