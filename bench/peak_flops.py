@@ -3,8 +3,9 @@
 The peak of a core is (FMA units) x (float32 lanes per vector) x 2 FLOP x clock.
 The clock under vector load is what varies between machines (and with the number of
 busy cores), so it is measured rather than read from a label: a loop of independent
-vector FMAs on registers (no memory traffic, 24 accumulators: enough to cover the
-FMA latency on two ports) runs on every thread at once, and its FLOP/s is the peak.
+vector FMAs on registers (no memory traffic; zmm vectors and 24 accumulators with
+AVX-512, else ymm and 12 of the 16 registers: enough to cover the FMA latency on two
+ports) runs on every thread at once, and its FLOP/s is the peak.
 Then fastnn's ``matmul``, ``numpy.matmul`` and (when installed) ``torch.mm`` multiply
 square float32 matrices, and each is given as GFLOP/s and as a share of that peak.
 
@@ -19,13 +20,19 @@ import time
 
 import numpy as np
 
-ACCUMULATORS = 24
+
+
+def _registers():
+    """(float32 lanes of a vector register, accumulators the FMA loop keeps in registers)."""
+    from numba.core.registry import cpu_target
+    avx512 = "+avx512f" in cpu_target.target_context.codegen()._tm_features.split(",")
+    return (16, 24) if avx512 else (8, 12)
 
 
 def _fma_loop():
-    """An njit function ``run(out, n)``: n iterations of ACCUMULATORS independent
-    64-byte FMAs, the sum stored to out; and a parallel ``prun(out2d, n)`` running
-    one such loop per row of out2d."""
+    """A parallel ``prun(out2d, n)`` running, per row of out2d, n iterations of
+    independent register-wide FMAs on the accumulators of :func:`_registers`, the sum
+    stored to the row."""
     from llvmlite import ir
     from numba import njit, prange, types
     from numba.core import cgutils
@@ -33,15 +40,18 @@ def _fma_loop():
 
     from fastnn.kernels.microkernel import accumulator_loop
 
+    LANES, ACCUMULATORS = _registers()
+
     @intrinsic
     def fma_block(typingctx, out, n):
         def codegen(context, builder, signature, args):
             out, n = args
-            vty, i64 = ir.VectorType(ir.FloatType(), 16), ir.IntType(64)
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), "llvm.fma.v16f32")
+            vty, i64 = ir.VectorType(ir.FloatType(), LANES), ir.IntType(64)
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
+                                                 f"llvm.fma.v{LANES}f32")
             data = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=out).data
             x = builder.load(builder.bitcast(data, vty.as_pointer()), align=4)
-            y = builder.load(builder.bitcast(builder.gep(data, [ir.Constant(i64, 16)]), vty.as_pointer()), align=4)
+            y = builder.load(builder.bitcast(builder.gep(data, [ir.Constant(i64, LANES)]), vty.as_pointer()), align=4)
             new = accumulator_loop(builder, n, vty, ACCUMULATORS,
                                    lambda k, accs: [builder.call(fma, [x, y, a]) for a in accs])
             total = new[0]
@@ -64,6 +74,7 @@ def peak_gflops(threads, repeats, seconds=0.2):
     import numba
     numba.set_num_threads(threads)
     prun = _fma_loop()
+    lanes, accumulators = _registers()
     out = np.full((threads, 32), 1e-3, np.float32)
     prun(out, 10)
     n = 1_000_000
@@ -74,7 +85,7 @@ def peak_gflops(threads, repeats, seconds=0.2):
     for _ in range(repeats):
         start = time.perf_counter()
         prun(out, n)
-        best = max(best, threads * n * ACCUMULATORS * 32 / (time.perf_counter() - start) / 1e9)
+        best = max(best, threads * n * accumulators * lanes * 2 / (time.perf_counter() - start) / 1e9)
     return best
 
 
@@ -124,8 +135,9 @@ def main(argv=None):
         os.environ.setdefault(var, str(args.threads))
     one, peak = peak_gflops(1, args.repeats), peak_gflops(args.threads, args.repeats)
     print(f"{_cpu()}, {args.threads} thread(s)")
-    print(f"FMA loop: {one:.0f} GFLOP/s on 1 thread = 64 FLOP/cycle (2 FMA ports x 16 float32 lanes x 2) "
-          f"at {one / 64:.2f} GHz; {peak:.0f} GFLOP/s on {args.threads} threads: the peak below\n")
+    lanes = _registers()[0]
+    print(f"FMA loop: {one:.0f} GFLOP/s on 1 thread = {4 * lanes} FLOP/cycle (2 FMA ports x {lanes} float32 lanes x 2) "
+          f"at {one / (4 * lanes):.2f} GHz; {peak:.0f} GFLOP/s on {args.threads} threads: the peak below\n")
     try:
         import torch
         torch.set_num_threads(args.threads)

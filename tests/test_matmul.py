@@ -232,3 +232,73 @@ def test_transposing_copy_matches_element_by_element(dtype):
                     for k in range(kc):
                         want[k * ld:k * ld + rows] = src[:, k]
                     assert np.array_equal(dst, want), (rows, kc, ld, src.strides)
+
+
+@pytest.mark.parametrize("budget", [16, 6, 4, 3, 2, 1])
+@pytest.mark.parametrize("rows,vectors", [(8, 2), (6, 2), (4, 2), (1, 8), (1, 2), (8, 1)])
+def test_sub_tiles_cover_the_micro_tile_once_within_the_register_budget(rows, vectors, budget):
+    from fastnn.kernels.microkernel import sub_tiles
+
+    seen = []
+    for r0, nr, v0, nv in sub_tiles(rows, vectors, budget):
+        assert nr >= 1 and nv >= 1 and (nr * nv <= budget or nr == nv == 1)
+        seen += [(r, v) for r in range(r0, r0 + nr) for v in range(v0, v0 + nv)]
+    assert sorted(seen) == [(r, v) for r in range(rows) for v in range(vectors)]
+
+
+def test_register_budget_follows_the_target_features():
+    from fastnn.kernels.microkernel import register_budget
+
+    assert register_budget("+64bit,+avx,+avx2,+fma,+avx512f,+avx512bw") == 16
+    assert register_budget("+64bit,+avx,+avx2,+fma,-avx512f,-avx512bw") == 6
+    assert register_budget("+64bit,+sse4.2,-avx,-avx2,-avx512f") == 3
+    assert register_budget("") == 3
+
+
+TILES = """
+import json
+import numba
+import numpy as np
+from numba.core.registry import cpu_target
+from fastnn.kernels.microkernel import MR, NV, ROW_PANELS, micro, micro_row, register_budget
+
+@numba.njit
+def tiles(c, row, ap, bp, kc, nr):
+    micro(c, 0, nr, ap, 0, bp, 0, kc, 0)  # the MR x NR tile
+    micro(c, 0, nr, ap, 0, bp, 0, kc, 1)  # and added to it
+    micro_row(row, 0, ap, 0, bp, 0, kc * nr, kc, 0)  # one row times ROW_PANELS panels
+
+rng = np.random.default_rng(5)
+nr, kc = NV * 16, 300
+ap = rng.standard_normal(MR * kc).astype(np.float32)
+bp = rng.standard_normal(ROW_PANELS * kc * nr).astype(np.float32)
+c, row = np.zeros(MR * nr, np.float32), np.zeros(ROW_PANELS * nr, np.float32)
+tiles(c, row, ap, bp, kc, nr)
+print(json.dumps({"budget": register_budget(cpu_target.target_context.codegen()._tm_features),
+                  "bits": [c.view(np.uint32).tolist(), row.view(np.uint32).tolist()]}))
+"""
+
+
+def test_the_micro_kernel_gives_the_same_bits_whatever_the_register_budget(tmp_path):
+    """On a target with fewer vector registers (here LLVM's generic x86-64: SSE, 16 xmm,
+    its FMAs calls to ``fmaf``) the micro-tiles are computed as more, smaller sub-tiles:
+    every output is the same chain of FMAs, so the same bits as this machine's tiles."""
+    import contextlib
+    import io
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if numba.config.CPU_NAME is not None or os.uname().machine not in ("x86_64", "AMD64"):
+        pytest.skip("needs an x86-64 host and no NUMBA_CPU_NAME of its own")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(TILES, {})
+    host = json.loads(printed.getvalue())
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NUMBA_CPU_NAME="generic")
+    proc = subprocess.run([sys.executable, "-c", TILES], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    generic = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert generic["budget"] == 3 and host["budget"] in (6, 16)
+    assert generic["bits"] == host["bits"]

@@ -45,11 +45,50 @@ def accumulator_loop(builder, count, vty, n, step):
     return new
 
 
+def register_budget(features):
+    """How many 64-byte accumulator vectors a micro-tile keeps in registers on a CPU
+    with these LLVM target features ("+avx512f,..."): 16 of the 32 zmm registers with
+    AVX-512 (the whole MR x NV tile); else 12 of the 16 registers, a 64-byte vector
+    being two ymm (AVX) or four xmm registers."""
+    enabled = set(f[1:] for f in features.split(",") if f.startswith("+"))
+    if "avx512f" in enabled:
+        return 16
+    return 6 if "avx" in enabled else 3
+
+
+def sub_tiles(rows, vectors, budget):
+    """Split a ``rows`` x ``vectors`` micro-tile into sub-tiles of at most ``budget``
+    accumulator vectors, as (first row, rows, first vector, vectors): one vector
+    column at a time and rows in near-equal groups (an 8-row tile on AVX2: two
+    4 x 16-float halves per vector), or, for a single row, vectors in equal groups."""
+    if rows * vectors <= budget:
+        return [(0, rows, 0, vectors)]
+    if rows == 1:
+        groups = -(-vectors // budget)
+        bounds = [vectors * g // groups for g in range(groups + 1)]
+        return [(0, 1, v0, v1 - v0) for v0, v1 in zip(bounds, bounds[1:])]
+    groups = -(-rows // budget)
+    bounds = [rows * g // groups for g in range(groups + 1)]
+    return [(r0, r1 - r0, v, 1) for v in range(vectors) for r0, r1 in zip(bounds, bounds[1:])]
+
+
 def _emit_micro(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add, rows=MR, vectors=NV):
     """Emit the ``rows`` x ``vectors`` micro-tile (MR x NV unless told): c (pointer cb,
     row stride ldc) (+)= sum over k < kc of A(r, k) * B(k, :), A's element at
     ``a_scalar(k, r)`` (a pointer), B's v-th vector at ``b_vector(k, v)`` (a vector
-    pointer); ``+=`` when ``add`` != 0."""
+    pointer); ``+=`` when ``add`` != 0.
+
+    A tile with more accumulators than the target CPU's registers hold
+    (:func:`register_budget`: an 8 x 32-float tile is 32 ymm registers on AVX2) is
+    computed as sub-tiles, each its own loop over k: every output is still the same
+    sum in the same order, and nothing spills."""
+    budget = register_budget(context.codegen()._tm_features)
+    for r0, nr, v0, nv in sub_tiles(rows, vectors, budget):
+        _emit_tile(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add, r0, nr, v0, nv)
+
+
+def _emit_tile(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add, r0, rows, v0, vectors):
+    """Rows r0 .. r0 + rows and vectors v0 .. v0 + vectors of ``_emit_micro``'s tile."""
     size = context.get_abi_sizeof(fty)
     W = 64 // size
     vty, i64 = ir.VectorType(fty, W), ir.IntType(64)
@@ -58,10 +97,10 @@ def _emit_micro(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add, row
     lanes = ir.Constant(ir.VectorType(ir.IntType(32), W), [0] * W)
 
     def step(k, accs):
-        bv = [builder.load(b_vector(k, v), align=size) for v in range(vectors)]
+        bv = [builder.load(b_vector(k, v0 + v), align=size) for v in range(vectors)]
         new = []
         for r in range(rows):
-            s = builder.load(a_scalar(k, r))
+            s = builder.load(a_scalar(k, r0 + r))
             s = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
             s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), lanes)
             new += [builder.call(fma, [s, bv[v], accs[r * vectors + v]]) for v in range(vectors)]
@@ -71,9 +110,8 @@ def _emit_micro(context, builder, fty, cb, ldc, a_scalar, b_vector, kc, add, row
     add = builder.icmp_unsigned("!=", add, ir.Constant(add.type, 0))
     for r in range(rows):
         for v in range(vectors):
-            p = builder.gep(cb, [builder.add(builder.mul(ldc, ir.Constant(i64, r)), ir.Constant(i64, v * W))],
-                            inbounds=True)
-            p = builder.bitcast(p, vty.as_pointer())
+            at = builder.add(builder.mul(ldc, ir.Constant(i64, r0 + r)), ir.Constant(i64, (v0 + v) * W))
+            p = builder.bitcast(builder.gep(cb, [at], inbounds=True), vty.as_pointer())
             value = new[r * vectors + v]
             value = builder.select(add, builder.fadd(builder.load(p, align=size), value), value)
             builder.store(value, p, align=size)
