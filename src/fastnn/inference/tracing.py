@@ -1,11 +1,13 @@
 """Tracing the first call at a shape: which plannable layers and fusable operations
 it calls, in order, and which results went on as temporaries (no name held them)."""
+import gc
 import sys
 
 import numpy as np
 
 from .. import _planstate
 from .._planstate import call_unplanned
+from ..kernels import _cache
 from ..nn.module import Module
 from ..ops.activation import RELU
 from ..ops.activation import relu as _ops_relu
@@ -35,6 +37,7 @@ class Tracer:
         self.calls = []
         self.baselines = baselines  # path -> references of a temporary argument (None: calibrating)
         self.refs = ()
+        self.compiled = _cache.compiles  # kernel compiles seen when references were last counted afresh
 
     def _temporaries(self, args, path):
         """Per argument: True when it came as a temporary (its references, counted the
@@ -44,6 +47,15 @@ class Tracer:
             return None
         base = self.baselines.get(path)
         recorded = {id(c.out) for c in self.calls}
+        if base is not None and self.compiled != _cache.compiles and any(
+                id(a) in recorded and r != base + 1 for a, r in zip(args, refs)):
+            # A kernel compiled since the last look can leave the frames of the calls above
+            # it alive in a reference cycle until the collector runs (seen: the frame of the
+            # op that made a layer's output, holding it): an output seen as named, its
+            # fusion lost, on a cold cache only. Collect once per such compile, count again.
+            self.compiled = _cache.compiles
+            gc.collect()
+            self.refs = refs = tuple(sys.getrefcount(a) for a in args)
         # a temporary's references, plus this tracer's record of it when a recorded call made it
         return tuple(base is not None and r == base + (id(a) in recorded) for a, r in zip(args, refs))
 

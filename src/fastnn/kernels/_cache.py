@@ -261,6 +261,7 @@ def with_kernel_cache(dispatcher):
 
 _callbacks = []  # the active ``compiling`` callbacks, innermost last
 _announced = False
+compiles = 0  # fastnn kernel compiles started in this process
 
 
 @contextlib.contextmanager
@@ -292,6 +293,8 @@ class _CompileListener(event.Listener):
         func = getattr(ev.data.get("dispatcher"), "py_func", None)
         if not (getattr(func, "__module__", None) or "").startswith(__package__ + "."):
             return  # not a fastnn kernel
+        global compiles
+        compiles += 1
         if _callbacks:
             _callbacks[-1]()
         elif not _announced:
