@@ -29,6 +29,12 @@ def _registers():
     return (16, 24) if avx512 else (8, 12)
 
 
+def loop_flops(n):
+    """FLOP of ``n`` iterations of the FMA loop on one thread."""
+    lanes, accumulators = _registers()
+    return n * accumulators * lanes * 2
+
+
 def _fma_loop():
     """A parallel ``prun(out2d, n)`` running, per row of out2d, n iterations of
     independent register-wide FMAs on the accumulators of :func:`_registers`, the sum
@@ -74,7 +80,6 @@ def peak_gflops(threads, repeats, seconds=0.2):
     import numba
     numba.set_num_threads(threads)
     prun = _fma_loop()
-    lanes, accumulators = _registers()
     out = np.full((threads, 32), 1e-3, np.float32)
     prun(out, 10)
     n = 1_000_000
@@ -85,7 +90,7 @@ def peak_gflops(threads, repeats, seconds=0.2):
     for _ in range(repeats):
         start = time.perf_counter()
         prun(out, n)
-        best = max(best, threads * n * accumulators * lanes * 2 / (time.perf_counter() - start) / 1e9)
+        best = max(best, threads * loop_flops(n) / (time.perf_counter() - start) / 1e9)
     return best
 
 

@@ -78,7 +78,7 @@ def scaling(shapes, thread_counts, rounds, repeats=5):
             for _ in range(rounds):
                 _warm(lambda: prun(pout, LOOP // 10))
                 loop = min(_timed(lambda: prun(pout, LOOP)) for _ in range(3))
-                peak = threads * LOOP * peak_flops.ACCUMULATORS * 32 / loop
+                peak = threads * peak_flops.loop_flops(LOOP) / loop
                 for name, run in runs.items():
                     _warm(run)
                     best = min(_timed(run) for _ in range(repeats))
