@@ -21,12 +21,14 @@ import time
 import numpy as np
 
 
-
 def _registers():
-    """(float32 lanes of a vector register, accumulators the FMA loop keeps in registers)."""
+    """(float32 lanes of a vector register, accumulators the FMA loop keeps in registers:
+    24 of AVX-512's 32, else 12 of the 16)."""
     from numba.core.registry import cpu_target
-    avx512 = "+avx512f" in cpu_target.target_context.codegen()._tm_features.split(",")
-    return (16, 24) if avx512 else (8, 12)
+
+    from fastnn.kernels.microkernel import vector_bytes
+    lanes = vector_bytes(cpu_target.target_context.codegen()._tm_features) // 4
+    return lanes, 24 if lanes == 16 else 12
 
 
 def loop_flops(n):

@@ -45,15 +45,20 @@ def accumulator_loop(builder, count, vty, n, step):
     return new
 
 
+def vector_bytes(features):
+    """The width of a vector register on a CPU with these LLVM target features
+    ("+avx512f,..."): 64 bytes with AVX-512, 32 with AVX, else 16."""
+    enabled = set(f[1:] for f in features.split(",") if f.startswith("+"))
+    return 64 if "avx512f" in enabled else 32 if "avx" in enabled else 16
+
+
 def register_budget(features):
     """How many 64-byte accumulator vectors a micro-tile keeps in registers on a CPU
-    with these LLVM target features ("+avx512f,..."): 16 of the 32 zmm registers with
-    AVX-512 (the whole MR x NV tile); else 12 of the 16 registers, a 64-byte vector
-    being two ymm (AVX) or four xmm registers."""
-    enabled = set(f[1:] for f in features.split(",") if f.startswith("+"))
-    if "avx512f" in enabled:
-        return 16
-    return 6 if "avx" in enabled else 3
+    with these LLVM target features: 16 of the 32 zmm registers with AVX-512 (the
+    whole MR x NV tile); else 12 of the 16 registers, a 64-byte vector being two ymm
+    (AVX) or four xmm registers."""
+    width = vector_bytes(features)
+    return 16 if width == 64 else 12 * width // 64
 
 
 def sub_tiles(rows, vectors, budget):
