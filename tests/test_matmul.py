@@ -287,10 +287,11 @@ def test_the_micro_kernel_gives_the_same_bits_whatever_the_register_budget(tmp_p
     import io
     import json
     import os
+    import platform
     import subprocess
     import sys
 
-    if numba.config.CPU_NAME is not None or os.uname().machine not in ("x86_64", "AMD64"):
+    if numba.config.CPU_NAME is not None or platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("needs an x86-64 host and no NUMBA_CPU_NAME of its own")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
